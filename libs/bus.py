@@ -1,0 +1,104 @@
+"""JetStream connections: every service connects the same way, reconnects forever, and says so."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from libs.config import NatsSettings
+
+__all__ = ["HEADER_MSG_ID", "connect", "jetstream", "reconnect_delay"]
+
+HEADER_MSG_ID = "Nats-Msg-Id"
+
+log = logging.getLogger("stockwire.bus")
+
+
+def reconnect_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    ceiling = min(cap_s, base_s * (2 ** min(attempt, 16)))
+    return (rng or random).uniform(0, ceiling)
+
+
+def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
+    if not (settings.tls_ca or settings.tls_cert):
+        return None
+    context = ssl.create_default_context(cafile=settings.tls_ca)
+    if settings.tls_cert:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
+
+
+async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
+    """Connect with unlimited reconnects and jittered backoff; the first connect also retries forever."""
+    servers = list(settings.servers)
+
+    def pick_server(pool: list[Any], _info: dict[str, Any]) -> tuple[Any, float]:
+        chosen = min(pool, key=lambda s: s.reconnects)
+        return chosen, reconnect_delay(chosen.reconnects, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats %s: %s: %s", name, type(exc).__name__, exc)
+
+    async def on_disconnected() -> None:
+        log.warning("nats %s: disconnected, reconnecting", name)
+
+    async def on_reconnected() -> None:
+        log.info("nats %s: reconnected to %s", name, nc.connected_url.netloc if nc.connected_url else "?")
+
+    async def on_closed() -> None:
+        log.info("nats %s: connection closed", name)
+
+    options: dict[str, Any] = {
+        "servers": servers,
+        "name": name,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": settings.reconnect_wait_s,
+        "connect_timeout": settings.connect_timeout_s,
+        "reconnect_to_server_handler": pick_server,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnected,
+        "reconnected_cb": on_reconnected,
+        "closed_cb": on_closed,
+        "ping_interval": 10,
+        "max_outstanding_pings": 3,
+        "pending_size": 16 * 1024 * 1024,
+    }
+    if settings.creds_file:
+        options["user_credentials"] = settings.creds_file
+    if settings.nkey_seed_file:
+        options["nkeys_seed"] = settings.nkey_seed_file
+    if settings.user:
+        options["user"] = settings.user
+        options["password"] = settings.password
+    if settings.token:
+        options["token"] = settings.token
+    tls = _tls_context(settings)
+    if tls is not None:
+        options["tls"] = tls
+    options.update(extra)
+    attempt = 0
+    while True:
+        try:
+            nc = await nats.connect(**options)
+            break
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            delay = reconnect_delay(attempt, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
+            log.warning("nats %s: cannot connect to %s (%s); retrying in %.1fs", name, servers, exc, delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+    log.info("nats %s: connected to %s", name, nc.connected_url.netloc if nc.connected_url else servers)
+    return nc
+
+
+def jetstream(nc: Client, *, max_pending: int = 4000, timeout: float = 5.0) -> JetStreamContext:
+    return nc.jetstream(timeout=timeout, publish_async_max_pending=max_pending)

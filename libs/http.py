@@ -1,0 +1,152 @@
+"""What every service's HTTP API shares: JSON errors, health and metrics endpoints, the admin guard."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from litestar import Litestar, Request, Response, get
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ControllerRouterHandler, LifespanHook
+
+from libs.metrics import CONTENT_TYPE_LATEST, render_metrics
+
+__all__ = [
+    "ApiError",
+    "ReadinessCheck",
+    "admin_guard",
+    "create_service_app",
+    "error_response",
+]
+
+log = logging.getLogger("stockwire.http")
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+class ApiError(HTTPException):
+    """An error with a stable machine-readable ``code`` besides the human ``detail``."""
+
+    def __init__(self, status_code: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(status_code=status_code, detail=detail)
+        self.code = code
+        self.fields = extra
+
+
+def error_response(status: int, code: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    return Response({"error": code, "detail": detail, **extra}, status_code=status)
+
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    if isinstance(exc, ApiError):
+        code, extra = exc.code, exc.fields
+    else:
+        code, extra = _CODES.get(status, "error"), {}
+        if exc.extra:
+            extra = {"problems": exc.extra}
+    if status >= 500:
+        log.error("%s %s -> %d %s: %s", request.method, request.url.path, status, code, exc.detail)
+    else:
+        log.info("%s %s -> %d %s: %s", request.method, request.url.path, status, code, exc.detail)
+    response = error_response(status, code, exc.detail, **extra)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "internal error; see the service log")
+
+
+def admin_guard(token: str | None) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A Litestar guard: ``Authorization: Bearer <token>``, compared in constant time."""
+    expected = token.encode() if token else None
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+        if expected is None:
+            raise PermissionDeniedException("the admin API is disabled: set STOCKWIRE_ADMIN_TOKEN or [admin] token")
+        header = connection.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+            raise NotAuthorizedException(
+                "a valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    return guard
+
+
+def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRouterHandler]:
+    @get("/healthz", include_in_schema=False, sync_to_thread=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", include_in_schema=False)
+    async def readyz() -> Response[dict[str, Any]]:
+        results: dict[str, bool] = {}
+        for name, check in checks.items():
+            try:
+                results[name] = bool(await check())
+            except Exception as exc:  # a failing check is an answer, not a crash
+                log.warning("readiness check %s failed: %s", name, exc)
+                results[name] = False
+        ready = all(results.values())
+        return Response(
+            {"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503
+        )
+
+    @get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE_LATEST, sync_to_thread=False)
+    def metrics() -> Response[bytes]:
+        return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    return [healthz, readyz, metrics]
+
+
+def create_service_app(
+    service: str,
+    route_handlers: Sequence[ControllerRouterHandler],
+    *,
+    readiness: Mapping[str, ReadinessCheck] | None = None,
+    on_startup: Sequence[LifespanHook] = (),
+    on_shutdown: Sequence[LifespanHook] = (),
+    lifespan: Sequence[Any] = (),
+    request_max_body_size: int | None = 1024 * 1024,
+    description: str | None = None,
+    **kwargs: Any,
+) -> Litestar:
+    """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``."""
+    return Litestar(
+        route_handlers=[*route_handlers, *_health_handlers(readiness or {})],
+        exception_handlers={HTTPException: _http_exception_handler, Exception: _internal_error_handler},
+        on_startup=list(on_startup),
+        on_shutdown=list(on_shutdown),
+        lifespan=list(lifespan),
+        openapi_config=OpenAPIConfig(
+            title=f"Stockwire {service}", version="0.1.0", description=description, path="/schema"
+        ),
+        request_max_body_size=request_max_body_size,
+        response_headers=None,
+        **kwargs,
+    )

@@ -1,0 +1,95 @@
+"""The transactional outbox (design §5): the table every service writes its outgoing messages to.
+
+A service inserts outbox rows in the same transaction as its state change; the outbox-relay
+publishes them in id order with ``Nats-Msg-Id`` = ``msg_id`` and marks them published. ``msg_id`` is
+unique, so writing the same message twice (a retried request, a replayed event) keeps one row.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = [
+    "OUTBOX_TABLE",
+    "OutboxMessage",
+    "add_to_outbox",
+    "create_outbox_schema",
+    "outbox_nudge_subject",
+    "outbox_table",
+]
+
+OUTBOX_TABLE = "outbox"
+
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class OutboxMessage(msgspec.Struct, frozen=True):
+    subject: str
+    msg_id: str
+    payload: bytes
+    headers: dict[str, str] = {}
+
+
+def outbox_table(metadata: sa.MetaData, name: str = OUTBOX_TABLE) -> sa.Table:
+    """The outbox schema, shared by every writer and by the relay."""
+    table = sa.Table(
+        name,
+        metadata,
+        sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+        sa.Column("subject", sa.String(512), nullable=False),
+        sa.Column("msg_id", sa.String(512), nullable=False),
+        sa.Column("headers", sa.Text, nullable=False, default="{}"),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("published_at", sa.Float, nullable=True),
+        sa.UniqueConstraint("msg_id", name=f"uq_{name}_msg_id"),
+    )
+    sa.Index(f"ix_{name}_unpublished", table.c.published_at, table.c.id)
+    return table
+
+
+def create_outbox_schema(conn: Connection, table: sa.Table) -> None:
+    """A migration step: create the outbox table and its indexes."""
+    table.create(conn, checkfirst=True)
+
+
+def outbox_nudge_subject(outbox: str) -> str:
+    """Core-NATS subject a writer may publish to after commit so the relay wakes at once."""
+    return f"stockwire.outbox.{outbox}.committed"
+
+
+def _rows(messages: Sequence[OutboxMessage], now: float) -> list[Mapping[str, object]]:
+    return [
+        {
+            "subject": m.subject,
+            "msg_id": m.msg_id,
+            "headers": json.dumps(m.headers, separators=(",", ":"), sort_keys=True),
+            "payload": m.payload,
+            "created_at": now,
+        }
+        for m in messages
+    ]
+
+
+async def add_to_outbox(
+    conn: AsyncConnection, table: sa.Table, messages: Sequence[OutboxMessage], *, now: float | None = None
+) -> int:
+    """Insert messages inside the caller's transaction; a msg_id already there is kept as it is.
+
+    Returns how many rows were new.
+    """
+    if not messages:
+        return 0
+    dialect = conn.dialect.name
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    statement = insert.on_conflict_do_nothing(index_elements=["msg_id"])
+    result = await conn.execute(statement, _rows(messages, time.time() if now is None else now))
+    return max(result.rowcount or 0, 0)

@@ -1,0 +1,74 @@
+"""Subject names and the reversible encoding of free text (SKUs, ids) into NATS subject tokens.
+
+NATS tokens cannot hold ``.``, ``*``, ``>`` or white space, and a SKU may hold anything. Every byte
+outside a conservative safe set is written as ``~XX`` (upper-case hex of the UTF-8 byte), and ``~``
+itself is escaped, so decoding is exact and two different SKUs never share a token.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "EVENT_TYPE_PATTERN",
+    "SOURCE_PATTERN",
+    "commerce_subject",
+    "deadletter_subject",
+    "decode_token",
+    "encode_token",
+    "inventory_subject",
+    "is_safe_event_type",
+]
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_ESCAPE = "~"
+_ESCAPED = re.compile(r"~([0-9A-F]{2})")
+
+SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}(\.[a-z0-9][a-z0-9_-]{0,63}){0,7}$")
+
+
+def encode_token(text: str) -> str:
+    """Encode any non-empty text as one NATS subject token, reversibly."""
+    if not text:
+        raise ValueError("cannot encode an empty string as a subject token")
+    raw = text.encode("utf-8")
+    if all(b in _SAFE for b in raw):
+        return text
+    return "".join(chr(b) if b in _SAFE else f"{_ESCAPE}{b:02X}" for b in raw)
+
+
+def decode_token(token: str) -> str:
+    """Invert :func:`encode_token`."""
+    if _ESCAPE not in token:
+        return token
+    out = bytearray()
+    i = 0
+    while i < len(token):
+        match = _ESCAPED.match(token, i)
+        if match:
+            out.append(int(match.group(1), 16))
+            i = match.end()
+        elif token[i] == _ESCAPE:
+            raise ValueError(f"malformed escape in subject token {token!r} at {i}")
+        else:
+            out.extend(token[i].encode("utf-8"))
+            i += 1
+    return out.decode("utf-8")
+
+
+def is_safe_event_type(event_type: object) -> bool:
+    """Event types become subject levels (``order.created``): lower-case dotted tokens only."""
+    return isinstance(event_type, str) and EVENT_TYPE_PATTERN.fullmatch(event_type) is not None
+
+
+def commerce_subject(source: str, event_type: str) -> str:
+    return f"commerce.{source}.{event_type}"
+
+
+def inventory_subject(kind: str, sku: str) -> str:
+    return f"inventory.{kind}.{encode_token(sku)}"
+
+
+def deadletter_subject(consumer: str, original_subject: str) -> str:
+    return f"deadletter.{consumer}.{original_subject}"

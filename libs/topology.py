@@ -1,0 +1,333 @@
+"""The JetStream topology of design §2, declared once and applied idempotently.
+
+``apply_topology`` creates what is missing, updates what differs in a compatible way, and refuses an
+incompatible change with a :class:`TopologyError` that names the object and the field.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js import errors as js_errors
+
+from libs.config import TopologySettings
+
+__all__ = [
+    "COMMERCE",
+    "DEADLETTER",
+    "INVENTORY",
+    "KV_AVAILABILITY",
+    "KV_LEASES",
+    "ConsumerSpec",
+    "KvSpec",
+    "StreamSpec",
+    "TopologyError",
+    "apply_topology",
+    "describe_topology",
+    "topology_specs",
+]
+
+COMMERCE = "COMMERCE"
+INVENTORY = "INVENTORY"
+DEADLETTER = "DEADLETTER"
+KV_AVAILABILITY = "availability"
+KV_LEASES = "leases"
+INVENTORY_CONSUMER = "inventory"
+NOTIFIER_CONSUMER = "channel-notifier"
+
+_DAY = 86_400.0
+log = logging.getLogger("stockwire.topology")
+
+
+class TopologyError(RuntimeError):
+    """An existing JetStream object cannot be brought to the declared shape."""
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: list[str]
+    max_age_s: float
+    duplicate_window_s: float
+    replicas: int
+    description: str
+
+    def config(self) -> js_api.StreamConfig:
+        return js_api.StreamConfig(
+            name=self.name,
+            description=self.description,
+            subjects=self.subjects,
+            retention=js_api.RetentionPolicy.LIMITS,
+            storage=js_api.StorageType.FILE,
+            max_age=self.max_age_s,
+            duplicate_window=self.duplicate_window_s,
+            num_replicas=self.replicas,
+            discard=js_api.DiscardPolicy.OLD,
+            allow_direct=True,
+        )
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    filter_subject: str
+    max_deliver: int
+    ack_wait_s: float
+    max_ack_pending: int
+    backoff_s: list[float] = field(default_factory=list)
+    description: str = ""
+
+    def config(self) -> js_api.ConsumerConfig:
+        return js_api.ConsumerConfig(
+            durable_name=self.durable,
+            description=self.description,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s,
+            max_deliver=self.max_deliver,
+            backoff=self.backoff_s or None,
+            filter_subject=self.filter_subject,
+            max_ack_pending=self.max_ack_pending,
+            max_waiting=512,
+        )
+
+
+@dataclass(frozen=True)
+class KvSpec:
+    bucket: str
+    history: int
+    ttl_s: float | None
+    replicas: int
+    description: str
+
+    def config(self) -> js_api.KeyValueConfig:
+        return js_api.KeyValueConfig(
+            bucket=self.bucket,
+            description=self.description,
+            history=self.history,
+            ttl=self.ttl_s,
+            replicas=self.replicas,
+            storage=js_api.StorageType.FILE,
+        )
+
+
+def _redelivery_backoff(settings: TopologySettings) -> list[float]:
+    # One entry per redelivery the server may make; it rejects a list as long as max_deliver.
+    schedule = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0]
+    return schedule[: max(0, settings.max_deliver - 1)]
+
+
+def topology_specs(settings: TopologySettings) -> tuple[list[StreamSpec], list[KvSpec], list[ConsumerSpec]]:
+    streams = [
+        StreamSpec(
+            COMMERCE,
+            ["commerce.>"],
+            settings.commerce_max_age_days * _DAY,
+            settings.duplicate_window_s,
+            settings.replicas,
+            "Every webhook received, byte for byte: the audit log",
+        ),
+        StreamSpec(
+            INVENTORY,
+            ["inventory.>"],
+            settings.inventory_max_age_days * _DAY,
+            settings.duplicate_window_s,
+            settings.replicas,
+            "Inventory events and availability snapshots",
+        ),
+        StreamSpec(
+            DEADLETTER,
+            ["deadletter.>"],
+            settings.deadletter_max_age_days * _DAY,
+            settings.duplicate_window_s,
+            settings.replicas,
+            "Messages a consumer gave up on",
+        ),
+    ]
+    buckets = [
+        KvSpec(KV_AVAILABILITY, 1, None, settings.replicas, "Latest availability per SKU"),
+        KvSpec(KV_LEASES, 1, settings.lease_ttl_s, settings.replicas, "Leader leases"),
+    ]
+    consumers = [
+        ConsumerSpec(
+            COMMERCE,
+            INVENTORY_CONSUMER,
+            "commerce.>",
+            settings.max_deliver,
+            settings.ack_wait_s,
+            settings.max_ack_pending,
+            _redelivery_backoff(settings),
+            "inventory ledger",
+        ),
+        ConsumerSpec(
+            INVENTORY,
+            NOTIFIER_CONSUMER,
+            "inventory.>",
+            settings.max_deliver,
+            settings.ack_wait_s,
+            settings.max_ack_pending,
+            _redelivery_backoff(settings),
+            "channel fan-out",
+        ),
+    ]
+    return streams, buckets, consumers
+
+
+def _enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def _differences(current: Any, wanted: Any, fields: tuple[str, ...]) -> list[str]:
+    out = []
+    for name in fields:
+        have, want = _enum_value(getattr(current, name)), _enum_value(getattr(wanted, name))
+        if isinstance(want, float) or isinstance(have, float):
+            unset = have in (None, 0) and want in (None, 0)
+            if not unset and (have is None or want is None or abs(float(have) - float(want)) > 1e-3):
+                out.append(name)
+        elif (have or None) != (want or None):
+            out.append(name)
+    return out
+
+
+_STREAM_FIXED = ("storage", "retention")
+_STREAM_MUTABLE = ("subjects", "max_age", "duplicate_window", "num_replicas", "description", "discard")
+_CONSUMER_FIXED = ("deliver_policy", "ack_policy")
+_CONSUMER_MUTABLE = ("ack_wait", "max_deliver", "backoff", "filter_subject", "max_ack_pending", "description")
+
+
+async def _apply_stream(js: JetStreamContext, wanted: js_api.StreamConfig) -> str:
+    try:
+        info = await js.stream_info(wanted.name)
+    except js_errors.NotFoundError:
+        await js.add_stream(wanted)
+        return f"created stream {wanted.name}"
+    fixed = _differences(info.config, wanted, _STREAM_FIXED)
+    if fixed:
+        raise TopologyError(
+            f"stream {wanted.name}: {', '.join(fixed)} differs from the declared value and cannot be changed "
+            f"in place (have {[_enum_value(getattr(info.config, f)) for f in fixed]}, "
+            f"want {[_enum_value(getattr(wanted, f)) for f in fixed]})"
+        )
+    changed = _differences(info.config, wanted, _STREAM_MUTABLE)
+    if not changed:
+        return f"stream {wanted.name} up to date"
+    try:
+        await js.update_stream(wanted)
+    except js_errors.BadRequestError as exc:
+        raise TopologyError(f"stream {wanted.name}: cannot update {', '.join(changed)}: {exc.description}") from exc
+    return f"updated stream {wanted.name} ({', '.join(changed)})"
+
+
+async def _apply_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:
+    wanted = spec.config()
+    label = f"consumer {spec.stream}/{spec.durable}"
+    try:
+        info = await js.consumer_info(spec.stream, spec.durable)
+    except js_errors.NotFoundError:
+        await js.add_consumer(spec.stream, wanted)
+        return f"created {label}"
+    fixed = _differences(info.config, wanted, _CONSUMER_FIXED)
+    if fixed:
+        raise TopologyError(f"{label}: {', '.join(fixed)} cannot be changed; delete the consumer to recreate it")
+    changed = _differences(info.config, wanted, _CONSUMER_MUTABLE)
+    if not changed:
+        return f"{label} up to date"
+    try:
+        await js.add_consumer(spec.stream, wanted)
+    except js_errors.BadRequestError as exc:
+        raise TopologyError(f"{label}: cannot update {', '.join(changed)}: {exc.description}") from exc
+    return f"updated {label} ({', '.join(changed)})"
+
+
+async def _apply_bucket(js: JetStreamContext, spec: KvSpec) -> str:
+    try:
+        await js.key_value(spec.bucket)
+    except js_errors.BucketNotFoundError:
+        await js.create_key_value(spec.config())
+        return f"created kv {spec.bucket}"
+    stream = f"KV_{spec.bucket}"
+    info = await js.stream_info(stream)
+    config = info.config
+    changed = []
+    if (config.max_msgs_per_subject or 0) != spec.history:
+        config.max_msgs_per_subject = spec.history
+        changed.append("history")
+    if abs(float(config.max_age or 0) - float(spec.ttl_s or 0)) > 1e-3:
+        config.max_age = spec.ttl_s or 0
+        changed.append("ttl")
+    if (config.num_replicas or 1) != spec.replicas:
+        config.num_replicas = spec.replicas
+        changed.append("replicas")
+    if not changed:
+        return f"kv {spec.bucket} up to date"
+    try:
+        await js.update_stream(config)
+    except js_errors.BadRequestError as exc:
+        raise TopologyError(f"kv {spec.bucket}: cannot update {', '.join(changed)}: {exc.description}") from exc
+    return f"updated kv {spec.bucket} ({', '.join(changed)})"
+
+
+async def apply_topology(js: JetStreamContext, settings: TopologySettings) -> list[str]:
+    """Bring the server to the declared topology; returns one line per object saying what was done."""
+    streams, buckets, consumers = topology_specs(settings)
+    actions = [await _apply_stream(js, spec.config()) for spec in streams]
+    actions += [await _apply_bucket(js, spec) for spec in buckets]
+    actions += [await _apply_consumer(js, spec) for spec in consumers]
+    for line in actions:
+        log.info("topology: %s", line)
+    return actions
+
+
+async def describe_topology(js: JetStreamContext, settings: TopologySettings) -> dict[str, Any]:
+    """What is declared and what the server holds now, for ``stockwire topology show``."""
+    streams, buckets, consumers = topology_specs(settings)
+    out: dict[str, Any] = {"streams": {}, "kv": {}, "consumers": {}}
+    for spec in streams:
+        try:
+            info = await js.stream_info(spec.name)
+            state: dict[str, Any] = {
+                "messages": info.state.messages,
+                "bytes": info.state.bytes,
+                "first_seq": info.state.first_seq,
+                "last_seq": info.state.last_seq,
+            }
+        except js_errors.NotFoundError:
+            state = {"missing": True}
+        out["streams"][spec.name] = {
+            "subjects": spec.subjects,
+            "max_age_s": spec.max_age_s,
+            "duplicate_window_s": spec.duplicate_window_s,
+            "replicas": spec.replicas,
+            **state,
+        }
+    for kv in buckets:
+        try:
+            info = await js.stream_info(f"KV_{kv.bucket}")
+            kv_state: dict[str, Any] = {"keys": info.state.messages}
+        except js_errors.NotFoundError:
+            kv_state = {"missing": True}
+        out["kv"][kv.bucket] = {"history": kv.history, "ttl_s": kv.ttl_s, **kv_state}
+    for consumer in consumers:
+        try:
+            cinfo = await js.consumer_info(consumer.stream, consumer.durable)
+            c_state: dict[str, Any] = {
+                "pending": cinfo.num_pending,
+                "ack_pending": cinfo.num_ack_pending,
+                "redelivered": cinfo.num_redelivered,
+            }
+        except js_errors.NotFoundError:
+            c_state = {"missing": True}
+        out["consumers"][f"{consumer.stream}/{consumer.durable}"] = {
+            "filter": consumer.filter_subject,
+            "max_deliver": consumer.max_deliver,
+            "ack_wait_s": consumer.ack_wait_s,
+            "backoff_s": consumer.backoff_s,
+            **c_state,
+        }
+    return out

@@ -1,0 +1,25 @@
+"""``python -m services.ingress``"""
+
+from __future__ import annotations
+
+from libs.config import load_raw, load_section, load_settings
+from libs.server import serve
+
+from .settings import IngressSettings
+
+
+def main() -> None:
+    raw = load_raw()
+    shared = load_settings(raw)
+    settings = load_section(raw, "ingress", IngressSettings)
+    serve(
+        "services.ingress.app:create_app",
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        data_dir=shared.data_dir,
+    )
+
+
+if __name__ == "__main__":
+    main()

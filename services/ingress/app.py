@@ -1,0 +1,140 @@
+"""The ingress HTTP app: ``POST /webhooks/{source}`` plus health, metrics and the OpenAPI schema."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from litestar import Litestar, Request, Response, post
+from litestar.datastructures import State
+
+from libs.bus import connect, jetstream
+from libs.config import SourceSettings, StockwireSettings, load_raw, load_section, load_settings
+from libs.http import create_service_app, error_response
+from libs.logs import setup_logging
+from libs.store import database_url
+
+from .metrics import RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
+from .publisher import DurableWriter, Outcome, StoreUnavailable
+from .settings import IngressSettings
+from .spool import Spool
+from .webhook import WebhookRejected, accept_webhook, check_size
+
+__all__ = ["build_app", "create_app"]
+
+log = logging.getLogger("stockwire.ingress")
+
+
+def _reject(source: str, exc: WebhookRejected, started: float) -> Response[dict[str, Any]]:
+    log.info("webhook from %s refused: %d %s: %s", source, exc.status, exc.code, exc.detail)
+    REJECTED.labels(source, exc.code).inc()
+    RECEIVED.labels(source, "unknown", "rejected").inc()
+    REQUEST_SECONDS.labels("rejected").observe(time.perf_counter() - started)
+    return error_response(exc.status, exc.code, exc.detail)
+
+
+def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSettings) -> Any:
+    limit = settings.max_body_bytes
+
+    @post(
+        "/webhooks/{source:str}",
+        request_max_body_size=limit + 1,
+        summary="Receive a signed webhook",
+        description="Verifies the source's signature and answers once the event is durable (design §3).",
+    )
+    async def receive_webhook(source: str, request: Request[Any, Any, State]) -> Response[dict[str, Any]]:
+        started = time.perf_counter()
+        config = sources.get(source)
+        if config is None:
+            return _reject(
+                "unknown", WebhookRejected(404, "unknown_source", f"no webhook source named {source!r}"), started
+            )
+        try:
+            check_size(request.headers.get("content-length"), limit)
+            body = await request.body()
+            event = accept_webhook(source, config, request.headers, body, max_body_bytes=limit)
+        except WebhookRejected as exc:
+            return _reject(source, exc, started)
+        writer: DurableWriter = request.app.state.writer
+        try:
+            result = await writer.write(event)
+        except StoreUnavailable:
+            RECEIVED.labels(source, event.event_type, "unavailable").inc()
+            REQUEST_SECONDS.labels("unavailable").observe(time.perf_counter() - started)
+            return error_response(
+                503,
+                "unavailable",
+                "neither JetStream nor the spool can take the event; retry",
+            )
+        outcome = result.outcome.value
+        RECEIVED.labels(source, event.event_type, outcome).inc()
+        REQUEST_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+        if result.outcome is Outcome.ACCEPTED:
+            return Response({"status": "accepted", "stream_seq": result.stream_seq}, status_code=200)
+        if result.outcome is Outcome.DUPLICATE:
+            return Response({"status": "duplicate"}, status_code=200)
+        return Response({"status": "spooled"}, status_code=202)
+
+    return receive_webhook
+
+
+def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
+    if not shared.sources:
+        log.warning("no [sources] configured: every webhook will be refused with 404")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        spool = await Spool.open(database_url(settings.database_url, shared.data_dir, "ingress"))
+        writer = DurableWriter(spool, settings.publish_timeout_s)
+        app.state.writer = writer
+
+        async def connect_bus() -> None:
+            nc = await connect(shared.nats, "stockwire-ingress")
+            writer.attach(nc, jetstream(nc))
+
+        async def watch_spool() -> None:
+            while True:
+                with contextlib.suppress(Exception):
+                    SPOOL_DEPTH.set(await spool.depth())
+                await asyncio.sleep(settings.spool_depth_interval_s)
+
+        tasks = [asyncio.create_task(connect_bus()), asyncio.create_task(watch_spool())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            if writer.nc is not None:
+                with contextlib.suppress(Exception):
+                    await writer.nc.drain()
+            await spool.close()
+
+    async def spool_writable() -> bool:
+        return await app.state.writer.spool.writable()
+
+    async def nats_connected() -> bool:
+        return app.state.writer.bus_connected
+
+    app = create_service_app(
+        "ingress",
+        [_webhook_handler(shared.sources, settings)],
+        # Ingress stays ready while JetStream is away: the spool keeps every event, and taking the
+        # pods out of rotation would turn a broker outage into lost webhooks at the producer.
+        readiness={"spool_writable": spool_writable},
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes + 1,
+        description="Receives signed webhooks and makes each one durable in JetStream before answering.",
+    )
+    app.state.nats_connected = nats_connected
+    return app
+
+
+def create_app() -> Litestar:
+    """The uvicorn factory: reads configuration from the file and the environment."""
+    setup_logging()
+    raw = load_raw()
+    return build_app(load_settings(raw), load_section(raw, "ingress", IngressSettings))

@@ -1,0 +1,20 @@
+"""The ``[ingress]`` section of the configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["IngressSettings"]
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    # Empty: a SQLite file under the data dir. The spool must be local to the pod (it is what keeps
+    # events when the network is away), so PostgreSQL is allowed but rarely right here.
+    database_url: str = ""
+    max_body_bytes: int = 256 * 1024
+    publish_timeout_s: float = 2.0
+    spool_depth_interval_s: float = 2.0

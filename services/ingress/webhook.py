@@ -1,0 +1,144 @@
+"""The pure part of ingress: decide whether a request is an authentic, well-formed webhook.
+
+No I/O here: :func:`accept_webhook` takes what the HTTP layer read and returns an
+:class:`InboundWebhook` or raises :class:`WebhookRejected` with the status of design §3.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from libs.config import SourceSettings
+from libs.signing import SignatureError, verify_commerce_engine, verify_standard_webhook
+from libs.subjects import commerce_subject, is_safe_event_type
+
+__all__ = ["InboundWebhook", "WebhookRejected", "accept_webhook", "check_content_type", "check_size"]
+
+_MAX_ID_LENGTH = 256
+
+
+class WebhookRejected(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class InboundWebhook:
+    source: str
+    event_id: str
+    event_type: str
+    body: bytes
+    received_at: dt.datetime
+
+    @property
+    def msg_id(self) -> str:
+        return f"{self.source}:{self.event_id}"
+
+    @property
+    def subject(self) -> str:
+        return commerce_subject(self.source, self.event_type)
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Nats-Msg-Id": self.msg_id,
+            "Stockwire-Source": self.source,
+            "Stockwire-Event-Type": self.event_type,
+            "Stockwire-Event-Id": self.event_id,
+            "Stockwire-Received-At": self.received_at.isoformat(timespec="microseconds"),
+        }
+
+
+def check_size(declared_length: str | None, limit: int) -> None:
+    if declared_length is None:
+        return
+    try:
+        length = int(declared_length)
+    except ValueError:
+        raise WebhookRejected(400, "bad_content_length", "Content-Length is not a number") from None
+    if length > limit:
+        raise WebhookRejected(413, "body_too_large", f"body of {length} bytes is over the limit of {limit}")
+
+
+def check_content_type(content_type: str | None) -> None:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise WebhookRejected(
+            415, "unsupported_media_type", f"content type must be application/json, got {content_type or 'none'!r}"
+        )
+
+
+def _verify(source: SourceSettings, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    try:
+        if source.scheme == "commerce-engine":
+            verify_commerce_engine(source.secrets, body, headers.get("x-webhook-signature"))
+        else:
+            verify_standard_webhook(
+                source.secrets,
+                body,
+                headers.get("webhook-id"),
+                headers.get("webhook-timestamp"),
+                headers.get("webhook-signature"),
+                tolerance_s=source.tolerance_s,
+                now=now,
+            )
+    except SignatureError as exc:
+        raise WebhookRejected(401, "invalid_signature", str(exc)) from None
+
+
+def _event_id(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    if not text or len(text) > _MAX_ID_LENGTH or not text.isprintable():
+        return None
+    return text
+
+
+def accept_webhook(
+    source_name: str,
+    source: SourceSettings,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    max_body_bytes: int,
+    now: dt.datetime | None = None,
+) -> InboundWebhook:
+    """Authenticate first (nothing unauthenticated is parsed), then check the envelope."""
+    received_at = now or dt.datetime.now(dt.UTC)
+    if len(body) > max_body_bytes:
+        raise WebhookRejected(413, "body_too_large", f"body of {len(body)} bytes is over the limit of {max_body_bytes}")
+    check_content_type(headers.get("content-type"))
+    _verify(source, headers, body, received_at.timestamp())
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise WebhookRejected(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise WebhookRejected(400, "malformed_json", "body must be a JSON object")
+    if source.scheme == "standard-webhooks":
+        raw_id = headers.get("webhook-id")
+        raw_type = document.get("type", document.get("event_type"))
+    else:
+        raw_id = document.get("id")
+        raw_type = document.get("event_type")
+    event_id = _event_id(raw_id)
+    if event_id is None:
+        raise WebhookRejected(
+            422, "missing_id", f"'id' must be a non-empty printable string of at most {_MAX_ID_LENGTH} characters"
+        )
+    if raw_type is None:
+        raise WebhookRejected(422, "missing_event_type", "'event_type' is required")
+    if not is_safe_event_type(raw_type):
+        raise WebhookRejected(
+            422,
+            "invalid_event_type",
+            "'event_type' must be lower-case dotted tokens of [a-z0-9_-], e.g. 'order.created'",
+        )
+    return InboundWebhook(source_name, event_id, str(raw_type), body, received_at)

@@ -1,0 +1,1 @@
+"""The ``stockwire`` command: the composition root that starts, inspects and exercises the services."""

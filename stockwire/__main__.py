@@ -1,0 +1,3 @@
+from stockwire.cli import main
+
+raise SystemExit(main())

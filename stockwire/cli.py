@@ -1,0 +1,45 @@
+"""``stockwire <command>``: every module in :mod:`stockwire.commands` adds one command.
+
+A command module defines ``register(subparsers)``, which adds its parser and sets ``func`` to a
+callable taking the parsed arguments and returning the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from libs.config import ConfigError
+from libs.logs import setup_logging
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from stockwire import commands
+
+    parser = argparse.ArgumentParser(prog="stockwire", description="Event-driven commerce on NATS JetStream.")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING…")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"stockwire.commands.{info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"stockwire: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

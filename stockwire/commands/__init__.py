@@ -1,0 +1,1 @@
+"""One module per ``stockwire`` command; each exposes ``register(subparsers)``."""

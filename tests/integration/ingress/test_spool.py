@@ -1,0 +1,121 @@
+"""Every 2xx means durable: when JetStream is away, the event is in the spool before we answer."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+
+from libs.natsserver import NatsServer
+from tests.support import ce_body, ce_headers, eventually
+
+from .conftest import CE_SECRET, ClientFactory
+
+
+def _spool_rows(data_dir: Path) -> list[sqlite3.Row]:
+    with sqlite3.connect(data_dir / "ingress.db") as db:
+        db.row_factory = sqlite3.Row
+        return db.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+
+
+async def test_jetstream_down_spools_the_exact_event_and_answers_202(
+    tmp_path: Path, data_dir: Path, ingress_factory: ClientFactory
+) -> None:
+    server = NatsServer(store_dir=tmp_path / "nats").start()
+    try:
+        async with ingress_factory(server.url) as client:
+            server.kill()
+            app = client.app
+            await eventually(lambda: _disconnected(app), what="ingress noticed NATS is gone")
+            body = ce_body("order.created", "evt-spool", order_id="o-7", lines=[{"sku": "A.B", "qty": 2}])
+            response = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+            assert response.status_code == 202, response.text
+            assert response.json() == {"status": "spooled"}
+            again = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+            assert again.status_code == 202
+            rows = _spool_rows(data_dir)
+            assert len(rows) == 1, "a retried delivery is spooled once"
+            row = rows[0]
+            assert row["subject"] == "commerce.ce.order.created"
+            assert row["msg_id"] == "ce:evt-spool"
+            assert bytes(row["payload"]) == body
+            assert row["published_at"] is None
+            headers = json.loads(row["headers"])
+            assert headers["Nats-Msg-Id"] == "ce:evt-spool"
+            assert headers["Stockwire-Source"] == "ce" and headers["Stockwire-Event-Type"] == "order.created"
+            assert "Stockwire-Received-At" in headers
+            metrics = await _wait_for_spool_depth(client, 1)
+            assert "ingress_spool_depth 1.0" in metrics
+            assert (await client.get("/readyz")).status_code == 200, "ingress stays ready while it can spool"
+    finally:
+        server.stop()
+
+
+async def _disconnected(app) -> bool:  # type: ignore[no-untyped-def]
+    return not app.state.writer.bus_connected
+
+
+async def _wait_for_spool_depth(client, depth: int) -> str:  # type: ignore[no-untyped-def]
+    async def probe() -> str | None:
+        text = (await client.get("/metrics")).text
+        return text if f"ingress_spool_depth {float(depth)}" in text else None
+
+    return await eventually(probe, what=f"spool depth {depth}")
+
+
+async def test_a_pub_ack_that_never_comes_spools_the_event(
+    nats_server: NatsServer, nc: Client, data_dir: Path, ingress_factory: ClientFactory
+) -> None:
+    # No stream captures this subject here, but a core subscriber does: the publish reaches a
+    # responder that never acks, which is what a JetStream stuck behind a slow disk looks like.
+    js = nc.jetstream()
+    for info in await js.streams_info():
+        await js.delete_stream(info.config.name)
+    silent = await nc.subscribe("commerce.>", cb=_ignore)
+    await nc.flush()
+    try:
+        async with ingress_factory(nats_server.url, publish_timeout_s=0.3) as client:
+            body = ce_body("payment.successful", "evt-timeout", order_id="o-1")
+            response = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+            assert response.status_code == 202 and response.json()["status"] == "spooled"
+        assert [row["msg_id"] for row in _spool_rows(data_dir)] == ["ce:evt-timeout"]
+    finally:
+        await silent.unsubscribe()
+
+
+async def _ignore(_msg: object) -> None:
+    return None
+
+
+async def test_no_stream_at_all_spools(nats_server: NatsServer, data_dir: Path, ingress_factory: ClientFactory) -> None:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    for info in await js.streams_info():
+        await js.delete_stream(info.config.name)
+    await nc.close()
+    async with ingress_factory(nats_server.url) as client:
+        body = ce_body("order.created", "evt-nostream")
+        response = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+        assert response.status_code == 202
+    assert len(_spool_rows(data_dir)) == 1
+
+
+async def test_neither_jetstream_nor_spool_answers_503(
+    tmp_path: Path, data_dir: Path, ingress_factory: ClientFactory
+) -> None:
+    server = NatsServer(store_dir=tmp_path / "nats").start()
+    try:
+        async with ingress_factory(server.url) as client:
+            server.kill()
+            await eventually(lambda: _disconnected(client.app), what="ingress noticed NATS is gone")
+            with sqlite3.connect(data_dir / "ingress.db") as db:
+                db.execute("DROP TABLE outbox")
+            body = ce_body("order.created", "evt-lost")
+            response = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+            assert response.status_code == 503
+            assert response.json()["error"] == "unavailable"
+    finally:
+        server.stop()

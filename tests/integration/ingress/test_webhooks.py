@@ -1,0 +1,207 @@
+"""ingress against a real nats-server: accepted, duplicate, every refusal of design §3."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+from litestar.testing import AsyncTestClient
+from nats.js import JetStreamContext
+from standardwebhooks import Webhook
+
+from libs.signing import commerce_engine_signature, sign_standard_webhook
+from libs.topology import COMMERCE
+from tests.support import ce_body, ce_headers
+
+from .conftest import CE_SECRET, SW_SECRET
+
+
+async def _stream_messages(js: JetStreamContext) -> int:
+    return (await js.stream_info(COMMERCE)).state.messages
+
+
+async def test_accepted_event_is_in_the_stream_byte_for_byte(ingress: AsyncTestClient, js: JetStreamContext) -> None:
+    body = ce_body("order.created", "evt-1")
+    response = await ingress.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "accepted", "stream_seq": 1}
+    stored = await js.get_msg(COMMERCE, 1)
+    assert stored.subject == "commerce.ce.order.created"
+    assert stored.data == body
+    assert stored.headers["Nats-Msg-Id"] == "ce:evt-1"
+    assert stored.headers["Stockwire-Source"] == "ce"
+    assert stored.headers["Stockwire-Event-Type"] == "order.created"
+    received = datetime.fromisoformat(stored.headers["Stockwire-Received-At"])
+    assert abs((datetime.now(UTC) - received).total_seconds()) < 60
+
+
+async def test_old_secret_still_accepted_during_rotation(ingress: AsyncTestClient, js: JetStreamContext) -> None:
+    body = ce_body("inventory.received", "evt-rot", sku="A", qty=5)
+    response = await ingress.post("/webhooks/ce", content=body, headers=ce_headers("ce-secret-old", body))
+    assert response.status_code == 200
+    assert await _stream_messages(js) == 1
+
+
+async def test_duplicate_delivery_answers_duplicate_and_stores_once(
+    ingress: AsyncTestClient, js: JetStreamContext
+) -> None:
+    body = ce_body("order.created", "evt-dup")
+    first = await ingress.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+    second = await ingress.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+    assert first.json()["status"] == "accepted"
+    assert second.status_code == 200 and second.json() == {"status": "duplicate"}
+    assert await _stream_messages(js) == 1
+
+
+async def test_the_same_id_from_two_sources_is_two_events(ingress: AsyncTestClient, js: JetStreamContext) -> None:
+    body = ce_body("order.created", "shared-id")
+    await ingress.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+    sw_body = json.dumps({"type": "order.created", "data": {}}).encode()
+    headers = {"content-type": "application/json", **sign_standard_webhook(SW_SECRET, "shared-id", sw_body).as_dict()}
+    response = await ingress.post("/webhooks/sw", content=sw_body, headers=headers)
+    assert response.json()["status"] == "accepted"
+    assert await _stream_messages(js) == 2
+
+
+async def test_standard_webhooks_signed_by_the_official_package_are_accepted(
+    ingress: AsyncTestClient, js: JetStreamContext
+) -> None:
+    body = json.dumps(
+        {"type": "payment.successful", "timestamp": "2026-11-28T10:00:00Z", "data": {"order_id": "o-9"}}
+    ).encode()
+    signature = Webhook(SW_SECRET).sign("msg_official", datetime.now(UTC), body.decode())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": "msg_official",
+        "webhook-timestamp": str(int(time.time())),
+        "webhook-signature": signature,
+    }
+    response = await ingress.post("/webhooks/sw", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    stored = await js.get_msg(COMMERCE, response.json()["stream_seq"])
+    assert stored.subject == "commerce.sw.payment.successful"
+    assert stored.headers["Nats-Msg-Id"] == "sw:msg_official"
+
+
+def _sw_headers(body: bytes, *, msg_id: str = "m1", offset: int = 0, secret: str = SW_SECRET) -> dict[str, str]:
+    signed = sign_standard_webhook(secret, msg_id, body, timestamp=int(time.time()) + offset)
+    return {"content-type": "application/json", **signed.as_dict()}
+
+
+_OK_SW = json.dumps({"type": "order.created", "data": {}}).encode()
+
+
+def _ce(body: bytes, secret: str = CE_SECRET, content_type: str = "application/json") -> dict[str, str]:
+    return {"content-type": content_type, "x-webhook-signature": commerce_engine_signature(secret, body)}
+
+
+_BAD_INPUTS = [
+    # (name, source, body, headers, status, error code)
+    ("unknown source", "nope", ce_body(event_id="b1"), _ce(ce_body(event_id="b1")), 404, "unknown_source"),
+    ("missing signature", "ce", ce_body(event_id="b2"), {"content-type": "application/json"}, 401, "invalid_signature"),
+    ("wrong secret", "ce", ce_body(event_id="b3"), _ce(ce_body(event_id="b3"), "wrong"), 401, "invalid_signature"),
+    ("tampered body", "ce", ce_body(event_id="b4") + b" ", _ce(ce_body(event_id="b4")), 401, "invalid_signature"),
+    ("sw tampered body", "sw", _OK_SW + b" ", _sw_headers(_OK_SW), 401, "invalid_signature"),
+    ("sw wrong secret", "sw", _OK_SW, _sw_headers(_OK_SW, secret="whsec_" + "QUJD" * 8), 401, "invalid_signature"),
+    ("sw stale timestamp", "sw", _OK_SW, _sw_headers(_OK_SW, offset=-600), 401, "invalid_signature"),
+    ("sw future timestamp", "sw", _OK_SW, _sw_headers(_OK_SW, offset=600), 401, "invalid_signature"),
+    ("sw missing headers", "sw", _OK_SW, {"content-type": "application/json"}, 401, "invalid_signature"),
+    (
+        "sw malformed signature",
+        "sw",
+        _OK_SW,
+        {**_sw_headers(_OK_SW), "webhook-signature": "v1,%%%"},
+        401,
+        "invalid_signature",
+    ),
+    ("not json", "ce", b"{not json", _ce(b"{not json"), 400, "malformed_json"),
+    ("json but not an object", "ce", b"[1,2]", _ce(b"[1,2]"), 400, "malformed_json"),
+    ("missing id", "ce", b'{"event_type":"order.created"}', _ce(b'{"event_type":"order.created"}'), 422, "missing_id"),
+    (
+        "empty id",
+        "ce",
+        b'{"id":"","event_type":"order.created"}',
+        _ce(b'{"id":"","event_type":"order.created"}'),
+        422,
+        "missing_id",
+    ),
+    ("missing event_type", "ce", b'{"id":"x1"}', _ce(b'{"id":"x1"}'), 422, "missing_event_type"),
+    (
+        "unsafe event_type",
+        "ce",
+        b'{"id":"x2","event_type":"order.>"}',
+        _ce(b'{"id":"x2","event_type":"order.>"}'),
+        422,
+        "invalid_event_type",
+    ),
+    (
+        "event_type with space",
+        "ce",
+        b'{"id":"x3","event_type":"order created"}',
+        _ce(b'{"id":"x3","event_type":"order created"}'),
+        422,
+        "invalid_event_type",
+    ),
+    ("sw missing type", "sw", b'{"data":{}}', _sw_headers(b'{"data":{}}'), 422, "missing_event_type"),
+    (
+        "wrong content type",
+        "ce",
+        ce_body(event_id="b5"),
+        _ce(ce_body(event_id="b5"), content_type="text/plain"),
+        415,
+        "unsupported_media_type",
+    ),
+    ("no content type", "ce", ce_body(event_id="b6"), {"x-webhook-signature": "00"}, 415, "unsupported_media_type"),
+    (
+        "body over the limit",
+        "ce",
+        b'{"id":"big","event_type":"order.created","pad":"' + b"x" * 300_000 + b'"}',
+        {"content-type": "application/json", "x-webhook-signature": "00"},
+        413,
+        "body_too_large",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "body", "headers", "status", "code"), _BAD_INPUTS, ids=[case[0] for case in _BAD_INPUTS]
+)
+async def test_bad_input_is_refused_clearly_and_nothing_reaches_the_stream(
+    ingress: AsyncTestClient,
+    js: JetStreamContext,
+    name: str,
+    source: str,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="stockwire")
+    response = await ingress.post(f"/webhooks/{source}", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    payload = response.json()
+    assert payload["error"] == code
+    assert isinstance(payload["detail"], str) and payload["detail"]
+    assert await _stream_messages(js) == 0
+    assert any(str(status) in record.getMessage() for record in caplog.records), "a log line names the refusal"
+    for secret in (CE_SECRET, SW_SECRET):
+        assert secret not in caplog.text
+
+
+async def test_health_readiness_metrics_and_schema(ingress: AsyncTestClient) -> None:
+    body = ce_body("order.created", "evt-metrics")
+    await ingress.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+    await ingress.post("/webhooks/ce", content=body, headers=ce_headers("bad", body))
+    assert (await ingress.get("/healthz")).json() == {"status": "ok"}
+    ready = await ingress.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"spool_writable": True}
+    metrics = (await ingress.get("/metrics")).text
+    assert 'ingress_webhooks_received_total{event_type="order.created",outcome="accepted",source="ce"}' in metrics
+    assert 'ingress_webhooks_rejected_total{reason="invalid_signature",source="ce"}' in metrics
+    assert "ingress_publish_duration_seconds_bucket" in metrics
+    assert "ingress_spool_depth" in metrics
+    schema = (await ingress.get("/schema/openapi.json")).json()
+    assert "/webhooks/{source}" in schema["paths"]

@@ -1,0 +1,57 @@
+"""Helpers shared by the test suite: waiting on conditions with deadlines, signing, processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from libs.signing import commerce_engine_signature
+
+__all__ = ["ce_body", "ce_headers", "eventually", "eventually_sync"]
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+) -> T:
+    """Await ``probe`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout}s (last value: {last!r})")
+
+
+def eventually_sync(
+    probe: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout}s (last value: {last!r})")
+
+
+def ce_body(event_type: str = "order.created", event_id: str | None = None, **data: Any) -> bytes:
+    document = {
+        "id": event_id or f"evt_{uuid.uuid4().hex}",
+        "event_type": event_type,
+        "created_at": "2026-11-28T10:00:00Z",
+        "data": data or {"order_id": "o-1", "lines": [{"sku": "SKU-1", "qty": 1}]},
+    }
+    return json.dumps(document).encode()
+
+
+def ce_headers(secret: str, body: bytes) -> dict[str, str]:
+    return {"content-type": "application/json", "x-webhook-signature": commerce_engine_signature(secret, body)}

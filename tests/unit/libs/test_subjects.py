@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from libs.subjects import decode_token, encode_token, inventory_subject, is_safe_event_type
+
+_FORBIDDEN = set(".*> \t\r\n")
+
+
+@given(st.text(min_size=1))
+def test_any_text_round_trips_through_a_token(text: str) -> None:
+    token = encode_token(text)
+    assert decode_token(token) == text
+    assert not (_FORBIDDEN & set(token))
+    assert token.isprintable() and token.isascii()
+
+
+@given(st.text(min_size=1), st.text(min_size=1))
+def test_different_texts_never_share_a_token(a: str, b: str) -> None:
+    if a != b:
+        assert encode_token(a) != encode_token(b)
+
+
+def test_safe_skus_are_kept_readable() -> None:
+    assert encode_token("SKU-123_a") == "SKU-123_a"
+    assert encode_token("a.b*c>d e~") == "a~2Eb~2Ac~3Ed~20e~7E"
+    assert inventory_subject("reserved", "TSHIRT.RED L") == "inventory.reserved.TSHIRT~2ERED~20L"
+
+
+def test_empty_and_malformed_tokens_are_refused() -> None:
+    with pytest.raises(ValueError):
+        encode_token("")
+    with pytest.raises(ValueError):
+        decode_token("abc~zz")
+
+
+@pytest.mark.parametrize(
+    ("event_type", "safe"),
+    [
+        ("order.created", True),
+        ("inventory.received", True),
+        ("payment_v2.ok-1", True),
+        ("Order.Created", False),
+        ("order..created", False),
+        ("order.*", False),
+        ("order.>", False),
+        ("order created", False),
+        ("", False),
+        (".order", False),
+        (7, False),
+        (None, False),
+    ],
+)
+def test_event_types_must_be_safe_subject_levels(event_type: object, safe: bool) -> None:
+    assert is_safe_event_type(event_type) is safe
