@@ -49,7 +49,8 @@ async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
         log.warning("nats %s: %s: %s", name, type(exc).__name__, exc)
 
     async def on_disconnected() -> None:
-        log.warning("nats %s: disconnected, reconnecting", name)
+        if not (nc.is_closed or nc.is_draining):
+            log.warning("nats %s: disconnected, reconnecting", name)
 
     async def on_reconnected() -> None:
         log.info("nats %s: reconnected to %s", name, nc.connected_url.netloc if nc.connected_url else "?")
@@ -88,8 +89,9 @@ async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
     options.update(extra)
     attempt = 0
     while True:
+        nc = Client()
         try:
-            nc = await nats.connect(**options)
+            await nc.connect(**options)
             break
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             delay = reconnect_delay(attempt, settings.reconnect_wait_s, settings.reconnect_wait_max_s)

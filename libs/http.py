@@ -148,5 +148,7 @@ def create_service_app(
         ),
         request_max_body_size=request_max_body_size,
         response_headers=None,
+        # Logging is configured once per process by libs.logs; Litestar's own config would replace it.
+        logging_config=None,
         **kwargs,
     )

@@ -14,3 +14,4 @@ def setup_logging(level: str | None = None) -> None:
     # The access log of every request drowns the lines that matter.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("nats").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
