@@ -90,6 +90,7 @@ async def add_to_outbox(
         return 0
     dialect = conn.dialect.name
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    statement = insert.on_conflict_do_nothing(index_elements=["msg_id"])
+    # RETURNING counts the new rows on every driver (executemany's rowcount is not reliable on asyncpg).
+    statement = insert.on_conflict_do_nothing(index_elements=["msg_id"]).returning(table.c.id)
     result = await conn.execute(statement, _rows(messages, time.time() if now is None else now))
-    return max(result.rowcount or 0, 0)
+    return len(result.all())

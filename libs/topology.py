@@ -117,9 +117,10 @@ class KvSpec:
 
 
 def _redelivery_backoff(settings: TopologySettings) -> list[float]:
-    # One entry per redelivery the server may make; it rejects a list as long as max_deliver.
-    schedule = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0]
-    return schedule[: max(0, settings.max_deliver - 1)]
+    """Ack-timeout redelivery delays: the server uses the first as the ack wait of the first delivery,
+    so the schedule starts at ``ack_wait_s`` and doubles, capped at ten minutes. (Explicit naks carry
+    their own delay; this governs only messages whose consumer died holding them.)"""
+    return [min(600.0, settings.ack_wait_s * 2**n) for n in range(max(0, settings.max_deliver - 1))]
 
 
 def topology_specs(settings: TopologySettings) -> tuple[list[StreamSpec], list[KvSpec], list[ConsumerSpec]]:
@@ -235,7 +236,9 @@ async def _apply_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:
     fixed = _differences(info.config, wanted, _CONSUMER_FIXED)
     if fixed:
         raise TopologyError(f"{label}: {', '.join(fixed)} cannot be changed; delete the consumer to recreate it")
-    changed = _differences(info.config, wanted, _CONSUMER_MUTABLE)
+    # With a backoff list the server derives ack_wait from its first entry.
+    mutable = tuple(f for f in _CONSUMER_MUTABLE if not (f == "ack_wait" and wanted.backoff))
+    changed = _differences(info.config, wanted, mutable)
     if not changed:
         return f"{label} up to date"
     try:

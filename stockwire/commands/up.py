@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from libs.config import load_settings
-from stockwire.stack import DEV_SOURCE, SERVICES, Stack
+from libs.config import load_raw, load_settings
+from stockwire.stack import DEFAULT_PORTS, DEV_SOURCE, EMBEDDED_NATS_PORT, SERVICES, Stack
 
 __all__ = ["register"]
 
@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
         help="comma-separated services to start (default: all)",
     )
     parser.add_argument("--data-dir", default=None, help="local stores and the embedded NATS store (default .data)")
+    parser.add_argument("--nats-port", type=int, default=EMBEDDED_NATS_PORT, help="embedded nats-server port")
     parser.set_defaults(func=run)
 
 
@@ -40,15 +41,19 @@ def choose_services(requested: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    raw = load_raw()
+    settings = load_settings(raw)
     data_dir = Path(args.data_dir or settings.data_dir)
     external = os.environ.get("STOCKWIRE_NATS_URL")
+    ports = {name: int(raw.get(name.replace("-", "_"), {}).get("port", port)) for name, port in DEFAULT_PORTS.items()}
     stack = Stack(
         data_dir=data_dir,
         services=choose_services(args.services),
         nats_url=external,
+        ports=ports,
         configure_dev_source=not settings.sources,
         topology=settings.topology,
+        nats_port=args.nats_port,
     )
     stopping = threading.Event()
 
