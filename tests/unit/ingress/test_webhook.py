@@ -1,0 +1,77 @@
+"""The pure acceptance decision: no HTTP, no broker."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from libs.config import SourceSettings
+from libs.signing import commerce_engine_signature, generate_standard_secret, sign_standard_webhook
+from services.ingress.webhook import WebhookRejected, accept_webhook, check_content_type, check_size
+
+CE = SourceSettings(scheme="commerce-engine", secrets=["s"])
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+
+
+def _ce_headers(body: bytes) -> dict[str, str]:
+    return {"content-type": "application/json", "x-webhook-signature": commerce_engine_signature("s", body)}
+
+
+def test_a_commerce_engine_webhook_becomes_an_event_with_its_subject_and_headers() -> None:
+    body = b'{"id": 42, "event_type": "order.created", "data": {}}'
+    event = accept_webhook("shop", CE, _ce_headers(body), body, max_body_bytes=1024, now=NOW)
+    assert (event.event_id, event.event_type, event.subject) == ("42", "order.created", "commerce.shop.order.created")
+    assert event.headers() == {
+        "Nats-Msg-Id": "shop:42",
+        "Stockwire-Source": "shop",
+        "Stockwire-Event-Type": "order.created",
+        "Stockwire-Event-Id": "42",
+        "Stockwire-Received-At": "2026-11-28T12:00:00.000000+00:00",
+    }
+
+
+def test_standard_webhooks_take_the_id_from_the_header_and_the_type_from_the_body() -> None:
+    secret = generate_standard_secret()
+    body = b'{"type": "payment.captured", "data": {"order_id": "o"}}'
+    signed = sign_standard_webhook(secret, "msg_9", body, timestamp=int(NOW.timestamp()))
+    source = SourceSettings(scheme="standard-webhooks", secrets=[secret])
+    headers = {"content-type": "application/json; charset=utf-8", **signed.as_dict()}
+    event = accept_webhook("psp", source, headers, body, max_body_bytes=1024, now=NOW)
+    assert (event.event_id, event.event_type, event.msg_id) == ("msg_9", "payment.captured", "psp:msg_9")
+
+
+def test_nothing_unauthenticated_is_parsed() -> None:
+    with pytest.raises(WebhookRejected) as refused:
+        accept_webhook(
+            "shop",
+            CE,
+            {"content-type": "application/json", "x-webhook-signature": "0"},
+            b"{bad",
+            max_body_bytes=1024,
+            now=NOW,
+        )
+    assert refused.value.status == 401
+
+
+@pytest.mark.parametrize("value", [True, 1.5, None, "", "x" * 257, "a\nb", ["a"]])
+def test_ids_must_be_printable_strings_or_integers(value: object) -> None:
+    import json
+
+    body = json.dumps({"id": value, "event_type": "order.created"}).encode()
+    with pytest.raises(WebhookRejected) as refused:
+        accept_webhook("shop", CE, _ce_headers(body), body, max_body_bytes=4096, now=NOW)
+    assert (refused.value.status, refused.value.code) == (422, "missing_id")
+
+
+def test_size_and_content_type_checks() -> None:
+    check_size(None, 10)
+    check_size("10", 10)
+    with pytest.raises(WebhookRejected, match="over the limit"):
+        check_size("11", 10)
+    with pytest.raises(WebhookRejected) as refused:
+        check_size("ten", 10)
+    assert refused.value.status == 400
+    check_content_type("application/cloudevents+json")
+    with pytest.raises(WebhookRejected):
+        check_content_type("application/x-www-form-urlencoded")
