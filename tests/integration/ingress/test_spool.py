@@ -119,3 +119,35 @@ async def test_neither_jetstream_nor_spool_answers_503(
             assert response.json()["error"] == "unavailable"
     finally:
         server.stop()
+
+
+async def test_after_nats_comes_back_ingress_reconnects_and_publishes_again(
+    tmp_path: Path, data_dir: Path, ingress_factory: ClientFactory
+) -> None:
+    server = NatsServer(store_dir=tmp_path / "nats").start()
+    try:
+        nc = await nats.connect(server.url)
+        from libs.config import TopologySettings
+        from libs.topology import apply_topology
+
+        await apply_topology(nc.jetstream(), TopologySettings())
+        await nc.close()
+        async with ingress_factory(server.url) as client:
+            server.kill()
+            await eventually(lambda: _disconnected(client.app), what="ingress noticed NATS is gone")
+            down = ce_body("inventory.received", "evt-during-outage", sku="A", qty=1)
+            assert (
+                await client.post("/webhooks/ce", content=down, headers=ce_headers(CE_SECRET, down))
+            ).status_code == 202
+            server.start()
+            await eventually(lambda: _connected(client.app), timeout=15, what="ingress reconnected")
+            up = ce_body("inventory.received", "evt-after-outage", sku="A", qty=1)
+            response = await client.post("/webhooks/ce", content=up, headers=ce_headers(CE_SECRET, up))
+            assert response.status_code == 200 and response.json()["status"] == "accepted"
+        assert [row["msg_id"] for row in _spool_rows(data_dir)] == ["ce:evt-during-outage"]
+    finally:
+        server.stop()
+
+
+async def _connected(app) -> bool:  # type: ignore[no-untyped-def]
+    return bool(app.state.writer.bus_connected)
