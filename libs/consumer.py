@@ -165,6 +165,7 @@ class PullConsumer:
 
     async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:
         while not self._stopping.is_set():
+            fetch_started = time.monotonic()
             try:
                 batch = await asyncio.wait_for(
                     sub.fetch(self.batch_size, timeout=self.fetch_timeout_s), self.fetch_timeout_s + self.watchdog_s
@@ -172,6 +173,10 @@ class PullConsumer:
             except nats.errors.TimeoutError:
                 continue
             except TimeoutError:
+                # nats-py also raises a bare asyncio.TimeoutError when an empty fetch runs out of time;
+                # only a fetch that outlived the watchdog is a stall.
+                if time.monotonic() - fetch_started < self.fetch_timeout_s + self.watchdog_s * 0.9:
+                    continue
                 log.warning("consumer %s: fetch stalled past the watchdog; re-binding", self.durable)
                 return
             except (

@@ -1,0 +1,203 @@
+"""The admin API (design §6), behind the bearer token: channels, their deliveries, retries and replays."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+from litestar import Controller, Response, Router, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from libs.http import ApiError, admin_guard
+
+from .domain.channel import Channel, ChannelError, ChannelFilters, jetstream_consumer_name
+from .domain.pending import DeliveryStatus
+from .registry import ChannelChanges, ChannelRegistry, CreatedChannel, NotFound, Unavailable
+from .store import DuplicateChannel
+
+__all__ = ["ChannelIn", "ChannelPatch", "FiltersIn", "ReplayIn", "admin_router", "channel_view"]
+
+_MAX_PAGE = 1000
+
+
+class FiltersIn(msgspec.Struct, forbid_unknown_fields=True):
+    skus: list[str] = []
+    kinds: list[str] = msgspec.field(default_factory=lambda: ["availability"])
+
+    def build(self) -> ChannelFilters:
+        return ChannelFilters.build(self.skus, self.kinds)
+
+
+class ChannelIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    kind: str = "webhook"
+    url: str | None = None
+    secret: str | None = None
+    secrets: list[str] = []
+    filters: FiltersIn | None = None
+    buffer: int = 0
+    enabled: bool = True
+
+
+class ChannelPatch(msgspec.Struct, forbid_unknown_fields=True):
+    url: str | None = None
+    secrets: list[str] | None = None
+    """Replaces every secret (rotation: list the new and the old one, later drop the old one)."""
+    generate_secret: bool = False
+    """Add a newly generated secret in front of the others; the answer carries it once."""
+    filters: FiltersIn | None = None
+    buffer: int | None = None
+    enabled: bool | None = None
+
+
+class ReplayIn(msgspec.Struct, forbid_unknown_fields=True):
+    since: dt.datetime
+
+
+def channel_view(channel: Channel, generated_secret: str | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "name": channel.name,
+        "kind": channel.kind,
+        "url": channel.url,
+        "filters": channel.filters.as_dict(),
+        "buffer": channel.buffer,
+        "enabled": channel.enabled,
+        "disabled_reason": channel.disabled_reason,
+        "created_at": channel.created_at,
+        "updated_at": channel.updated_at,
+    }
+    if channel.is_webhook:
+        view["secrets"] = len(channel.secrets)  # how many, never which
+    else:
+        view["consumer"] = {"stream": "INVENTORY", "durable": jetstream_consumer_name(channel.name)}
+    if generated_secret:
+        view["secret"] = generated_secret
+    return view
+
+
+def _registry(state: State) -> ChannelRegistry:
+    return state.runtime.registry  # type: ignore[no-any-return]
+
+
+def _translate(exc: Exception) -> ApiError:
+    if isinstance(exc, ChannelError):
+        return ApiError(422, exc.code, exc.detail, **exc.extra)
+    if isinstance(exc, DuplicateChannel):
+        return ApiError(409, "channel_exists", f"a channel named {exc} already exists")
+    if isinstance(exc, NotFound):
+        return ApiError(404, "not_found", f"{exc} does not exist")
+    if isinstance(exc, Unavailable):
+        return ApiError(503, "unavailable", str(exc))
+    raise exc
+
+
+_EXPECTED = (ChannelError, DuplicateChannel, NotFound, Unavailable)
+
+
+def _created(result: CreatedChannel, status: int) -> Response[dict[str, Any]]:
+    return Response(channel_view(result.channel, result.generated_secret), status_code=status)
+
+
+class ChannelsController(Controller):
+    path = "/channels"
+    tags = ["channels"]
+
+    @post("/", summary="Register a channel", status_code=201)
+    async def create_channel(self, state: State, data: ChannelIn) -> Response[dict[str, Any]]:
+        try:
+            filters = (data.filters or FiltersIn()).build()
+            result = await _registry(state).create(
+                name=data.name,
+                kind=data.kind,
+                url=data.url,
+                secrets=[*([data.secret] if data.secret else []), *data.secrets],
+                filters=filters,
+                buffer=data.buffer,
+                enabled=data.enabled,
+            )
+        except _EXPECTED as exc:
+            raise _translate(exc) from None
+        return _created(result, 201)
+
+    @get("/", summary="List channels")
+    async def list_channels(self, state: State) -> dict[str, Any]:
+        channels = await _registry(state).store.list_channels()
+        return {"channels": [channel_view(c) for c in channels]}
+
+    @get("/{name:str}", summary="One channel")
+    async def get_channel(self, state: State, name: str) -> dict[str, Any]:
+        try:
+            return channel_view(await _registry(state).get(name))
+        except _EXPECTED as exc:
+            raise _translate(exc) from None
+
+    @patch("/{name:str}", summary="Change a channel (url, secrets, filters, buffer, enabled)")
+    async def update_channel(self, state: State, name: str, data: ChannelPatch) -> Response[dict[str, Any]]:
+        try:
+            changes = ChannelChanges(
+                url=data.url,
+                secrets=data.secrets,
+                generate_secret=data.generate_secret,
+                filters=data.filters.build() if data.filters is not None else None,
+                buffer=data.buffer,
+                enabled=data.enabled,
+            )
+            result = await _registry(state).update(name, changes)
+        except _EXPECTED as exc:
+            raise _translate(exc) from None
+        return _created(result, 200)
+
+    @delete("/{name:str}", summary="Delete a channel (and a jetstream channel's consumer)", status_code=204)
+    async def delete_channel(self, state: State, name: str) -> None:
+        try:
+            await _registry(state).delete(name)
+        except _EXPECTED as exc:
+            raise _translate(exc) from None
+
+    @get("/{name:str}/deliveries", summary="A channel's deliveries (one per SKU), by status")
+    async def list_deliveries(
+        self,
+        state: State,
+        name: str,
+        status: str | None = None,
+        limit: int = Parameter(default=100, ge=1, le=_MAX_PAGE),
+        after_id: int = Parameter(default=0, ge=0),
+    ) -> dict[str, Any]:
+        if status is not None and status not in {s.value for s in DeliveryStatus}:
+            raise ApiError(400, "invalid_status", f"status must be one of {', '.join(s.value for s in DeliveryStatus)}")
+        try:
+            records = await _registry(state).deliveries(name, status, limit, after_id)
+        except _EXPECTED as exc:
+            raise _translate(exc) from None
+        return {
+            "deliveries": [r.as_dict() for r in records],
+            "next_after_id": records[-1].id if len(records) == limit else None,
+        }
+
+    @post("/{name:str}/replay", summary="Send again what changed since a point in time", status_code=202)
+    async def replay_channel(self, state: State, name: str, data: ReplayIn) -> dict[str, Any]:
+        since = data.since if data.since.tzinfo else data.since.replace(tzinfo=dt.UTC)
+        try:
+            counts = await _registry(state).replay(name, since)
+        except _EXPECTED as exc:
+            raise _translate(exc) from None
+        return {"channel": name, "since": since.isoformat(), **counts}
+
+
+class DeliveriesController(Controller):
+    path = "/deliveries"
+    tags = ["deliveries"]
+
+    @post("/{delivery_id:int}/retry", summary="Send one delivery again, from a fresh schedule", status_code=202)
+    async def retry_delivery(self, state: State, delivery_id: int) -> dict[str, Any]:
+        try:
+            record = await _registry(state).retry(delivery_id)
+        except _EXPECTED as exc:
+            raise _translate(exc) from None
+        return record.as_dict()
+
+
+def admin_router(token: str | None) -> Router:
+    return Router(path="/", route_handlers=[ChannelsController, DeliveriesController], guards=[admin_guard(token)])

@@ -1,0 +1,127 @@
+"""The dispatcher: one :class:`.worker.ChannelWorker` per enabled webhook channel, and their results writer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
+
+from .domain.channel import Channel
+from .metrics import CIRCUIT_OPEN
+from .store import NotifierStore, Settlement
+from .worker import ChannelWorker, GoneHandler, WorkerConfig
+
+__all__ = ["Dispatcher", "ResultWriter"]
+
+log = logging.getLogger("stockwire.channel_notifier.dispatcher")
+
+
+class ResultWriter:
+    """Collects settlements and writes whatever has accumulated in one transaction, then wakes workers."""
+
+    def __init__(self, store: NotifierStore, on_flushed: Callable[[set[int]], None]) -> None:
+        self.store = store
+        self.on_flushed = on_flushed
+        self._queue: list[tuple[int, Settlement]] = []
+        self._ready = asyncio.Event()
+        self._stopping = False
+
+    def put(self, channel_id: int, settlement: Settlement) -> None:
+        self._queue.append((channel_id, settlement))
+        self._ready.set()
+
+    async def run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                await self._ready.wait()
+                self._ready.clear()
+                continue
+            batch, self._queue = self._queue, []
+            try:
+                await self.store.settle([s for _, s in batch])
+            except Exception:
+                # The leases stay until written or expired, so nothing is sent twice in the meantime.
+                log.exception("writing %d delivery results failed; retrying", len(batch))
+                self._queue[:0] = batch
+                await asyncio.sleep(0.5)
+                self._ready.set()
+                continue
+            self.on_flushed({channel_id for channel_id, _ in batch})
+
+    async def flush_and_stop(self, task: asyncio.Task[None]) -> None:
+        self._stopping = True
+        self._ready.set()
+        try:
+            await asyncio.wait_for(task, 10.0)
+        except (TimeoutError, asyncio.CancelledError):
+            log.warning("delivery results not written at shutdown: %d; their leases will expire", len(self._queue))
+
+
+class Dispatcher:
+    """Keeps exactly one worker per enabled webhook channel, and wakes them when work arrives."""
+
+    def __init__(
+        self,
+        store: NotifierStore,
+        config: WorkerConfig,
+        policy: UrlPolicy,
+        owner: str,
+        on_gone: GoneHandler,
+        resolve: Resolver = system_resolver,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.policy = policy
+        self.owner = owner
+        self.on_gone = on_gone
+        self.resolve = resolve
+        self.results = ResultWriter(store, self.wake)
+        self.workers: dict[int, ChannelWorker] = {}
+        self._results_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        self._results_task = asyncio.create_task(self.results.run(), name="delivery-results")
+
+    async def apply(self, channels: Iterable[Channel]) -> None:
+        async with self._lock:
+            wanted = {c.id: c for c in channels if c.delivers}
+            for channel_id in [i for i in self.workers if i not in wanted]:
+                worker = self.workers.pop(channel_id)
+                await worker.stop()
+                CIRCUIT_OPEN.labels(worker.channel.name).set(0)
+            for channel_id, channel in wanted.items():
+                worker = self.workers.get(channel_id)
+                if worker is None:
+                    worker = ChannelWorker(
+                        channel,
+                        store=self.store,
+                        results=self.results,
+                        config=self.config,
+                        policy=self.policy,
+                        owner=self.owner,
+                        on_gone=self.on_gone,
+                        resolve=self.resolve,
+                    )
+                    self.workers[channel_id] = worker
+                    worker.start()
+                else:
+                    worker.update(channel)
+
+    def wake(self, channel_ids: Iterable[int] | None = None) -> None:
+        targets = self.workers.values() if channel_ids is None else (self.workers.get(i) for i in channel_ids)
+        for worker in targets:
+            if worker is not None:
+                worker.wake()
+
+    async def close(self) -> None:
+        async with self._lock:
+            for worker in list(self.workers.values()):
+                await worker.stop()
+            self.workers.clear()
+        if self._results_task is not None:
+            await self.results.flush_and_stop(self._results_task)

@@ -1,0 +1,112 @@
+"""From INVENTORY to the channels: the batch handler of the ``channel-notifier`` consumer.
+
+Per fetched batch: decode the availability changes (ledger events are for jetstream channels, which
+pull them on their own), keep the newest per SKU, bring the ``availability`` KV bucket up to date,
+then record one pending delivery per (channel, SKU) in one transaction and wake the workers. A
+message is acknowledged only once both are done; on redelivery both steps are no-ops for what
+already happened (a KV failure retries the message but does not hold its deliveries back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import msgspec
+from nats.aio.msg import Msg
+
+from libs.consumer import Decision
+from libs.contracts import AvailabilityChanged, decode_availability
+from libs.subjects import encode_token
+
+from .domain.channel import AVAILABILITY, Channel
+from .domain.pending import newest_per_sku
+from .kv import AvailabilityKv
+from .metrics import UPDATES
+from .store import NotifierStore
+
+__all__ = ["AvailabilityIngest"]
+
+log = logging.getLogger("stockwire.channel_notifier.ingest")
+
+_RETRY_DELAY_S = 1.0
+
+
+class AvailabilityIngest:
+    def __init__(
+        self,
+        store: NotifierStore,
+        kv: AvailabilityKv,
+        channels: Callable[[], Sequence[Channel]],
+        wake: Callable[[Iterable[int]], None],
+        *,
+        kv_concurrency: int = 64,
+    ) -> None:
+        self.store = store
+        self.kv = kv
+        self.channels = channels
+        self.wake = wake
+        self._kv_slots = asyncio.Semaphore(kv_concurrency)
+
+    async def handle(self, batch: Sequence[Msg]) -> list[Decision]:
+        decisions: list[Decision] = [Decision.ack()] * len(batch)
+        updates: list[tuple[int, AvailabilityChanged, bytes]] = []
+        for index, msg in enumerate(batch):
+            parts = msg.subject.split(".", 2)
+            if len(parts) != 3 or parts[1] != AVAILABILITY:
+                continue
+            try:
+                update = decode_availability(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                UPDATES.labels("invalid").inc()
+                decisions[index] = Decision.dead_letter(f"not an AvailabilityChanged document: {exc}")
+                continue
+            if not update.sku or encode_token(update.sku) != parts[2]:
+                UPDATES.labels("invalid").inc()
+                decisions[index] = Decision.dead_letter(f"SKU {update.sku!r} does not match subject {msg.subject}")
+                continue
+            updates.append((index, update, msg.data))
+        if not updates:
+            return decisions
+        documents = {id(u): raw for _, u, raw in updates}
+        newest = newest_per_sku(u for _, u, _ in updates)
+        # The bucket first, the channel list after: a channel registered meanwhile either is in the list
+        # or seeds itself from a bucket that already holds these updates, so it cannot miss them.
+        failed = await self._update_kv(newest, documents)
+        targets = [c for c in self.channels() if c.is_webhook]
+        rows = [
+            (channel.id, sku, update.version, documents[id(update)])
+            for sku, update in newest.items()
+            for channel in targets
+            if channel.wants(sku)
+        ]
+        try:
+            await self.store.record_updates(rows, time.time())
+        except Exception as exc:
+            log.exception("recording %d deliveries failed; the batch will be redelivered", len(rows))
+            for index, _, _ in updates:
+                decisions[index] = Decision.retry(f"store: {type(exc).__name__}: {exc}", _RETRY_DELAY_S)
+            return decisions
+        self.wake({channel_id for channel_id, *_ in rows})
+        for index, update, _ in updates:
+            if update.sku in failed:
+                decisions[index] = Decision.retry(f"kv: {failed[update.sku]}", _RETRY_DELAY_S)
+        return decisions
+
+    async def _update_kv(self, newest: dict[str, AvailabilityChanged], documents: dict[int, bytes]) -> dict[str, str]:
+        failed: dict[str, str] = {}
+
+        async def one(update: AvailabilityChanged) -> None:
+            async with self._kv_slots:
+                try:
+                    outcome = await self.kv.offer(update, documents[id(update)])
+                except Exception as exc:
+                    log.warning("kv update of a SKU failed: %s: %s", type(exc).__name__, exc)
+                    failed[update.sku] = f"{type(exc).__name__}: {exc}"
+                    return
+            UPDATES.labels(outcome.value).inc()
+
+        await asyncio.gather(*(one(update) for update in newest.values()))
+        return failed

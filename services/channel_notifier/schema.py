@@ -1,0 +1,232 @@
+"""The notifier's tables, and the records read from and written to them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .domain.channel import Channel, ChannelFilters
+from .domain.pending import DeliveryStatus, FailurePlan
+
+__all__ = [
+    "COMPONENT",
+    "DELIVERED",
+    "FAILED",
+    "ID_TYPE",
+    "MIGRATIONS",
+    "PENDING",
+    "RECORD_COLUMNS",
+    "ClaimedDelivery",
+    "DeliveryRecord",
+    "DuplicateChannel",
+    "Settlement",
+    "channel_from_row",
+    "channels_table",
+    "deliveries_table",
+    "record_from_row",
+]
+
+COMPONENT = "channel-notifier"
+
+
+_metadata = sa.MetaData()
+ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+channels_table = sa.Table(
+    "channels",
+    _metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("secrets", sa.Text, nullable=False, default="[]"),
+    sa.Column("filters", sa.Text, nullable=False, default="{}"),
+    sa.Column("buffer", sa.Integer, nullable=False, default=0),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+deliveries_table = sa.Table(
+    "channel_deliveries",
+    _metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("channel_id", ID_TYPE, sa.ForeignKey("channels.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("sku", sa.String(512), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("document", sa.LargeBinary, nullable=False),
+    sa.Column("delivered_version", sa.BigInteger, nullable=False, default=0),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("pending_since", sa.Float, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("channel_id", "sku", name="uq_channel_deliveries_channel_sku"),
+)
+sa.Index(
+    "ix_channel_deliveries_due",
+    deliveries_table.c.channel_id,
+    deliveries_table.c.status,
+    deliveries_table.c.next_attempt_at,
+)
+
+
+def _create_schema(conn: Connection) -> None:
+    _metadata.create_all(conn, tables=[channels_table, deliveries_table])
+
+
+MIGRATIONS = [_create_schema]
+
+_C = channels_table.c
+_D = deliveries_table.c
+PENDING = DeliveryStatus.PENDING.value
+DELIVERED = DeliveryStatus.DELIVERED.value
+FAILED = DeliveryStatus.FAILED.value
+
+
+class DuplicateChannel(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    channel_id: int
+    sku: str
+    version: int
+    document: bytes
+    attempts: int
+    pending_since: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    id: int
+    channel_id: int
+    sku: str
+    version: int
+    delivered_version: int
+    status: str
+    attempts: int
+    next_attempt_at: float
+    pending_since: float | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: float | None
+    updated_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "sku": self.sku,
+            "version": self.version,
+            "delivered_version": self.delivered_version,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at if self.status == PENDING else None,
+            "pending_since": self.pending_since,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "delivered_at": self.delivered_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The result of one delivery, written in a batch with others."""
+
+    delivery_id: int
+    owner: str
+    now: float
+    sent_version: int = 0
+    succeeded: bool = False
+    failure: FailurePlan | None = None
+    status_code: int | None = None
+    error: str | None = None
+    not_before: float | None = None
+    dropped: bool = False
+
+    @classmethod
+    def success(cls, delivery_id: int, owner: str, sent_version: int, status_code: int, now: float) -> Settlement:
+        return cls(delivery_id, owner, now, sent_version=sent_version, succeeded=True, status_code=status_code)
+
+    @classmethod
+    def failed(
+        cls, delivery_id: int, owner: str, plan: FailurePlan, status_code: int | None, error: str, now: float
+    ) -> Settlement:
+        return cls(delivery_id, owner, now, failure=plan, status_code=status_code, error=error[:1000])
+
+    @classmethod
+    def released(
+        cls, delivery_id: int, owner: str, now: float, error: str | None = None, not_before: float | None = None
+    ) -> Settlement:
+        """Not attempted (or not held against the delivery): give the lease back, due at ``not_before``
+        (a channel's ``Retry-After`` or open circuit) or at once."""
+        return cls(delivery_id, owner, now, error=error, not_before=not_before)
+
+    @classmethod
+    def drop(cls, delivery_id: int, owner: str, now: float) -> Settlement:
+        """The channel no longer wants this SKU (its filters changed): the row goes."""
+        return cls(delivery_id, owner, now, dropped=True)
+
+
+def channel_from_row(row: Any) -> Channel:
+    return Channel(
+        id=int(row.id),
+        name=row.name,
+        kind=row.kind,
+        url=row.url,
+        secrets=tuple(json.loads(row.secrets or "[]")),
+        filters=ChannelFilters.from_dict(json.loads(row.filters or "{}")),
+        buffer=int(row.buffer),
+        enabled=bool(row.enabled),
+        disabled_reason=row.disabled_reason,
+        created_at=float(row.created_at),
+        updated_at=float(row.updated_at),
+    )
+
+
+def record_from_row(row: Any) -> DeliveryRecord:
+    return DeliveryRecord(
+        id=int(row.id),
+        channel_id=int(row.channel_id),
+        sku=row.sku,
+        version=int(row.version),
+        delivered_version=int(row.delivered_version),
+        status=row.status,
+        attempts=int(row.attempts),
+        next_attempt_at=float(row.next_attempt_at),
+        pending_since=row.pending_since,
+        last_status=row.last_status,
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+        updated_at=float(row.updated_at),
+    )
+
+
+RECORD_COLUMNS = (
+    _D.id,
+    _D.channel_id,
+    _D.sku,
+    _D.version,
+    _D.delivered_version,
+    _D.status,
+    _D.attempts,
+    _D.next_attempt_at,
+    _D.pending_since,
+    _D.last_status,
+    _D.last_error,
+    _D.delivered_at,
+    _D.updated_at,
+)

@@ -1,0 +1,311 @@
+"""The notifier's own store: the channel registry and one delivery row per (channel, SKU).
+
+SQLite by default, PostgreSQL for several replicas. Every write that sits on the hot path is one
+statement over many rows (a fetched batch of updates, a batch of claims, a batch of results), because
+a transaction per delivery would cap the notifier at a few hundred deliveries a second on SQLite.
+The transitions are those of :class:`.domain.pending.PendingDelivery`.
+
+Each transaction is a plain function of a SQLAlchemy ``Connection``, run in one step: on SQLite in
+the store's own thread (one hand-off per transaction rather than one per statement, which under a
+busy event loop cost ~10 ms per transaction; the single thread is also SQLite's single writer), on
+PostgreSQL through ``AsyncConnection.run_sync`` over asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import fcntl
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.store import create_engine, is_postgres, migrate
+
+from .domain.channel import Channel, ChannelFilters
+from .schema import (
+    COMPONENT,
+    MIGRATIONS,
+    PENDING,
+    ClaimedDelivery,
+    DeliveryRecord,
+    DuplicateChannel,
+    Settlement,
+    deliveries_table,
+)
+from .transactions import (
+    claim,
+    delete_channel,
+    delivery_row,
+    execute_many,
+    get_channel,
+    insert_channel,
+    json_list,
+    list_channels,
+    next_due,
+    record_statement,
+    records,
+    replay_statement,
+    resend,
+    settle,
+    update_channel,
+)
+
+__all__ = ["ClaimedDelivery", "DeliveryRecord", "DuplicateChannel", "NotifierStore", "Settlement"]
+
+T = TypeVar("T")
+log = logging.getLogger("stockwire.channel_notifier.store")
+_D = deliveries_table.c
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    """A synchronous engine on the same SQLite file, with the pragmas of :func:`libs.store.create_engine`."""
+    engine = sa.create_engine(url.set(drivername="sqlite"), connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, record_from_row) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+async def _exclusive(path: Path) -> IO[bytes]:
+    """Hold an exclusive lock on ``path`` for the life of the process (the kernel drops it when we die).
+
+    A SQLite store serves one notifier; a second one started on the same file waits here until the
+    first is gone, rather than sending the same deliveries out of order beside it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("ab")
+    warned = False
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if not warned:
+                log.warning("another channel-notifier holds %s; waiting for it to stop", path)
+                warned = True
+            await asyncio.sleep(0.5)
+
+
+class NotifierStore:
+    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
+        self.engine = engine
+        self._sync = sync_engine
+        self._thread = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="notifier-sqlite") if sync_engine else None
+        )
+        self._lock_file: IO[bytes] | None = None
+        insert = postgresql.insert if is_postgres(engine) else sqlite.insert
+        self._record = record_statement(insert)
+        self._replay = replay_statement(insert)
+
+    @classmethod
+    async def open(cls, url: str) -> NotifierStore:
+        engine = create_engine(url)
+        if is_postgres(engine):
+            await migrate(engine, COMPONENT, MIGRATIONS)
+            return cls(engine)
+        lock = await _exclusive(Path(engine.url.database or "notifier.db").with_suffix(".lock"))
+        await migrate(engine, COMPONENT, MIGRATIONS)
+        store = cls(engine, _sqlite_engine(engine.url))
+        store._lock_file = lock
+        # This process is the only notifier on this file: leases left by a previous one (killed before
+        # it could hand them back) belong to nobody, so its deliveries resume at once.
+        await store.run(
+            lambda conn: conn.execute(sa.update(deliveries_table).values(lease_owner=None, lease_until=None))
+        )
+        return store
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        if self._sync is not None:
+            self._sync.dispose()
+        await self.engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
+
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
+        assert self._sync is not None
+        with self._sync.begin() as conn:
+            return work(conn)
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one transaction (committed when it returns, rolled back when it raises)."""
+        if self._thread is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._in_transaction, work)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(work)
+
+    async def writable(self) -> bool:
+        await self.run(lambda conn: conn.execute(sa.text("SELECT 1")))
+        return True
+
+    # -- channels ---------------------------------------------------------------------------------
+
+    async def list_channels(self) -> list[Channel]:
+        return await self.run(list_channels)
+
+    async def get_channel(self, name: str) -> Channel | None:
+        return await self.run(functools.partial(get_channel, name=name))
+
+    async def insert_channel(
+        self,
+        *,
+        name: str,
+        kind: str,
+        url: str | None,
+        secrets: Sequence[str],
+        filters: ChannelFilters,
+        buffer: int,
+        enabled: bool,
+        now: float,
+    ) -> Channel:
+        values = {
+            "name": name,
+            "kind": kind,
+            "url": url,
+            "secrets": json_list(secrets),
+            "filters": json.dumps(filters.as_dict()),
+            "buffer": buffer,
+            "enabled": enabled,
+            "disabled_reason": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        return await self.run(functools.partial(insert_channel, values=values))
+
+    async def update_channel(self, channel_id: int, **changes: Any) -> Channel | None:
+        values: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key == "secrets":
+                values["secrets"] = json_list(value)
+            elif key == "filters":
+                values["filters"] = json.dumps(value.as_dict())
+            else:
+                values[key] = value
+        values.setdefault("updated_at", time.time())
+        return await self.run(functools.partial(update_channel, channel_id=channel_id, values=values))
+
+    async def delete_channel(self, channel_id: int) -> None:
+        await self.run(functools.partial(delete_channel, channel_id=channel_id))
+
+    async def set_enabled(self, channel_id: int, enabled: bool, reason: str | None) -> Channel | None:
+        return await self.update_channel(channel_id, enabled=enabled, disabled_reason=None if enabled else reason)
+
+    # -- deliveries: the hot path -----------------------------------------------------------------
+
+    async def record_updates(self, rows: Sequence[tuple[int, str, int, bytes]], now: float) -> None:
+        """Offer ``(channel_id, sku, version, document)`` updates; only a newer version replaces a row's."""
+        if rows:
+            params = [delivery_row(channel_id, sku, version, doc, now) for channel_id, sku, version, doc in rows]
+            await self.run(functools.partial(execute_many, statement=self._record, params=params))
+
+    async def claim(self, channel_id: int, owner: str, limit: int, now: float, lease_s: float) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due deliveries of a channel (``SKIP LOCKED`` on PostgreSQL)."""
+        if limit <= 0:
+            return []
+        rows = await self.run(
+            functools.partial(claim, channel_id=channel_id, owner=owner, limit=limit, now=now, lease_s=lease_s)
+        )
+        claimed = [
+            ClaimedDelivery(
+                int(r.id),
+                int(r.channel_id),
+                r.sku,
+                int(r.version),
+                bytes(r.document),
+                int(r.attempts),
+                float(r.pending_since if r.pending_since is not None else now),
+            )
+            for r in rows
+        ]
+        claimed.sort(key=lambda c: c.id)
+        return claimed
+
+    async def next_due(self, channel_id: int) -> float | None:
+        """When the channel's earliest pending delivery may be claimed (its backoff or its lease ending)."""
+        return await self.run(functools.partial(next_due, channel_id=channel_id))
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Write a batch of results; a row whose lease another worker took meanwhile is left alone."""
+        if settlements:
+            await self.run(functools.partial(settle, settlements=list(settlements)))
+
+    async def release_leases(self, owner: str) -> None:
+        """On a clean shutdown: hand back every lease this instance holds."""
+        await self.run(
+            lambda conn: conn.execute(
+                sa.update(deliveries_table).where(_D.lease_owner == owner).values(lease_owner=None, lease_until=None)
+            )
+        )
+
+    # -- deliveries: admin ------------------------------------------------------------------------
+
+    async def list_deliveries(
+        self, channel_id: int, status: str | None, limit: int, after_id: int = 0
+    ) -> list[DeliveryRecord]:
+        where = [_D.channel_id == channel_id, _D.id > after_id]
+        if status:
+            where.append(_D.status == status)
+        return await self.run(lambda conn: records(conn, *where, limit=limit))
+
+    async def resend(self, delivery_id: int, now: float) -> DeliveryRecord | None:
+        """Send the row's newest version again, from a fresh schedule (``POST /deliveries/{id}/retry``)."""
+
+        def work(conn: Connection) -> list[DeliveryRecord]:
+            resend(conn, _D.id == delivery_id, now)
+            return records(conn, _D.id == delivery_id, limit=1)
+
+        found = await self.run(work)
+        return found[0] if found else None
+
+    async def resend_channel(self, channel_id: int, now: float) -> int:
+        """Every row of the channel pending again (its buffer changed: what it was shown is stale)."""
+        return await self.run(functools.partial(resend, where=_D.channel_id == channel_id, now=now))
+
+    async def replay(self, channel_id: int, updates: Iterable[tuple[str, int, bytes]], now: float) -> int:
+        """Make ``(sku, version, document)`` pending again, even if delivered or given up; never older."""
+        params = [delivery_row(channel_id, sku, version, doc, now) for sku, version, doc in updates]
+        if params:
+            await self.run(functools.partial(execute_many, statement=self._replay, params=params))
+        return len(params)
+
+    async def channel_skus(self, channel_id: int) -> list[tuple[int, str]]:
+        rows = await self.run(
+            lambda conn: conn.execute(sa.select(_D.id, _D.sku).where(_D.channel_id == channel_id)).all()
+        )
+        return [(int(r.id), r.sku) for r in rows]
+
+    async def delete_deliveries(self, ids: Sequence[int]) -> None:
+        def work(conn: Connection) -> None:
+            for start in range(0, len(ids), 500):
+                conn.execute(sa.delete(deliveries_table).where(_D.id.in_(ids[start : start + 500])))
+
+        await self.run(work)
+
+    async def pending_counts(self) -> dict[int, int]:
+        statement = sa.select(_D.channel_id, sa.func.count()).where(_D.status == PENDING).group_by(_D.channel_id)
+        rows = await self.run(lambda conn: conn.execute(statement).all())
+        return {int(channel_id): int(count) for channel_id, count in rows}

@@ -1,0 +1,56 @@
+"""Helpers for the channel-notifier tests: publishing availability, checking sinks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from nats.js import JetStreamContext
+
+from bench.sinks import AvailabilitySink
+from libs.contracts import AvailabilityChanged, availability_msg_id, availability_subject, encode, utc_now_iso
+from tests.support import eventually
+
+ADMIN_TOKEN = "channel-notifier-test-token"
+AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def availability(sku: str, version: int, available: int, **extra: Any) -> AvailabilityChanged:
+    fields = {
+        "sku": sku,
+        "version": version,
+        "available": available,
+        "on_hand": available + 1,
+        "reserved": 1,
+        "committed": 0,
+        "occurred_at": utc_now_iso(),
+        "cause": "adjusted",
+    }
+    fields.update(extra)
+    return AvailabilityChanged(**fields)
+
+
+async def publish(js: JetStreamContext, update: AvailabilityChanged) -> None:
+    await js.publish(
+        availability_subject(update.sku),
+        encode(update),
+        headers={"Nats-Msg-Id": availability_msg_id(update.sku, update.version)},
+    )
+
+
+def converged(sink: AvailabilitySink, final: dict[str, AvailabilityChanged], buffer: int = 0) -> bool:
+    return all(sink.cache.get(sku) == (u.version, max(0, u.available - buffer)) for sku, u in final.items())
+
+
+def replace(update: AvailabilityChanged, **changes: Any) -> AvailabilityChanged:
+    return msgspec.structs.replace(update, **changes)
+
+
+async def until(predicate: Callable[[], object], *, timeout: float = 10.0, what: str = "condition") -> None:
+    """Wait (with a deadline) for a plain predicate to hold."""
+
+    async def probe() -> object:
+        return predicate()
+
+    await eventually(probe, timeout=timeout, what=what)
