@@ -3,6 +3,16 @@
 A service inserts outbox rows in the same transaction as its state change; the outbox-relay
 publishes them in id order with ``Nats-Msg-Id`` = ``msg_id`` and marks them published. ``msg_id`` is
 unique, so writing the same message twice (a retried request, a replayed event) keeps one row.
+
+Commit order. On SQLite one writer holds the database at a time, so ids are handed out in commit
+order. On PostgreSQL they are not: a transaction can take id 5, another id 6 and commit first. The
+relay therefore publishes an id only once every transaction that could still commit a lower one has
+ended (see ``services/outbox_relay`` and docs/outbox.md). That needs one promise from writers, which
+:func:`add_to_outbox` keeps: the transaction has its transaction id *before* it draws an outbox id.
+It also sends a ``NOTIFY`` (delivered at commit) so a relay wakes at once. Writers that insert rows
+by other means lose the strict order (the relay still publishes such rows, but possibly late). Add
+outbox rows after taking the locks that order them (best: last in the transaction), so that a
+transaction that waited for another draws its ids after that one committed.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ __all__ = [
     "OutboxMessage",
     "add_to_outbox",
     "create_outbox_schema",
+    "outbox_notify_channel",
     "outbox_nudge_subject",
     "outbox_table",
 ]
@@ -51,6 +62,9 @@ def outbox_table(metadata: sa.MetaData, name: str = OUTBOX_TABLE) -> sa.Table:
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("published_at", sa.Float, nullable=True),
         sa.UniqueConstraint("msg_id", name=f"uq_{name}_msg_id"),
+        # Without AUTOINCREMENT SQLite reuses the highest id once that row is deleted, and an id
+        # must never come back below what a relay has already read.
+        sqlite_autoincrement=True,
     )
     sa.Index(f"ix_{name}_unpublished", table.c.published_at, table.c.id)
     return table
@@ -64,6 +78,11 @@ def create_outbox_schema(conn: Connection, table: sa.Table) -> None:
 def outbox_nudge_subject(outbox: str) -> str:
     """Core-NATS subject a writer may publish to after commit so the relay wakes at once."""
     return f"stockwire.outbox.{outbox}.committed"
+
+
+def outbox_notify_channel(table_name: str) -> str:
+    """PostgreSQL ``LISTEN`` channel on which :func:`add_to_outbox` announces new rows (at commit)."""
+    return f"stockwire_outbox_{table_name}"
 
 
 def _rows(messages: Sequence[OutboxMessage], now: float) -> list[Mapping[str, object]]:
@@ -89,6 +108,12 @@ async def add_to_outbox(
     if not messages:
         return 0
     dialect = conn.dialect.name
+    if dialect == "postgresql":
+        # The transaction id first, then the row ids: the relay's commit-order rule relies on it.
+        await conn.execute(
+            sa.text("SELECT pg_current_xact_id(), pg_notify(:channel, '')"),
+            {"channel": outbox_notify_channel(table.name)},
+        )
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     # RETURNING counts the new rows on every driver (executemany's rowcount is not reliable on asyncpg).
     statement = insert.on_conflict_do_nothing(index_elements=["msg_id"]).returning(table.c.id)

@@ -1,0 +1,26 @@
+"""``python -m services.outbox_relay``"""
+
+from __future__ import annotations
+
+from libs.config import load_raw, load_section, load_settings
+from libs.server import serve
+
+from .settings import OutboxRelaySettings
+
+
+def main() -> None:
+    raw = load_raw()
+    shared = load_settings(raw)
+    settings = load_section(raw, "outbox-relay", OutboxRelaySettings)
+    # One process per replica: leadership is per process, extra workers would only stand by.
+    serve(
+        "services.outbox_relay.app:create_app",
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        data_dir=shared.data_dir,
+    )
+
+
+if __name__ == "__main__":
+    main()
