@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from prometheus_client import generate_latest
 
 from libs.config import NatsSettings, StockwireSettings, TopologySettings
 from libs.consumer import PullConsumer, per_message
@@ -35,7 +34,7 @@ from services.outbox_relay.runtime import RelayRuntime
 from services.outbox_relay.settings import OutboxSpec
 from tests.support import eventually
 
-from .support import FAST, Outbox, metric_value, stream_messages
+from .support import FAST, Outbox, stream_messages
 
 WINDOW_S = 1.0
 
@@ -123,14 +122,14 @@ async def test_a_republish_after_the_window_lands_twice_and_consumers_apply_it_o
 
         await eventually(lambda: _window_passed(js), timeout=10, what="the duplicate window passed")
 
-        duplicates_before = metric_value(generate_latest().decode(), "outbox_relay_duplicates_total", name)
         restarted = RelayRuntime(shared, settings)
         await restarted.start()
         try:
             await eventually(lambda: _unpublished_is(outbox, 0), what="rows published again and marked")
         finally:
             await restarted.stop()
-        assert metric_value(generate_latest().decode(), "outbox_relay_duplicates_total", name) == duplicates_before
+        # Exactly one more copy of each row: JetStream no longer knew the ids. (A publish period the
+        # relay retried within this run may still be answered "duplicate"; the stream is the evidence.)
         stored = [m.msg_id for m in await stream_messages(js, INVENTORY)]
         assert stored == [r.msg_id for r in rows] * 2, "past the window JetStream keeps both copies"
 
