@@ -81,6 +81,9 @@ def create_engine(url: str, *, durable_commits: bool = False, pool_size: int = 1
 async def migrate(engine: AsyncEngine, component: str, steps: Sequence[Migration]) -> int:
     """Apply the steps of ``component`` the database has not seen; returns the version now in place."""
     async with engine.begin() as conn:
+        if is_postgres(engine):
+            # Replicas starting together would otherwise race to create the version table itself.
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('stockwire_schema'))"))
         await conn.run_sync(lambda c: _schema.create(c, checkfirst=True))
     async with engine.begin() as conn:
         if is_postgres(engine):

@@ -1,0 +1,239 @@
+"""The HTTP API: checkout reservations (admin token), stock and ledger reads, an order's trail."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.types import ControllerRouterHandler
+
+from libs.http import ApiError, admin_guard
+from libs.outbox import outbox_nudge_subject
+
+from .domain.events import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
+from .domain.ledger import CartAnswer, CartResult
+from .domain.model import LedgerEntry, Reservation
+from .metrics import OVERSELL_REJECTIONS
+from .settings import InventorySettings
+from .store.reads import InventoryReader, reservation_json
+from .store.repository import InventoryStore
+
+__all__ = ["LineIn", "ReservationRequest", "route_handlers"]
+
+
+@dataclass
+class LineIn:
+    sku: str
+    qty: int
+
+
+@dataclass
+class ReservationRequest:
+    reservation_id: str
+    lines: list[LineIn]
+    ttl_s: float | None = None
+
+
+def _segments(request: Request[Any, Any, Any], prefix: str) -> list[str]:
+    """The path after ``prefix``, split on the slashes that were slashes on the wire.
+
+    SKUs and ids may hold ``/`` (sent as ``%2F``); the decoded path can no longer tell them apart,
+    the raw one can.
+    """
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(request.scope["path"])
+    path = path.split("?", 1)[0]
+    rest = path[len(prefix) :] if path.startswith(prefix) else ""
+    return [unquote(part) for part in rest.split("/")] if rest else []
+
+
+def _entry_json(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "version": entry.version,
+        "kind": entry.kind.value,
+        "qty": entry.qty,
+        "on_hand_delta": entry.on_hand_delta,
+        "reserved_delta": entry.reserved_delta,
+        "committed_delta": entry.committed_delta,
+        "reservation": entry.reservation,
+        "source": entry.source,
+        "occurred_at": entry.occurred_at,
+        "reason": entry.reason,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+def _cart_json(reservation_id: str, reservation: Reservation, now: float) -> dict[str, Any]:
+    return {"reservation_id": reservation_id, **reservation_json(reservation, now)}
+
+
+def _validated_lines(request: ReservationRequest, settings: InventorySettings) -> dict[str, int]:
+    try:
+        validate_id(request.reservation_id, "reservation_id")
+        if not request.lines:
+            raise MalformedEvent("'lines' must be a non-empty list")
+        if len(request.lines) > settings.max_lines:
+            raise MalformedEvent(f"at most {settings.max_lines} lines")
+        lines: dict[str, int] = {}
+        for i, line in enumerate(request.lines):
+            validate_sku(line.sku, f"lines[{i}].sku")
+            if isinstance(line.qty, bool) or not 1 <= line.qty <= MAX_QTY:
+                raise MalformedEvent(f"'lines[{i}].qty' must be between 1 and {MAX_QTY}")
+            lines[line.sku] = lines.get(line.sku, 0) + line.qty
+    except MalformedEvent as exc:
+        raise ApiError(422, "invalid_reservation", str(exc)) from None
+    if any(qty > MAX_QTY for qty in lines.values()):
+        raise ApiError(422, "invalid_reservation", f"a SKU's summed quantity must not exceed {MAX_QTY}")
+    return lines
+
+
+def _ttl(request: ReservationRequest, settings: InventorySettings) -> float:
+    ttl = settings.reservation_ttl_s if request.ttl_s is None else request.ttl_s
+    if not math.isfinite(ttl) or not 1 <= ttl <= settings.max_reservation_ttl_s:
+        raise ApiError(422, "invalid_ttl", f"'ttl_s' must be between 1 and {settings.max_reservation_ttl_s:g} seconds")
+    return ttl
+
+
+async def _nudge(state: State, outbox_rows: int) -> None:
+    nc = state.get("nc")
+    if outbox_rows and nc is not None and nc.is_connected:
+        with contextlib.suppress(Exception):
+            await nc.publish(outbox_nudge_subject("inventory"), b"")
+
+
+def route_handlers(settings: InventorySettings, admin_token: str | None) -> list[ControllerRouterHandler]:
+    guard = admin_guard(admin_token)
+
+    @post(
+        "/reservations",
+        guards=[guard],
+        status_code=201,
+        summary="Reserve every line, or none",
+        description="201 with the reservation; 409 naming each short line; repeating a request returns 200.",
+    )
+    async def create_reservation(data: ReservationRequest, state: State) -> Response[dict[str, Any]]:
+        lines = _validated_lines(data, settings)
+        ttl = _ttl(data, settings)
+        store: InventoryStore = state.store
+        now = time.time()
+        result, rows = await store.reserve(data.reservation_id, lines, ttl, now=now)
+        await _nudge(state, rows)
+        return _cart_response(data.reservation_id, result, now)
+
+    @delete(
+        "/reservations/{reservation_id:path}",
+        guards=[guard],
+        status_code=200,
+        summary="Release a checkout reservation",
+    )
+    async def release_reservation(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+        reservation_id = _one_segment(request, "/reservations/", "unknown_reservation")
+        store: InventoryStore = state.store
+        now = time.time()
+        result, rows = await store.release(reservation_id, now=now)
+        await _nudge(state, rows)
+        if result.answer == CartAnswer.UNKNOWN or result.reservation is None:
+            raise ApiError(404, "unknown_reservation", result.detail or f"no reservation {reservation_id!r}")
+        return _cart_json(reservation_id, result.reservation, now)
+
+    @get("/reservations/{reservation_id:path}", summary="A checkout reservation")
+    async def get_reservation(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+        reservation_id = _one_segment(request, "/reservations/", "unknown_reservation")
+        reader: InventoryReader = state.reader
+        reservation = await reader.cart(reservation_id)
+        if reservation is None:
+            raise ApiError(404, "unknown_reservation", f"no reservation {reservation_id!r}")
+        return _cart_json(reservation_id, reservation, time.time())
+
+    @get(
+        "/skus/{sku_path:path}",
+        summary="Stock of one SKU, or its ledger",
+        description=(
+            "`GET /skus/{sku}`: on_hand, reserved, committed, available, version (reservations past their TTL "
+            "count as released). `GET /skus/{sku}/ledger?after=&limit=`: the SKU's ledger rows, its audit trail, "
+            "oldest first. A SKU holding `/` is sent with it encoded (`%2F`)."
+        ),
+    )
+    async def get_sku(
+        request: Request[Any, Any, Any],
+        state: State,
+        after: int = Parameter(default=0, ge=0, description="Ledger: rows with a version above this"),
+        limit: int = Parameter(default=100, ge=1, le=1000, description="Ledger: at most this many rows"),
+    ) -> dict[str, Any]:
+        segments = _segments(request, "/skus/")
+        reader: InventoryReader = state.reader
+        if len(segments) == 2 and segments[1] == "ledger" and segments[0]:
+            sku = segments[0]
+            entries = await reader.ledger_page(sku, after=after, limit=limit)
+            return {
+                "sku": sku,
+                "entries": [_entry_json(e) for e in entries],
+                "next_after": entries[-1].version if len(entries) == limit else None,
+            }
+        if len(segments) != 1 or not segments[0]:
+            raise ApiError(404, "not_found", "expected /skus/{sku} or /skus/{sku}/ledger")
+        sku = segments[0]
+        view = await reader.sku(sku, time.time())
+        if view is None:
+            raise ApiError(404, "unknown_sku", f"no stock has ever been recorded for {sku!r}")
+        return {
+            "sku": view.sku,
+            "on_hand": view.on_hand,
+            "reserved": view.reserved,
+            "committed": view.committed,
+            "available": view.available,
+            "version": view.version,
+        }
+
+    @get("/orders/{order_id:path}", summary="An order's reservation state and the events applied to it")
+    async def get_order(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+        order_id = _one_segment(request, "/orders/", "unknown_order")
+        if len(order_id) > MAX_ID_LENGTH:
+            raise ApiError(404, "unknown_order", "no such order")
+        reader: InventoryReader = state.reader
+        reservation, events, parked = await reader.order(order_id)
+        if reservation is None and not events:
+            raise ApiError(404, "unknown_order", f"no event has named order {order_id!r}")
+        now = time.time()
+        body: dict[str, Any] = {"order_id": order_id}
+        if reservation is None:
+            body.update({"state": "awaiting", "lines": [], "expires_at": None})
+        else:
+            body.update(reservation_json(reservation, now))
+        body.update({"events": events, "parked": parked})
+        return body
+
+    return [create_reservation, release_reservation, get_reservation, get_sku, get_order]
+
+
+def _one_segment(request: Request[Any, Any, Any], prefix: str, code: str) -> str:
+    segments = _segments(request, prefix)
+    if len(segments) != 1 or not segments[0]:
+        raise ApiError(404, code, "not found")
+    return segments[0]
+
+
+def _cart_response(reservation_id: str, result: CartResult, now: float) -> Response[dict[str, Any]]:
+    if result.answer == CartAnswer.SHORT:
+        OVERSELL_REJECTIONS.labels("http").inc()
+        return Response(
+            {
+                "error": "insufficient_stock",
+                "detail": f"not enough stock: {result.detail}",
+                "short": [{"sku": s.sku, "requested": s.requested, "available": s.available} for s in result.shortages],
+            },
+            status_code=409,
+        )
+    if result.answer == CartAnswer.CONFLICT:
+        return Response({"error": "reservation_exists", "detail": result.detail}, status_code=409)
+    assert result.reservation is not None
+    status = 201 if result.answer == CartAnswer.CREATED else 200
+    return Response(_cart_json(reservation_id, result.reservation, now), status_code=status)

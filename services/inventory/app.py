@@ -1,0 +1,119 @@
+"""The inventory service: the COMMERCE consumer, the sweeper and the HTTP API in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+
+from libs.bus import connect, jetstream
+from libs.config import StockwireSettings, load_raw, load_section, load_settings
+from libs.consumer import PullConsumer
+from libs.http import create_service_app
+from libs.logs import setup_logging
+from libs.store import database_url
+from libs.topology import COMMERCE, INVENTORY_CONSUMER
+
+from .api import route_handlers
+from .consumer import EventHandler
+from .settings import InventorySettings
+from .store.reads import InventoryReader
+from .store.repository import InventoryStore
+from .sweeper import Sweeper
+
+__all__ = ["build_app", "create_app", "store_url"]
+
+log = logging.getLogger("stockwire.inventory")
+
+
+def store_url(shared: StockwireSettings, settings: InventorySettings) -> str:
+    return database_url(settings.database_url, shared.data_dir, "inventory")
+
+
+def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litestar:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        store = await InventoryStore.open(
+            store_url(shared, settings),
+            durable_commits=settings.durable_commits,
+            pool_size=settings.pool_size,
+            reservation_ttl_s=settings.reservation_ttl_s,
+            expire_batch=settings.expire_batch,
+        )
+        sweeper = Sweeper(store, settings)
+        app.state.store = store
+        app.state.reader = InventoryReader(store.engine)
+        app.state.consumer = None
+        app.state.nc = None
+
+        async def run_bus() -> None:
+            nc = await connect(shared.nats, "stockwire-inventory")
+            js = jetstream(nc)
+            app.state.nc = nc
+            sweeper.nc, sweeper.js = nc, js
+            if settings.consume:
+                consumer = PullConsumer(
+                    js,
+                    COMMERCE,
+                    INVENTORY_CONSUMER,
+                    EventHandler(store, nc, max_deliver=shared.topology.max_deliver),
+                    batch_size=settings.batch_size,
+                    fetch_timeout_s=settings.fetch_timeout_s,
+                    watchdog_s=settings.watchdog_s,
+                    max_deliver=shared.topology.max_deliver,
+                    heartbeat_s=settings.heartbeat_s,
+                )
+                app.state.consumer = consumer
+                await consumer.run()
+
+        bus = asyncio.create_task(run_bus())
+        background = [asyncio.create_task(sweeper.run()), asyncio.create_task(sweeper.refresh_consumer_pending())]
+        try:
+            yield
+        finally:
+            consumer = app.state.consumer
+            if consumer is not None:
+                consumer.stop()
+                # Let the batch in hand commit and be acknowledged; anything unacknowledged is redelivered.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(bus), settings.fetch_timeout_s + 10)
+            for task in [bus, *background]:
+                task.cancel()
+            await asyncio.gather(bus, *background, return_exceptions=True)
+            if app.state.nc is not None:
+                with contextlib.suppress(Exception):
+                    await app.state.nc.drain()
+            await store.close()
+
+    async def nats_connected() -> bool:
+        return app.state.nc is not None and app.state.nc.is_connected
+
+    async def store_writable() -> bool:
+        return await app.state.store.writable()
+
+    async def consumer_bound() -> bool:
+        return not settings.consume or (app.state.consumer is not None and app.state.consumer.bound)
+
+    app = create_service_app(
+        "inventory",
+        route_handlers(settings, shared.admin_token),
+        readiness={
+            "nats_connected": nats_connected,
+            "store_writable": store_writable,
+            "consumer_bound": consumer_bound,
+        },
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        description="An append-only stock ledger fed by COMMERCE: reservations, stock levels and audit trails.",
+    )
+    return app
+
+
+def create_app() -> Litestar:
+    """The uvicorn factory: reads configuration from the file and the environment."""
+    setup_logging()
+    raw = load_raw()
+    return build_app(load_settings(raw), load_section(raw, "inventory", InventorySettings))

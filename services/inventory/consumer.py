@@ -1,0 +1,77 @@
+"""The COMMERCE batch handler: apply a fetched batch in one transaction, then settle each message.
+
+:class:`libs.consumer.PullConsumer` does the fetching (with its watchdog), the ``in_progress``
+heartbeats while a batch is applied, and dead-lettering. Batches are applied one at a time, in
+stream order, so the events of one order and of one SKU are applied in the order they were
+fetched; several replicas on PostgreSQL share the work, serialised per order and per SKU by the
+store's locks. Messages are acknowledged only after the commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from libs.consumer import Decision
+from libs.outbox import outbox_nudge_subject
+
+from .domain.events import Envelope
+from .domain.workspace import Outcome
+from .metrics import APPLIED, APPLY_SECONDS, OVERSELL_REJECTIONS, event_type_label
+from .store.repository import InventoryStore
+
+__all__ = ["EventHandler", "envelope_of"]
+
+log = logging.getLogger("stockwire.inventory")
+
+NUDGE_SUBJECT = outbox_nudge_subject("inventory")
+
+
+def envelope_of(msg: Msg) -> Envelope:
+    return Envelope(msg.subject, msg.data, dict(msg.headers or {}), msg.metadata.sequence.stream)
+
+
+class EventHandler:
+    def __init__(self, store: InventoryStore, nc: Client | None, *, max_deliver: int) -> None:
+        self.store = store
+        self.nc = nc
+        self.max_deliver = max_deliver
+
+    async def __call__(self, batch: Sequence[Msg]) -> list[Decision]:
+        envelopes = [envelope_of(msg) for msg in batch]
+        started = time.perf_counter()
+        applied = await self.store.apply_events(envelopes)
+        APPLY_SECONDS.observe(time.perf_counter() - started)
+        if applied.outbox_rows and self.nc is not None and self.nc.is_connected:
+            # Fire and forget: the relay also polls, a lost nudge only delays it.
+            with contextlib.suppress(Exception):
+                await self.nc.publish(NUDGE_SUBJECT, b"")
+        if applied.oversell_rejections:
+            OVERSELL_REJECTIONS.labels("event").inc(applied.oversell_rejections)
+        for event_type, outcome in applied.settled:
+            APPLIED.labels(event_type_label(event_type), outcome.value).inc()
+        return [
+            self._decide(msg, envelope, result.outcome, result.detail)
+            for msg, envelope, result in zip(batch, envelopes, applied.results, strict=True)
+        ]
+
+    def _decide(self, msg: Msg, envelope: Envelope, outcome: Outcome, detail: str) -> Decision:
+        label = event_type_label(envelope.event_type)
+        if outcome is Outcome.FAILED:
+            last = msg.metadata.num_delivered >= self.max_deliver
+            APPLIED.labels(label, Outcome.DEAD_LETTERED.value if last else "failed").inc()
+            return Decision.retry(detail)
+        if outcome is Outcome.DEAD_LETTERED or (outcome is Outcome.DUPLICATE and detail == Outcome.DEAD_LETTERED):
+            # A duplicate of a dead-lettered event: publish it again (DEADLETTER de-duplicates) in case
+            # the first publication was lost before the ack.
+            if outcome is Outcome.DEAD_LETTERED:
+                APPLIED.labels(label, outcome.value).inc()
+                log.warning("event %s (seq %d) cannot be applied: %s", envelope.msg_id, envelope.stream_seq, detail)
+            return Decision.dead_letter(detail if outcome is Outcome.DEAD_LETTERED else "cannot be applied")
+        APPLIED.labels(label, outcome.value).inc()
+        return Decision.ack()

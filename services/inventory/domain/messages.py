@@ -1,0 +1,85 @@
+"""What inventory tells the world: one ``inventory.<kind>`` event per ledger row (and per rejected
+order line), and an ``inventory.availability`` snapshot per SKU whose available stock changed.
+
+Message ids are derived from the SKU's version, so writing the same change twice (a retried
+transaction) yields the same ids and JetStream's de-duplication keeps one copy.
+"""
+
+from __future__ import annotations
+
+from libs.contracts import AvailabilityChanged, InventoryEvent, availability_msg_id, availability_subject, encode
+from libs.outbox import OutboxMessage
+from libs.subjects import inventory_subject
+
+from .model import LedgerEntry, ReservationKind, split_key
+from .workspace import Workspace
+
+__all__ = ["entry_event", "entry_msg_id", "outbox_messages", "rejection_msg_id"]
+
+_HEADERS = {"Content-Type": "application/json"}
+
+
+def entry_msg_id(sku: str, version: int) -> str:
+    return f"inventory:{sku}:{version}"
+
+
+def rejection_msg_id(event: InventoryEvent) -> str:
+    owner = event.order_id if event.order_id is not None else f"cart:{event.reservation_id}"
+    return f"rejected:{owner}:{event.sku}"
+
+
+def entry_event(entry: LedgerEntry) -> InventoryEvent:
+    order_id = reservation_id = None
+    if entry.reservation is not None:
+        kind, ref = split_key(entry.reservation)
+        if kind is ReservationKind.ORDER:
+            order_id = ref
+        else:
+            reservation_id = ref
+    return InventoryEvent(
+        kind=entry.kind.value,
+        sku=entry.sku,
+        qty=entry.qty,
+        version=entry.version,
+        occurred_at=entry.occurred_at,
+        order_id=order_id,
+        reservation_id=reservation_id,
+        source_event_id=entry.source,
+        reason=entry.reason or None,
+    )
+
+
+def outbox_messages(ws: Workspace, occurred_at: str) -> list[OutboxMessage]:
+    out = [
+        OutboxMessage(
+            inventory_subject(entry.kind.value, entry.sku),
+            entry_msg_id(entry.sku, entry.version),
+            encode(entry_event(entry)),
+            _HEADERS,
+        )
+        for entry in ws.entries
+    ]
+    out += [
+        OutboxMessage(inventory_subject("rejected", event.sku), rejection_msg_id(event), encode(event), _HEADERS)
+        for event in ws.rejections
+    ]
+    for state in ws.changed_availability():
+        snapshot = AvailabilityChanged(
+            sku=state.sku,
+            version=state.version,
+            available=state.available,
+            on_hand=state.on_hand,
+            reserved=state.reserved,
+            committed=state.committed,
+            occurred_at=occurred_at,
+            cause=ws.cause.get(state.sku, ""),
+        )
+        out.append(
+            OutboxMessage(
+                availability_subject(state.sku),
+                availability_msg_id(state.sku, state.version),
+                encode(snapshot),
+                _HEADERS,
+            )
+        )
+    return out

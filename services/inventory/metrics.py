@@ -1,0 +1,42 @@
+"""inventory metrics (no SKU or order ids in labels; event types outside the handled set are ``other``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from libs.metrics import LATENCY_BUCKETS
+
+from .domain.events import HANDLED_EVENT_TYPES
+
+__all__ = [
+    "APPLIED",
+    "APPLY_SECONDS",
+    "CONSUMER_PENDING",
+    "EXPIRED",
+    "OVERSELL_REJECTIONS",
+    "PARKED",
+    "event_type_label",
+]
+
+APPLIED = Counter(
+    "inventory_events_applied_total",
+    "COMMERCE events handled, by type and outcome (applied, duplicate, parked, rejected, dead_lettered, ignored)",
+    ["event_type", "outcome"],
+)
+APPLY_SECONDS = Histogram(
+    "inventory_apply_duration_seconds", "Time to apply one fetched batch in its transaction", buckets=LATENCY_BUCKETS
+)
+PARKED = Gauge("inventory_parked_events", "Events waiting for their predecessor", multiprocess_mode="max")
+CONSUMER_PENDING = Gauge(
+    "inventory_consumer_pending",
+    "Messages of COMMERCE the inventory consumer has not yet been given",
+    multiprocess_mode="max",
+)
+OVERSELL_REJECTIONS = Counter(
+    "inventory_oversell_rejections_total", "Reservations refused because the stock was not there", ["path"]
+)
+EXPIRED = Counter("inventory_reservations_expired_total", "Reservations released because their TTL passed")
+
+
+def event_type_label(event_type: str) -> str:
+    return event_type if event_type in HANDLED_EVENT_TYPES else "other"

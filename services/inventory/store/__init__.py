@@ -1,0 +1,1 @@
+"""Inventory's store: SQLAlchemy Core on SQLite (default) or PostgreSQL."""

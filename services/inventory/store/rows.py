@@ -1,0 +1,27 @@
+"""Rows of the store read back into domain records."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from ..domain.model import Reservation, ReservationState, SkuState
+
+__all__ = ["reservation_from_row", "sku_from_row"]
+
+
+def sku_from_row(row: sa.Row) -> SkuState:
+    return SkuState(row.sku, row.on_hand, row.reserved, row.committed, row.version, row.last_hash, row.counted_at)
+
+
+def reservation_from_row(row: sa.Row) -> Reservation:
+    return Reservation(
+        row.key,
+        ReservationState(row.state),
+        json.loads(row.lines),
+        row.created_at,
+        row.updated_at,
+        row.expires_at,
+        json.loads(row.returned),
+    )

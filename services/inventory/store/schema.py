@@ -1,0 +1,123 @@
+"""Inventory's tables (SQLAlchemy Core), and the versioned migrations that create them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from libs.outbox import create_outbox_schema, outbox_table
+
+__all__ = [
+    "COMPONENT",
+    "MIGRATIONS",
+    "inbox",
+    "ledger",
+    "metadata",
+    "outbox",
+    "parked",
+    "reservations",
+    "skus",
+]
+
+COMPONENT = "inventory"
+
+metadata = sa.MetaData()
+_Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_KEY = 256
+_MSG_ID = 600
+
+skus = sa.Table(
+    "skus",
+    metadata,
+    sa.Column("sku", sa.String(_KEY), primary_key=True),
+    sa.Column("on_hand", sa.BigInteger, nullable=False),
+    sa.Column("reserved", sa.BigInteger, nullable=False),
+    sa.Column("committed", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+    sa.Column("counted_at", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    # The last line of defence: whatever a bug or a race might try, the database refuses to oversell.
+    sa.CheckConstraint(
+        "reserved >= 0 AND committed >= 0 AND on_hand - reserved - committed >= 0", name="ck_skus_never_oversold"
+    ),
+)
+
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("sku", sa.String(_KEY), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("qty", sa.BigInteger, nullable=False),
+    sa.Column("on_hand_delta", sa.BigInteger, nullable=False),
+    sa.Column("reserved_delta", sa.BigInteger, nullable=False),
+    sa.Column("committed_delta", sa.BigInteger, nullable=False),
+    sa.Column("reservation", sa.String(_KEY + 8), nullable=True),
+    sa.Column("source", sa.String(_MSG_ID), nullable=False),
+    sa.Column("occurred_at", sa.String(40), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    # Two writers that both believed they were next for a SKU cannot both commit.
+    sa.UniqueConstraint("sku", "version", name="uq_ledger_sku_version"),
+)
+sa.Index("ix_ledger_reservation", ledger.c.reservation)
+sa.Index("ix_ledger_source", ledger.c.source)
+
+reservations = sa.Table(
+    "reservations",
+    metadata,
+    sa.Column("key", sa.String(_KEY + 8), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("lines", sa.Text, nullable=False),
+    sa.Column("returned", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+)
+sa.Index("ix_reservations_expires_at", reservations.c.expires_at)
+
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("msg_id", sa.String(_MSG_ID), primary_key=True),
+    sa.Column("stream_seq", sa.BigInteger, nullable=False),
+    sa.Column("subject", sa.String(512), nullable=False),
+    sa.Column("event_type", sa.String(128), nullable=False),
+    sa.Column("order_id", sa.String(_KEY), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("settled_at", sa.Float, nullable=False),
+)
+sa.Index("ix_inbox_order_id", inbox.c.order_id)
+sa.Index("ix_inbox_stream_seq", inbox.c.stream_seq)
+
+parked = sa.Table(
+    "parked",
+    metadata,
+    sa.Column("msg_id", sa.String(_MSG_ID), primary_key=True),
+    sa.Column("order_key", sa.String(_KEY + 8), nullable=False),
+    sa.Column("subject", sa.String(512), nullable=False),
+    sa.Column("stream_seq", sa.BigInteger, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("parked_at", sa.Float, nullable=False),
+    # Set once the sweeper has given up on it: never applied again, on its way to DEADLETTER.
+    sa.Column("dead_lettering", sa.Boolean, nullable=False, default=False),
+)
+sa.Index("ix_parked_order_key", parked.c.order_key)
+sa.Index("ix_parked_parked_at", parked.c.parked_at)
+
+outbox = outbox_table(metadata)
+
+
+def _create_v1(conn: Connection) -> None:
+    for table in (skus, ledger, reservations, inbox, parked):
+        table.create(conn, checkfirst=True)
+    create_outbox_schema(conn, outbox)
+
+
+MIGRATIONS = [_create_v1]

@@ -1,0 +1,152 @@
+"""Writing back what a transaction changed: one multi-row statement per table.
+
+Outbox rows go last, after every lock the transaction takes (the relay's commit-order rule on
+PostgreSQL relies on that; see libs/outbox.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.outbox import add_to_outbox
+
+from ..domain.ledger import iso_time
+from ..domain.messages import outbox_messages
+from ..domain.workspace import Workspace
+from . import schema
+
+__all__ = ["write_changes"]
+
+
+def _json(value: Mapping[str, int]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+async def _upsert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, object]], key: str) -> None:
+    insert = _insert(conn, table)
+    update = {c.name: insert.excluded[c.name] for c in table.columns if c.name != key}
+    await conn.execute(insert.on_conflict_do_update(index_elements=[key], set_=update), rows)
+
+
+async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int:
+    """Write everything the workspace changed; returns how many outbox rows were added."""
+    if ws.entries:
+        await conn.execute(
+            sa.insert(schema.ledger),
+            [
+                {
+                    "sku": e.sku,
+                    "version": e.version,
+                    "kind": e.kind.value,
+                    "qty": e.qty,
+                    "on_hand_delta": e.on_hand_delta,
+                    "reserved_delta": e.reserved_delta,
+                    "committed_delta": e.committed_delta,
+                    "reservation": e.reservation,
+                    "source": e.source,
+                    "occurred_at": e.occurred_at,
+                    "reason": e.reason,
+                    "prev_hash": e.prev_hash,
+                    "hash": e.hash,
+                }
+                for e in ws.entries
+            ],
+        )
+    if ws.dirty_skus:
+        rows = []
+        for name in sorted(ws.dirty_skus):
+            s = ws.skus[name]
+            rows.append(
+                {
+                    "sku": s.sku,
+                    "on_hand": s.on_hand,
+                    "reserved": s.reserved,
+                    "committed": s.committed,
+                    "version": s.version,
+                    "last_hash": s.last_hash,
+                    "counted_at": s.counted_at,
+                    "updated_at": now,
+                }
+            )
+        await _upsert(conn, schema.skus, rows, "sku")
+    if ws.dirty_reservations:
+        rows = []
+        for key in sorted(ws.dirty_reservations):
+            r = ws.reservations[key]
+            rows.append(
+                {
+                    "key": r.key,
+                    "state": r.state.value,
+                    "lines": _json(r.lines),
+                    "returned": _json(r.returned),
+                    "created_at": r.created_at,
+                    "updated_at": r.updated_at,
+                    "expires_at": r.expires_at,
+                }
+            )
+        await _upsert(conn, schema.reservations, rows, "key")
+    if ws.new_inbox:
+        await conn.execute(
+            _insert(conn, schema.inbox).on_conflict_do_nothing(index_elements=["msg_id"]),
+            [
+                {
+                    "msg_id": r.msg_id,
+                    "stream_seq": r.stream_seq,
+                    "subject": r.subject,
+                    "event_type": r.event_type,
+                    "order_id": r.order_id,
+                    "outcome": r.outcome.value,
+                    "detail": r.detail,
+                    "settled_at": r.settled_at,
+                }
+                for r in ws.new_inbox.values()
+            ],
+        )
+    if ws.settled_parked:
+        t = schema.inbox
+        await conn.execute(
+            sa.update(t)
+            .where(t.c.msg_id == sa.bindparam("b_msg_id"))
+            .values(
+                outcome=sa.bindparam("b_outcome"), detail=sa.bindparam("b_detail"), settled_at=sa.bindparam("b_at")
+            ),
+            [
+                {"b_msg_id": msg_id, "b_outcome": outcome.value, "b_detail": detail, "b_at": at}
+                for msg_id, (outcome, detail, at) in ws.settled_parked.items()
+            ],
+        )
+    if ws.new_parked:
+        await conn.execute(
+            sa.insert(schema.parked),
+            [
+                {
+                    "msg_id": msg_id,
+                    "order_key": key,
+                    "subject": p.event.envelope.subject if p.event.envelope else "",
+                    "stream_seq": p.event.stream_seq,
+                    "headers": json.dumps(dict(p.event.envelope.headers) if p.event.envelope else {}),
+                    "body": p.event.envelope.body if p.event.envelope else b"",
+                    "reason": p.reason,
+                    "parked_at": p.parked_at,
+                    "dead_lettering": False,
+                }
+                for msg_id, (key, p) in ws.new_parked.items()
+            ],
+        )
+    if ws.removed_parked:
+        t = schema.parked
+        await conn.execute(sa.delete(t).where(t.c.msg_id.in_(sorted(ws.removed_parked))))
+    messages = outbox_messages(ws, iso_time(now))
+    if messages:
+        await add_to_outbox(conn, schema.outbox, messages, now=now)
+    return len(messages)

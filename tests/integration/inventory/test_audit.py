@@ -1,0 +1,88 @@
+"""``stockwire audit order|sku``: raw webhooks read back from COMMERCE, ledger rows, events emitted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from litestar.testing import AsyncTestClient
+from nats.js import JetStreamContext
+
+from libs.natsserver import NatsServer
+from stockwire.cli import main as stockwire
+from tests.support import eventually
+
+from .conftest import drained, publish
+
+
+async def _history(js: JetStreamContext) -> None:
+    await publish(js, "inventory.received", "r1", {"sku": "MUG", "qty": 3})
+    await publish(js, "payment.successful", "p1", {"order_id": "o-77"})
+    await publish(js, "order.created", "c1", {"order_id": "o-77", "lines": [{"sku": "MUG", "qty": 2}]})
+    await publish(js, "shipment.shipped", "s1", {"order_id": "o-77"})
+    await publish(js, "order.created", "c2", {"order_id": "o-78", "lines": [{"sku": "MUG", "qty": 5}]})
+    await eventually(lambda: drained(js), what="history applied")
+
+
+async def test_audit_order_prints_webhooks_ledger_and_events(
+    inventory: AsyncTestClient,
+    js: JetStreamContext,
+    nats_server: NatsServer,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _history(js)
+    monkeypatch.setenv("STOCKWIRE_NATS_URL", nats_server.url)
+    monkeypatch.setenv("STOCKWIRE_DATA_DIR", str(data_dir))
+
+    assert await asyncio.to_thread(stockwire, ["audit", "order", "o-77", "--json"]) == 0
+    trail = json.loads(capsys.readouterr().out)
+    assert trail["reservation"]["state"] == "shipped"
+    assert [(w["stream_seq"], w["event_type"], w["outcome"]) for w in trail["webhooks"]] == [
+        (2, "payment.successful", "applied"),
+        (3, "order.created", "applied"),
+        (4, "shipment.shipped", "applied"),
+    ]
+    raw = json.loads(trail["webhooks"][1]["raw"])
+    assert raw["id"] == "c1" and raw["data"]["order_id"] == "o-77"
+    assert trail["webhooks"][1]["headers"]["Nats-Msg-Id"] == "ce:c1"
+    assert [(e["kind"], e["qty"], e["source"]) for e in trail["ledger"]] == [
+        ("reserved", 2, "ce:c1"),
+        ("committed", 2, "ce:p1"),
+        ("deducted", 2, "ce:s1"),
+    ]
+    emitted = {m["subject"] for m in trail["emitted"]}
+    assert {"inventory.reserved.MUG", "inventory.committed.MUG", "inventory.deducted.MUG"} <= emitted
+    assert all(m["status"] == "pending in the outbox" for m in trail["emitted"])
+
+    assert await asyncio.to_thread(stockwire, ["audit", "order", "o-78"]) == 0
+    text = capsys.readouterr().out
+    assert "Order o-78: rejected" in text
+    assert "insufficient stock: MUG (requested 5, available 1)" in text
+    assert "inventory.rejected.MUG  rejected:o-78:MUG" in text
+
+    assert await asyncio.to_thread(stockwire, ["audit", "order", "nobody"]) == 1
+
+
+async def test_audit_sku_prints_every_movement_with_its_webhook(
+    inventory: AsyncTestClient,
+    js: JetStreamContext,
+    nats_server: NatsServer,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _history(js)
+    monkeypatch.setenv("STOCKWIRE_NATS_URL", nats_server.url)
+    monkeypatch.setenv("STOCKWIRE_DATA_DIR", str(data_dir))
+    assert await asyncio.to_thread(stockwire, ["audit", "sku", "MUG", "--json"]) == 0
+    trail = json.loads(capsys.readouterr().out)
+    assert [e["kind"] for e in trail["ledger"]] == ["received", "reserved", "committed", "deducted"]
+    assert [w["msg_id"] for w in trail["webhooks"]] == ["ce:r1", "ce:p1", "ce:c1", "ce:s1"]
+    assert all(w["raw"] for w in trail["webhooks"])
+    subjects = [m["subject"] for m in trail["emitted"]]
+    assert "inventory.availability.MUG" in subjects
+    assert "inventory.rejected.MUG" in subjects

@@ -1,0 +1,162 @@
+"""The HTTP API on a real SQLite store (and the one race that matters, also on PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+import pytest
+from litestar.testing import AsyncTestClient
+from nats.js import JetStreamContext
+
+from libs.natsserver import NatsServer
+from tests.support import eventually
+
+from .conftest import AUTH, ClientFactory, drained, publish, sku
+
+
+async def _stock(js: JetStreamContext, name: str, qty: int) -> None:
+    await publish(js, "inventory.received", f"stock-{name}-{qty}", {"sku": name, "qty": qty})
+    await eventually(lambda: drained(js), what="stock received")
+
+
+def _reservation(reservation_id: str, *lines: tuple[str, int], ttl_s: float | None = None) -> dict:
+    body: dict = {"reservation_id": reservation_id, "lines": [{"sku": s, "qty": q} for s, q in lines]}
+    if ttl_s is not None:
+        body["ttl_s"] = ttl_s
+    return body
+
+
+async def test_writes_need_the_admin_token(inventory: AsyncTestClient) -> None:
+    body = _reservation("r1", ("A", 1))
+    assert (await inventory.post("/reservations", json=body)).status_code == 401
+    wrong = {"authorization": "Bearer nope"}
+    response = await inventory.post("/reservations", json=body, headers=wrong)
+    assert response.status_code == 401 and response.json()["error"] == "unauthorized"
+    assert (await inventory.delete("/reservations/r1")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"reservation_id": "r1"}, 400, "bad_request"),
+        (_reservation("r1"), 422, "invalid_reservation"),
+        (_reservation("r1", ("A", 0)), 422, "invalid_reservation"),
+        (_reservation("r1", ("", 1)), 422, "invalid_reservation"),
+        (_reservation("r1", ("A", 1), ttl_s=0), 422, "invalid_ttl"),
+        (_reservation("", ("A", 1)), 422, "invalid_reservation"),
+    ],
+)
+async def test_bad_reservation_requests_get_a_clear_error(
+    inventory: AsyncTestClient, body: dict, status: int, code: str
+) -> None:
+    response = await inventory.post("/reservations", json=body, headers=AUTH)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == code
+    assert response.json()["detail"]
+
+
+async def test_reserve_all_lines_or_none_repeat_and_release(inventory: AsyncTestClient, js: JetStreamContext) -> None:
+    await _stock(js, "A", 2)
+    await _stock(js, "B", 1)
+    created = await inventory.post("/reservations", json=_reservation("r1", ("A", 1), ("B", 1)), headers=AUTH)
+    assert created.status_code == 201, created.text
+    assert created.json()["state"] == "reserved"
+    assert created.json()["expires_at"] > 0
+    again = await inventory.post("/reservations", json=_reservation("r1", ("A", 1), ("B", 1)), headers=AUTH)
+    assert again.status_code == 200
+    other = await inventory.post("/reservations", json=_reservation("r1", ("A", 2)), headers=AUTH)
+    assert other.status_code == 409 and other.json()["error"] == "reservation_exists"
+
+    short = await inventory.post("/reservations", json=_reservation("r2", ("A", 1), ("B", 1)), headers=AUTH)
+    assert short.status_code == 409
+    assert short.json()["error"] == "insufficient_stock"
+    assert short.json()["short"] == [{"sku": "B", "requested": 1, "available": 0}]
+    assert (await sku(inventory, "A"))["reserved"] == 1  # r2's A line was not taken either
+
+    released = await inventory.delete("/reservations/r1", headers=AUTH)
+    assert released.status_code == 200 and released.json()["state"] == "released"
+    assert (await sku(inventory, "B"))["available"] == 1
+    assert (await inventory.delete("/reservations/r1", headers=AUTH)).json()["state"] == "released"
+    missing = await inventory.delete("/reservations/nope", headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["error"] == "unknown_reservation"
+
+
+async def test_a_lapsed_reservation_reads_as_released_before_the_sweeper_runs(
+    inventory: AsyncTestClient, js: JetStreamContext
+) -> None:
+    await _stock(js, "A", 1)
+    response = await inventory.post("/reservations", json=_reservation("r1", ("A", 1), ttl_s=1), headers=AUTH)
+    assert response.status_code == 201
+    assert (await sku(inventory, "A"))["available"] == 0
+
+    async def released() -> bool:
+        return (await sku(inventory, "A"))["available"] == 1
+
+    await eventually(released, timeout=5, what="lapsed reservation counted as released")
+    assert (await inventory.get("/reservations/r1")).json()["state"] == "expired"
+    ledger = (await inventory.get("/skus/A/ledger")).json()["entries"]
+    assert [e["kind"] for e in ledger] == ["received", "reserved"]  # nothing written yet
+
+    # The next writer (here another checkout) writes the expiry before deciding.
+    second = await inventory.post("/reservations", json=_reservation("r2", ("A", 1)), headers=AUTH)
+    assert second.status_code == 201
+    ledger = (await inventory.get("/skus/A/ledger")).json()["entries"]
+    assert [e["kind"] for e in ledger] == ["received", "reserved", "expired", "reserved"]
+
+
+async def test_fifty_concurrent_checkouts_for_the_last_unit_get_exactly_one_201(
+    inventory: AsyncTestClient, js: JetStreamContext
+) -> None:
+    await _stock(js, "LAST", 1)
+    responses = await asyncio.gather(
+        *(inventory.post("/reservations", json=_reservation(f"r{i}", ("LAST", 1)), headers=AUTH) for i in range(50))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 1
+    assert statuses.count(409) == 49
+    assert (await sku(inventory, "LAST"))["available"] == 0
+
+
+@pytest.mark.postgres
+async def test_fifty_concurrent_checkouts_on_postgresql_get_exactly_one_201(
+    js: JetStreamContext, nats_server: NatsServer, inventory_factory: ClientFactory, postgres_url: str
+) -> None:
+    async with inventory_factory(nats_server.url, database_url=postgres_url, pool_size=20) as client:
+        await _stock(js, "LAST", 1)
+        responses = await asyncio.gather(
+            *(client.post("/reservations", json=_reservation(f"r{i}", ("LAST", 1)), headers=AUTH) for i in range(50))
+        )
+        assert sorted(r.status_code for r in responses).count(201) == 1
+        assert (await sku(client, "LAST"))["reserved"] == 1
+
+
+async def test_skus_with_slashes_and_the_ledger_pages(inventory: AsyncTestClient, js: JetStreamContext) -> None:
+    name = "GIFT.CARD/50 EUR"
+    for i in range(5):
+        await publish(js, "inventory.received", f"g{i}", {"sku": name, "qty": 1})
+    await eventually(lambda: drained(js), what="receipts applied")
+    assert (await sku(inventory, name))["on_hand"] == 5
+    path = f"/skus/{quote(name, safe='')}/ledger"
+    first = (await inventory.get(path, params={"limit": 3})).json()
+    assert [e["version"] for e in first["entries"]] == [1, 2, 3]
+    assert first["next_after"] == 3
+    rest = (await inventory.get(path, params={"limit": 3, "after": first["next_after"]})).json()
+    assert [e["version"] for e in rest["entries"]] == [4, 5]
+    assert rest["next_after"] is None
+    assert rest["entries"][0]["prev_hash"] == first["entries"][-1]["hash"]
+    assert (await inventory.get("/skus/unknown")).status_code == 404
+    assert (await inventory.get("/orders/unknown")).json()["error"] == "unknown_order"
+
+
+async def test_an_order_takes_over_its_checkout_reservation(inventory: AsyncTestClient, js: JetStreamContext) -> None:
+    await _stock(js, "A", 1)
+    assert (
+        await inventory.post("/reservations", json=_reservation("cart-1", ("A", 1)), headers=AUTH)
+    ).status_code == 201
+    data = {"order_id": "o1", "lines": [{"sku": "A", "qty": 1}], "reservation_id": "cart-1"}
+    await publish(js, "order.created", "c1", data)
+    await eventually(lambda: drained(js), what="order applied")
+    assert (await inventory.get("/orders/o1")).json()["state"] == "reserved"
+    assert (await inventory.get("/reservations/cart-1")).json()["state"] == "converted"
+    assert (await sku(inventory, "A"))["reserved"] == 1

@@ -1,0 +1,249 @@
+"""Random commerce histories for the property tests, and an in-memory inventory to run them on.
+
+A history is a list of segments: a stock event (receipt, adjustment) or one order's whole life
+(created, then paid / failed / cancelled, shipped, returned…), each event stamped with the producer's
+time in history order. Deliveries are built from it: in order, with each order's own events shuffled
+and duplicates thrown in, or in any order at all.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+
+from services.inventory.domain.events import Envelope, MalformedEvent, parse_event
+from services.inventory.domain.ledger import Inventory, Result
+from services.inventory.domain.model import LedgerEntry, LedgerKind, ReservationState
+from services.inventory.domain.workspace import Outcome, Workspace
+
+SKUS = ("A", "B", "C.red")
+BASE_TS = 1_790_000_000.0
+
+
+def envelope(event_type: str, event_id: str, data: dict, *, ts: float = BASE_TS, seq: int = 0) -> Envelope:
+    """A COMMERCE message exactly as ingress writes it for a Commerce Engine webhook."""
+    body = json.dumps({"id": event_id, "event_type": event_type, "created_at": ts, "data": data}).encode()
+    headers = {
+        "Nats-Msg-Id": f"ce:{event_id}",
+        "Stockwire-Source": "ce",
+        "Stockwire-Event-Type": event_type,
+        "Stockwire-Event-Id": event_id,
+    }
+    return Envelope(f"commerce.ce.{event_type}", body, headers, seq)
+
+
+@dataclass
+class Segment:
+    events: list[Envelope]
+    order_id: str | None = None
+
+
+@dataclass
+class History:
+    segments: list[Segment]
+
+    def in_order(self) -> list[Envelope]:
+        return [e for segment in self.segments for e in segment.events]
+
+    def receipts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for e in self.in_order():
+            if e.event_type == "inventory.received":
+                data = json.loads(e.body)["data"]
+                totals[data["sku"]] = totals.get(data["sku"], 0) + data["qty"]
+        return totals
+
+
+def _with_seq(events: Iterable[Envelope]) -> list[Envelope]:
+    return [Envelope(e.subject, e.body, e.headers, i + 1) for i, e in enumerate(events)]
+
+
+def shuffled_per_order(history: History, rng: random.Random, duplicate_p: float) -> list[Envelope]:
+    """Each order's events in any order (orders keep their places); some events delivered again later."""
+    out: list[Envelope] = []
+    for segment in history.segments:
+        events = list(segment.events)
+        if segment.order_id is not None:
+            rng.shuffle(events)
+        out.extend(events)
+    return _with_seq(_duplicated(out, rng, duplicate_p))
+
+
+def any_interleaving(history: History, rng: random.Random, duplicate_p: float) -> list[Envelope]:
+    events = history.in_order()
+    rng.shuffle(events)
+    return _with_seq(_duplicated(events, rng, duplicate_p))
+
+
+def _duplicated(events: list[Envelope], rng: random.Random, p: float) -> list[Envelope]:
+    out = list(events)
+    for event in events:
+        if rng.random() < p:
+            first = out.index(event)
+            out.insert(rng.randint(first + 1, len(out)), event)
+    return out
+
+
+# --- strategies ------------------------------------------------------------------------------------
+_LIFECYCLES = (
+    (),
+    ("payment.failed",),
+    ("order.cancelled",),
+    ("payment.successful",),
+    ("payment.captured", "order.cancelled"),
+    ("payment.successful", "shipment.shipped"),
+    ("payment.captured", "order.fulfilled", "return"),
+    ("payment.successful", "shipment.shipped", "return", "return"),
+)
+
+
+@st.composite
+def histories(draw: st.DrawFn, max_segments: int = 14) -> History:
+    segments: list[Segment] = []
+    counter = iter(range(10**6))
+    ts = iter(BASE_TS + i for i in range(10**6))
+    count = draw(st.integers(1, max_segments))
+    for _ in range(count):
+        kind = draw(st.sampled_from(("receipt", "receipt", "adjust", "order", "order", "order")))
+        n = next(counter)
+        if kind == "receipt":
+            data = {"sku": draw(st.sampled_from(SKUS)), "qty": draw(st.integers(1, 4))}
+            segments.append(Segment([envelope("inventory.received", f"r{n}", data, ts=next(ts))]))
+        elif kind == "adjust":
+            sku = draw(st.sampled_from(SKUS))
+            if draw(st.booleans()):
+                data = {"sku": sku, "delta": draw(st.integers(-3, 3).filter(bool))}
+            else:
+                counted = BASE_TS + draw(st.integers(0, 40))
+                data = {"sku": sku, "on_hand": draw(st.integers(0, 8)), "counted_at": counted}
+            segments.append(Segment([envelope("inventory.adjusted", f"a{n}", data, ts=next(ts))]))
+        else:
+            order_id = f"o{n}"
+            lines = draw(
+                st.lists(
+                    st.fixed_dictionaries({"sku": st.sampled_from(SKUS), "qty": st.integers(1, 3)}),
+                    min_size=1,
+                    max_size=3,
+                )
+            )
+            events = [envelope("order.created", f"{order_id}-c", {"order_id": order_id, "lines": lines}, ts=next(ts))]
+            # Returns never give back more than was shipped (what a real shop sends).
+            returnable = {}
+            for line in lines:
+                returnable[line["sku"]] = returnable.get(line["sku"], 0) + line["qty"]
+            for i, step in enumerate(draw(st.sampled_from(_LIFECYCLES))):
+                if step == "return":
+                    sku = draw(st.sampled_from(sorted(returnable)))
+                    if returnable[sku] == 0:
+                        continue
+                    qty = draw(st.integers(1, returnable[sku]))
+                    returnable[sku] -= qty
+                    data = {"order_id": order_id, "lines": [{"sku": sku, "qty": qty}], "restock": draw(st.booleans())}
+                    events.append(envelope("return.received", f"{order_id}-{i}", data, ts=next(ts)))
+                else:
+                    events.append(envelope(step, f"{order_id}-{i}", {"order_id": order_id}, ts=next(ts)))
+            segments.append(Segment(events, order_id))
+    return History(segments)
+
+
+# --- the in-memory inventory ----------------------------------------------------------------------
+@dataclass
+class MemoryInventory:
+    """The pure domain with every row kept in memory: what the store does, minus the database."""
+
+    now: float = BASE_TS
+    ttl_s: float = 900.0
+    ws: Workspace = field(default_factory=lambda: Workspace(strict=False))
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    received: dict[str, int] = field(default_factory=dict)
+
+    def book(self) -> Inventory:
+        return Inventory(self.ws, now=self.now, reservation_ttl_s=self.ttl_s)
+
+    def deliver(self, envelope: Envelope) -> Result:
+        book = self.book()
+        try:
+            event = parse_event(envelope)
+        except MalformedEvent as exc:
+            return Result(Outcome.DEAD_LETTERED, str(exc))
+        result = book.apply(event)
+        if result.outcome is Outcome.APPLIED and event.event_type == "inventory.received":
+            payload = event.payload
+            self.received[payload.sku] = self.received.get(payload.sku, 0) + payload.qty  # type: ignore[union-attr]
+        self._commit()
+        return result
+
+    def deliver_all(self, envelopes: Sequence[Envelope]) -> list[Result]:
+        return [self.deliver(e) for e in envelopes]
+
+    def expire_overdue(self) -> int:
+        book = self.book()
+        expired = sum(book.expire(key) for key in sorted(self.ws.reservations))
+        self._commit()
+        return expired
+
+    def _commit(self) -> None:
+        self.ledger.extend(self.ws.entries)
+        for msg_id, record in self.ws.new_inbox.items():
+            self.outcomes[msg_id] = record.outcome
+        for msg_id, (outcome, _detail, _at) in self.ws.settled_parked.items():
+            self.outcomes[msg_id] = outcome
+        self.ws.clear_changes()
+
+    def quantities(self) -> dict[str, tuple[int, int, int]]:
+        return {
+            sku: (s.on_hand, s.reserved, s.committed)
+            for sku, s in sorted(self.ws.skus.items())
+            if (s.on_hand, s.reserved, s.committed) != (0, 0, 0) or s.version
+        }
+
+    def parked(self) -> int:
+        return self.ws.parked_count()
+
+
+def check_invariants(
+    quantities: dict[str, tuple[int, int, int]],
+    ledger: Sequence[LedgerEntry],
+    received: dict[str, int],
+    reservations: Iterable[tuple[str, ReservationState, dict[str, int]]],
+) -> None:
+    """available >= 0; on_hand = receipts + adjustments + restocked returns - deducted; reserved +
+    committed = what the open reservations hold, and each reservation's own ledger rows say the same."""
+    on_hand_by_kind: dict[tuple[str, LedgerKind], int] = {}
+    by_reservation: dict[tuple[str, str], list[int]] = {}
+    for entry in ledger:
+        key = (entry.sku, entry.kind)
+        on_hand_by_kind[key] = on_hand_by_kind.get(key, 0) + entry.on_hand_delta
+        if entry.reservation is not None:
+            sums = by_reservation.setdefault((entry.reservation, entry.sku), [0, 0])
+            sums[0] += entry.reserved_delta
+            sums[1] += entry.committed_delta
+    held: dict[str, list[int]] = {}
+    open_holds: dict[tuple[str, str], list[int]] = {}
+    for key, state, lines in reservations:
+        for sku, qty in lines.items():
+            if state is ReservationState.RESERVED:
+                held.setdefault(sku, [0, 0])[0] += qty
+                open_holds[key, sku] = [qty, 0]
+            elif state is ReservationState.COMMITTED:
+                held.setdefault(sku, [0, 0])[1] += qty
+                open_holds[key, sku] = [0, qty]
+    for sku in set(quantities) | set(held) | set(received):
+        on_hand, reserved, committed = quantities.get(sku, (0, 0, 0))
+        assert on_hand - reserved - committed >= 0, f"{sku}: oversold {quantities[sku]}"
+        assert reserved >= 0 and committed >= 0
+        expected_on_hand = (
+            received.get(sku, 0)
+            + on_hand_by_kind.get((sku, LedgerKind.ADJUSTED), 0)
+            + on_hand_by_kind.get((sku, LedgerKind.RETURNED), 0)
+            + on_hand_by_kind.get((sku, LedgerKind.DEDUCTED), 0)  # deductions are negative deltas
+        )
+        assert on_hand == expected_on_hand, f"{sku}: on_hand {on_hand} != {expected_on_hand}"
+        assert [reserved, committed] == held.get(sku, [0, 0]), f"{sku}: {quantities.get(sku)} vs holds {held.get(sku)}"
+    for key in set(open_holds) | set(by_reservation):
+        assert by_reservation.get(key, [0, 0]) == open_holds.get(key, [0, 0]), f"{key}: ledger and reservation differ"
