@@ -34,6 +34,7 @@ __all__ = [
     "TopologySettings",
     "load_raw",
     "load_section",
+    "load_service_config",
     "load_settings",
 ]
 
@@ -244,3 +245,9 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
         if not SOURCE_PATTERN.fullmatch(source):
             raise ConfigError(f"[sources.{source}]: a source name must match {SOURCE_PATTERN.pattern}")
     return settings
+
+
+def load_service_config(section: str, cls: type[T]) -> tuple[StockwireSettings, T]:
+    """What a service process reads at start: the shared settings and its own section, from file and env."""
+    raw = load_raw()
+    return load_settings(raw), load_section(raw, section, cls)

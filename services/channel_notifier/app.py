@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 
-from libs.config import StockwireSettings, load_raw, load_section, load_settings
+from libs.config import StockwireSettings, load_service_config
 from libs.http import create_service_app
 from libs.logs import setup_logging
 from libs.urlpolicy import Resolver, system_resolver
@@ -52,5 +52,4 @@ def build_app(
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
     setup_logging()
-    raw = load_raw()
-    return build_app(load_settings(raw), load_section(raw, "channel-notifier", ChannelNotifierSettings))
+    return build_app(*load_service_config("channel-notifier", ChannelNotifierSettings))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from libs.config import load_raw, load_section, load_settings
+from libs.config import load_service_config
 from libs.server import serve
 
 from .settings import IngressSettings
 
 
 def main() -> None:
-    raw = load_raw()
-    shared = load_settings(raw)
-    settings = load_section(raw, "ingress", IngressSettings)
+    shared, settings = load_service_config("ingress", IngressSettings)
     serve(
         "services.ingress.app:create_app",
         host=settings.host,

@@ -13,7 +13,7 @@ from litestar import Litestar, Request, Response, post
 from litestar.datastructures import State
 
 from libs.bus import connect, jetstream
-from libs.config import SourceSettings, StockwireSettings, load_raw, load_section, load_settings
+from libs.config import SourceSettings, StockwireSettings, load_service_config
 from libs.http import create_service_app, error_response
 from libs.logs import setup_logging
 from libs.store import database_url
@@ -136,5 +136,4 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
     setup_logging()
-    raw = load_raw()
-    return build_app(load_settings(raw), load_section(raw, "ingress", IngressSettings))
+    return build_app(*load_service_config("ingress", IngressSettings))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from libs.config import load_raw, load_section, load_settings
+from libs.config import load_service_config
 from libs.server import serve
 
 from .settings import InventorySettings
 
 
 def main() -> None:
-    raw = load_raw()
-    shared = load_settings(raw)
-    settings = load_section(raw, "inventory", InventorySettings)
+    shared, settings = load_service_config("inventory", InventorySettings)
     # One worker: the consumer, the sweeper and the API share the process. Scale with replicas
     # (on PostgreSQL), each its own process.
     serve("services.inventory.app:create_app", host=settings.host, port=settings.port, data_dir=shared.data_dir)

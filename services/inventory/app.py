@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 
 from libs.bus import connect, jetstream
-from libs.config import StockwireSettings, load_raw, load_section, load_settings
+from libs.config import StockwireSettings, load_service_config
 from libs.consumer import PullConsumer
 from libs.http import create_service_app
 from libs.logs import setup_logging
@@ -115,5 +115,4 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
     setup_logging()
-    raw = load_raw()
-    return build_app(load_settings(raw), load_section(raw, "inventory", InventorySettings))
+    return build_app(*load_service_config("inventory", InventorySettings))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from libs.config import load_raw, load_section, load_settings
+from libs.config import load_service_config
 from libs.server import serve
 
 from .settings import OutboxRelaySettings
 
 
 def main() -> None:
-    raw = load_raw()
-    shared = load_settings(raw)
-    settings = load_section(raw, "outbox-relay", OutboxRelaySettings)
+    shared, settings = load_service_config("outbox-relay", OutboxRelaySettings)
     # One process per replica: leadership is per process, extra workers would only stand by.
     serve(
         "services.outbox_relay.app:create_app",

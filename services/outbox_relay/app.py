@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 
-from libs.config import StockwireSettings, load_raw, load_section, load_settings
+from libs.config import StockwireSettings, load_service_config
 from libs.http import create_service_app
 from libs.logs import setup_logging
 
@@ -48,5 +48,4 @@ def build_app(shared: StockwireSettings, settings: OutboxRelaySettings, *, holde
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
     setup_logging()
-    raw = load_raw()
-    return build_app(load_settings(raw), load_section(raw, "outbox-relay", OutboxRelaySettings))
+    return build_app(*load_service_config("outbox-relay", OutboxRelaySettings))
