@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import importlib.util
 import json
 import secrets
@@ -174,5 +175,6 @@ def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=0.5) as response:
             return bool(response.status == 200)
-    except OSError:
+    except (OSError, http.client.HTTPException):
+        # Not listening yet, or something else holds the port for a moment: not healthy, keep waiting.
         return False
