@@ -62,5 +62,10 @@ def test_up_starts_nats_and_ingress_accepts_a_sent_webhook_and_stops_cleanly(tmp
         assert (data_dir / "nats" / "jetstream").is_dir(), "the NATS store lives under the data dir"
     finally:
         if up.poll() is None:
-            up.kill()
-            up.wait()
+            # SIGTERM first: `up` stops its children; a SIGKILL would leave them running.
+            up.send_signal(signal.SIGTERM)
+            try:
+                up.wait(30)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
