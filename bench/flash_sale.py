@@ -1,0 +1,358 @@
+"""The headline benchmark: a flash sale through Stockwire against the synchronous design it replaces.
+
+    python -m bench.flash_sale [--quick] [--seconds 20] [--rates 5000,10000,20000,30000,45000,60000]
+
+Measured in one run, on this machine, with the same simulator, the same three channel sinks and the
+same server settings (uvicorn, uvloop, httptools, one worker per service):
+
+1. Stockwire end to end (embedded nats-server, ingress, inventory, outbox-relay, channel-notifier):
+   the offered rate is stepped up; a step is *sustained* when inventory decided orders at >= 90 % of
+   the offered rate and the webhook -> all-channels p99 stayed under 500 ms.
+2. The synchronous design (``bench/flash_sale_sync.py``): one Litestar handler that updates SQLite
+   and calls the three channels inline before answering. Its webhook -> all-channels latency is the
+   producer's request time (it answers after the channel calls).
+3. Both at one rate with the storefront slow (300 ms) and the marketplace failing half its requests.
+
+Events lost: webhooks the producer gave up on, channel updates that were never delivered (the
+synchronous handler does not retry them), and channel caches that ended wrong. Stockwire must lose
+none. Figures are printed and written to ``.data/bench/flash_sale.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvloop
+
+from bench.support import Service, dump, machine, print_table
+from libs.natsserver import free_port
+from stockwire.demo.analysis import channel_divergences, percentile
+from stockwire.demo.channels import SinkProcess, register_channels
+from stockwire.demo.flash_sale import FlashSale, SaleOptions
+from stockwire.demo.report import build_report
+from stockwire.demo.run import demo_env
+from stockwire.sim.config import OrderMix, ProducerConfig, SimConfig
+from stockwire.sim.generator import generate_plan
+from stockwire.sim.model import Decision, compare_levels
+from stockwire.sim.plan import Webhook
+from stockwire.sim.producer import Producer, make_client
+from stockwire.sim.runner import SaleRunner
+from stockwire.sim.watch import InventoryApi
+from stockwire.stack import DEFAULT_PORTS, Stack
+
+P99_TARGET_MS = 500.0
+SUSTAINED_SHARE = 0.9
+TTL_S = 3.0
+
+
+@dataclass
+class Step:
+    design: str
+    scenario: str
+    offered_opm: float
+    processed_opm: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    healthy_channel_p99_ms: float
+    orders: int
+    lost: int
+    lost_detail: str
+    invariants_ok: bool
+    failed: list[str]
+
+    @property
+    def sustained(self) -> bool:
+        return (
+            self.processed_opm >= SUSTAINED_SHARE * self.offered_opm and self.p99_ms < P99_TARGET_MS and self.lost == 0
+        )
+
+
+def sale_config(orders_per_min: float, seconds: float, seed: int) -> SimConfig:
+    orders = max(20, round(orders_per_min / 60 * seconds))
+    config = SimConfig(
+        seed=seed,
+        orders=orders,
+        run_id=f"b{seed}",
+        sku_prefix=f"B{seed}-",
+        mix=OrderMix(mid_sale_adjustments=2, mid_sale_receipts=1),
+        producer=ProducerConfig(concurrency=64, burst_factor=1.0, duplicate_rate=0.02, reorder_rate=0.05),
+    )
+    per_order = len(generate_plan(config).sale) / orders
+    return replace(config, producer=replace(config.producer, rate=orders_per_min / 60 * per_order))
+
+
+# --- Stockwire ---------------------------------------------------------------------------------------
+def stockwire_step(stack: Stack, sinks: SinkProcess, config: SimConfig, scenario: str, settle_s: float) -> Step:
+    options = SaleOptions(sim=config, settle_timeout_s=settle_s, verify_ledger=False, sample_interval_s=1.0)
+    report = build_report(uvloop.run(FlashSale(stack, sinks, options).run()), title=f"bench {scenario}")
+    latency = report["latency"]
+    hooks = report["webhooks"]
+    failed = [f"{i['name']}: {i['detail']}" for i in report["invariants"] if not i["ok"]]
+    diverged = next((i for i in report["invariants"] if i["name"] == "channel caches converged"), {"ok": True})
+    ledger_ok = next((i for i in report["invariants"] if i["name"] == "ledger equals the ground truth"), {"ok": True})
+    lost = hooks["gave_up"] + (0 if diverged["ok"] else 1) + (0 if ledger_ok["ok"] else 1)
+    return Step(
+        "stockwire",
+        scenario,
+        report["throughput"]["orders_per_min_offered"],
+        report["throughput"]["orders_per_min_processed"],
+        latency["webhook_to_all_channels"]["p50_ms"],
+        latency["webhook_to_all_channels"]["p95_ms"],
+        latency["webhook_to_all_channels"]["p99_ms"],
+        latency["webhook_to_channel"].get("b2b", {}).get("p99_ms", math.nan),
+        report["orders"]["sent"],
+        lost,
+        f"{hooks['gave_up']} webhooks given up; caches {'converged' if diverged['ok'] else 'DIVERGED'}; "
+        f"ledger {'= ground truth' if ledger_ok['ok'] else 'DIFFERS'}",
+        report["ok"],
+        failed,
+    )
+
+
+# --- the synchronous design --------------------------------------------------------------------------
+class _Answers:
+    """A synchronous design decides in the answer to ``order.created``."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, Decision] = {}
+        self.times: list[float] = []
+
+    def on_answer(self, webhook: Webhook, document: dict[str, object]) -> None:
+        if webhook.event_type == "order.created" and webhook.order_id and "decision" in document:
+            if webhook.order_id not in self.answers:
+                self.times.append(time.time())
+            self.answers[webhook.order_id] = Decision(document["decision"] == "reserved")
+
+    def decision(self, order_id: str) -> Decision | None:
+        return self.answers.get(order_id)
+
+    def decisions(self) -> dict[str, Decision]:
+        return dict(self.answers)
+
+
+async def _sync_sale(url: str, secret: str, sinks: SinkProcess, config: SimConfig) -> tuple[Step, dict[str, Any]]:
+    plan = generate_plan(config)
+    answers = _Answers()
+    async with make_client(config.producer.concurrency, 30) as client, httpx.AsyncClient(timeout=10) as http:
+        before = (await http.get(f"{url}/stats")).json()
+        producer = Producer(client, url, "shop", secret, config.producer, random.Random(config.seed), lambda *_: None)
+        producer.on_answer = answers.on_answer
+        api = InventoryApi(http, url)
+        result = await SaleRunner(plan, config, producer, answers, api).run()
+        after = (await http.get(f"{url}/stats")).json()
+        views = await api.skus(plan.skus)
+    caches = {}
+    for channel in sinks.channels:
+        state = sinks.state(channel.name, since=1 << 40)
+        caches[channel.name] = {sku: (v["available"], v["version"]) for sku, v in state["cache"].items()}
+    final = {sku: (v.available, v.version) for sku, v in views.items() if v is not None}
+    divergences = channel_divergences(final, caches, {c.name: c.buffer for c in sinks.channels})
+    expectation = result.truth.expected(answers.decisions())
+    mismatches = compare_levels(expectation.levels, {s: v.levels if v else None for s, v in views.items()})
+    dropped = after["channel_failures"] - before["channel_failures"]
+    decided = [t for t in answers.times if t >= result.sale_started_at]
+    span = max(1e-6, (max(decided) if decided else result.sale_ended_at) - result.sale_started_at)
+    sale_s = max(1e-6, result.sale_ended_at - result.sale_started_at)
+    times_ms = [t * 1000 for t in producer.response_times]
+    lost = result.stats.gave_up + dropped + len(divergences)
+    step = Step(
+        "synchronous",
+        "",
+        round(len(plan.orders) / sale_s * 60, 1),
+        round(len(decided) / span * 60, 1),
+        percentile(times_ms, 50),
+        percentile(times_ms, 95),
+        percentile(times_ms, 99),
+        math.nan,
+        len(plan.orders),
+        lost,
+        f"{result.stats.gave_up} webhooks given up; {dropped} channel updates dropped; "
+        f"{len(divergences)} channel/SKU caches wrong at the end",
+        not mismatches and result.stats.gave_up == 0 and not divergences,
+        [str(m) for m in mismatches[:5]],
+    )
+    return step, {"channel_calls": after["channel_calls"] - before["channel_calls"], "dropped": dropped}
+
+
+def sync_step(url: str, secret: str, sinks: SinkProcess, config: SimConfig, scenario: str) -> Step:
+    step, _ = uvloop.run(_sync_sale(url, secret, sinks, config))
+    step.scenario = scenario
+    return step
+
+
+# --- driver ------------------------------------------------------------------------------------------
+def _degrade(sinks: SinkProcess, on: bool) -> None:
+    sinks.control("storefront", delay_s=0.3 if on else 0.0)
+    sinks.control("marketplace", fail_ratio=0.5 if on else 0.0)
+
+
+def _step_up(run: Any, rates: Sequence[float], seconds: float, seed: int, label: str) -> list[Step]:
+    steps = []
+    for n, rate in enumerate(rates):
+        step = run(sale_config(rate, seconds, seed + n), f"{rate:,.0f}/min offered")
+        steps.append(step)
+        print(
+            f"  {label} {rate:>8,.0f} orders/min offered: processed {step.processed_opm:,.0f}/min, "
+            f"p99 {step.p99_ms:,.1f} ms, lost {step.lost} -> {'sustained' if step.sustained else 'NOT sustained'}",
+            flush=True,
+        )
+        if not step.sustained:
+            break
+    return steps
+
+
+def _best(steps: Sequence[Step]) -> float:
+    sustained = [s.processed_opm for s in steps if s.sustained]
+    return max(sustained, default=0.0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short steps at low rates (proves it runs)")
+    parser.add_argument("--seconds", type=float, default=None, help="length of each step's sale")
+    parser.add_argument("--rates", default=None, help="comma-separated orders/min to step through")
+    parser.add_argument("--degraded-rate", type=float, default=None, help="orders/min for the degraded runs")
+    parser.add_argument("--out", default=".data/bench/flash_sale.json")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (6.0 if args.quick else 20.0)
+    rates = (
+        [float(r) for r in args.rates.split(",")]
+        if args.rates
+        else ([3000, 6000, 12000] if args.quick else [5000, 10000, 20000, 30000, 45000, 60000])
+    )
+    degraded_rate = args.degraded_rate or (3000 if args.quick else 10000)
+    settle_s = 120.0 if args.quick else 300.0
+    print(f"flash-sale benchmark on {machine()}; steps of {seconds:g} s", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="stockwire-bench-"))
+    sinks = SinkProcess(sink=io.StringIO(), log_dir=work)
+    sinks.start()
+    results: dict[str, Any] = {"machine": machine(), "seconds_per_step": seconds, "rates": rates}
+    try:
+        stack = Stack(
+            data_dir=work / "stockwire",
+            ports={name: free_port() for name in DEFAULT_PORTS},
+            nats_port=free_port(),
+            env=demo_env(TTL_S),
+            sink=io.StringIO(),
+        )
+        try:
+            stack.start()
+            register_channels(stack.url("channel-notifier"), stack.admin_token, sinks)
+            print("stockwire:", flush=True)
+            run = lambda config, scenario: stockwire_step(stack, sinks, config, scenario, settle_s)  # noqa: E731
+            stockwire_steps = _step_up(run, rates, seconds, 100, "stockwire  ")
+            _degrade(sinks, True)
+            degraded_sw = stockwire_step(
+                stack, sinks, sale_config(degraded_rate, seconds, 900), "slow + failing channel", settle_s
+            )
+            _degrade(sinks, False)
+            print(f"  degraded: p99 {degraded_sw.p99_ms:,.1f} ms, lost {degraded_sw.lost}", flush=True)
+        finally:
+            stack.stop()
+        secret = "bench-sync-secret"
+        port = free_port()
+        targets = [
+            {"name": c.name, "url": sinks.url(c.name), "secret": sinks.secret(c.name), "buffer": c.buffer}
+            for c in sinks.channels
+        ]
+        env = {"SYNC_DB": str(work / "sync.db"), "SYNC_SECRET": secret, "SYNC_CHANNELS": json.dumps(targets)}
+        with Service(
+            [sys.executable, "-m", "bench.flash_sale_sync", str(port)], env, f"http://127.0.0.1:{port}/healthz"
+        ):
+            url = f"http://127.0.0.1:{port}"
+            print("synchronous:", flush=True)
+            sync_steps = _step_up(
+                lambda config, scenario: sync_step(url, secret, sinks, config, scenario),
+                rates,
+                seconds,
+                500,
+                "synchronous",
+            )
+            _degrade(sinks, True)
+            degraded_sync = sync_step(
+                url, secret, sinks, sale_config(degraded_rate, seconds, 990), "slow + failing channel"
+            )
+            _degrade(sinks, False)
+            print(f"  degraded: p99 {degraded_sync.p99_ms:,.1f} ms, lost {degraded_sync.lost}", flush=True)
+    finally:
+        sinks.stop()
+    everything = [*stockwire_steps, degraded_sw, *sync_steps, degraded_sync]
+    print_table(
+        "Flash sale: orders/min and webhook -> all channels latency (ms)",
+        [
+            "design",
+            "scenario",
+            "orders",
+            "offered/min",
+            "processed/min",
+            "p50",
+            "p95",
+            "p99",
+            "b2b p99",
+            "lost",
+            "sustained",
+        ],
+        [
+            [
+                s.design,
+                s.scenario,
+                s.orders,
+                s.offered_opm,
+                s.processed_opm,
+                s.p50_ms,
+                s.p95_ms,
+                s.p99_ms,
+                s.healthy_channel_p99_ms,
+                s.lost,
+                "yes" if s.sustained else "no",
+            ]
+            for s in everything
+        ],
+    )
+    sw_best, sync_best = _best(stockwire_steps), _best(sync_steps)
+    at_10k = next((s for s in stockwire_steps if abs(s.offered_opm - 10000) / 10000 < 0.15), None)
+    print("\nHeadline")
+    print(f"  Stockwire max sustained:   {sw_best:,.0f} orders/min (target >= 30,000)")
+    print(f"  synchronous max sustained: {sync_best:,.0f} orders/min")
+    print(f"  ratio:                     {sw_best / sync_best:,.2f}x" if sync_best else "  ratio: n/a")
+    if at_10k:
+        print(f"  Stockwire p99 at ~10,000 orders/min: {at_10k.p99_ms:,.1f} ms (target < 500)")
+    print(
+        f"  slow + failing channel, Stockwire:   p99 {degraded_sw.p99_ms:,.1f} ms, lost {degraded_sw.lost} "
+        f"({degraded_sw.lost_detail}); healthy channel p99 {degraded_sw.healthy_channel_p99_ms:,.1f} ms"
+    )
+    print(
+        f"  slow + failing channel, synchronous: p99 {degraded_sync.p99_ms:,.1f} ms, lost {degraded_sync.lost} "
+        f"({degraded_sync.lost_detail}); processed {degraded_sync.processed_opm:,.0f}/min"
+    )
+    lost_total = sum(s.lost for s in [*stockwire_steps, degraded_sw])
+    print(f"  Stockwire events lost over every run: {lost_total} (target 0)")
+    results.update(
+        {
+            "steps": [asdict(s) | {"sustained": s.sustained} for s in everything],
+            "stockwire_max_sustained_opm": sw_best,
+            "synchronous_max_sustained_opm": sync_best,
+            "ratio": sw_best / sync_best if sync_best else None,
+            "stockwire_lost": lost_total,
+        }
+    )
+    dump(Path(args.out), results)
+    print(f"\nwritten to {args.out}")
+    return 0 if lost_total == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""``stockwire sim``: a Commerce Engine simulator sending a flash sale to a running stack."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from libs.config import load_settings
+from stockwire.sim.config import CatalogueConfig, ProducerConfig, SimConfig
+from stockwire.sim.session import SimTarget, run_sim
+from stockwire.stack import DEFAULT_PORTS, DEV_SOURCE, dev_source_secret
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sim",
+        help="send a simulated flash sale (signed webhooks) to a running stack and check the ledger",
+        description="Receipts, then orders over a hot catalogue, payments, cancellations, abandoned carts, "
+        "shipments and returns, sent as Commerce Engine would (retries, duplicates, reordering, a burst). "
+        "Reads inventory's decisions back and compares every SKU with the ground truth.",
+    )
+    parser.add_argument("--ingress-url", default=f"http://127.0.0.1:{DEFAULT_PORTS['ingress']}")
+    parser.add_argument("--inventory-url", default=f"http://127.0.0.1:{DEFAULT_PORTS['inventory']}")
+    parser.add_argument("--source", default=DEV_SOURCE, help=f"webhook source (default {DEV_SOURCE})")
+    parser.add_argument("--data-dir", default=None, help="where the dev source secret is (default: config)")
+    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--skus", type=int, default=CatalogueConfig().skus)
+    parser.add_argument("--hot-skus", type=int, default=CatalogueConfig().hot_skus)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--run-id", default=None, help="prefix of event and order ids (default: random)")
+    parser.add_argument("--rate", type=float, default=ProducerConfig().rate, help="webhooks/s; 0 = unpaced")
+    parser.add_argument("--concurrency", type=int, default=ProducerConfig().concurrency)
+    parser.add_argument("--duplicates", type=float, default=ProducerConfig().duplicate_rate)
+    parser.add_argument("--reorder", type=float, default=ProducerConfig().reorder_rate)
+    parser.add_argument("--forged", type=float, default=0.0, help="share of deliveries followed by a forged copy")
+    parser.add_argument("--burst-factor", type=float, default=ProducerConfig().burst_factor)
+    parser.add_argument("--wait-expiry", action="store_true", help="wait until abandoned carts expired")
+    parser.add_argument("--settle-timeout", type=float, default=120.0)
+    parser.add_argument("--report", default=None, help="write a JSON result here")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    source = settings.sources.get(args.source)
+    if source is not None:
+        if source.scheme != "commerce-engine" or not source.secrets:
+            problem = f"source {args.source!r} needs the commerce-engine scheme and a secret"
+            print(f"stockwire sim: {problem}", file=sys.stderr)
+            return 2
+        secret = source.secrets[-1]
+    else:
+        secret = dev_source_secret(Path(args.data_dir or settings.data_dir))
+    config = SimConfig(
+        seed=args.seed,
+        orders=args.orders,
+        run_id=args.run_id or f"sim{secrets.token_hex(3)}",
+        source=args.source,
+        catalogue=replace(CatalogueConfig(), skus=args.skus, hot_skus=min(args.hot_skus, args.skus)),
+        producer=replace(
+            ProducerConfig(),
+            rate=args.rate,
+            concurrency=args.concurrency,
+            duplicate_rate=args.duplicates,
+            reorder_rate=args.reorder,
+            forged_rate=args.forged,
+            burst_factor=args.burst_factor,
+        ),
+    )
+    target = SimTarget(
+        ingress_url=args.ingress_url,
+        inventory_url=args.inventory_url,
+        nats=settings.nats,
+        secret=secret,
+        settle_timeout_s=args.settle_timeout,
+        wait_for_expiry=args.wait_expiry,
+    )
+    return uvloop.run(run_sim(config, target, sys.stdout, Path(args.report) if args.report else None))

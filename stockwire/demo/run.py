@@ -1,0 +1,204 @@
+"""``stockwire demo``: a fresh stack, three channel sinks, a flash sale, and the report.
+
+Everything runs on 127.0.0.1: the embedded nats-server, the four services, the sinks. Service logs go
+to ``<data dir>/logs`` (``--show-logs`` prints them too); the terminal shows one progress line a
+second, then the invariants and the headline figures. The exit status is 0 only if every invariant holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import uvloop
+
+from libs.natsserver import free_port
+from stockwire.sim.config import ProducerConfig, SimConfig
+from stockwire.stack import DEFAULT_PORTS, EMBEDDED_NATS_PORT, Stack
+
+from .channels import SinkProcess, register_channels
+from .flash_sale import FlashSale, SaleOptions
+from .html import render_html
+from .report import build_report
+
+__all__ = ["DemoSettings", "demo_env", "pick_ports", "prepare_data_dir", "run_demo", "write_report"]
+
+_MARKER = ".stockwire-demo"
+
+
+@dataclass
+class DemoSettings:
+    sim: SimConfig
+    data_dir: Path = Path(".data/demo")
+    report_dir: Path = Path(".data/reports")
+    reservation_ttl_s: float = 8.0
+    settle_timeout_s: float = 300.0
+    show_logs: bool = False
+    default_ports: bool = True
+    """Use the usual ports where free (tests set False: every port is a free one)."""
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    report_paths: tuple[Path, Path] | None = None
+    """Set once the report is written: (JSON, HTML)."""
+
+
+def demo_env(reservation_ttl_s: float) -> dict[str, str]:
+    """Service settings for a demo: a short reservation TTL (abandoned carts visibly expire) and
+    a notifier that retries a recovered channel within seconds rather than minutes."""
+    return {
+        "STOCKWIRE__INVENTORY__RESERVATION_TTL_S": str(reservation_ttl_s),
+        "STOCKWIRE__INVENTORY__SWEEP_INTERVAL_S": "0.5",
+        "STOCKWIRE__CHANNEL_NOTIFIER__RETRY_CAP_S": "2",
+        "STOCKWIRE__CHANNEL_NOTIFIER__BREAKER_OPEN_S": "1",
+        "STOCKWIRE__CHANNEL_NOTIFIER__BREAKER_OPEN_MAX_S": "2",
+        "STOCKWIRE__CHANNEL_NOTIFIER__POLL_INTERVAL_S": "0.5",
+    }
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def pick_ports(prefer_defaults: bool = True) -> tuple[dict[str, int], int]:
+    """The usual ports where free (a running ``stockwire up`` keeps them), free ones otherwise."""
+    usable = lambda port: prefer_defaults and _port_free(port)  # noqa: E731
+    ports = {name: port if usable(port) else free_port() for name, port in DEFAULT_PORTS.items()}
+    nats = EMBEDDED_NATS_PORT if usable(EMBEDDED_NATS_PORT) else free_port()
+    return ports, nats
+
+
+def prepare_data_dir(path: Path) -> None:
+    """Start from an empty directory; only ever delete one this command created (it holds a marker)."""
+    if path.exists() and any(path.iterdir()):
+        if not (path / _MARKER).is_file():
+            raise SystemExit(f"stockwire demo: {path} is not empty and was not made by the demo; choose --data-dir")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / _MARKER).write_text("scratch space of `stockwire demo`; deleted at the next run\n")
+
+
+def write_report(report: Mapping[str, Any], directory: Path, stem: str) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = directory / f"{stem}.json", directory / f"{stem}.html"
+    json_path.write_text(json.dumps(report, indent=2, default=str))
+    html_path.write_text(render_html(report))
+    return json_path, html_path
+
+
+def _progress_printer(out: TextIO, total_orders: int) -> Any:
+    def show(row: Mapping[str, Any]) -> None:
+        decided, reserved = row["orders_decided"], row["orders_reserved"]
+        lag = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
+        out.write(
+            f"[{row['t']:6.1f}s] sale {row['progress'] * 100:5.1f}% | webhooks {row['delivered']:,} accepted "
+            f"(dup {row['duplicates']:,}, spooled {row['spooled']:,}, retries {row['retries']:,}) | orders "
+            f"{decided:,}/{total_orders:,} decided: {reserved:,} reserved, {decided - reserved:,} rejected | "
+            f"lag inventory {lag(row['inventory_lag'])}, notifier {lag(row['notifier_lag'])} | "
+            f"channel updates {row['channel_updates']:,}\n"
+        )
+        out.flush()
+
+    return show
+
+
+def _print_summary(report: Mapping[str, Any], paths: tuple[Path, Path], out: TextIO) -> None:
+    latency = report["latency"]["webhook_to_all_channels"]
+    orders, hooks, thr = report["orders"], report["webhooks"], report["throughput"]
+    lines = [
+        "",
+        "Invariants:",
+        *(f"  [{'PASS' if i['ok'] else 'FAIL'}] {i['name']}: {i['detail']}" for i in report["invariants"]),
+        "",
+        f"  webhooks: {hooks['accepted']:,} accepted, {hooks['duplicate']:,} duplicates, {hooks['spooled']:,} "
+        f"spooled, {hooks['rejected'] + hooks['forged_refused']:,} refused, {hooks['retries']:,} retries",
+        f"  orders:   {orders['sent']:,} sent, {orders['reserved']:,} reserved, {orders['rejected']:,} rejected, "
+        f"{orders['expired']:,} reservations expired",
+        f"  events:   {report['events']['inventory_published']:,} inventory events published",
+        f"  speed:    {thr['orders_per_min_processed']:,} orders/min processed "
+        f"({thr['orders_per_min_offered']:,} offered), {thr['inventory_events_per_s']:,} inventory events/s",
+        f"  latency:  webhook → all channels p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, "
+        f"p99 {latency['p99_ms']} ms ({latency['count']:,} changes)",
+        "",
+        f"Report: {paths[1]}  (JSON: {paths[0]})",
+        "All invariants hold." if report["ok"] else "SOME INVARIANTS FAILED.",
+    ]
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+
+
+def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
+    prepare_data_dir(settings.data_dir)
+    ports, nats_port = pick_ports(settings.default_ports)
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_sink: TextIO = sys.stdout if settings.show_logs else open(os.devnull, "w")  # noqa: SIM115
+    stack = Stack(
+        data_dir=settings.data_dir,
+        ports=ports,
+        nats_port=nats_port,
+        env={**demo_env(settings.reservation_ttl_s), **settings.extra_env},
+        sink=log_sink,
+    )
+    sinks = SinkProcess(sink=log_sink, log_dir=logs)
+    out.write(f"stockwire demo: starting NATS and the services (logs in {logs})…\n")
+    out.flush()
+    try:
+        stack.start()
+        sinks.start()
+        register_channels(stack.url("channel-notifier"), stack.admin_token, sinks)
+        out.write(
+            "stockwire demo: "
+            + ", ".join(f"{name} {stack.url(name)}" for name in stack.services)
+            + f"; channels {', '.join(f'{c.name} (buffer {c.buffer})' for c in sinks.channels)}\n"
+        )
+        out.write(
+            f"stockwire demo: flash sale of {settings.sim.orders:,} orders over {settings.sim.catalogue.skus} SKUs "
+            f"({settings.sim.catalogue.hot_skus} hot, less stock than demand), seed {settings.sim.seed}, "
+            f"reservation TTL {settings.reservation_ttl_s:g} s\n"
+        )
+        out.flush()
+        options = SaleOptions(
+            sim=settings.sim,
+            settle_timeout_s=settings.settle_timeout_s,
+            on_progress=_progress_printer(out, settings.sim.orders),
+        )
+        observation = uvloop.run(FlashSale(stack, sinks, options).run())
+        report = build_report(observation)
+        stem = f"flash-sale-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        paths = write_report(report, settings.report_dir, stem)
+        _print_summary(report, paths, out)
+        settings.report_paths = paths
+        return 0 if report["ok"] else 1
+    finally:
+        sinks.stop()
+        stack.stop()
+        if log_sink is not sys.stdout:
+            log_sink.close()
+
+
+def sized(config: SimConfig, orders: int | None, duration_s: float | None, rate: float | None) -> SimConfig:
+    """``--orders``/``--duration``/``--rate``: a duration sets the rate that spreads the sale over it."""
+    if orders is not None:
+        config = replace(config, orders=orders)
+    producer: ProducerConfig = config.producer
+    if rate is not None:
+        producer = replace(producer, rate=rate)
+    elif duration_s:
+        from stockwire.sim.generator import generate_plan
+
+        webhooks = len(generate_plan(config).sale)
+        burst = producer.burst_share * (1 - 1 / producer.burst_factor)
+        producer = replace(producer, rate=max(1.0, webhooks * (1 - burst) / duration_s))
+    return replace(config, producer=producer)
