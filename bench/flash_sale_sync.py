@@ -188,8 +188,11 @@ async def apply(tx: Tx, kind: str, data: dict[str, Any]) -> str | None:
 
 @dataclass
 class Channels:
+    """One connection pool per channel (as the channel-notifier has): a small pool per channel also keeps
+    httpcore's per-request pool scan cheap."""
+
     targets: list[dict[str, Any]]
-    client: httpx.AsyncClient
+    clients: dict[str, httpx.AsyncClient]
     calls: int = 0
     failures: int = 0
 
@@ -205,7 +208,7 @@ class Channels:
         headers = sign_standard_webhook(target["secret"], f"{level.sku}:{level.version}", body).as_dict()
         self.calls += 1
         try:
-            response = await self.client.post(
+            response = await self.clients[target["name"]].post(
                 target["url"], content=body, headers={**headers, "content-type": "application/json"}
             )
             if not response.is_success:
@@ -230,11 +233,15 @@ def create_app() -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with engine.begin() as conn:
             await conn.run_sync(_meta.create_all)
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-            app.state.channels = Channels(targets, client)
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=4.0)
+        clients = {t["name"]: httpx.AsyncClient(timeout=timeout, limits=limits) for t in targets}
+        app.state.channels = Channels(targets, clients)
+        try:
             yield
-        await engine.dispose()
+        finally:
+            for client in clients.values():
+                await client.aclose()
+            await engine.dispose()
 
     @post("/webhooks/{source:str}")
     async def webhook(source: str, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:

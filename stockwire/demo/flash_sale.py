@@ -66,11 +66,19 @@ class SaleOptions:
 
 
 async def _consumer_lag(js: JetStreamContext, stream: str, durable: str) -> tuple[int, int] | None:
+    """(pending, delivered but not acknowledged), or None while the server does not answer."""
+    state = await _consumer_state(js, stream, durable)
+    return None if state is None else (state[0], state[1])
+
+
+async def _consumer_state(js: JetStreamContext, stream: str, durable: str) -> tuple[int, int, int] | None:
+    """(pending, unacknowledged, stream sequence up to which everything is acknowledged)."""
     try:
         info = await js.consumer_info(stream, durable, timeout=2)
     except Exception:
         return None
-    return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+    floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+    return int(info.num_pending or 0), int(info.num_ack_pending or 0), floor
 
 
 async def _last_seq(js: JetStreamContext, stream: str) -> int:
@@ -88,6 +96,9 @@ class _Sampler:
     started: float
     interval_s: float
     on_progress: Callable[[dict[str, Any]], None] | None
+    commerce_before: int = 0
+    """COMMERCE's last sequence before the run: what inventory acknowledged beyond it, it applied."""
+    applied: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     async def run(self) -> None:
@@ -96,7 +107,10 @@ class _Sampler:
             await asyncio.sleep(self.interval_s)
 
     async def sample(self) -> dict[str, Any]:
-        inventory = await _consumer_lag(self.js, COMMERCE, INVENTORY_CONSUMER)
+        inventory_state = await _consumer_state(self.js, COMMERCE, INVENTORY_CONSUMER)
+        inventory = None if inventory_state is None else inventory_state[:2]
+        if inventory_state is not None:
+            self.applied = max(self.applied, inventory_state[2] - self.commerce_before)
         notifier = await _consumer_lag(self.js, INVENTORY, NOTIFIER_CONSUMER)
         updates = 0
         with contextlib.suppress(Exception):
@@ -115,6 +129,7 @@ class _Sampler:
             "orders_decided": len(decisions),
             "orders_reserved": sum(1 for d in decisions.values() if d.accepted),
             "inventory_events": self.watcher.messages,
+            "inventory_applied": self.applied,
             "inventory_lag": None if inventory is None else sum(inventory),
             "notifier_lag": None if notifier is None else sum(notifier),
             "channel_updates": updates,
@@ -145,6 +160,7 @@ class FlashSale:
         sampler_task: asyncio.Task[None] | None = None
         try:
             deadletter_before = await _last_seq(js, DEADLETTER)
+            commerce_before = await _last_seq(js, COMMERCE)
             await watcher.start()
             inventory = InventoryApi(http, self.stack.url("inventory"))
             plan = generate_plan(sim)
@@ -158,7 +174,15 @@ class FlashSale:
             )
             started = time.time()
             sampler = _Sampler(
-                js, runner, producer, watcher, reader, started, options.sample_interval_s, options.on_progress
+                js,
+                runner,
+                producer,
+                watcher,
+                reader,
+                started,
+                options.sample_interval_s,
+                options.on_progress,
+                commerce_before=commerce_before,
             )
             sampler_task = asyncio.create_task(sampler.run())
             faults = asyncio.create_task(self._faults(runner, started))

@@ -18,7 +18,7 @@ def _nice_max(value: float) -> float:
     if value <= 0 or math.isnan(value):
         return 1.0
     magnitude = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if value <= step * magnitude:
             return step * magnitude
     return 10 * magnitude
@@ -55,7 +55,7 @@ def line_chart(
     series: Mapping[str, Sequence[Point]], *, x_label: str, y_label: str, width: int = 720, height: int = 260
 ) -> str:
     """An SVG line chart of one or more series of (x, y) points."""
-    pad = (60, 150, 12, 36)
+    pad = (60, 190, 12, 36)
     points = [p for values in series.values() for p in values if not math.isnan(p[1])]
     x_max = _nice_max(max((p[0] for p in points), default=1.0))
     y_max = _nice_max(max((p[1] for p in points), default=1.0))
@@ -87,7 +87,7 @@ def bar_chart(
     height: int = 260,
 ) -> str:
     """An SVG histogram of (low, high, count) bins with vertical markers (e.g. p50, p99)."""
-    pad = (60, 150, 12, 36)
+    pad = (60, 190, 12, 36)
     if not bins:
         return _svg(width, height, ['<text x="20" y="40">no data</text>'])
     x_max = _nice_max(max(high for _, high, _ in bins[:-1] or bins))
@@ -181,6 +181,7 @@ def render_html(report: Mapping[str, Any]) -> str:
             ["orders per minute (offered)", throughput["orders_per_min_offered"]],
             ["webhooks per second", throughput["webhooks_per_s"]],
             ["inventory events per second", throughput["inventory_events_per_s"]],
+            ["events applied by inventory", report["events"].get("applied_by_inventory", 0)],
             [
                 "webhook → all channels p50 / p95 / p99 (ms)",
                 f"{_cell(all_ch['p50_ms'])} / {_cell(all_ch['p95_ms'])} / {_cell(all_ch['p99_ms'])}",
@@ -214,8 +215,8 @@ def render_html(report: Mapping[str, Any]) -> str:
             "Consumer lag (pending + unacknowledged)",
             line_chart(
                 {
-                    "COMMERCE / inventory": _series(rows, "inventory_lag"),
-                    "INVENTORY / channel-notifier": _series(rows, "notifier_lag"),
+                    "inventory (COMMERCE)": _series(rows, "inventory_lag"),
+                    "notifier (INVENTORY)": _series(rows, "notifier_lag"),
                 },
                 x_label="seconds since start",
                 y_label="messages",

@@ -234,6 +234,7 @@ def build_report(observation: Observation, *, title: str = "Stockwire flash sale
         },
         "orders": _orders(observation),
         "events": {
+            "applied_by_inventory": max((row.get("inventory_applied", 0) for row in observation.timeseries), default=0),
             "inventory_published": observation.inventory_messages,
             "by_kind": dict(sorted(observation.inventory_kinds.items())),
         },

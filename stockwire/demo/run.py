@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import socket
@@ -102,11 +103,11 @@ def _progress_printer(out: TextIO, total_orders: int) -> Any:
         decided, reserved = row["orders_decided"], row["orders_reserved"]
         lag = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
         out.write(
-            f"[{row['t']:6.1f}s] sale {row['progress'] * 100:5.1f}% | webhooks {row['delivered']:,} accepted "
-            f"(dup {row['duplicates']:,}, spooled {row['spooled']:,}, retries {row['retries']:,}) | orders "
-            f"{decided:,}/{total_orders:,} decided: {reserved:,} reserved, {decided - reserved:,} rejected | "
-            f"lag inventory {lag(row['inventory_lag'])}, notifier {lag(row['notifier_lag'])} | "
-            f"channel updates {row['channel_updates']:,}\n"
+            f"[{row['t']:6.1f}s] sale {row['progress'] * 100:5.1f}% | webhooks sent {row['requests']:,}, "
+            f"accepted {row['delivered']:,} (dup {row['duplicates']:,}, spooled {row['spooled']:,}) | "
+            f"applied {row['inventory_applied']:,}, lag {lag(row['inventory_lag'])} | orders {decided:,}/"
+            f"{total_orders:,}: {reserved:,} reserved, {decided - reserved:,} rejected | notifier lag "
+            f"{lag(row['notifier_lag'])} | channel updates {row['channel_updates']:,}\n"
         )
         out.flush()
 
@@ -125,7 +126,8 @@ def _print_summary(report: Mapping[str, Any], paths: tuple[Path, Path], out: Tex
         f"spooled, {hooks['rejected'] + hooks['forged_refused']:,} refused, {hooks['retries']:,} retries",
         f"  orders:   {orders['sent']:,} sent, {orders['reserved']:,} reserved, {orders['rejected']:,} rejected, "
         f"{orders['expired']:,} reservations expired",
-        f"  events:   {report['events']['inventory_published']:,} inventory events published",
+        f"  events:   {report['events']['applied_by_inventory']:,} applied by inventory, "
+        f"{report['events']['inventory_published']:,} inventory events published",
         f"  speed:    {thr['orders_per_min_processed']:,} orders/min processed "
         f"({thr['orders_per_min_offered']:,} offered), {thr['inventory_events_per_s']:,} inventory events/s",
         f"  latency:  webhook → all channels p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, "
@@ -139,6 +141,10 @@ def _print_summary(report: Mapping[str, Any], paths: tuple[Path, Path], out: Tex
 
 
 def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
+    if not settings.show_logs:
+        # The progress lines are the demo's output; connection chatter would interleave with them.
+        for name in ("stockwire.bus", "stockwire.topology"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     prepare_data_dir(settings.data_dir)
     ports, nats_port = pick_ports(settings.default_ports)
     logs = settings.data_dir / "logs"
