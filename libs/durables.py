@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 
-from libs.topology import ConsumerSpec, _apply_consumer
+from libs.topology import ConsumerSpec, apply_consumer
 
 __all__ = ["ConsumerSpec", "ensure_durable"]
 
@@ -15,4 +15,4 @@ async def ensure_durable(js: JetStreamContext, spec: ConsumerSpec) -> str:
 
     Raises :class:`libs.topology.TopologyError` when the existing consumer cannot be changed in place.
     """
-    return await _apply_consumer(js, spec)
+    return await apply_consumer(js, spec)

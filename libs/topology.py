@@ -26,6 +26,7 @@ __all__ = [
     "KvSpec",
     "StreamSpec",
     "TopologyError",
+    "apply_consumer",
     "apply_topology",
     "describe_topology",
     "topology_specs",
@@ -225,7 +226,8 @@ async def _apply_stream(js: JetStreamContext, wanted: js_api.StreamConfig) -> st
     return f"updated stream {wanted.name} ({', '.join(changed)})"
 
 
-async def _apply_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:
+async def apply_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:
+    """Create or update one durable consumer (idempotent); returns what was done, for the operator."""
     wanted = spec.config()
     label = f"consumer {spec.stream}/{spec.durable}"
     try:
@@ -281,7 +283,7 @@ async def apply_topology(js: JetStreamContext, settings: TopologySettings) -> li
     streams, buckets, consumers = topology_specs(settings)
     actions = [await _apply_stream(js, spec.config()) for spec in streams]
     actions += [await _apply_bucket(js, spec) for spec in buckets]
-    actions += [await _apply_consumer(js, spec) for spec in consumers]
+    actions += [await apply_consumer(js, spec) for spec in consumers]
     for line in actions:
         log.info("topology: %s", line)
     return actions
