@@ -38,18 +38,47 @@ def test_up_starts_nats_and_ingress_accepts_a_sent_webhook_and_stops_cleanly(tmp
     env = {**os.environ, "STOCKWIRE__INGRESS__PORT": str(ingress_port)}
     env.pop("STOCKWIRE_NATS_URL", None)
     up = subprocess.Popen(
-        [sys.executable, "-m", "stockwire", "up", "--services", "ingress", "--data-dir", str(data_dir),
-         "--nats-port", str(nats_port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "stockwire",
+            "up",
+            "--services",
+            "ingress",
+            "--data-dir",
+            str(data_dir),
+            "--nats-port",
+            str(nats_port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
     )
     try:
         eventually_sync(lambda: _answers(f"http://127.0.0.1:{ingress_port}/healthz"), timeout=60, what="ingress up")
         assert _port_open(nats_port), "the embedded nats-server listens on the chosen port"
         sent = subprocess.run(
-            [sys.executable, "-m", "stockwire", "send", "--data-dir", str(data_dir),
-             "--url", f"http://127.0.0.1:{ingress_port}", "--id", "evt-up-1",
-             "inventory.received", '{"sku": "A", "qty": 3}'],
-            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30,
+            [
+                sys.executable,
+                "-m",
+                "stockwire",
+                "send",
+                "--data-dir",
+                str(data_dir),
+                "--url",
+                f"http://127.0.0.1:{ingress_port}",
+                "--id",
+                "evt-up-1",
+                "inventory.received",
+                '{"sku": "A", "qty": 3}',
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=30,
         )
         assert sent.returncode == 0, sent.stdout + sent.stderr
         assert '"status":"accepted"' in sent.stdout
