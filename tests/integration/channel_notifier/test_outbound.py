@@ -13,6 +13,7 @@ import pytest
 
 from libs.outbound import guarded_client
 from libs.urlpolicy import UrlPolicy, UrlRefused
+from tests.support import eventually
 
 Script = Callable[[bytes], list[bytes]]
 POLICY = UrlPolicy(("127.0.0.1", "localhost"))
@@ -89,6 +90,19 @@ async def serve() -> AsyncIterator[Callable[..., asyncio.Future[RawServer]]]:
         await server.stop()
 
 
+async def _closed_by(server: RawServer) -> bool:
+    return server.open == 0
+
+
+async def _refuses(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return True
+    writer.close()
+    return False
+
+
 def ok(body: bytes = b"ok", extra: bytes = b"") -> Script:
     return lambda _request: [b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)]
 
@@ -158,7 +172,7 @@ async def test_idle_connection_closed_by_the_server_is_replaced_transparently(se
     server = await serve(lambda _r: next(answers))
     async with client() as http:
         assert (await http.post(f"http://127.0.0.1:{server.port}/", content=b"x")).content == b"1"
-        await asyncio.sleep(0.05)  # let the server's close arrive
+        await eventually(lambda: _closed_by(server), what="the server closed the idle connection")
         assert (await http.post(f"http://127.0.0.1:{server.port}/", content=b"x")).content == b"2"
     assert server.connections == 2
 
@@ -170,7 +184,7 @@ async def test_timeouts_and_refused_connections(serve) -> None:  # type: ignore[
             await http.post(f"http://127.0.0.1:{silent.port}/", content=b"x")
         closed_port = silent.port
         await silent.stop()
-        await asyncio.sleep(0.05)
+        await eventually(lambda: _refuses(closed_port), what="the stopped server refuses connections")
         with pytest.raises(httpx.ConnectError):
             await http.post(f"http://127.0.0.1:{closed_port}/", content=b"x")
         # The slot of each failed request was given back.
