@@ -223,6 +223,12 @@ def _best(steps: Sequence[Step]) -> float:
     return max(sustained, default=0.0)
 
 
+def _best_step(steps: Sequence[Step]) -> str:
+    """The highest step sustained, as asked for: the producer's achieved rate runs a little under it."""
+    sustained = [s.nominal_opm for s in steps if s.sustained]
+    return f"the {max(sustained):,.0f}/min step" if sustained else "no step"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short steps at low rates (proves it runs)")
@@ -343,8 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sw_best, sync_best = _best(stockwire_steps), _best(sync_steps)
     at_10k = next((s for s in stockwire_steps if s.nominal_opm == 10000), None)
     print("\nHeadline")
-    print(f"  Stockwire max sustained:   {sw_best:,.0f} orders/min (target >= 30,000)")
-    print(f"  synchronous max sustained: {sync_best:,.0f} orders/min")
+    print(
+        f"  Stockwire max sustained:   {sw_best:,.0f} orders/min processed, {_best_step(stockwire_steps)} "
+        "(target >= 30,000)"
+    )
+    print(f"  synchronous max sustained: {sync_best:,.0f} orders/min processed, {_best_step(sync_steps)}")
     if sync_best:
         print(f"  ratio:                     {sw_best / sync_best:,.2f}x")
     else:
