@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["NatsServer", "find_binary", "free_port"]
+__all__ = ["NatsServer", "find_binary", "free_port", "port_free"]
 
 
 def find_binary() -> str | None:
@@ -25,10 +26,47 @@ def find_binary() -> str | None:
     return shutil.which("nats-server")
 
 
+_LOWEST_PORT = 20000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def port_free(port: int) -> bool:
+    """Whether a server could listen on this loopback port now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
+    """A loopback port nobody listens on, for a server that binds it a moment later.
+
+    Taken below the ephemeral range: a port the kernel hands out for ``bind(0)`` comes from the range
+    outgoing connections use, so between this call and the server's bind a client socket could take it.
+    Never the same port twice from one process.
+    """
+    top = _ephemeral_start()
+    if top - _LOWEST_PORT >= 1000:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(_LOWEST_PORT, top)
+            if port not in _handed_out and port_free(port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    _handed_out.add(port)
+    return port
 
 
 def _port_open(host: str, port: int) -> bool:

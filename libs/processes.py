@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
@@ -30,6 +31,7 @@ class ChildProcess:
     log_path: str | None = None
     process: subprocess.Popen[bytes] | None = None
     _pump: threading.Thread | None = None
+    _recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
 
     def start(self) -> ChildProcess:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
@@ -53,6 +55,7 @@ class ChildProcess:
         log_file = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - closed below
         try:
             for raw in iter(self.process.stdout.readline, b""):
+                self._recent.append(raw.decode(errors="replace").rstrip())
                 if log_file is not None:
                     log_file.write(raw)
                     log_file.flush()
@@ -62,6 +65,12 @@ class ChildProcess:
         finally:
             if log_file is not None:
                 log_file.close()
+
+    def recent_output(self) -> str:
+        """The last lines the child wrote (for an error that says why it stopped)."""
+        if self._pump is not None and self.process is not None and self.process.poll() is not None:
+            self._pump.join(timeout=1.0)  # an exited child's last lines are still being copied
+        return "\n".join(self._recent)
 
     @property
     def pid(self) -> int | None:

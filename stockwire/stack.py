@@ -144,7 +144,9 @@ class Stack:
             while True:
                 child = self.children[name]
                 if not child.alive():
-                    raise RuntimeError(f"{name} exited with status {child.returncode()} while starting")
+                    raise RuntimeError(
+                        f"{name} exited with status {child.returncode()} while starting:\n{child.recent_output()}"
+                    )
                 if _healthy(f"{self.url(name)}/healthz"):
                     break
                 if time.monotonic() > deadline:

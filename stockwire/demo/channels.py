@@ -78,7 +78,9 @@ class SinkProcess:
         deadline = time.monotonic() + timeout_s
         while True:
             if not self.child.alive():
-                raise RuntimeError(f"the sink process exited with status {self.child.returncode()}")
+                raise RuntimeError(
+                    f"the sink process exited with status {self.child.returncode()}:\n{self.child.recent_output()}"
+                )
             try:
                 listening = self.client.get("/healthz").json().get("listening", [])
                 if len(listening) == len(self.specs):

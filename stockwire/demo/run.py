@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,7 @@ from typing import Any, TextIO
 
 import uvloop
 
-from libs.natsserver import free_port
+from libs.natsserver import free_port, port_free
 from stockwire.sim.config import ProducerConfig, SimConfig
 from stockwire.stack import DEFAULT_PORTS, EMBEDDED_NATS_PORT, Stack
 
@@ -63,18 +62,9 @@ def demo_env(reservation_ttl_s: float) -> dict[str, str]:
     }
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def pick_ports(prefer_defaults: bool = True) -> tuple[dict[str, int], int]:
     """The usual ports where free (a running ``stockwire up`` keeps them), free ones otherwise."""
-    usable = lambda port: prefer_defaults and _port_free(port)  # noqa: E731
+    usable = lambda port: prefer_defaults and port_free(port)  # noqa: E731
     ports = {name: port if usable(port) else free_port() for name, port in DEFAULT_PORTS.items()}
     nats = EMBEDDED_NATS_PORT if usable(EMBEDDED_NATS_PORT) else free_port()
     return ports, nats
