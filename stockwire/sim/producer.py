@@ -81,6 +81,7 @@ class ClientPool:
         self.connect_timeout_s = min(timeout_s, 2.0)
         self.timeout_s = timeout_s
         self._transports: dict[str, GuardedTransport] = {}
+        self._urls: dict[str, httpx.URL] = {}
 
     def _transport(self, url: httpx.URL) -> GuardedTransport:
         transport = self._transports.get(url.host)
@@ -90,7 +91,9 @@ class ClientPool:
         return transport
 
     async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> RawResponse:
-        target = httpx.URL(url)
+        target = self._urls.get(url)
+        if target is None:
+            target = self._urls[url] = httpx.URL(url)
         return await self._transport(target).post(
             target, content, headers, connect_timeout=self.connect_timeout_s, read_timeout=self.timeout_s
         )
