@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
+from libs.natsserver import free_port
+from libs.processes import ChildProcess
 from libs.signing import commerce_engine_signature
 
-__all__ = ["ce_body", "ce_headers", "eventually", "eventually_sync"]
+__all__ = ["ce_body", "ce_headers", "eventually", "eventually_sync", "service_process"]
 
 T = TypeVar("T")
 
@@ -55,3 +60,34 @@ def ce_body(event_type: str = "order.created", event_id: str | None = None, **da
 
 def ce_headers(secret: str, body: bytes) -> dict[str, str]:
     return {"content-type": "application/json", "x-webhook-signature": commerce_engine_signature(secret, body)}
+
+
+def service_process(
+    package: str,
+    section: str,
+    *,
+    nats_url: str,
+    data_dir: Path,
+    log: Path,
+    settings: Mapping[str, object],
+    env: Mapping[str, str] | None = None,
+) -> tuple[int, ChildProcess]:
+    """``python -m services.<package>`` on a port of its own, configured through the environment:
+    ``settings`` are keys of its ``[section]``; its output goes to ``log`` only. Not started yet."""
+    port = free_port()
+    prefix = f"STOCKWIRE__{section.upper().replace('-', '_')}__"
+    full_env = {
+        "STOCKWIRE_NATS_URL": nats_url,
+        "STOCKWIRE_DATA_DIR": str(data_dir),
+        **(env or {}),
+        f"{prefix}PORT": str(port),
+        **{f"{prefix}{key.upper()}": str(value) for key, value in settings.items()},
+    }
+    child = ChildProcess(
+        f"{package}-{port}",
+        [sys.executable, "-m", f"services.{package}"],
+        env=full_env,
+        sink=open(os.devnull, "w"),  # noqa: SIM115 - lives as long as the process
+        log_path=str(log),
+    )
+    return port, child

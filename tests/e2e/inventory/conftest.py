@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import re
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +14,8 @@ from typing import Any
 import pytest
 from nats.js import JetStreamContext
 
-from libs.natsserver import free_port
-from libs.processes import ChildProcess
 from services.inventory.domain.events import Envelope
+from tests.support import service_process
 from tests.unit.inventory.histories import envelope
 
 ADMIN_TOKEN = "e2e-admin-token"
@@ -26,22 +23,14 @@ ADMIN_TOKEN = "e2e-admin-token"
 
 class InventoryProcess:
     def __init__(self, nats_url: str, data_dir: Path, log: Path, **settings: object) -> None:
-        self.port = free_port()
-        env = {
-            "STOCKWIRE_NATS_URL": nats_url,
-            "STOCKWIRE_DATA_DIR": str(data_dir),
-            "STOCKWIRE_ADMIN_TOKEN": ADMIN_TOKEN,
-            "STOCKWIRE__INVENTORY__PORT": str(self.port),
-            "STOCKWIRE__INVENTORY__FETCH_TIMEOUT_S": "0.2",
-            "STOCKWIRE__INVENTORY__METRICS_INTERVAL_S": "0.5",
-        }
-        env |= {f"STOCKWIRE__INVENTORY__{key.upper()}": str(value) for key, value in settings.items()}
-        self.child = ChildProcess(
-            f"inventory-{self.port}",
-            [sys.executable, "-m", "services.inventory"],
-            env=env,
-            sink=open(os.devnull, "w"),  # noqa: SIM115 - lives as long as the process
-            log_path=str(log),
+        self.port, self.child = service_process(
+            "inventory",
+            "inventory",
+            nats_url=nats_url,
+            data_dir=data_dir,
+            log=log,
+            settings={"fetch_timeout_s": 0.2, "metrics_interval_s": 0.5, **settings},
+            env={"STOCKWIRE_ADMIN_TOKEN": ADMIN_TOKEN},
         )
 
     def start(self) -> InventoryProcess:

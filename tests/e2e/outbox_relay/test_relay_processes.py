@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -15,11 +13,10 @@ from pathlib import Path
 import pytest
 from nats.js import JetStreamContext
 
-from libs.natsserver import NatsServer, free_port
-from libs.processes import ChildProcess
+from libs.natsserver import NatsServer
 from libs.topology import INVENTORY
 from tests.integration.outbox_relay.support import Outbox, message, metric_value, stream_messages
-from tests.support import eventually
+from tests.support import eventually, service_process
 
 pytestmark = pytest.mark.e2e
 
@@ -27,23 +24,19 @@ pytestmark = pytest.mark.e2e
 class RelayProcess:
     def __init__(self, nats_url: str, data_dir: Path, name: str, db: Path, log: Path, **settings: object) -> None:
         self.name = name
-        self.port = free_port()
-        env = {
-            "STOCKWIRE_NATS_URL": nats_url,
-            "STOCKWIRE_DATA_DIR": str(data_dir),
-            "STOCKWIRE__OUTBOX_RELAY__PORT": str(self.port),
-            "STOCKWIRE__OUTBOX_RELAY__OUTBOXES": json.dumps([{"name": name, "database_url": f"sqlite:///{db}"}]),
-            "STOCKWIRE__OUTBOX_RELAY__LEASE_TTL_S": "1.0",
-            "STOCKWIRE__OUTBOX_RELAY__RETRY_MAX_S": "0.3",
-            "STOCKWIRE__OUTBOX_RELAY__STATS_INTERVAL_S": "0.1",
-        }
-        env |= {f"STOCKWIRE__OUTBOX_RELAY__{key.upper()}": str(value) for key, value in settings.items()}
-        self.child = ChildProcess(
-            f"relay-{self.port}",
-            [sys.executable, "-m", "services.outbox_relay"],
-            env=env,
-            sink=open(os.devnull, "w"),  # noqa: SIM115 - lives as long as the process
-            log_path=str(log),
+        self.port, self.child = service_process(
+            "outbox_relay",
+            "outbox-relay",
+            nats_url=nats_url,
+            data_dir=data_dir,
+            log=log,
+            settings={
+                "outboxes": json.dumps([{"name": name, "database_url": f"sqlite:///{db}"}]),
+                "lease_ttl_s": 1.0,
+                "retry_max_s": 0.3,
+                "stats_interval_s": 0.1,
+                **settings,
+            },
         )
 
     def start(self) -> RelayProcess:
