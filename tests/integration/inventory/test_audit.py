@@ -26,17 +26,21 @@ async def _history(js: JetStreamContext) -> None:
     await eventually(lambda: drained(js), what="history applied")
 
 
-async def test_audit_order_prints_webhooks_ledger_and_events(
+@pytest.fixture
+async def audited(
     inventory: AsyncTestClient,
     js: JetStreamContext,
     nats_server: NatsServer,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The history applied by the running service, and the CLI pointed at its NATS and data."""
     await _history(js)
     monkeypatch.setenv("STOCKWIRE_NATS_URL", nats_server.url)
     monkeypatch.setenv("STOCKWIRE_DATA_DIR", str(data_dir))
+
+
+async def test_audit_order_prints_webhooks_ledger_and_events(audited: None, capsys: pytest.CaptureFixture[str]) -> None:
 
     assert await asyncio.to_thread(stockwire, ["audit", "order", "o-77", "--json"]) == 0
     trail = json.loads(capsys.readouterr().out)
@@ -68,16 +72,8 @@ async def test_audit_order_prints_webhooks_ledger_and_events(
 
 
 async def test_audit_sku_prints_every_movement_with_its_webhook(
-    inventory: AsyncTestClient,
-    js: JetStreamContext,
-    nats_server: NatsServer,
-    data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    audited: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _history(js)
-    monkeypatch.setenv("STOCKWIRE_NATS_URL", nats_server.url)
-    monkeypatch.setenv("STOCKWIRE_DATA_DIR", str(data_dir))
     assert await asyncio.to_thread(stockwire, ["audit", "sku", "MUG", "--json"]) == 0
     trail = json.loads(capsys.readouterr().out)
     assert [e["kind"] for e in trail["ledger"]] == ["received", "reserved", "committed", "deducted"]
