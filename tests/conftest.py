@@ -37,6 +37,16 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
         server.stop()
 
 
+@pytest.fixture
+def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test's own, for tests that stop, kill or restart it."""
+    server = NatsServer(store_dir=tmp_path / "nats").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @contextlib.contextmanager
 def _docker_nats() -> Iterator[str]:
     """Only where no binary exists: testcontainers' NATS image, started with JetStream (``-js``)."""

@@ -22,36 +22,32 @@ def _spool_rows(data_dir: Path) -> list[sqlite3.Row]:
 
 
 async def test_jetstream_down_spools_the_exact_event_and_answers_202(
-    tmp_path: Path, data_dir: Path, ingress_factory: ClientFactory
+    own_nats_server: NatsServer, data_dir: Path, ingress_factory: ClientFactory
 ) -> None:
-    server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        async with ingress_factory(server.url) as client:
-            server.kill()
-            app = client.app
-            await eventually(lambda: _disconnected(app), what="ingress noticed NATS is gone")
-            body = ce_body("order.created", "evt-spool", order_id="o-7", lines=[{"sku": "A.B", "qty": 2}])
-            response = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
-            assert response.status_code == 202, response.text
-            assert response.json() == {"status": "spooled"}
-            again = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
-            assert again.status_code == 202
-            rows = _spool_rows(data_dir)
-            assert len(rows) == 1, "a retried delivery is spooled once"
-            row = rows[0]
-            assert row["subject"] == "commerce.ce.order.created"
-            assert row["msg_id"] == "ce:evt-spool"
-            assert bytes(row["payload"]) == body
-            assert row["published_at"] is None
-            headers = json.loads(row["headers"])
-            assert headers["Nats-Msg-Id"] == "ce:evt-spool"
-            assert headers["Stockwire-Source"] == "ce" and headers["Stockwire-Event-Type"] == "order.created"
-            assert "Stockwire-Received-At" in headers
-            metrics = await _wait_for_spool_depth(client, 1)
-            assert "ingress_spool_depth 1.0" in metrics
-            assert (await client.get("/readyz")).status_code == 200, "ingress stays ready while it can spool"
-    finally:
-        server.stop()
+    async with ingress_factory(own_nats_server.url) as client:
+        own_nats_server.kill()
+        app = client.app
+        await eventually(lambda: _disconnected(app), what="ingress noticed NATS is gone")
+        body = ce_body("order.created", "evt-spool", order_id="o-7", lines=[{"sku": "A.B", "qty": 2}])
+        response = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+        assert response.status_code == 202, response.text
+        assert response.json() == {"status": "spooled"}
+        again = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+        assert again.status_code == 202
+        rows = _spool_rows(data_dir)
+        assert len(rows) == 1, "a retried delivery is spooled once"
+        row = rows[0]
+        assert row["subject"] == "commerce.ce.order.created"
+        assert row["msg_id"] == "ce:evt-spool"
+        assert bytes(row["payload"]) == body
+        assert row["published_at"] is None
+        headers = json.loads(row["headers"])
+        assert headers["Nats-Msg-Id"] == "ce:evt-spool"
+        assert headers["Stockwire-Source"] == "ce" and headers["Stockwire-Event-Type"] == "order.created"
+        assert "Stockwire-Received-At" in headers
+        metrics = await _wait_for_spool_depth(client, 1)
+        assert "ingress_spool_depth 1.0" in metrics
+        assert (await client.get("/readyz")).status_code == 200, "ingress stays ready while it can spool"
 
 
 async def _disconnected(app) -> bool:  # type: ignore[no-untyped-def]
@@ -104,49 +100,39 @@ async def test_no_stream_at_all_spools(nats_server: NatsServer, data_dir: Path, 
 
 
 async def test_neither_jetstream_nor_spool_answers_503(
-    tmp_path: Path, data_dir: Path, ingress_factory: ClientFactory
+    own_nats_server: NatsServer, data_dir: Path, ingress_factory: ClientFactory
 ) -> None:
-    server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        async with ingress_factory(server.url) as client:
-            server.kill()
-            await eventually(lambda: _disconnected(client.app), what="ingress noticed NATS is gone")
-            with sqlite3.connect(data_dir / "ingress.db") as db:
-                db.execute("DROP TABLE outbox")
-            body = ce_body("order.created", "evt-lost")
-            response = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
-            assert response.status_code == 503
-            assert response.json()["error"] == "unavailable"
-    finally:
-        server.stop()
+    async with ingress_factory(own_nats_server.url) as client:
+        own_nats_server.kill()
+        await eventually(lambda: _disconnected(client.app), what="ingress noticed NATS is gone")
+        with sqlite3.connect(data_dir / "ingress.db") as db:
+            db.execute("DROP TABLE outbox")
+        body = ce_body("order.created", "evt-lost")
+        response = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+        assert response.status_code == 503
+        assert response.json()["error"] == "unavailable"
 
 
 async def test_after_nats_comes_back_ingress_reconnects_and_publishes_again(
-    tmp_path: Path, data_dir: Path, ingress_factory: ClientFactory
+    own_nats_server: NatsServer, data_dir: Path, ingress_factory: ClientFactory
 ) -> None:
-    server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        nc = await nats.connect(server.url)
-        from libs.config import TopologySettings
-        from libs.topology import apply_topology
+    nc = await nats.connect(own_nats_server.url)
+    from libs.config import TopologySettings
+    from libs.topology import apply_topology
 
-        await apply_topology(nc.jetstream(), TopologySettings())
-        await nc.close()
-        async with ingress_factory(server.url) as client:
-            server.kill()
-            await eventually(lambda: _disconnected(client.app), what="ingress noticed NATS is gone")
-            down = ce_body("inventory.received", "evt-during-outage", sku="A", qty=1)
-            assert (
-                await client.post("/webhooks/ce", content=down, headers=ce_headers(CE_SECRET, down))
-            ).status_code == 202
-            server.start()
-            await eventually(lambda: _connected(client.app), timeout=15, what="ingress reconnected")
-            up = ce_body("inventory.received", "evt-after-outage", sku="A", qty=1)
-            response = await client.post("/webhooks/ce", content=up, headers=ce_headers(CE_SECRET, up))
-            assert response.status_code == 200 and response.json()["status"] == "accepted"
-        assert [row["msg_id"] for row in _spool_rows(data_dir)] == ["ce:evt-during-outage"]
-    finally:
-        server.stop()
+    await apply_topology(nc.jetstream(), TopologySettings())
+    await nc.close()
+    async with ingress_factory(own_nats_server.url) as client:
+        own_nats_server.kill()
+        await eventually(lambda: _disconnected(client.app), what="ingress noticed NATS is gone")
+        down = ce_body("inventory.received", "evt-during-outage", sku="A", qty=1)
+        assert (await client.post("/webhooks/ce", content=down, headers=ce_headers(CE_SECRET, down))).status_code == 202
+        own_nats_server.start()
+        await eventually(lambda: _connected(client.app), timeout=15, what="ingress reconnected")
+        up = ce_body("inventory.received", "evt-after-outage", sku="A", qty=1)
+        response = await client.post("/webhooks/ce", content=up, headers=ce_headers(CE_SECRET, up))
+        assert response.status_code == 200 and response.json()["status"] == "accepted"
+    assert [row["msg_id"] for row in _spool_rows(data_dir)] == ["ce:evt-during-outage"]
 
 
 async def _connected(app) -> bool:  # type: ignore[no-untyped-def]

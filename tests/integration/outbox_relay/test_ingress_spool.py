@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
-import pytest
 from litestar.testing import AsyncTestClient
 from prometheus_client import generate_latest
 
@@ -27,15 +26,6 @@ from tests.support import ce_body, ce_headers, eventually
 from .support import metric_value, running_relay, sqlite_unpublished, stream_messages
 
 SECRET = "relay-test-secret"
-
-
-@pytest.fixture
-def own_server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @contextlib.asynccontextmanager
@@ -56,25 +46,25 @@ async def _post(client: AsyncTestClient, body: bytes) -> tuple[int, str]:
 
 
 async def test_spooled_webhooks_reach_commerce_once_deduplicated_against_a_resent_copy(
-    own_server: NatsServer, data_dir: Path
+    own_nats_server: NatsServer, data_dir: Path
 ) -> None:
-    nc = await nats.connect(own_server.url)
+    nc = await nats.connect(own_nats_server.url)
     await apply_topology(nc.jetstream(), TopologySettings())
     await nc.close()
     duplicates_before = metric_value(generate_latest().decode(), "outbox_relay_duplicates_total", "ingress")
     bodies = [ce_body("order.created", f"evt-{n}", order_id=f"o-{n}") for n in range(3)]
 
-    async with ingress(own_server.url, data_dir) as client:
+    async with ingress(own_nats_server.url, data_dir) as client:
         await eventually(lambda: _connected(client), what="ingress connected")
-        own_server.kill()
+        own_nats_server.kill()
         await eventually(lambda: _disconnected(client), what="ingress noticed NATS is gone")
         for body in bodies:
             assert await _post(client, body) == (202, "spooled")
         assert sqlite_unpublished(data_dir / "ingress.db") == 3
 
-        async with running_relay(own_server.url, data_dir, []) as relay:
+        async with running_relay(own_nats_server.url, data_dir, []) as relay:
             assert [r.name for r in relay.relays] == ["ingress", "inventory"]
-            own_server.start()
+            own_nats_server.start()
             await eventually(lambda: _connected(client), timeout=15, what="ingress reconnected")
             # The producer did not trust the 202 and sends evt-1 again.
             status, outcome = await _post(client, bodies[1])
@@ -83,7 +73,7 @@ async def test_spooled_webhooks_reach_commerce_once_deduplicated_against_a_resen
             duplicates = metric_value(generate_latest().decode(), "outbox_relay_duplicates_total", "ingress")
             assert not (data_dir / "inventory.db").exists(), "an absent outbox is waited for, not created"
 
-    nc = await nats.connect(own_server.url)
+    nc = await nats.connect(own_nats_server.url)
     try:
         stored = await stream_messages(nc.jetstream(), COMMERCE)
     finally:

@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import nats
-import pytest
 from prometheus_client import generate_latest
 
 from libs.config import TopologySettings
@@ -18,15 +17,6 @@ from services.outbox_relay.settings import OutboxSpec
 from tests.support import eventually
 
 from .support import Outbox, message, metric_value, running_relay, stream_messages
-
-
-@pytest.fixture
-def own_server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class Writer:
@@ -59,16 +49,18 @@ class Writer:
         return self.written > count
 
 
-async def test_rows_written_while_jetstream_is_down_arrive_in_order(own_server: NatsServer, data_dir: Path) -> None:
+async def test_rows_written_while_jetstream_is_down_arrive_in_order(
+    own_nats_server: NatsServer, data_dir: Path
+) -> None:
     name = f"t{uuid.uuid4().hex[:8]}"
-    nc = await nats.connect(own_server.url)
+    nc = await nats.connect(own_nats_server.url)
     await apply_topology(nc.jetstream(), TopologySettings())
     await nc.close()
     url = f"sqlite+aiosqlite:///{data_dir / 'inventory.db'}"
     outbox = await Outbox.create(url)
     writer = Writer(outbox)
     try:
-        async with running_relay(own_server.url, data_dir, [OutboxSpec(name, url)]):
+        async with running_relay(own_nats_server.url, data_dir, [OutboxSpec(name, url)]):
             writer.start()
             await eventually(lambda: writer.wrote_more_than(30), what="rows flowing")
             await eventually(lambda: _published_some(name), what="relay publishing")
@@ -77,18 +69,18 @@ async def test_rows_written_while_jetstream_is_down_arrive_in_order(own_server: 
             writer.burst = 4000
             await eventually(lambda: writer.wrote_more_than(4030), what="burst committed")
             await eventually(lambda: _backlog_under(outbox, 3000), what="burst being published")
-            own_server.stop()
+            own_nats_server.stop()
             stopped_at = writer.written
             await eventually(lambda: writer.wrote_more_than(stopped_at + 60), what="rows written meanwhile")
             await eventually(lambda: _backlog_over(outbox, 50), what="rows piling up unpublished")
 
-            own_server.start()
+            own_nats_server.start()
             resumed_at = writer.written
             await eventually(lambda: writer.wrote_more_than(resumed_at + 30), timeout=20, what="rows after restart")
             await writer.stop()
             await eventually(lambda: _all_marked(outbox), timeout=20, what="every row marked published")
 
-        nc = await nats.connect(own_server.url)
+        nc = await nats.connect(own_nats_server.url)
         try:
             stored = await stream_messages(nc.jetstream(), INVENTORY)
         finally:
