@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from libs.contracts import decode_availability
@@ -353,6 +353,4 @@ class ChannelWorker:
 
 
 def _disabled(channel: Channel) -> Channel:
-    from dataclasses import replace
-
     return replace(channel, enabled=False, disabled_reason="HTTP 410 Gone")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = SimConfig(seed=args.seed, run_id=f"demo{secrets.token_hex(3)}")
     config = sized(config, args.orders, args.duration, args.rate)
-    from dataclasses import replace
-
     producer = config.producer
     if args.duplicates is not None:
         producer = replace(producer, duplicate_rate=args.duplicates)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from libs.bus import connect, jetstream
@@ -26,8 +27,6 @@ async def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     topology = settings.topology
     if args.replicas is not None:
-        from dataclasses import replace
-
         topology = replace(topology, replicas=args.replicas)
     nc = await connect(settings.nats, "stockwire-cli")
     try:
