@@ -101,10 +101,6 @@ class StockwireSettings:
             f"sources={sorted(self.sources)!r}, admin_token={'set' if self.admin_token else 'unset'})"
         )
 
-    @property
-    def data_path(self) -> Path:
-        return Path(self.data_dir)
-
 
 def _norm(key: str) -> str:
     return key.strip().lower().replace("-", "_")

@@ -228,17 +228,6 @@ class KvLease:
             self._leader_event.clear()
             await self._leader_event.wait()
 
-    async def wait_not_leader(self) -> None:
-        """Returns once this candidate is no longer leader (its validity ran out or the key was taken)."""
-        while True:
-            now = self._clock()
-            if not self.state.is_leader(now):
-                self._publish_role(False)
-                return
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), max(0.0, self.state.valid_until - now) + 0.001)
-
     async def run(self) -> None:
         kv: KeyValue | None = None
         missing_reported = False

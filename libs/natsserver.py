@@ -126,10 +126,6 @@ class NatsServer:
             self.process.kill()
             self.process.wait()
 
-    def restart(self) -> NatsServer:
-        self.stop()
-        return self.start()
-
     def __enter__(self) -> NatsServer:
         return self.start()
 

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -158,9 +158,6 @@ class Stack:
             self.children[name].stop()
         if self.nats is not None:
             self.nats.stop()
-
-    def with_services(self, services: Sequence[str]) -> Stack:
-        return replace(self, services=tuple(services))
 
     def describe(self) -> dict[str, object]:
         return {

@@ -221,7 +221,6 @@ _SETTLE_RELEASE = (
 
 
 _SETTLE_DROP = sa.delete(deliveries_table).where(*_HELD)
-RELEASE_ALL = sa.update(deliveries_table).values(lease_owner=None, lease_until=None)
 
 
 def settle(conn: Connection, settlements: Sequence[Settlement]) -> None:

@@ -53,10 +53,6 @@ class SimResult:
     follow_ups_dropped: int = 0
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def orders_sent(self) -> int:
-        return len(self.truth.order_ids)
-
 
 class SaleRunner:
     def __init__(

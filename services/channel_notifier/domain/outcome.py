@@ -18,10 +18,6 @@ class AttemptOutcome(enum.StrEnum):
     """The URL policy refused the destination at delivery time; nothing was sent."""
     GAVE_UP = "gave_up"
 
-    @property
-    def is_failure(self) -> bool:
-        return self not in (AttemptOutcome.DELIVERED, AttemptOutcome.GONE)
-
 
 def classify_status(status_code: int) -> AttemptOutcome:
     if 200 <= status_code < 300:

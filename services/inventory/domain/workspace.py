@@ -8,7 +8,6 @@ changed. Tests keep one workspace alive across steps as a complete in-memory inv
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from libs.contracts import InventoryEvent
@@ -124,9 +123,6 @@ class Workspace:
             event.msg_id, event.stream_seq, subject, event.event_type, event.order_id, outcome, detail, now
         )
 
-    def record_raw(self, record: InboxRecord) -> None:
-        self.new_inbox[record.msg_id] = record
-
     def park(self, key: str, parked: ParkedEvent) -> None:
         self.parked.setdefault(key, {})[parked.event.msg_id] = parked
         self.new_parked[parked.event.msg_id] = (key, parked)
@@ -145,19 +141,6 @@ class Workspace:
             self.removed_parked.add(msg_id)
             self.settled_parked[msg_id] = (outcome, detail, now)
             self.inbox[msg_id] = outcome
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(
-            self.entries
-            or self.rejections
-            or self.dirty_skus
-            or self.dirty_reservations
-            or self.new_inbox
-            or self.settled_parked
-            or self.new_parked
-            or self.removed_parked
-        )
 
     def changed_availability(self) -> list[SkuState]:
         """SKUs whose available stock differs from what this transaction started with."""
@@ -182,8 +165,3 @@ class Workspace:
         self.settled_events = []
         self.initial_available = {}
         self.cause = {}
-
-    def load_skus(self, states: Iterable[SkuState], names: Iterable[str]) -> None:
-        for state in states:
-            self.skus[state.sku] = state
-        self.loaded_skus.update(names)
