@@ -40,18 +40,12 @@ from libs.signing import generate_standard_secret
 from libs.topology import apply_topology
 from libs.urlpolicy import UrlPolicy
 from services.channel_notifier.domain.payload import signed_headers, webhook_body, webhook_id
+from stockwire.demo.analysis import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = {"storefront": 0, "marketplace": 2, "b2b": 5}  # name -> buffer
 TARGET_RATE = 1500.0
 TARGET_P99_MS = 250.0
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def _update(sku: str, version: int, available: int) -> AvailabilityChanged:

@@ -15,15 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stockwire.demo.analysis import percentile
+
 __all__ = ["LoadResult", "Service", "percentile", "print_table", "wait_http"]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def wait_http(url: str, timeout_s: float = 30.0) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 from typing import Any
 
@@ -13,19 +12,14 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from libs.backoff import backoff_delay
 from libs.config import NatsSettings
 
-__all__ = ["HEADER_MSG_ID", "connect", "jetstream", "reconnect_delay"]
+__all__ = ["HEADER_MSG_ID", "connect", "jetstream"]
 
 HEADER_MSG_ID = "Nats-Msg-Id"
 
 log = logging.getLogger("stockwire.bus")
-
-
-def reconnect_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    ceiling = min(cap_s, base_s * (2 ** min(attempt, 16)))
-    return (rng or random).uniform(0, ceiling)
 
 
 def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
@@ -43,7 +37,7 @@ async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
 
     def pick_server(pool: list[Any], _info: dict[str, Any]) -> tuple[Any, float]:
         chosen = min(pool, key=lambda s: s.reconnects)
-        return chosen, reconnect_delay(chosen.reconnects, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
+        return chosen, backoff_delay(chosen.reconnects, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats %s: %s: %s", name, type(exc).__name__, exc)
@@ -94,7 +88,7 @@ async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
             await nc.connect(**options)
             break
         except (OSError, TimeoutError, nats.errors.Error) as exc:
-            delay = reconnect_delay(attempt, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
+            delay = backoff_delay(attempt, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
             log.warning("nats %s: cannot connect to %s (%s); retrying in %.1fs", name, servers, exc, delay)
             attempt += 1
             await asyncio.sleep(delay)

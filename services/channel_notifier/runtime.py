@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import os
-import random
 import socket
 import uuid
 
@@ -16,7 +15,8 @@ from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
-from libs.bus import connect, jetstream, reconnect_delay
+from libs.backoff import backoff_delay
+from libs.bus import connect, jetstream
 from libs.config import StockwireSettings
 from libs.consumer import PullConsumer
 from libs.store import database_url
@@ -180,7 +180,7 @@ class NotifierRuntime:
             try:
                 return await js.key_value(KV_AVAILABILITY)
             except (js_errors.BucketNotFoundError, js_errors.Error, TimeoutError) as exc:
-                delay = reconnect_delay(attempt, 0.25, 5.0)
+                delay = backoff_delay(attempt, 0.25, 5.0)
                 log.warning("kv bucket %s not available (%s); retrying in %.1fs", KV_AVAILABILITY, exc, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
@@ -197,7 +197,7 @@ class NotifierRuntime:
                 return
             except Exception as exc:
                 log.warning("declared channels: %s: %s; retrying", type(exc).__name__, exc)
-                await asyncio.sleep(reconnect_delay(attempt, 0.25, 5.0, random.Random()))
+                await asyncio.sleep(backoff_delay(attempt, 0.25, 5.0))
         self.config_error = "the declared channels could not be applied; see the log"
         log.error("declared channels: %s", self.config_error)
 
@@ -209,7 +209,7 @@ class NotifierRuntime:
                 return
             except Exception as exc:
                 log.warning("channel consumers: reconcile failed (%s); retrying", exc)
-                await asyncio.sleep(reconnect_delay(attempt, 0.25, 5.0, random.Random()))
+                await asyncio.sleep(backoff_delay(attempt, 0.25, 5.0))
         log.error("channel consumers: could not reconcile with JetStream; jetstream channels may lack consumers")
 
     async def _refresh_loop(self) -> None:

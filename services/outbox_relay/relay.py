@@ -23,7 +23,7 @@ from libs.outbox import outbox_nudge_subject
 from .acks import BatchOutcome
 from .metrics import BACKLOG, DUPLICATES, LEADER, OLDEST_AGE, PUBLISH_ERRORS, PUBLISHED
 from .pipeline import EpochStats, PublishEpoch, Tuning, close_quietly
-from .schedule import RetryBackoff
+from .schedule import retry_backoff
 from .settings import OutboxRelaySettings, OutboxSpec
 from .store import OutboxStore, PostgresOutboxStore, SqliteOutboxStore, open_store
 from .wakeup import Wakeup, listen_postgres, watch_sqlite
@@ -55,7 +55,7 @@ class OutboxRelay:
         self.nats = nats
         self.store: OutboxStore = open_store(spec.database_url, spec.table)
         self.wakeup = Wakeup()
-        self.backoff = RetryBackoff(settings.retry_initial_s, settings.retry_max_s)
+        self.backoff = retry_backoff(settings.retry_initial_s, settings.retry_max_s)
         self.tuning = Tuning(
             batch_size=settings.batch_size,
             max_in_flight=settings.max_in_flight,

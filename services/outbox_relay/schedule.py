@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
-__all__ = ["IdlePoll", "RetryBackoff"]
+from libs.backoff import Backoff
+
+__all__ = ["IdlePoll", "retry_backoff"]
 
 
-@dataclass(frozen=True)
-class RetryBackoff:
-    """Exponential backoff with jitter: ``initial * 2**attempt`` capped at ``maximum``, then up to
-    ``jitter`` of it taken off at random, so replicas that failed together do not retry together."""
-
-    initial_s: float = 0.1
-    maximum_s: float = 5.0
-    jitter: float = 0.25
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        ceiling = min(self.maximum_s, self.initial_s * 2 ** min(max(attempt, 0), 32))
-        return ceiling * (1.0 - self.jitter * (rng or random).random())
+def retry_backoff(initial_s: float = 0.1, maximum_s: float = 5.0) -> Backoff:
+    """The relay's retry schedule: ``initial * 2**attempt`` capped at ``maximum``, then up to a quarter of it
+    taken off at random, so replicas that failed together do not retry together, yet never retry at once."""
+    return Backoff(initial_s, maximum_s, jitter=0.25)
 
 
 @dataclass

@@ -10,7 +10,8 @@ import time
 
 import asyncpg
 
-from .schedule import RetryBackoff
+from libs.backoff import Backoff
+
 from .store import PostgresOutboxStore, SqliteOutboxStore
 
 __all__ = ["Wakeup", "listen_postgres", "watch_sqlite"]
@@ -55,7 +56,7 @@ async def watch_sqlite(store: SqliteOutboxStore, wakeup: Wakeup, interval_s: flo
         last = current
 
 
-async def listen_postgres(store: PostgresOutboxStore, wakeup: Wakeup, backoff: RetryBackoff) -> None:
+async def listen_postgres(store: PostgresOutboxStore, wakeup: Wakeup, backoff: Backoff) -> None:
     """LISTEN on the outbox's channel; :func:`libs.outbox.add_to_outbox` NOTIFYs it, delivered at commit."""
     attempt = 0
     while True:

@@ -25,7 +25,12 @@ Arrival = tuple[str, int, int, float]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of ``values`` (q in [0, 100]); NaN when empty."""
+    """Nearest-rank percentile of ``values`` (q in [0, 100]); NaN when empty.
+
+    The one percentile of the demo, the simulator and the benchmarks. Nearest rank rather than
+    ``statistics.quantiles``' interpolation on purpose: a reported p99 is always a latency that was
+    observed, and on a small sample it errs high, which is the safe side for a latency target.
+    """
     if not values:
         return math.nan
     ordered = sorted(values)

@@ -11,6 +11,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from libs.backoff import backoff_delay as backoff
+
 from .config import ProducerConfig
 from .plan import Webhook
 
@@ -77,5 +79,4 @@ def retryable(status: int | None) -> bool:
 
 def backoff_delay(attempt: int, config: ProducerConfig, rng: random.Random) -> float:
     """Exponential backoff with equal jitter after the ``attempt``-th failed attempt (1-based)."""
-    ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** min(attempt - 1, 20))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+    return backoff(attempt - 1, config.backoff_base_s, config.backoff_max_s, jitter=0.5, rng=rng)

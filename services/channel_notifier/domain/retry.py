@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import math
 import random
 from dataclasses import dataclass
+
+from libs.backoff import backoff_ceiling, backoff_delay
 
 __all__ = ["RetrySchedule", "parse_retry_after"]
 
@@ -33,11 +34,10 @@ class RetrySchedule:
 
     def ceiling(self, attempt: int) -> float:
         """The upper bound of the wait before retry number ``attempt`` (0-based)."""
-        exponent = min(max(attempt, 0), 62)
-        return min(self.cap_s, self.base_s * math.pow(2, exponent))
+        return backoff_ceiling(attempt, self.base_s, self.cap_s)
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        return (rng or random).uniform(0.0, self.ceiling(attempt))
+        return backoff_delay(attempt, self.base_s, self.cap_s, rng=rng)
 
     def exhausted(self, attempts: int, pending_since: float, now: float) -> bool:
         """``attempts`` failed so far, pending since ``pending_since``: give up?"""

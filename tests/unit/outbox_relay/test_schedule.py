@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 
-from services.outbox_relay.schedule import IdlePoll, RetryBackoff
+from libs.backoff import Backoff
+from services.outbox_relay.schedule import IdlePoll, retry_backoff
 
 
 def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
-    backoff = RetryBackoff(initial_s=0.1, maximum_s=2.0, jitter=0.25)
+    backoff = retry_backoff(initial_s=0.1, maximum_s=2.0)
     rng = random.Random(7)
     for attempt, ceiling in [(0, 0.1), (1, 0.2), (2, 0.4), (4, 1.6), (5, 2.0), (40, 2.0)]:
         for _ in range(50):
@@ -17,7 +18,7 @@ def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
 
 
 def test_backoff_without_jitter_is_exact() -> None:
-    assert RetryBackoff(0.5, 10.0, jitter=0.0).delay(3) == 4.0
+    assert Backoff(0.5, 10.0, jitter=0.0).delay(3) == 4.0
 
 
 def test_idle_poll_grows_while_empty_and_resets_on_rows() -> None:
