@@ -14,10 +14,9 @@ from nats.js import JetStreamContext
 
 from libs.backoff import backoff_delay
 from libs.config import NatsSettings
+from libs.contracts import HEADER_MSG_ID
 
 __all__ = ["HEADER_MSG_ID", "connect", "jetstream"]
-
-HEADER_MSG_ID = "Nats-Msg-Id"
 
 log = logging.getLogger("stockwire.bus")
 

@@ -8,17 +8,33 @@ one with each ledger row, so a receiver can drop anything older than what it has
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import msgspec
 
 from libs.subjects import inventory_subject
 
 __all__ = [
+    "DEADLETTER_HEADERS",
+    "HEADER_CONSUMER",
+    "HEADER_DELIVERY_COUNT",
+    "HEADER_ERROR",
+    "HEADER_EVENT_ID",
+    "HEADER_EVENT_TYPE",
+    "HEADER_MSG_ID",
+    "HEADER_ORIGINAL_SEQ",
+    "HEADER_ORIGINAL_STREAM",
+    "HEADER_ORIGINAL_SUBJECT",
+    "HEADER_RECEIVED_AT",
+    "HEADER_SOURCE",
     "INVENTORY_KINDS",
     "AvailabilityChanged",
     "InventoryEvent",
     "availability_msg_id",
     "availability_subject",
+    "commerce_msg_id",
+    "deadletter_headers",
+    "deadletter_msg_id",
     "decode_availability",
     "decode_inventory_event",
     "encode",
@@ -96,3 +112,82 @@ def availability_msg_id(sku: str, version: int) -> str:
 
 def utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+# Headers. ``Nats-Msg-Id`` is JetStream's own: a publish whose id the stream saw within its duplicate
+# window is acknowledged as a duplicate and not stored again (NATS docs, "JetStream: Message
+# Deduplication"). The ``Stockwire-*`` headers are ours.
+HEADER_MSG_ID = "Nats-Msg-Id"
+HEADER_SOURCE = "Stockwire-Source"
+"""COMMERCE: the configured source (``[sources.<name>]``) the webhook came in through."""
+HEADER_EVENT_TYPE = "Stockwire-Event-Type"
+"""COMMERCE: the producer's event type (``order.created`` …), as ingress read it from the webhook."""
+HEADER_EVENT_ID = "Stockwire-Event-Id"
+"""COMMERCE: the producer's event id, unique per source."""
+HEADER_RECEIVED_AT = "Stockwire-Received-At"
+"""COMMERCE: when ingress received the webhook, ISO 8601 UTC with microseconds."""
+
+HEADER_CONSUMER = "Stockwire-Consumer"
+"""DEADLETTER: the durable consumer that gave up on the message."""
+HEADER_ERROR = "Stockwire-Error"
+"""DEADLETTER: why, at most 1,000 characters."""
+HEADER_ORIGINAL_SUBJECT = "Stockwire-Original-Subject"
+HEADER_ORIGINAL_STREAM = "Stockwire-Original-Stream"
+HEADER_ORIGINAL_SEQ = "Stockwire-Original-Seq"
+"""DEADLETTER: the message's sequence in its original stream (decimal)."""
+HEADER_DELIVERY_COUNT = "Stockwire-Delivery-Count"
+"""DEADLETTER: how many times the consumer had received it (decimal)."""
+DEADLETTER_HEADERS = (
+    HEADER_CONSUMER,
+    HEADER_ERROR,
+    HEADER_ORIGINAL_SUBJECT,
+    HEADER_ORIGINAL_STREAM,
+    HEADER_ORIGINAL_SEQ,
+    HEADER_DELIVERY_COUNT,
+)
+
+_MAX_ERROR_CHARS = 1000
+
+
+def commerce_msg_id(source: str, event_id: str) -> str:
+    """The ``Nats-Msg-Id`` of a webhook in COMMERCE: ``<source>:<event id>``.
+
+    The same event id from two sources is two messages; the same id from one source is one.
+    """
+    return f"{source}:{event_id}"
+
+
+def deadletter_msg_id(consumer: str, stream: str, stream_seq: int) -> str:
+    """The ``Nats-Msg-Id`` of a dead letter: ``deadletter:<consumer>:<stream>:<seq>``.
+
+    One per original message and consumer, so a consumer that dead-letters the same message twice
+    (a redelivery, a second replica) stores it once within DEADLETTER's duplicate window.
+    """
+    return f"deadletter:{consumer}:{stream}:{stream_seq}"
+
+
+def deadletter_headers(
+    original: Mapping[str, str],
+    *,
+    consumer: str,
+    reason: str,
+    subject: str,
+    stream: str,
+    stream_seq: int,
+    delivery_count: int,
+) -> dict[str, str]:
+    """Headers of a dead letter: the original message's own headers (its ``Nats-Msg-Id`` replaced by the
+    dead letter's), plus who gave up on it, why (cut to 1,000 characters), and where it came from."""
+    headers = {k: v for k, v in original.items() if k != HEADER_MSG_ID}
+    headers.update(
+        {
+            HEADER_CONSUMER: consumer,
+            HEADER_ERROR: reason[:_MAX_ERROR_CHARS],
+            HEADER_ORIGINAL_SUBJECT: subject,
+            HEADER_ORIGINAL_STREAM: stream,
+            HEADER_ORIGINAL_SEQ: str(stream_seq),
+            HEADER_DELIVERY_COUNT: str(delivery_count),
+            HEADER_MSG_ID: deadletter_msg_id(consumer, stream, stream_seq),
+        }
+    )
+    return headers

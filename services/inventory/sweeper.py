@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from libs.bus import HEADER_MSG_ID
+from libs.contracts import deadletter_headers
 from libs.outbox import outbox_nudge_subject
 from libs.subjects import deadletter_subject
 from libs.topology import COMMERCE, INVENTORY_CONSUMER
@@ -25,9 +25,9 @@ from .domain.events import Envelope
 from .domain.workspace import Outcome
 from .metrics import APPLIED, CONSUMER_PENDING, EXPIRED, PARKED, event_type_label
 from .settings import InventorySettings
-from .store.repository import InventoryStore, ParkedRow
+from .store.repository import InventoryStore
 
-__all__ = ["SweepReport", "Sweeper", "deadletter_headers"]
+__all__ = ["SweepReport", "Sweeper"]
 
 log = logging.getLogger("stockwire.inventory.sweeper")
 
@@ -36,22 +36,6 @@ log = logging.getLogger("stockwire.inventory.sweeper")
 class SweepReport:
     expired: int
     dead_lettered: int
-
-
-def deadletter_headers(row: ParkedRow, reason: str) -> dict[str, str]:
-    headers = {k: v for k, v in row.headers.items() if k != HEADER_MSG_ID}
-    headers.update(
-        {
-            "Stockwire-Consumer": INVENTORY_CONSUMER,
-            "Stockwire-Error": reason[:1000],
-            "Stockwire-Original-Subject": row.subject,
-            "Stockwire-Original-Stream": COMMERCE,
-            "Stockwire-Original-Seq": str(row.stream_seq),
-            "Stockwire-Delivery-Count": "1",
-            HEADER_MSG_ID: f"deadletter:{INVENTORY_CONSUMER}:{COMMERCE}:{row.stream_seq}",
-        }
-    )
-    return headers
 
 
 class Sweeper:
@@ -107,7 +91,15 @@ class Sweeper:
                     await self.js.publish(
                         deadletter_subject(INVENTORY_CONSUMER, row.subject),
                         row.body,
-                        headers=deadletter_headers(row, reason),
+                        headers=deadletter_headers(
+                            row.headers,
+                            consumer=INVENTORY_CONSUMER,
+                            reason=reason,
+                            subject=row.subject,
+                            stream=COMMERCE,
+                            stream_seq=row.stream_seq,
+                            delivery_count=1,
+                        ),
                     )
                 except Exception as exc:
                     log.warning("could not dead-letter parked event %s: %s; will retry", row.msg_id, exc)
