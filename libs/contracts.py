@@ -38,6 +38,8 @@ __all__ = [
     "decode_availability",
     "decode_inventory_event",
     "encode",
+    "inventory_event_msg_id",
+    "rejection_msg_id",
     "utc_now_iso",
 ]
 
@@ -107,7 +109,21 @@ def availability_subject(sku: str) -> str:
 
 
 def availability_msg_id(sku: str, version: int) -> str:
+    """``availability:<sku>:<version>``: the same change written twice (a retried transaction) gets the
+    same id, so JetStream's deduplication keeps one copy."""
     return f"availability:{sku}:{version}"
+
+
+def inventory_event_msg_id(sku: str, version: int) -> str:
+    """``inventory:<sku>:<version>``: the id of the ledger row's event (one row per SKU version)."""
+    return f"inventory:{sku}:{version}"
+
+
+def rejection_msg_id(event: InventoryEvent) -> str:
+    """``rejected:<order id>:<sku>`` (or ``rejected:cart:<reservation id>:<sku>``): one rejection per
+    order (or checkout hold) and SKU, however often the order is re-delivered."""
+    owner = event.order_id if event.order_id is not None else f"cart:{event.reservation_id}"
+    return f"rejected:{owner}:{event.sku}"
 
 
 def utc_now_iso() -> str:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "COMMERCE_SUBJECT",
+    "DEADLETTER_SUBJECT",
     "EVENT_TYPE_PATTERN",
+    "INVENTORY_SUBJECT",
     "SOURCE_PATTERN",
     "commerce_subject",
     "deadletter_subject",
@@ -62,13 +65,23 @@ def is_safe_event_type(event_type: object) -> bool:
     return isinstance(event_type, str) and EVENT_TYPE_PATTERN.fullmatch(event_type) is not None
 
 
+# The subject of each stream's messages, with its parameters in braces: the builders below fill them,
+# and the AsyncAPI document (libs.asyncapi) publishes them as channel addresses.
+COMMERCE_SUBJECT = "commerce.{source}.{event_type}"
+INVENTORY_SUBJECT = "inventory.{kind}.{sku_token}"
+DEADLETTER_SUBJECT = "deadletter.{consumer}.{original_subject}"
+
+
 def commerce_subject(source: str, event_type: str) -> str:
-    return f"commerce.{source}.{event_type}"
+    """``commerce.<source>.<event_type>``: both already safe (see the patterns above)."""
+    return COMMERCE_SUBJECT.format(source=source, event_type=event_type)
 
 
 def inventory_subject(kind: str, sku: str) -> str:
-    return f"inventory.{kind}.{encode_token(sku)}"
+    """``inventory.<kind>.<sku-token>``, the SKU encoded by :func:`encode_token`."""
+    return INVENTORY_SUBJECT.format(kind=kind, sku_token=encode_token(sku))
 
 
 def deadletter_subject(consumer: str, original_subject: str) -> str:
-    return f"deadletter.{consumer}.{original_subject}"
+    """``deadletter.<consumer>.<original subject>``: the original subject keeps all its tokens."""
+    return DEADLETTER_SUBJECT.format(consumer=consumer, original_subject=original_subject)

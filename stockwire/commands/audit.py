@@ -18,11 +18,10 @@ from nats.js import JetStreamContext
 
 from libs.bus import connect, jetstream
 from libs.config import load_settings
-from libs.contracts import availability_msg_id
+from libs.contracts import availability_msg_id, inventory_event_msg_id
 from libs.store import create_engine, migrate
 from libs.subjects import inventory_subject
 from libs.topology import COMMERCE
-from services.inventory.domain.messages import entry_msg_id
 from services.inventory.domain.model import LedgerEntry, order_key
 from services.inventory.store import schema
 from services.inventory.store.reads import InventoryReader, reservation_json
@@ -91,7 +90,7 @@ def _emitted(entries: list[LedgerEntry], outbox: dict[str, dict[str, Any]], extr
     out = []
     for entry in entries:
         for subject, msg_id in (
-            (inventory_subject(entry.kind.value, entry.sku), entry_msg_id(entry.sku, entry.version)),
+            (inventory_subject(entry.kind.value, entry.sku), inventory_event_msg_id(entry.sku, entry.version)),
             (inventory_subject("availability", entry.sku), availability_msg_id(entry.sku, entry.version)),
         ):
             row = outbox.get(msg_id)
@@ -111,7 +110,8 @@ def _status(row: dict[str, Any] | None) -> str:
 
 
 async def _outbox_for(reader: InventoryReader, entries: list[LedgerEntry]) -> dict[str, dict[str, Any]]:
-    ids = [entry_msg_id(e.sku, e.version) for e in entries] + [availability_msg_id(e.sku, e.version) for e in entries]
+    ids = [inventory_event_msg_id(e.sku, e.version) for e in entries]
+    ids += [availability_msg_id(e.sku, e.version) for e in entries]
     rows = []
     for start in range(0, len(ids), 500):
         rows += await reader.outbox_rows(ids[start : start + 500])

@@ -7,25 +7,24 @@ transaction) yields the same ids and JetStream's de-duplication keeps one copy.
 
 from __future__ import annotations
 
-from libs.contracts import AvailabilityChanged, InventoryEvent, availability_msg_id, availability_subject, encode
+from libs.contracts import (
+    AvailabilityChanged,
+    InventoryEvent,
+    availability_msg_id,
+    availability_subject,
+    encode,
+    inventory_event_msg_id,
+    rejection_msg_id,
+)
 from libs.outbox import OutboxMessage
 from libs.subjects import inventory_subject
 
 from .model import LedgerEntry, ReservationKind, split_key
 from .workspace import Workspace
 
-__all__ = ["entry_event", "entry_msg_id", "outbox_messages", "rejection_msg_id"]
+__all__ = ["entry_event", "outbox_messages"]
 
 _HEADERS = {"Content-Type": "application/json"}
-
-
-def entry_msg_id(sku: str, version: int) -> str:
-    return f"inventory:{sku}:{version}"
-
-
-def rejection_msg_id(event: InventoryEvent) -> str:
-    owner = event.order_id if event.order_id is not None else f"cart:{event.reservation_id}"
-    return f"rejected:{owner}:{event.sku}"
 
 
 def entry_event(entry: LedgerEntry) -> InventoryEvent:
@@ -53,7 +52,7 @@ def outbox_messages(ws: Workspace, occurred_at: str) -> list[OutboxMessage]:
     out = [
         OutboxMessage(
             inventory_subject(entry.kind.value, entry.sku),
-            entry_msg_id(entry.sku, entry.version),
+            inventory_event_msg_id(entry.sku, entry.version),
             encode(entry_event(entry)),
             _HEADERS,
         )

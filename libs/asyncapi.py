@@ -1,0 +1,314 @@
+"""The bus as a machine-readable contract: an AsyncAPI 3.0 document built from the declarations in code.
+
+Nothing here is maintained by hand twice: streams, consumers and buckets come from
+:func:`libs.topology.topology_specs`, subject templates from :mod:`libs.subjects`, header names and
+message types from :mod:`libs.contracts` (payload schemas are generated from the msgspec structs), and
+the lease document from :mod:`libs.lease`. ``stockwire topology asyncapi`` prints it.
+
+Format: AsyncAPI 3.0.0 (https://www.asyncapi.com/docs/reference/specification/v3.0.0); payload schemas
+are JSON Schema, which the AsyncAPI Schema format accepts as a superset of Draft 07.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from libs import contracts
+from libs.config import TopologySettings
+from libs.lease import LeaseRecord
+from libs.subjects import COMMERCE_SUBJECT, DEADLETTER_SUBJECT, INVENTORY_SUBJECT, SOURCE_PATTERN
+from libs.topology import DEADLETTER, INVENTORY, KV_AVAILABILITY, KV_LEASES, topology_specs
+
+__all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
+
+ASYNCAPI_VERSION = "3.0.0"
+
+_REF = "#/components/schemas/{name}"
+_PARAMETER = re.compile(r"\{(\w+)\}")
+
+# What each subject parameter holds; the keys are the names used in libs.subjects' templates.
+_PARAMETERS = {
+    "source": "The configured source the webhook came in through (`[sources.<name>]`).",
+    "event_type": "The producer's event type: one or more lower-case tokens (`order.created` is two).",
+    "kind": "The kind of ledger movement, or `availability` for the SKU's stock after a change.",
+    "sku_token": "The SKU as one subject token: bytes outside `[A-Za-z0-9_-]` written as `~XX` (hex), reversibly.",
+    "consumer": "The durable consumer that gave up on the message.",
+    "original_subject": "The message's subject in its original stream, every token kept.",
+    "key": "The KV key.",
+}
+
+_STRING = {"type": "string"}
+
+
+def _camel(name: str) -> str:
+    """``channel-notifier`` -> ``channelNotifier``: an operation id from a durable's name."""
+    first, *rest = re.split(r"[^A-Za-z0-9]+", name)
+    return first + "".join(part.title() for part in rest)
+
+
+def _address(template: str) -> tuple[str, dict[str, Any]]:
+    """An AsyncAPI channel address and its parameters from one of libs.subjects' templates."""
+    params = {name: {"description": _PARAMETERS[name]} for name in _PARAMETER.findall(template)}
+    return template, params
+
+
+def _headers(properties: dict[str, str], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {name: {**_STRING, "description": text} for name, text in properties.items()},
+        "required": required,
+    }
+
+
+def _commerce_headers() -> dict[str, Any]:
+    return _headers(
+        {
+            contracts.HEADER_MSG_ID: "`<source>:<event id>`; JetStream drops a second publish within the duplicate"
+            " window.",
+            contracts.HEADER_SOURCE: "The source the webhook came in through.",
+            contracts.HEADER_EVENT_TYPE: "The producer's event type.",
+            contracts.HEADER_EVENT_ID: "The producer's event id, unique per source.",
+            contracts.HEADER_RECEIVED_AT: "When ingress received the webhook (ISO 8601, UTC).",
+        },
+        [contracts.HEADER_MSG_ID, contracts.HEADER_SOURCE, contracts.HEADER_EVENT_TYPE, contracts.HEADER_EVENT_ID],
+    )
+
+
+def _deadletter_headers() -> dict[str, Any]:
+    described = {
+        contracts.HEADER_MSG_ID: "`deadletter:<consumer>:<stream>:<sequence>`: one dead letter per message and"
+        " consumer.",
+        contracts.HEADER_CONSUMER: "The durable consumer that gave up.",
+        contracts.HEADER_ERROR: "Why (at most 1,000 characters).",
+        contracts.HEADER_ORIGINAL_SUBJECT: "The message's subject in its original stream.",
+        contracts.HEADER_ORIGINAL_STREAM: "The original stream.",
+        contracts.HEADER_ORIGINAL_SEQ: "The message's sequence in the original stream (decimal).",
+        contracts.HEADER_DELIVERY_COUNT: "How many times the consumer had received it (decimal).",
+    }
+    headers = _headers(described, [contracts.HEADER_MSG_ID, *contracts.DEADLETTER_HEADERS])
+    # The original message's own headers travel with it.
+    headers["additionalProperties"] = _STRING
+    return headers
+
+
+# COMMERCE holds each webhook body byte for byte (the audit log), so its payload is whatever the
+# producer sent; what ingress guarantees is that it is a JSON object in one of the two envelopes.
+_WEBHOOK = {
+    "title": "Webhook",
+    "description": "The producer's webhook body, byte for byte as received.",
+    "oneOf": [
+        {
+            "title": "CommerceEngineEnvelope",
+            "type": "object",
+            "properties": {
+                "id": _STRING,
+                "event_type": _STRING,
+                "created_at": _STRING,
+                "data": {"type": "object"},
+            },
+            "required": ["id", "event_type"],
+        },
+        {
+            "title": "StandardWebhooksEnvelope",
+            "type": "object",
+            "properties": {"type": _STRING, "timestamp": _STRING, "data": {"type": "object"}},
+            "required": ["type"],
+        },
+    ],
+}
+
+
+def _message(
+    name: str, title: str, summary: str, payload: dict[str, Any], headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"name": name, "title": title, "summary": summary, "contentType": "application/json"}
+    if headers is not None:
+        message["headers"] = headers
+    message["payload"] = payload
+    return message
+
+
+def asyncapi_document(
+    settings: TopologySettings, *, version: str = "0", server: str = "127.0.0.1:4222"
+) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the bus for ``settings``, as a JSON-ready dict.
+
+    ``version`` is the document's ``info.version`` (the package version); ``server`` the NATS host:port
+    named in ``servers``. Pure: reads no server.
+    """
+    streams, buckets, consumers = topology_specs(settings)
+    _, components = msgspec.json.schema_components(
+        [contracts.InventoryEvent, contracts.AvailabilityChanged, LeaseRecord], ref_template=_REF
+    )
+    components["Webhook"] = _WEBHOOK
+    stream_notes = {s.name: s for s in streams}
+
+    messages = {
+        "Webhook": _message(
+            "Webhook",
+            "A received webhook",
+            "One webhook as ingress accepted it: verified, and durable before the producer was answered.",
+            {"$ref": _REF.format(name="Webhook")},
+            _commerce_headers(),
+        ),
+        "InventoryEvent": _message(
+            "InventoryEvent",
+            "A ledger movement",
+            "One ledger row (or a rejected order line); `version` grows by one per row of the SKU.",
+            {"$ref": _REF.format(name="InventoryEvent")},
+            _headers(
+                {contracts.HEADER_MSG_ID: "`inventory:<sku>:<version>`, or `rejected:<order>:<sku>` for a rejection."},
+                [contracts.HEADER_MSG_ID],
+            ),
+        ),
+        "AvailabilityChanged": _message(
+            "AvailabilityChanged",
+            "A SKU's availability",
+            "The SKU's stock after a change; drop any version older than the one you hold.",
+            {"$ref": _REF.format(name="AvailabilityChanged")},
+            _headers(
+                {contracts.HEADER_MSG_ID: "`availability:<sku>:<version>`."},
+                [contracts.HEADER_MSG_ID],
+            ),
+        ),
+        "DeadLetter": _message(
+            "DeadLetter",
+            "A message a consumer gave up on",
+            "The original body, unchanged, with why and where it came from in the headers.",
+            {"description": "The original message's body, byte for byte."},
+            _deadletter_headers(),
+        ),
+        "LeaseRecord": _message(
+            "LeaseRecord",
+            "A leader lease",
+            "Who holds a lease and for how long; written by compare-and-set on the key's revision.",
+            {"$ref": _REF.format(name="LeaseRecord")},
+        ),
+    }
+
+    def stream_text(name: str) -> str:
+        spec = stream_notes[name]
+        return (
+            f"Stream `{name}` ({spec.description}): retained {spec.max_age_s / 86_400:g} days, duplicate window "
+            f"{spec.duplicate_window_s:g} s, {spec.replicas} replica(s)."
+        )
+
+    def ref(channel: str, message: str) -> dict[str, str]:
+        return {"$ref": f"#/channels/{channel}/messages/{message}"}
+
+    commerce_address, commerce_params = _address(COMMERCE_SUBJECT)
+    inventory_address, inventory_params = _address(INVENTORY_SUBJECT)
+    availability_address, availability_params = _address(INVENTORY_SUBJECT.replace("{kind}", "availability"))
+    deadletter_address, deadletter_params = _address(DEADLETTER_SUBJECT)
+    inventory_params["kind"]["enum"] = [k for k in contracts.INVENTORY_KINDS if k != "availability"]
+    channels: dict[str, Any] = {
+        "commerce": {
+            "address": commerce_address,
+            "parameters": commerce_params,
+            "description": stream_text("COMMERCE"),
+            "messages": {"Webhook": {"$ref": "#/components/messages/Webhook"}},
+        },
+        "inventoryEvents": {
+            "address": inventory_address,
+            "parameters": inventory_params,
+            "description": stream_text(INVENTORY),
+            "messages": {"InventoryEvent": {"$ref": "#/components/messages/InventoryEvent"}},
+        },
+        "availability": {
+            "address": availability_address,
+            "parameters": availability_params,
+            "description": stream_text(INVENTORY),
+            "messages": {"AvailabilityChanged": {"$ref": "#/components/messages/AvailabilityChanged"}},
+        },
+        "deadletter": {
+            "address": deadletter_address,
+            "parameters": deadletter_params,
+            "description": stream_text(DEADLETTER),
+            "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
+        },
+    }
+    kv_documents = {KV_AVAILABILITY: "AvailabilityChanged", KV_LEASES: "LeaseRecord"}
+    for bucket in buckets:
+        ttl = f", entries expire after {bucket.ttl_s:g} s" if bucket.ttl_s else ""
+        key = "{sku_token}" if bucket.bucket == KV_AVAILABILITY else "{key}"
+        address, params = _address(f"$KV.{bucket.bucket}.{key}")
+        document = kv_documents[bucket.bucket]
+        channels[f"kv-{bucket.bucket}"] = {
+            "address": address,
+            "parameters": params,
+            "description": f"KV bucket `{bucket.bucket}` ({bucket.description}): history {bucket.history}{ttl}.",
+            "messages": {document: {"$ref": f"#/components/messages/{document}"}},
+        }
+
+    operations: dict[str, Any] = {
+        "ingressPublishesWebhooks": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/commerce"},
+            "summary": "ingress publishes each verified webhook and answers once JetStream acknowledged it.",
+            "messages": [ref("commerce", "Webhook")],
+        },
+        "relayPublishesInventoryEvents": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/inventoryEvents"},
+            "summary": "outbox-relay publishes inventory's outbox rows in commit order.",
+            "messages": [ref("inventoryEvents", "InventoryEvent")],
+        },
+        "relayPublishesAvailability": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/availability"},
+            "summary": "outbox-relay publishes each SKU's availability after a change.",
+            "messages": [ref("availability", "AvailabilityChanged")],
+        },
+        "consumersDeadLetter": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/deadletter"},
+            "summary": "A consumer publishes a message it gave up on, then terminates it.",
+            "messages": [ref("deadletter", "DeadLetter")],
+        },
+        "notifierWritesAvailability": {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/kv-{KV_AVAILABILITY}"},
+            "summary": "channel-notifier keeps the newest availability document per SKU (never an older version).",
+            "messages": [ref(f"kv-{KV_AVAILABILITY}", "AvailabilityChanged")],
+        },
+        "relayHoldsLeases": {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/kv-{KV_LEASES}"},
+            "summary": "outbox-relay replicas hold one leader lease per outbox.",
+            "messages": [ref(f"kv-{KV_LEASES}", "LeaseRecord")],
+        },
+    }
+    channel_of_stream = {"COMMERCE": "commerce", INVENTORY: "inventoryEvents"}
+    message_of_stream = {"COMMERCE": "Webhook", INVENTORY: "InventoryEvent"}
+    for consumer in consumers:
+        channel = channel_of_stream[consumer.stream]
+        operations[f"{_camel(consumer.durable)}Consumes{consumer.stream.title()}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{channel}"},
+            "summary": (
+                f"Durable pull consumer `{consumer.stream}/{consumer.durable}` ({consumer.description}): filter "
+                f"`{consumer.filter_subject}`, explicit ack, at most {consumer.max_ack_pending} unacknowledged, "
+                f"dead-lettered after {consumer.max_deliver} deliveries."
+            ),
+            "messages": [ref(channel, message_of_stream[consumer.stream])],
+        }
+    host, _, port = server.rpartition(":")
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": "Stockwire bus",
+            "version": version,
+            "description": (
+                "Subjects, headers and payloads of Stockwire's JetStream streams and KV buckets. Sources are named "
+                f"by the pattern `{SOURCE_PATTERN.pattern}`."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "servers": {"nats": {"host": f"{host}:{port}", "protocol": "nats", "description": "NATS with JetStream"}},
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": components, "messages": messages},
+    }
