@@ -196,9 +196,6 @@ def asyncapi_document(
             f"{spec.duplicate_window_s:g} s, {spec.replicas} replica(s)."
         )
 
-    def ref(channel: str, message: str) -> dict[str, str]:
-        return {"$ref": f"#/channels/{channel}/messages/{message}"}
-
     commerce_address, commerce_params = _address(COMMERCE_SUBJECT)
     inventory_address, inventory_params = _address(INVENTORY_SUBJECT)
     availability_address, availability_params = _address(INVENTORY_SUBJECT.replace("{kind}", "availability"))
@@ -243,58 +240,46 @@ def asyncapi_document(
             "messages": {document: {"$ref": f"#/components/messages/{document}"}},
         }
 
-    operations: dict[str, Any] = {
-        "ingressPublishesWebhooks": {
-            "action": "send",
-            "channel": {"$ref": "#/channels/commerce"},
-            "summary": "ingress publishes each verified webhook and answers once JetStream acknowledged it.",
-            "messages": [ref("commerce", "Webhook")],
-        },
-        "relayPublishesInventoryEvents": {
-            "action": "send",
-            "channel": {"$ref": "#/channels/inventoryEvents"},
-            "summary": "outbox-relay publishes inventory's outbox rows in commit order.",
-            "messages": [ref("inventoryEvents", "InventoryEvent")],
-        },
-        "relayPublishesAvailability": {
-            "action": "send",
-            "channel": {"$ref": "#/channels/availability"},
-            "summary": "outbox-relay publishes each SKU's availability after a change.",
-            "messages": [ref("availability", "AvailabilityChanged")],
-        },
-        "consumersDeadLetter": {
-            "action": "send",
-            "channel": {"$ref": "#/channels/deadletter"},
-            "summary": "A consumer publishes a message it gave up on, then terminates it.",
-            "messages": [ref("deadletter", "DeadLetter")],
-        },
-        "notifierWritesAvailability": {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/kv-{KV_AVAILABILITY}"},
-            "summary": "channel-notifier keeps the newest availability document per SKU (never an older version).",
-            "messages": [ref(f"kv-{KV_AVAILABILITY}", "AvailabilityChanged")],
-        },
-        "relayHoldsLeases": {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/kv-{KV_LEASES}"},
-            "summary": "outbox-relay replicas hold one leader lease per outbox.",
-            "messages": [ref(f"kv-{KV_LEASES}", "LeaseRecord")],
-        },
-    }
-    channel_of_stream = {"COMMERCE": "commerce", INVENTORY: "inventoryEvents"}
-    message_of_stream = {"COMMERCE": "Webhook", INVENTORY: "InventoryEvent"}
-    for consumer in consumers:
-        channel = channel_of_stream[consumer.stream]
-        operations[f"{_camel(consumer.durable)}Consumes{consumer.stream.title()}"] = {
-            "action": "receive",
+    def operation(action: str, channel: str, message: str, summary: str) -> dict[str, Any]:
+        return {
+            "action": action,
             "channel": {"$ref": f"#/channels/{channel}"},
-            "summary": (
-                f"Durable pull consumer `{consumer.stream}/{consumer.durable}` ({consumer.description}): filter "
-                f"`{consumer.filter_subject}`, explicit ack, at most {consumer.max_ack_pending} unacknowledged, "
-                f"dead-lettered after {consumer.max_deliver} deliveries."
-            ),
-            "messages": [ref(channel, message_of_stream[consumer.stream])],
+            "summary": summary,
+            "messages": [{"$ref": f"#/channels/{channel}/messages/{message}"}],
         }
+
+    kv_availability, kv_leases = f"kv-{KV_AVAILABILITY}", f"kv-{KV_LEASES}"
+    operations: dict[str, Any] = {
+        "ingressPublishesWebhooks": operation(
+            "send", "commerce", "Webhook", "ingress publishes each verified webhook and answers once it is durable."
+        ),
+        "relayPublishesInventoryEvents": operation(
+            "send", "inventoryEvents", "InventoryEvent", "outbox-relay publishes inventory's outbox rows in order."
+        ),
+        "relayPublishesAvailability": operation(
+            "send", "availability", "AvailabilityChanged", "outbox-relay publishes a SKU's availability after a change."
+        ),
+        "consumersDeadLetter": operation(
+            "send", "deadletter", "DeadLetter", "A consumer publishes a message it gave up on, then terminates it."
+        ),
+        "notifierWritesAvailability": operation(
+            "send", kv_availability, "AvailabilityChanged", "channel-notifier keeps the newest document per SKU."
+        ),
+        "relayHoldsLeases": operation(
+            "send", kv_leases, "LeaseRecord", "outbox-relay replicas hold one leader lease per outbox."
+        ),
+    }
+    channel_of_stream = {"COMMERCE": ("commerce", "Webhook"), INVENTORY: ("inventoryEvents", "InventoryEvent")}
+    for consumer in consumers:
+        channel, message = channel_of_stream[consumer.stream]
+        operations[f"{_camel(consumer.durable)}Consumes{consumer.stream.title()}"] = operation(
+            "receive",
+            channel,
+            message,
+            f"Durable pull consumer `{consumer.stream}/{consumer.durable}` ({consumer.description}): filter "
+            f"`{consumer.filter_subject}`, explicit ack, at most {consumer.max_ack_pending} unacknowledged, "
+            f"dead-lettered after {consumer.max_deliver} deliveries.",
+        )
     host, _, port = server.rpartition(":")
     return {
         "asyncapi": ASYNCAPI_VERSION,
