@@ -2,7 +2,7 @@
 
 A :class:`ChannelWorker` claims due deliveries of its channel (leases in the store, so at most one per
 (channel, SKU) is in flight, across replicas too), sends each with bounded concurrency through the
-channel's own connection pool, and hands the results to the ``ResultWriter``, which writes them in
+channel's own connection pool, and hands the results to a :class:`SettlementQueue`, which writes them in
 batches. The circuit breaker and ``Retry-After`` pause the channel as a whole; the retry schedule
 spaces out each delivery.
 """
@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from libs.contracts import decode_availability
 from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
@@ -34,12 +34,16 @@ from .sender import Attempt, WebhookSender
 from .settings import ChannelNotifierSettings
 from .store import ClaimedDelivery, NotifierStore, Settlement
 
-if TYPE_CHECKING:
-    from .dispatcher import ResultWriter
-
-__all__ = ["ChannelWorker", "GoneHandler", "WorkerConfig"]
+__all__ = ["ChannelWorker", "GoneHandler", "SettlementQueue", "WorkerConfig"]
 
 log = logging.getLogger("stockwire.channel_notifier.worker")
+
+
+class SettlementQueue(Protocol):
+    """Where a worker leaves the outcome of each delivery; the dispatcher's writer stores them in batches."""
+
+    def put(self, channel_id: int, settlement: Settlement) -> None: ...
+
 
 GoneHandler = Callable[[Channel, int], Awaitable[None]]
 _PREFETCH_ROUNDS = 4
@@ -103,7 +107,7 @@ class ChannelWorker:
         channel: Channel,
         *,
         store: NotifierStore,
-        results: ResultWriter,
+        results: SettlementQueue,
         config: WorkerConfig,
         policy: UrlPolicy,
         owner: str,
