@@ -53,7 +53,10 @@ KNOWN_METRICS = {
     "inventory_events_applied_total", "inventory_consumer_pending", "inventory_apply_duration_seconds",
     "outbox_relay_backlog_rows", "outbox_relay_oldest_unpublished_age_seconds", "outbox_relay_leader",
     "channel_notifier_deliveries_total", "channel_notifier_circuit_open",
-    "channel_notifier_delivery_latency_seconds",
+    "channel_notifier_delivery_latency_seconds", "channel_notifier_pending_deliveries",
+    "stockwire_consumer_messages_total",
+    # Prometheus' own, per scraped target: present from the first scrape, and 0 when a target is down.
+    "up",
 }
 HISTOGRAMS = {"ingress_request_duration_seconds", "inventory_apply_duration_seconds",
               "channel_notifier_delivery_latency_seconds"}
@@ -535,6 +538,7 @@ _PROMQL_WORDS = {
     "sum", "min", "max", "avg", "count", "by", "without", "rate", "irate", "increase", "delta",
     "histogram_quantile", "vector", "or", "and", "unless", "on", "ignoring", "group_left", "group_right",
     "abs", "clamp_min", "clamp_max", "time", "label_values", "humanize", "bool", "offset", "topk", "bottomk",
+    "absent", "label_replace",
 }
 
 
@@ -562,9 +566,18 @@ def test_alerts_cover_the_pipeline_with_known_metrics() -> None:
         "StockwireDeadLetters": "inventory_events_applied_total",
         "StockwireChannelCircuitOpen": "channel_notifier_circuit_open",
         "StockwireIngressSpooling": "ingress_webhooks_received_total",
+        "StockwireNotifierDeadLetters": "stockwire_consumer_messages_total",
+        "StockwireChannelDeliveriesAbandoned": "channel_notifier_deliveries_total",
+        "StockwireNotifierBacklog": "channel_notifier_pending_deliveries",
+        "StockwireNotifierLag": "channel_notifier_delivery_latency_seconds",
+        "StockwireServiceDown": "up",
+        "StockwireTargetDown": "up",
     }
     for alert, metric in required.items():
         assert metric in metric_names(alerts[alert]["expr"]), alert
+    # Alerts on what a relay exports also fire when no relay runs (its series are gone then).
+    for name in ("StockwireOutboxBacklogOld", "StockwireOutboxNoRelayLeader"):
+        assert "absent(" in alerts[name]["expr"], name
     assert 'outcome="dead_lettered"' in alerts["StockwireDeadLetters"]["expr"]
     assert 'outcome="spooled"' in alerts["StockwireIngressSpooling"]["expr"]
     for name, alert in alerts.items():
@@ -586,8 +599,12 @@ def test_dashboard_is_valid_grafana_json_over_known_metrics() -> None:
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(config_map["data"]["stockwire.json"])
     assert dashboard["uid"] and dashboard["title"] == "Stockwire"
-    variables = {v["name"] for v in dashboard["templating"]["list"]}
-    assert {"datasource", "namespace"} <= variables
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace"} <= set(variables)
+    # On a fresh install, before any webhook, only series that exist from the first scrape can list
+    # the namespaces: `up`, not a counter that appears with its first increment.
+    query = re.fullmatch(r"label_values\((.+), *namespace\)", variables["namespace"]["query"]["query"])
+    assert query and metric_names(query.group(1)) == {"up"}, variables["namespace"]["query"]
     used: set[str] = set()
     ids = []
     for panel in dashboard["panels"]:
@@ -595,6 +612,9 @@ def test_dashboard_is_valid_grafana_json_over_known_metrics() -> None:
         assert {"h", "w", "x", "y"} <= set(panel["gridPos"])
         for target in panel.get("targets", []):
             assert 'namespace="$namespace"' in target["expr"], panel["title"]
+            if panel["type"] == "stat":
+                # A number, never "No data", while its series do not exist yet.
+                assert target["expr"].endswith("or vector(0)"), panel["title"]
             names = metric_names(target["expr"])
             assert names <= KNOWN_METRICS, f"{panel['title']}: {names - KNOWN_METRICS}"
             used |= names
