@@ -88,11 +88,22 @@ def run_helm(args: Sequence[str], *, check: bool = True) -> subprocess.Completed
     return proc
 
 
+# The custom-resource APIs the chart renders objects for, as a cluster with KEDA and the Prometheus
+# operator serves them (`helm template` knows only built-in APIs unless told).
+OPERATOR_APIS = (
+    "keda.sh/v1alpha1/ScaledObject",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+)
+
+
 def helm_args(
     values_files: Iterable[Path | str] = (), sets: Iterable[str] = (), *,
-    release: str = "stockwire", namespace: str = "stockwire",
+    release: str = "stockwire", namespace: str = "stockwire", api_versions: Iterable[str] = OPERATOR_APIS,
 ) -> list[str]:
     args = ["template", release, str(CHART), "--namespace", namespace]
+    for api in api_versions:
+        args += ["--api-versions", api]
     for file in values_files:
         args += ["--values", str(file)]
     for item in sets:
@@ -102,10 +113,10 @@ def helm_args(
 
 def render(
     values_files: Iterable[Path | str] = (), sets: Iterable[str] = (), *,
-    release: str = "stockwire", namespace: str = "stockwire",
+    release: str = "stockwire", namespace: str = "stockwire", api_versions: Iterable[str] = OPERATOR_APIS,
 ) -> list[dict[str, Any]]:
     """`helm template` the chart and parse every manifest (hooks included)."""
-    proc = run_helm(helm_args(values_files, sets, release=release, namespace=namespace))
+    proc = run_helm(helm_args(values_files, sets, release=release, namespace=namespace, api_versions=api_versions))
     return parse_manifests(proc.stdout)
 
 
