@@ -10,6 +10,7 @@ Gauges of the services therefore use the ``live*`` modes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -55,12 +56,18 @@ def render_metrics() -> bytes:
     their gauges are not reported as current values.
     """
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path:
-        mark_dead_workers(path)
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=path)
-        return generate_latest(registry)
-    return generate_latest(DEFAULT_REGISTRY)
+    if not path:
+        return generate_latest(DEFAULT_REGISTRY)
+    mark_dead_workers(path)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    for _ in range(2):
+        try:
+            return generate_latest(registry)
+        except FileNotFoundError:
+            # Another worker's scrape removed a dead worker's file between listing and reading it.
+            continue
+    return generate_latest(registry)
 
 
 # prometheus_client names the files of live gauges gauge_live<mode>_<pid>.db.
@@ -93,7 +100,9 @@ def mark_dead_workers(path: str | Path) -> list[int]:
     for entry in os.scandir(path):
         match = _LIVE_GAUGE_FILE.fullmatch(entry.name)
         if match and not _alive(pid := int(match.group(1))) and pid not in dead:
-            multiprocess.mark_process_dead(pid, str(path))
+            # Workers scrape concurrently: another may be removing the same files.
+            with contextlib.suppress(FileNotFoundError):
+                multiprocess.mark_process_dead(pid, str(path))
             dead.append(pid)
     return dead
 
