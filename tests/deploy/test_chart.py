@@ -696,6 +696,12 @@ def test_pod_labels_priority_class_and_extra_volumes() -> None:
             assert (mounts.get("relay-extra") == "/relay") is (cname == "outbox-relay"), (name, cname)
         # The relay's volumes go where the relay runs: here, as the sidecar of ingress and inventory.
         assert (volumes.get("relay-extra") == relay_volume) is ("outbox-relay" in containers(workload)), name
+    # The topology Job's pod too (global settings only).
+    job = by_kind(manifests, "Job")["stockwire-topology"]
+    assert job["spec"]["template"]["metadata"]["labels"]["team"] == "commerce"
+    assert pod_spec(job)["priorityClassName"] == "stockwire-default"
+    assert {v["name"]: v for v in pod_spec(job)["volumes"]}["ca"] == volume
+    assert {m["name"] for m in containers(job)["topology"]["volumeMounts"]} >= {"ca"}
     default = _service_workloads(rendered("default"))
     assert all("priorityClassName" not in pod_spec(w) for w in default.values())
 
