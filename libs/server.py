@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import uvicorn
 
 from libs.logs import setup_logging
+from libs.metrics import reset_multiprocess_dir
 
-__all__ = ["serve"]
+__all__ = ["serve", "service_name"]
+
+
+def service_name(app_factory: str) -> str:
+    """``services.channel_notifier.app:create_app`` → ``channel_notifier``; ``pkg.mod:f`` → ``mod``."""
+    parts = app_factory.partition(":")[0].split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "services" else parts[-1]
 
 
 def serve(app_factory: str, *, host: str, port: int, workers: int = 1, data_dir: str | Path = ".data") -> None:
-    """Serve ``module:factory``; with several workers, metrics are aggregated across processes."""
+    """Serve ``module:factory``; with several workers, metrics are aggregated across processes.
+
+    The workers' metrics live in ``<data_dir>/metrics/<service>-<port>`` (emptied here, before any
+    worker starts), or in ``PROMETHEUS_MULTIPROC_DIR`` when the environment names one (its ``*.db``
+    files are removed). ``service`` is the package of ``services.<service>.app:...`` factories, else
+    the factory's module name.
+    """
     setup_logging()
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        metrics_dir = Path(data_dir) / "metrics"
-        metrics_dir.mkdir(parents=True, exist_ok=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"{port}-", dir=metrics_dir)
+    explicit = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if explicit:
+        for stale in Path(explicit).glob("*.db"):
+            stale.unlink()
+    else:
+        # Emptied with one worker too: a directory an earlier start with more workers left behind.
+        metrics_dir = reset_multiprocess_dir(data_dir, service_name(app_factory), port, create=workers > 1)
+        if workers > 1:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     uvicorn.run(
         app_factory,
         factory=True,

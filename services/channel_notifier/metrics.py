@@ -28,10 +28,10 @@ PENDING = Gauge(
     "channel_notifier_pending_deliveries",
     "Deliveries waiting to be sent (one per SKU at most)",
     ["channel"],
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
 CIRCUIT_OPEN = Gauge(
-    "channel_notifier_circuit_open", "1 while the channel's circuit is open", ["channel"], multiprocess_mode="max"
+    "channel_notifier_circuit_open", "1 while the channel's circuit is open", ["channel"], multiprocess_mode="livemax"
 )
 UPDATES = Counter(
     "channel_notifier_updates_total",

@@ -18,4 +18,4 @@ REQUEST_SECONDS = Histogram(
 PUBLISH_SECONDS = Histogram(
     "ingress_publish_duration_seconds", "JetStream publish until PubAck", buckets=LATENCY_BUCKETS
 )
-SPOOL_DEPTH = Gauge("ingress_spool_depth", "Spooled events not yet relayed to JetStream", multiprocess_mode="max")
+SPOOL_DEPTH = Gauge("ingress_spool_depth", "Spooled events not yet relayed to JetStream", multiprocess_mode="livemax")

@@ -26,11 +26,11 @@ APPLIED = Counter(
 APPLY_SECONDS = Histogram(
     "inventory_apply_duration_seconds", "Time to apply one fetched batch in its transaction", buckets=LATENCY_BUCKETS
 )
-PARKED = Gauge("inventory_parked_events", "Events waiting for their predecessor", multiprocess_mode="max")
+PARKED = Gauge("inventory_parked_events", "Events waiting for their predecessor", multiprocess_mode="livemax")
 CONSUMER_PENDING = Gauge(
     "inventory_consumer_pending",
     "Messages of COMMERCE the inventory consumer has not yet been given",
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
 OVERSELL_REJECTIONS = Counter(
     "inventory_oversell_rejections_total", "Reservations refused because the stock was not there", ["path"]

@@ -6,9 +6,14 @@ from prometheus_client import Counter, Gauge
 
 __all__ = ["BACKLOG", "DUPLICATES", "LEADER", "OLDEST_AGE", "PUBLISHED", "PUBLISH_ERRORS"]
 
-BACKLOG = Gauge("outbox_relay_backlog_rows", "Outbox rows not yet published", ["outbox"])
+BACKLOG = Gauge(
+    "outbox_relay_backlog_rows", "Outbox rows not yet published", ["outbox"], multiprocess_mode="livemax"
+)
 OLDEST_AGE = Gauge(
-    "outbox_relay_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row (0: none)", ["outbox"]
+    "outbox_relay_oldest_unpublished_age_seconds",
+    "Age of the oldest unpublished outbox row (0: none)",
+    ["outbox"],
+    multiprocess_mode="livemax",
 )
 PUBLISHED = Counter(
     "outbox_relay_published_total",
@@ -21,4 +26,6 @@ DUPLICATES = Counter(
 PUBLISH_ERRORS = Counter(
     "outbox_relay_publish_errors_total", "Rows whose publish failed or got no PubAck in time (retried)", ["outbox"]
 )
-LEADER = Gauge("outbox_relay_leader", "1 while this replica holds the outbox's lease", ["outbox"])
+LEADER = Gauge(
+    "outbox_relay_leader", "1 while this replica holds the outbox's lease", ["outbox"], multiprocess_mode="livemax"
+)

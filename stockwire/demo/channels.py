@@ -17,7 +17,7 @@ from libs.natsserver import free_port
 from libs.processes import ChildProcess
 from libs.signing import generate_standard_secret
 
-from .sinks import SinkSpec
+from .sinks import DEMO_EXTRA_MISSING, SinkSpec
 
 __all__ = ["DEMO_CHANNELS", "AsyncSinkReader", "DemoChannel", "SinkProcess", "register_channels"]
 
@@ -48,6 +48,11 @@ class SinkProcess:
         log_dir: Path | None = None,
         colour_index: int = 5,
     ) -> None:
+        # Refuse here, in the command's own process, rather than in a child whose log nobody reads.
+        try:
+            import standardwebhooks  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError(DEMO_EXTRA_MISSING) from exc
         self.channels = list(channels)
         self.specs = [SinkSpec(c.name, free_port(), generate_standard_secret()) for c in self.channels]
         self.control_port = free_port()

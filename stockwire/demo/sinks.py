@@ -27,9 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-__all__ = ["ChannelSink", "SinkSpec", "main"]
+__all__ = ["DEMO_EXTRA_MISSING", "ChannelSink", "SinkSpec", "main"]
+
+# standardwebhooks is in the `demo` extra, not in the production image: the `stockwire` CLI imports
+# this module for every command, so the package is imported only where a sink is made.
+DEMO_EXTRA_MISSING = (
+    "the demo channels need the standardwebhooks package, which comes with the `demo` extra: "
+    "pip install 'stockwire[demo]'"
+)
 
 log = logging.getLogger("stockwire.demo.sinks")
 
@@ -65,7 +71,12 @@ class ChannelSink:
     counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        try:
+            from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+        except ImportError as exc:
+            raise RuntimeError(DEMO_EXTRA_MISSING) from exc
         self._verifier = Webhook(self.secret)
+        self._refused: tuple[type[Exception], ...] = (WebhookVerificationError, ValueError)
         self._rng = random.Random(hash(self.name))
 
     def _count(self, what: str) -> None:
@@ -79,7 +90,7 @@ class ChannelSink:
             return 503, {"error": "unavailable", "detail": "failing on purpose"}
         try:
             payload = self._verifier.verify(body, headers)
-        except (WebhookVerificationError, ValueError) as exc:
+        except self._refused as exc:
             self._count("invalid_signature")
             return 401, {"error": "invalid_signature", "detail": str(exc)}
         if not isinstance(payload, dict) or payload.get("type") != "availability.changed":

@@ -46,22 +46,36 @@ def missing_tool(reason: str) -> None:
     pytest.skip(f"{reason}; run `make tools`")
 
 
-def find_helm() -> str | None:
-    explicit = os.environ.get("STOCKWIRE_HELM")
+# Where `make tools` puts promtool: extracted from Debian's prometheus package (or linked to one on PATH).
+PROMTOOL_CANDIDATES = (ROOT / ".tools" / "bin" / "promtool",)
+
+
+def find_tool(name: str, variable: str, candidates: Sequence[Path]) -> str | None:
+    """The binary ``variable`` names, else the first executable candidate, else ``name`` on PATH."""
+    explicit = os.environ.get(variable)
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
-    for candidate in HELM_CANDIDATES:
+    for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    return shutil.which("helm")
+    return shutil.which(name)
+
+
+def tool_binary(name: str, variable: str, candidates: Sequence[Path]) -> str:
+    """:func:`find_tool`, or a skip (locally) / failure (CI) that says where it was looked for."""
+    binary = find_tool(name, variable, candidates)
+    if binary is None:
+        where = os.environ.get(variable) or " or ".join(str(p.relative_to(ROOT)) for p in candidates)
+        missing_tool(f"no {name} binary at {where}")
+    return binary  # type: ignore[return-value]
 
 
 def helm_binary() -> str:
-    helm = find_helm()
-    if helm is None:
-        where = os.environ.get("STOCKWIRE_HELM") or " or ".join(str(p.relative_to(ROOT)) for p in HELM_CANDIDATES)
-        missing_tool(f"no helm binary at {where}")
-    return helm  # type: ignore[return-value]
+    return tool_binary("helm", "STOCKWIRE_HELM", HELM_CANDIDATES)
+
+
+def promtool_binary() -> str:
+    return tool_binary("promtool", "STOCKWIRE_PROMTOOL", PROMTOOL_CANDIDATES)
 
 
 def run_helm(args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -74,11 +88,22 @@ def run_helm(args: Sequence[str], *, check: bool = True) -> subprocess.Completed
     return proc
 
 
+# The custom-resource APIs the chart renders objects for, as a cluster with KEDA and the Prometheus
+# operator serves them (`helm template` knows only built-in APIs unless told).
+OPERATOR_APIS = (
+    "keda.sh/v1alpha1/ScaledObject",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+)
+
+
 def helm_args(
     values_files: Iterable[Path | str] = (), sets: Iterable[str] = (), *,
-    release: str = "stockwire", namespace: str = "stockwire",
+    release: str = "stockwire", namespace: str = "stockwire", api_versions: Iterable[str] = OPERATOR_APIS,
 ) -> list[str]:
     args = ["template", release, str(CHART), "--namespace", namespace]
+    for api in api_versions:
+        args += ["--api-versions", api]
     for file in values_files:
         args += ["--values", str(file)]
     for item in sets:
@@ -88,10 +113,10 @@ def helm_args(
 
 def render(
     values_files: Iterable[Path | str] = (), sets: Iterable[str] = (), *,
-    release: str = "stockwire", namespace: str = "stockwire",
+    release: str = "stockwire", namespace: str = "stockwire", api_versions: Iterable[str] = OPERATOR_APIS,
 ) -> list[dict[str, Any]]:
     """`helm template` the chart and parse every manifest (hooks included)."""
-    proc = run_helm(helm_args(values_files, sets, release=release, namespace=namespace))
+    proc = run_helm(helm_args(values_files, sets, release=release, namespace=namespace, api_versions=api_versions))
     return parse_manifests(proc.stdout)
 
 

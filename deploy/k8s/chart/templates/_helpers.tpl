@@ -132,6 +132,36 @@ PostgreSQL (otherwise it lives in sidecars). Returns "true" or "".
 {{- end }}
 
 {{/*
+Custom resources are rendered only where the cluster serves their API (KEDA, the Prometheus
+operator): applying one without its CRD fails the whole install. `helm template` knows only the
+built-in APIs unless given --api-versions (e.g. -a keda.sh/v1alpha1/ScaledObject). NOTES.txt says
+what was left out. Returns "true" or "".
+*/}}
+{{- define "stockwire.kedaApi" -}}keda.sh/v1alpha1/ScaledObject{{- end }}
+{{- define "stockwire.serviceMonitorApi" -}}monitoring.coreos.com/v1/ServiceMonitor{{- end }}
+{{- define "stockwire.prometheusRuleApi" -}}monitoring.coreos.com/v1/PrometheusRule{{- end }}
+
+{{/* Does a service get a ScaledObject? keda.enabled and KEDA's API served. Call with (dict "root" $ "name" $svc). */}}
+{{- define "stockwire.kedaActive" -}}
+{{- $svc := index .root.Values.services .name }}
+{{- if and (hasKey $svc "keda") $svc.keda.enabled (.root.Capabilities.APIVersions.Has (include "stockwire.kedaApi" .root)) }}true{{ end }}
+{{- end }}
+
+{{- define "stockwire.serviceMonitorActive" -}}
+{{- if and .Values.serviceMonitor.enabled (.Capabilities.APIVersions.Has (include "stockwire.serviceMonitorApi" .)) }}true{{ end }}
+{{- end }}
+
+{{- define "stockwire.prometheusRuleActive" -}}
+{{- if and .Values.prometheusRule.enabled (.Capabilities.APIVersions.Has (include "stockwire.prometheusRuleApi" .)) }}true{{ end }}
+{{- end }}
+
+{{/*
+Seconds a container needs after SIGTERM: uvicorn finishes the requests in flight for up to 10 s
+(timeout_graceful_shutdown in libs/server.py), then the app shuts down (consumers, NATS drain).
+*/}}
+{{- define "stockwire.shutdownSeconds" -}}15{{- end }}
+
+{{/*
 Checks that make an invalid combination of values fail at render time with a clear message.
 */}}
 {{- define "stockwire.validate" -}}
@@ -151,12 +181,27 @@ Checks that make an invalid combination of values fail at render time with a cle
 {{- fail (printf "services.%s: autoscaling and KEDA need the postgres store (one SQLite database cannot be shared by several pods)" $name) }}
 {{- end }}
 {{- end }}
+{{- if and (eq $mode "sqlite") $svc.enabled (eq $name "ingress") $svc.autoscaling.enabled }}
+{{- fail "services.ingress: no autoscaling with the sqlite store: each ingress pod keeps unpublished webhooks in the spool on its own volume, and a pod the autoscaler removes strands them (its relay goes with it). Use the postgres store for ingress, or a fixed replicas count" }}
+{{- end }}
 {{- if and (hasKey $svc "keda") $svc.autoscaling.enabled $svc.keda.enabled }}
 {{- fail (printf "services.%s: enable either autoscaling (HPA) or keda, not both (KEDA manages its own HPA)" $name) }}
 {{- end }}
 {{- end }}
 {{- if and $postgres (not .Values.store.postgres.existingSecret) (not .Values.store.postgres.urls) }}
 {{- fail (printf "%s use the postgres store: set store.postgres.existingSecret (a Secret with one database URL per service)" (join ", " $postgres)) }}
+{{- end }}
+{{- $keda := list }}
+{{- range $name := list "inventory" "channel-notifier" }}
+{{- if (index $.Values.services $name).keda.enabled }}{{ $keda = append $keda $name }}{{ end }}
+{{- end }}
+{{- if and $keda .Values.nats.existingSecret .Values.nats.credsKey (not (regexMatch "^A[A-Z2-7]{55}$" .Values.nats.account)) }}
+{{- fail (printf "nats.account: with JWT authentication (nats.credsKey) the streams live in an account named by its public NKey (56 characters starting with A; nsc describe account <name> --field sub), and KEDA (%s) reads the consumer lag from that account, not %q" (join ", " $keda) .Values.nats.account) }}
+{{- end }}
+{{- $grace := int .Values.terminationGracePeriodSeconds }}
+{{- $needed := add (int .Values.preStopSleepSeconds) (int (include "stockwire.shutdownSeconds" .)) }}
+{{- if lt $grace $needed }}
+{{- fail (printf "terminationGracePeriodSeconds: %d s is shorter than the preStop sleep (%d s) plus the services' graceful shutdown (%s s): in-flight webhooks would be cut off; use at least %d" $grace (int .Values.preStopSleepSeconds) (include "stockwire.shutdownSeconds" .) $needed) }}
 {{- end }}
 {{- range $name, $source := .Values.sources }}
 {{- if not (regexMatch "^[a-z0-9][a-z0-9_-]{0,63}$" $name) }}
@@ -456,6 +501,13 @@ outboxes and sidecar matter to the outbox-relay only.
       path: /readyz
       port: {{ $port }}
     {{- toYaml $root.Values.probes.readiness | nindent 4 }}
+  {{- /* The relay takes no traffic through a Service: it stops at once (a standby takes its lease). */}}
+  {{- if and (ne $name "outbox-relay") $root.Values.preStopSleepSeconds }}
+  lifecycle:
+    preStop:
+      exec:
+        command: ["sleep", {{ int $root.Values.preStopSleepSeconds | toString | quote }}]
+  {{- end }}
   resources:
     {{- toYaml $svc.resources | nindent 4 }}
   securityContext:
@@ -469,6 +521,9 @@ outboxes and sidecar matter to the outbox-relay only.
     - name: tmp
       mountPath: /tmp
     {{- with include "stockwire.natsVolumeMounts" $root | trim }}{{ . | nindent 4 }}{{ end }}
+    {{- with concat $root.Values.extraVolumeMounts ($svc.extraVolumeMounts | default list) }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end }}
 
 {{/*
@@ -481,7 +536,9 @@ The pod template of a service's workload. Call with (dict "root" $ "name" $svc).
 {{- $sidecar := include "stockwire.relaySidecar" . }}
 metadata:
   labels:
-    {{- include "stockwire.componentLabels" . | nindent 4 }}
+    {{- /* podLabels never replace the chart's labels (the selector depends on them). */}}
+    {{- $labels := mergeOverwrite (deepCopy ($root.Values.podLabels | default dict)) (deepCopy ($svc.podLabels | default dict)) }}
+    {{- toYaml (mergeOverwrite $labels (include "stockwire.componentLabels" . | fromYaml)) | nindent 4 }}
   annotations:
     checksum/config: {{ include "stockwire.configToml" $root | sha256sum }}
     {{- with $svc.podAnnotations }}
@@ -497,6 +554,9 @@ spec:
   securityContext:
     {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
   terminationGracePeriodSeconds: {{ $root.Values.terminationGracePeriodSeconds }}
+  {{- with $svc.priorityClassName | default $root.Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
   containers:
     {{- $outboxes := include "stockwire.postgresOutboxes" $root | fromJsonArray }}
     {{- with include "stockwire.container" (dict "root" $root "name" $name "outboxes" $outboxes "sidecar" false) | trim }}{{ . | nindent 4 }}{{ end }}
@@ -517,6 +577,11 @@ spec:
       emptyDir: {}
     {{- end }}
     {{- with include "stockwire.natsVolumes" $root | trim }}{{ . | nindent 4 }}{{ end }}
+    {{- $extra := concat $root.Values.extraVolumes ($svc.extraVolumes | default list) }}
+    {{- if $sidecar }}{{ $extra = concat $extra ((index $root.Values.services "outbox-relay").extraVolumes | default list) }}{{ end }}
+    {{- with $extra }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- with $svc.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
