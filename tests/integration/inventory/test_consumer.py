@@ -107,6 +107,37 @@ async def test_cancel_before_order_leaves_nothing_reserved(inventory: AsyncTestC
     assert (await inventory.get("/orders/o2")).json()["state"] == "cancelled"
 
 
+async def test_a_late_payment_failure_never_frees_a_paid_unit_for_another_order(
+    inventory: AsyncTestClient, js: JetStreamContext
+) -> None:
+    await publish(js, "inventory.received", "r1", {"sku": "ONE", "qty": 1})
+    await publish(js, "order.created", "c1", {"order_id": "o1", "lines": [{"sku": "ONE", "qty": 1}]})
+    await publish(js, "payment.successful", "p1", {"order_id": "o1"}, created_at="2026-11-28T10:05:00Z")
+    # Delivered after the success, stamped before it.
+    await publish(js, "payment.failed", "f1", {"order_id": "o1"}, created_at="2026-11-28T10:04:00Z")
+    await publish(js, "order.created", "c2", {"order_id": "o2", "lines": [{"sku": "ONE", "qty": 1}]})
+    await publish(js, "shipment.shipped", "s1", {"order_id": "o1"}, created_at="2026-11-28T10:30:00Z")
+    await eventually(lambda: drained(js), what="consumer drained")
+
+    o1 = (await inventory.get("/orders/o1")).json()
+    assert o1["state"] == "shipped"
+    assert [(e["event_type"], e["outcome"]) for e in o1["events"]] == [
+        ("order.created", "applied"),
+        ("payment.successful", "applied"),
+        ("payment.failed", "ignored"),
+        ("shipment.shipped", "applied"),
+    ]
+    assert (await inventory.get("/orders/o2")).json()["state"] == "rejected"
+    assert await sku(inventory, "ONE") == {
+        "sku": "ONE",
+        "on_hand": 0,
+        "reserved": 0,
+        "committed": 0,
+        "available": 0,
+        "version": 4,
+    }
+
+
 async def test_fifty_concurrent_orders_for_the_last_unit_reserve_exactly_one(
     inventory: AsyncTestClient, js: JetStreamContext
 ) -> None:

@@ -99,7 +99,11 @@ def test_sqlite_store_keeps_the_invariants_at_every_step(history: History, rng: 
                         received[data["sku"]] = received.get(data["sku"], 0) + data["qty"]
                     quantities, ledger, reservations = await _state(store)
                     check_invariants(
-                        quantities, ledger, received, [(k, _state_enum(s), lines) for k, s, lines in reservations]
+                        quantities,
+                        ledger,
+                        received,
+                        [(k, _state_enum(s), lines) for k, s, lines in reservations],
+                        history.event_types(),
                     )
             finally:
                 await store.close()

@@ -34,6 +34,10 @@ def test_duplicates_and_per_order_shuffles_end_where_a_clean_delivery_ends(
     assert messy.parked() == clean.parked() == 0
     assert set(messy.outcomes) == set(clean.outcomes) == {e.msg_id for e in history.in_order()}
     assert Outcome.PARKED not in messy.outcomes.values()
+    for memory in (clean, messy):
+        check_invariants(
+            memory.quantities(), memory.ledger, memory.received, _reservations(memory), history.event_types()
+        )
 
 
 @settings(max_examples=300, deadline=None)
@@ -45,7 +49,9 @@ def test_invariants_hold_at_every_step_of_any_interleaving(
     for envelope in any_interleaving(history, rng, duplicate_p):
         result = memory.deliver(envelope)
         assert result.outcome is not Outcome.DEAD_LETTERED, result.detail
-        check_invariants(memory.quantities(), memory.ledger, memory.received, _reservations(memory))
+        check_invariants(
+            memory.quantities(), memory.ledger, memory.received, _reservations(memory), history.event_types()
+        )
     # Everything delivered is accounted for: applied, parked (predecessor never came), ignored or rejected.
     assert set(memory.outcomes) == {e.msg_id for e in history.in_order()}
 
@@ -60,4 +66,6 @@ def test_invariants_hold_when_reservations_expire_midway(history: History, rng: 
         memory.deliver(envelope)
         if i % 5 == 0 or memory.now > memory.ttl_s + at:
             memory.expire_overdue()
-        check_invariants(memory.quantities(), memory.ledger, memory.received, _reservations(memory))
+        check_invariants(
+            memory.quantities(), memory.ledger, memory.received, _reservations(memory), history.event_types()
+        )
