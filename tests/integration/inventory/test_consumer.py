@@ -190,6 +190,29 @@ async def test_a_malformed_event_goes_to_deadletter_and_the_stream_moves_on(
     assert dead.headers["Stockwire-Original-Seq"] == "1"
 
 
+async def test_poison_fields_are_dead_lettered_at_once_and_their_batch_neighbours_applied(
+    js: JetStreamContext, nats_server: NatsServer, inventory_factory: ClientFactory
+) -> None:
+    # Published before inventory starts, so that the first fetch takes them as one batch.
+    await publish(js, "inventory.received", "good-1", {"sku": "A", "qty": 2})
+    order = {"order_id": "o-poison", "lines": [{"sku": "A", "qty": 1}]}
+    await publish(js, "order.created", "poison-time", order, created_at=10**400)
+    await publish(js, "inventory.adjusted", "poison-count", {"sku": "A", "on_hand": 9, "counted_at": 1e20})
+    await publish(js, "inventory.received", "poison-qty", {"sku": "A", "qty": 10**30})
+    await publish(js, "inventory.received", "good-2", {"sku": "A", "qty": 3})
+    async with inventory_factory(nats_server.url) as client:
+        await eventually(lambda: drained(js), what="consumer drained")
+        assert (await sku(client, "A"))["on_hand"] == 5
+        dead = await _deadletters(js, 3)
+        reasons = {d.headers["Stockwire-Original-Seq"]: d.headers["Stockwire-Error"] for d in dead}
+        assert sorted(reasons) == ["2", "3", "4"]
+        assert reasons["2"].startswith("malformed: created_at: ")
+        assert reasons["3"].startswith("malformed: counted_at: ")
+        assert reasons["4"].startswith("malformed: qty: ")
+        # Settled on the first delivery: nothing waited for a retry.
+        assert (await js.consumer_info("COMMERCE", "inventory")).num_redelivered == 0
+
+
 # Few deliveries, so that giving up comes quickly (the server spaces redeliveries by the consumer's backoff).
 _FEW_DELIVERIES = TopologySettings(max_deliver=2, ack_wait_s=5)
 
