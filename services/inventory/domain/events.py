@@ -15,6 +15,7 @@ times outside ``MIN_EPOCH..MAX_EPOCH`` (what a ledger row's ISO time can show).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -61,6 +62,11 @@ MIN_EPOCH = 0.0
 MAX_EPOCH = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC).timestamp()
 """Epoch seconds a ledger row can show as an ISO time (``datetime`` stops at year 9999)."""
 _ID_INT_LIMIT = 10**MAX_ID_LENGTH
+# What the inbox keeps of a message (its column sizes): ingress stays well inside them, but COMMERCE
+# takes whatever a publisher with credentials sends.
+MAX_MSG_ID_LENGTH = 600
+MAX_EVENT_TYPE_LENGTH = 128
+MAX_SUBJECT_LENGTH = 512
 
 HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_EVENT_TYPE = "Stockwire-Event-Type"
@@ -94,7 +100,17 @@ class Envelope:
 
     @property
     def msg_id(self) -> str:
-        """The inbox key: ``Nats-Msg-Id`` (``<source>:<id>``), else built from the other headers."""
+        """The inbox key: ``Nats-Msg-Id`` (``<source>:<id>``), else built from the other headers.
+
+        A key longer than the inbox keeps is replaced by its digest, ``sha256:<hex>``: the same
+        message still maps to the same key, so a redelivery stays a duplicate.
+        """
+        key = self._key()
+        if len(key) <= MAX_MSG_ID_LENGTH:
+            return key
+        return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _key(self) -> str:
         msg_id = self.headers.get(HEADER_MSG_ID)
         if msg_id:
             return msg_id
@@ -416,6 +432,9 @@ def _parse(envelope: Envelope) -> CommerceEvent:
     msg_id = envelope.msg_id
     if event_type not in HANDLED_EVENT_TYPES:
         return CommerceEvent(msg_id, event_type, Unhandled(), envelope.stream_seq, 0.0, envelope)
+    if len(envelope.subject) > MAX_SUBJECT_LENGTH:
+        # A parked event is kept with its subject; one that could not be kept can never wait its turn.
+        raise MalformedEvent(f"longer than {MAX_SUBJECT_LENGTH} characters", "subject")
     try:
         document = _decoder.decode(envelope.body)
     except msgspec.DecodeError as exc:

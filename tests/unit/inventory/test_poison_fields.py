@@ -226,3 +226,22 @@ def test_any_value_is_either_malformed_or_applies_without_error(event_type: str,
     memory.deliver(_envelope("order.created", _body("order.created", ORDER)))
     result = memory.deliver(envelope)  # must not raise: what parsed can be applied
     assert result.outcome is not Outcome.DEAD_LETTERED
+
+
+def test_an_overlong_message_id_becomes_a_digest_that_still_deduplicates() -> None:
+    body = _body("inventory.received", RECEIPT)
+    long_id = {"Nats-Msg-Id": "ce:" + "i" * 5000, "Stockwire-Event-Type": "inventory.received"}
+    one = Envelope("commerce.ce.inventory.received", body, long_id, 1)
+    again = Envelope("commerce.ce.inventory.received", body, dict(long_id), 2)
+    assert one.msg_id == again.msg_id and one.msg_id.startswith("sha256:") and len(one.msg_id) == 71
+    memory = MemoryInventory()
+    assert memory.deliver(one).outcome is Outcome.APPLIED
+    assert memory.deliver(again).outcome is Outcome.DUPLICATE
+
+
+def test_a_subject_too_long_to_keep_is_malformed() -> None:
+    source = "s" * 600
+    headers = {"Nats-Msg-Id": "ce:e", "Stockwire-Event-Type": "payment.failed"}
+    envelope = Envelope(f"commerce.{source}.payment.failed", _body("payment.failed", {"order_id": "o1"}), headers)
+    with pytest.raises(MalformedEvent, match=r"^malformed: subject: longer than 512"):
+        parse_event(envelope)
