@@ -27,8 +27,11 @@ import msgspec
 __all__ = [
     "HANDLED_EVENT_TYPES",
     "MAX_EPOCH",
+    "MAX_EVENT_TYPE_LENGTH",
     "MAX_LINES",
+    "MAX_MSG_ID_LENGTH",
     "MAX_QTY",
+    "MAX_SUBJECT_LENGTH",
     "MIN_EPOCH",
     "Adjusted",
     "CommerceEvent",
