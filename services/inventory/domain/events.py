@@ -105,11 +105,12 @@ class Envelope:
     def msg_id(self) -> str:
         """The inbox key: ``Nats-Msg-Id`` (``<source>:<id>``), else built from the other headers.
 
-        A key longer than the inbox keeps is replaced by its digest, ``sha256:<hex>``: the same
-        message still maps to the same key, so a redelivery stays a duplicate.
+        A key longer than the inbox keeps (or holding NUL, which PostgreSQL text refuses) is replaced
+        by its digest, ``sha256:<hex>``: the same message still maps to the same key, so a redelivery
+        stays a duplicate.
         """
         key = self._key()
-        if len(key) <= MAX_MSG_ID_LENGTH:
+        if len(key) <= MAX_MSG_ID_LENGTH and "\x00" not in key:
             return key
         return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -276,7 +277,8 @@ def _failure(exc: BaseException) -> str:
         text = str(exc)
     except Exception:
         text = ""
-    text = text if len(text) <= 80 else text[:77] + "..."
+    # The message may echo the input: clipped, and printable only (PostgreSQL text refuses NUL).
+    text = "".join(c if c.isprintable() else "?" for c in text[:80])
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -225,6 +225,7 @@ async def test_overlong_message_headers_never_make_an_event_fail_on_postgresql(p
             _long_headed("inventory.received", {"sku": "A", "qty": 2}, msg_id=long_id),
             _long_headed("inventory.received", {"sku": "A", "qty": 1}, msg_id="ce:r2", source="s" * 600),
             envelope("inventory.received", "good", {"sku": "A", "qty": 4}, seq=9),
+            _long_headed("inventory.received", {"sku": "A", "qty": 10}, msg_id="ce:nul\x00id"),
         ]
         first = await store.apply_events(batch)
         assert [r.outcome for r in first.results] == [
@@ -232,12 +233,13 @@ async def test_overlong_message_headers_never_make_an_event_fail_on_postgresql(p
             Outcome.APPLIED,
             Outcome.DEAD_LETTERED,
             Outcome.APPLIED,
+            Outcome.APPLIED,
         ]
         assert first.results[2].detail.startswith("malformed: subject: ")
         again = await store.apply_events(batch[:2])
         assert [r.outcome for r in again.results] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
         quantities, _ledger, _ = await _state(store)
-        assert quantities == {"A": (6, 0, 0)}
+        assert quantities == {"A": (16, 0, 0)}
     finally:
         await store.close()
 

@@ -237,6 +237,8 @@ def test_an_overlong_message_id_becomes_a_digest_that_still_deduplicates() -> No
     memory = MemoryInventory()
     assert memory.deliver(one).outcome is Outcome.APPLIED
     assert memory.deliver(again).outcome is Outcome.DUPLICATE
+    with_nul = Envelope("commerce.ce.inventory.received", body, {"Nats-Msg-Id": "ce:a\x00b"}, 3)
+    assert with_nul.msg_id.startswith("sha256:")
 
 
 def test_a_subject_too_long_to_keep_is_malformed() -> None:
