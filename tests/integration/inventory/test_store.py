@@ -207,6 +207,30 @@ def _long_headed(event_type: str, data: dict, *, msg_id: str, source: str = "ce"
     return Envelope(f"commerce.{source}.{event_type}", body, headers, 7)
 
 
+async def test_a_known_shipment_keeps_an_unpaid_hold_past_its_ttl_in_the_store(tmp_path: Path) -> None:
+    store = await _open(f"sqlite+aiosqlite:///{tmp_path}/inventory.db")
+    try:
+        one = {"order_id": "o1", "lines": [{"sku": "A", "qty": 1}]}
+        await store.apply_events(
+            [
+                envelope("inventory.received", "r1", {"sku": "A", "qty": 1}, seq=1),
+                envelope("shipment.shipped", "s1", {"order_id": "o1"}, seq=2),
+            ],
+            now=1000.0,
+        )
+        await store.apply_events([envelope("order.created", "c1", one, seq=3)], now=1001.0)
+        assert await store.expire_overdue(now=1_000_000.0) == (0, 0)
+        late = {"order_id": "o2", "lines": [{"sku": "A", "qty": 1}]}
+        [result] = (await store.apply_events([envelope("order.created", "c2", late, seq=4)], now=1_000_001.0)).results
+        assert result.outcome is Outcome.REJECTED
+        await store.apply_events([envelope("payment.successful", "p1", {"order_id": "o1"}, seq=5)], now=1_000_002.0)
+        quantities, _ledger, reservations = await _state(store)
+        assert quantities == {"A": (0, 0, 0)}
+        assert {key: state for key, state, _ in reservations} == {"order:o1": "shipped", "order:o2": "rejected"}
+    finally:
+        await store.close()
+
+
 def test_the_inbox_keeps_what_the_parse_boundary_lets_through() -> None:
     assert schema.inbox.c.msg_id.type.length == MAX_MSG_ID_LENGTH  # type: ignore[attr-defined]
     assert schema.ledger.c.source.type.length == MAX_MSG_ID_LENGTH  # type: ignore[attr-defined]

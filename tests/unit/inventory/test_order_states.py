@@ -191,3 +191,29 @@ def test_a_return_for_a_paid_order_waits_for_the_shipment_and_never_touches_comm
     memory.deliver(_event("shipment.shipped", "o1", "o1-shipped", 4.0))
     assert memory.quantities() == {"A": (1, 0, 0)}
     assert _releases_of_committed(memory) == []
+
+
+@pytest.mark.parametrize("known", ["shipment.shipped", "return.received"])
+def test_a_reservation_whose_shipment_is_known_does_not_lapse_while_it_waits_for_the_payment(known: str) -> None:
+    memory = _stocked(1)
+    memory.ttl_s = 60.0
+    memory.deliver(_created("o1"))
+    extra = {"lines": [{"sku": "A", "qty": 1}], "restock": False} if known == "return.received" else {}
+    assert memory.deliver(_event(known, "o1", f"o1-{known}", 4.0, **extra)).outcome is Outcome.PARKED
+    memory.now += 3600
+    assert memory.expire_overdue() == 0
+    assert memory.deliver(_created("o2", ts=5.0)).outcome is Outcome.REJECTED
+    if known == "return.received":
+        memory.deliver(_event("shipment.shipped", "o1", "o1-shipped", 3.5))
+    memory.deliver(_event("payment.successful", "o1", "o1-paid", 3.0))
+    assert (_state(memory, "o1"), memory.quantities()) == (S.SHIPPED, {"A": (0, 0, 0)})
+
+
+def test_a_shipment_parked_before_its_order_keeps_the_hold_once_the_order_arrives() -> None:
+    memory = _stocked(1)
+    memory.ttl_s = 60.0
+    assert memory.deliver(_event("shipment.shipped", "o1", "o1-shipped", 4.0)).outcome is Outcome.PARKED
+    memory.deliver(_created("o1"))
+    memory.now += 3600
+    assert memory.expire_overdue() == 0
+    assert memory.quantities() == {"A": (1, 1, 0)}
