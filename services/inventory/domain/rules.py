@@ -73,7 +73,9 @@ def order_step(state: ReservationState | None, event: OrderEvent) -> tuple[Step,
         # A payment that succeeded is a later fact than any failure: a failure delivered after it (a
         # stale attempt, whatever its timestamp) never gives a paid order's stock away. Only a
         # cancellation does (design §4).
-        return Step.IGNORE, f"a payment failure does not release an order that is {state.value}"
+        if state in (S.COMMITTED, S.SHIPPED):
+            return Step.IGNORE, f"the order is paid ({state.value}): a payment failure does not release it"
+        return Step.IGNORE, f"nothing to release: the order is {state.value}"
     if isinstance(event, OrderCancelled):
         if state in (S.RESERVED, S.COMMITTED) or state in _REVIVABLE:
             return Step.APPLY, ""
