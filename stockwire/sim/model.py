@@ -190,7 +190,8 @@ class GroundTruth:
         if order.paid and decision.rejected_later:
             return OrderState.REJECTED
         # From here the order holds its stock (a payment after expiry took it again).
-        if order.failed or (order.cancelled and not order.shipped):
+        # A successful payment outlives any failure of the order, whatever the order they came in (design §4).
+        if (order.failed and not order.paid) or (order.cancelled and not order.shipped):
             return OrderState.RELEASED
         if order.shipped and order.paid:
             return OrderState.SHIPPED

@@ -3,13 +3,22 @@
 The bus carries the raw webhook body (design §3): Commerce Engine's ``{"id", "event_type", "created_at",
 "data"}`` or Standard Webhooks' ``{"type", "timestamp", "data"}``. Type and id come from the headers
 ingress sets; the body gives the ``data`` and the producer's timestamp. :func:`parse_event` either
-returns a :class:`CommerceEvent` or raises :class:`MalformedEvent` saying what is wrong.
+returns a :class:`CommerceEvent` or raises :class:`MalformedEvent` ``malformed: <field>: <why>``.
+
+This is the parse boundary: whatever goes wrong while reading an event (a wrong type, a number out of
+range, a time no calendar holds, nesting too deep, an error nobody foresaw) becomes that one
+:class:`MalformedEvent`, so the event is dead-lettered at once and its neighbours in the batch are not
+held up. A value is refused here when it could never apply later: quantities outside ``0..MAX_QTY``,
+times outside ``MIN_EPOCH..MAX_EPOCH`` (what a ledger row's ISO time can show).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import hashlib
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +26,13 @@ import msgspec
 
 __all__ = [
     "HANDLED_EVENT_TYPES",
+    "MAX_EPOCH",
+    "MAX_EVENT_TYPE_LENGTH",
     "MAX_LINES",
+    "MAX_MSG_ID_LENGTH",
     "MAX_QTY",
+    "MAX_SUBJECT_LENGTH",
+    "MIN_EPOCH",
     "Adjusted",
     "CommerceEvent",
     "Envelope",
@@ -45,6 +59,17 @@ __all__ = [
 MAX_QTY = 1_000_000_000
 MAX_LINES = 500
 MAX_ID_LENGTH = 200
+MAX_TIME_LENGTH = 64
+"""An ISO 8601 time with every option spelt out is about 35 characters."""
+MIN_EPOCH = 0.0
+MAX_EPOCH = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC).timestamp()
+"""Epoch seconds a ledger row can show as an ISO time (``datetime`` stops at year 9999)."""
+_ID_INT_LIMIT = 10**MAX_ID_LENGTH
+# What the inbox keeps of a message (its column sizes): ingress stays well inside them, but COMMERCE
+# takes whatever a publisher with credentials sends.
+MAX_MSG_ID_LENGTH = 600
+MAX_EVENT_TYPE_LENGTH = 128
+MAX_SUBJECT_LENGTH = 512
 
 HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_EVENT_TYPE = "Stockwire-Event-Type"
@@ -53,7 +78,18 @@ HEADER_SOURCE = "Stockwire-Source"
 
 
 class MalformedEvent(ValueError):
-    """The event can never be applied as it is (not JSON, a field missing or of the wrong type)."""
+    """The event can never be applied as it is (not JSON, a field missing, of the wrong type or out of range).
+
+    ``field`` names what is wrong (``qty``, ``lines[2].sku``, ``created_at``; ``body`` or ``data`` for the
+    document as a whole) and ``reason`` says why. ``str()`` is ``'<field>' <reason>``, or, raised by
+    :func:`parse_event` (``decided``), the dead-letter reason ``malformed: <field>: <reason>``.
+    """
+
+    def __init__(self, reason: str, field: str = "", *, decided: bool = False) -> None:
+        plain = f"'{field}' {reason}" if field else reason
+        super().__init__(f"malformed: {field or 'body'}: {reason}" if decided else plain)
+        self.field = field
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +103,18 @@ class Envelope:
 
     @property
     def msg_id(self) -> str:
-        """The inbox key: ``Nats-Msg-Id`` (``<source>:<id>``), else built from the other headers."""
+        """The inbox key: ``Nats-Msg-Id`` (``<source>:<id>``), else built from the other headers.
+
+        A key longer than the inbox keeps (or holding NUL, which PostgreSQL text refuses) is replaced
+        by its digest, ``sha256:<hex>``: the same message still maps to the same key, so a redelivery
+        stays a duplicate.
+        """
+        key = self._key()
+        if len(key) <= MAX_MSG_ID_LENGTH and "\x00" not in key:
+            return key
+        return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _key(self) -> str:
         msg_id = self.headers.get(HEADER_MSG_ID)
         if msg_id:
             return msg_id
@@ -187,55 +234,111 @@ _decoder = msgspec.json.Decoder()
 
 
 def parse_timestamp(value: object) -> float | None:
-    """ISO 8601 (``Z`` allowed) or epoch seconds → epoch seconds; None when absent or unreadable."""
+    """ISO 8601 (``Z`` allowed) or epoch seconds → epoch seconds in ``MIN_EPOCH..MAX_EPOCH``.
+
+    None when absent, unreadable or out of that range; never raises (a 400-digit integer, ``1e20``,
+    ``"nan"`` and year-0 offsets included).
+    """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and value:
-        try:
+    try:
+        if isinstance(value, int):
+            # Compared as an integer first: float() of a huge one raises OverflowError.
+            epoch = float(value) if MIN_EPOCH <= value <= MAX_EPOCH else math.nan
+        elif isinstance(value, float):
+            epoch = value
+        elif isinstance(value, str) and 0 < len(value) <= MAX_TIME_LENGTH:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt.UTC)
+            epoch = parsed.timestamp()
+        else:
             return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        return parsed.timestamp()
-    return None
+    except (ValueError, OverflowError, OSError):
+        return None
+    return epoch if math.isfinite(epoch) and MIN_EPOCH <= epoch <= MAX_EPOCH else None
+
+
+@contextmanager
+def _reading(name: str) -> Iterator[None]:
+    """Whatever fails while reading field ``name`` makes the event malformed, naming that field."""
+    try:
+        yield
+    except MalformedEvent as exc:
+        if not exc.field:
+            exc.field = name
+        raise
+    except Exception as exc:
+        raise MalformedEvent(f"cannot be read ({_failure(exc)})", name) from None
+
+
+def _failure(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    # The message may echo the input: clipped, and printable only (PostgreSQL text refuses NUL).
+    text = "".join(c if c.isprintable() else "?" for c in text[:80])
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _time(value: object, name: str) -> float | None:
+    """A time that is present must be readable and in range; None (absent) stays None."""
+    with _reading(name):
+        if value is None:
+            return None
+        epoch = parse_timestamp(value)
+        if epoch is None:
+            raise MalformedEvent("must be an ISO 8601 time or epoch seconds between 1970-01-01 and 9999-12-31", name)
+        return epoch
 
 
 def validate_id(value: object, name: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise MalformedEvent(f"'{name}' must be a string")
-    text = str(value)
-    if not text or len(text) > MAX_ID_LENGTH or not text.isprintable():
-        raise MalformedEvent(f"'{name}' must be 1 to {MAX_ID_LENGTH} printable characters")
-    return text
+    with _reading(name):
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise MalformedEvent("must be a string", name)
+        if isinstance(value, int) and not -_ID_INT_LIMIT < value < _ID_INT_LIMIT:
+            raise MalformedEvent(f"must be 1 to {MAX_ID_LENGTH} printable characters", name)
+        text = str(value)
+        if not text or len(text) > MAX_ID_LENGTH or not text.isprintable():
+            raise MalformedEvent(f"must be 1 to {MAX_ID_LENGTH} printable characters", name)
+        return text
 
 
 def validate_sku(value: object, name: str = "sku") -> str:
-    if not isinstance(value, str):
-        raise MalformedEvent(f"'{name}' must be a string")
-    if not value or len(value) > MAX_ID_LENGTH or not value.isprintable():
-        raise MalformedEvent(f"'{name}' must be 1 to {MAX_ID_LENGTH} printable characters")
-    return value
+    with _reading(name):
+        if not isinstance(value, str):
+            raise MalformedEvent("must be a string", name)
+        if not value or len(value) > MAX_ID_LENGTH or not value.isprintable():
+            raise MalformedEvent(f"must be 1 to {MAX_ID_LENGTH} printable characters", name)
+        return value
 
 
 def _int(value: object, name: str, *, minimum: int, maximum: int = MAX_QTY) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise MalformedEvent(f"'{name}' must be an integer")
-    if not minimum <= value <= maximum:
-        raise MalformedEvent(f"'{name}' must be between {minimum} and {maximum}, got {value}")
+    with _reading(name):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MalformedEvent(f"must be an integer between {minimum} and {maximum}", name)
+        if not minimum <= value <= maximum:
+            # The value is not echoed: it may have thousands of digits.
+            raise MalformedEvent(f"must be between {minimum} and {maximum}", name)
+        return value
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise MalformedEvent("must be true or false", name)
     return value
 
 
 def _lines(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     lines = data.get("lines")
     if not isinstance(lines, list) or not lines:
-        raise MalformedEvent("'lines' must be a non-empty list")
+        raise MalformedEvent("must be a non-empty list", "lines")
     if len(lines) > MAX_LINES:
-        raise MalformedEvent(f"'lines' holds {len(lines)} lines, over the limit of {MAX_LINES}")
-    if not all(isinstance(line, dict) for line in lines):
-        raise MalformedEvent("every line must be an object {sku, qty}")
+        raise MalformedEvent(f"holds {len(lines)} lines, over the limit of {MAX_LINES}", "lines")
+    for i, line in enumerate(lines):
+        if not isinstance(line, dict):
+            raise MalformedEvent("every line must be an object {sku, qty}", f"lines[{i}]")
     return lines
 
 
@@ -248,14 +351,10 @@ def _order_lines(data: Mapping[str, Any]) -> tuple[Line, ...]:
 
 def _return_lines(data: Mapping[str, Any]) -> tuple[ReturnLine, ...]:
     # Restocking is opt-in: a returned item is only sellable again when the return says so.
-    default = data.get("restock", False)
-    if not isinstance(default, bool):
-        raise MalformedEvent("'restock' must be true or false")
+    default = _flag(data.get("restock", False), "restock")
     out = []
     for i, line in enumerate(_lines(data)):
-        restock = line.get("restock", default)
-        if not isinstance(restock, bool):
-            raise MalformedEvent(f"'lines[{i}].restock' must be true or false")
+        restock = _flag(line.get("restock", default), f"lines[{i}].restock")
         sku = validate_sku(line.get("sku"), f"lines[{i}].sku")
         out.append(ReturnLine(sku, _int(line.get("qty"), f"lines[{i}].qty", minimum=1), restock))
     return tuple(out)
@@ -264,15 +363,13 @@ def _return_lines(data: Mapping[str, Any]) -> tuple[ReturnLine, ...]:
 def _adjusted(data: Mapping[str, Any], source_ts: float) -> Adjusted:
     sku = validate_sku(data.get("sku"))
     if "delta" in data and "on_hand" in data:
-        raise MalformedEvent("an adjustment carries either 'delta' or 'on_hand', not both")
+        raise MalformedEvent("an adjustment carries either 'delta' or 'on_hand', not both", "data")
     if "delta" in data:
         return Adjusted(sku, delta=_int(data["delta"], "delta", minimum=-MAX_QTY))
     if "on_hand" in data:
-        counted_at = parse_timestamp(data.get("counted_at"))
-        if data.get("counted_at") is not None and counted_at is None:
-            raise MalformedEvent("'counted_at' must be an ISO 8601 time or epoch seconds")
+        counted_at = _time(data.get("counted_at"), "counted_at")
         return Adjusted(sku, on_hand=_int(data["on_hand"], "on_hand", minimum=0), counted_at=counted_at or source_ts)
-    raise MalformedEvent("an adjustment needs 'delta' or 'on_hand'")
+    raise MalformedEvent("an adjustment needs 'delta' or 'on_hand'", "data")
 
 
 def _order_id(data: Mapping[str, Any]) -> str:
@@ -321,21 +418,42 @@ HANDLED_EVENT_TYPES = frozenset(
 
 
 def parse_event(envelope: Envelope) -> CommerceEvent:
-    """Read one COMMERCE message; raises :class:`MalformedEvent` when it can never be applied."""
+    """Read one COMMERCE message.
+
+    Raises :class:`MalformedEvent` (``str()``: ``malformed: <field>: <why>``) when it can never be
+    applied, and nothing else, whatever the body holds.
+    """
+    try:
+        return _parse(envelope)
+    except MalformedEvent as exc:
+        raise MalformedEvent(exc.reason, exc.field or "body", decided=True) from None
+    except Exception as exc:
+        # A failure no check above foresaw is still this event's alone.
+        raise MalformedEvent(f"cannot be read ({_failure(exc)})", "body", decided=True) from None
+
+
+def _parse(envelope: Envelope) -> CommerceEvent:
     event_type = envelope.event_type
     msg_id = envelope.msg_id
     if event_type not in HANDLED_EVENT_TYPES:
         return CommerceEvent(msg_id, event_type, Unhandled(), envelope.stream_seq, 0.0, envelope)
+    if len(envelope.subject) > MAX_SUBJECT_LENGTH:
+        # A parked event is kept with its subject; one that could not be kept can never wait its turn.
+        raise MalformedEvent(f"longer than {MAX_SUBJECT_LENGTH} characters", "subject")
     try:
         document = _decoder.decode(envelope.body)
     except msgspec.DecodeError as exc:
-        raise MalformedEvent(f"body is not valid JSON: {exc}") from None
+        raise MalformedEvent(f"not valid JSON ({_failure(exc)})", "body") from None
+    except RecursionError:
+        raise MalformedEvent("not valid JSON (nested too deeply)", "body") from None
     if not isinstance(document, dict):
-        raise MalformedEvent("body must be a JSON object")
+        raise MalformedEvent("must be a JSON object", "body")
     data = document.get("data")
     if not isinstance(data, dict):
-        raise MalformedEvent("'data' must be an object")
-    source_ts = parse_timestamp(document.get("created_at", document.get("timestamp"))) or 0.0
+        raise MalformedEvent("must be an object", "data")
+    # Commerce Engine stamps ``created_at``; a Standard Webhooks body carries ``timestamp``.
+    stamp = "created_at" if "created_at" in document else "timestamp"
+    source_ts = _time(document.get(stamp), stamp) or 0.0
     payload = _payload(event_type, data, source_ts)
     return CommerceEvent(msg_id, event_type, payload, envelope.stream_seq, source_ts, envelope)
 

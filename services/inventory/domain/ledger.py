@@ -161,6 +161,7 @@ class Inventory:
         if step is Step.PARK:
             self.ws.record(event, Outcome.PARKED, why, self.now)
             self.ws.park(key, ParkedEvent(event, self.now, why))
+            self._keep_hold(key)
             return Result(Outcome.PARKED, why)
         if step is Step.IGNORE:
             self.ws.record(event, Outcome.IGNORED, why, self.now)
@@ -168,7 +169,19 @@ class Inventory:
         result = self._transition(event, payload, current)
         self.ws.record(event, result.outcome, result.detail, self.now)
         self._release_parked(key)
+        self._keep_hold(key)
         return result
+
+    def _keep_hold(self, key: str) -> None:
+        """The goods left (a shipment or a return is parked) before the payment arrived: the hold no
+        longer lapses, or the TTL would hand a shipped unit to another order."""
+        order = self.ws.reservation(key)
+        if order is None or order.state is not S.RESERVED or order.expires_at is None:
+            return
+        if any(isinstance(p.event.payload, Shipped | ReturnReceived) for p in self.ws.parked_for(key)):
+            order.expires_at = None
+            order.updated_at = self.now
+            self.ws.put_reservation(order)
 
     def _release_parked(self, key: str) -> None:
         """Apply the parked events of one order that its new state allows, until none is left."""

@@ -51,7 +51,12 @@ _REVIVABLE = frozenset({S.EXPIRED, S.PAYMENT_FAILED})
 
 
 def order_step(state: ReservationState | None, event: OrderEvent) -> tuple[Step, str]:
-    """What ``event`` does to an order in ``state`` (None: ``order.created`` not applied yet)."""
+    """What ``event`` does to an order in ``state`` (None: ``order.created`` not applied yet).
+
+    Orders only move forward: an event delivered after a later fact was applied (a payment, a
+    shipment, a cancellation) is ignored, never allowed to undo it. Stock leaves ``committed`` only
+    through ``order.cancelled`` (released) or a shipment (deducted); see design §4.
+    """
     if isinstance(event, OrderCreated):
         return (Step.APPLY, "") if state is None else (Step.IGNORE, "the order already exists")
     if state is None:
@@ -62,10 +67,17 @@ def order_step(state: ReservationState | None, event: OrderEvent) -> tuple[Step,
         if state is S.RESERVED or state in _REVIVABLE:
             return Step.APPLY, ""
         return Step.IGNORE, f"the order is already {state.value}"
-    if isinstance(event, PaymentFailed | OrderCancelled):
-        if state in (S.RESERVED, S.COMMITTED):
+    if isinstance(event, PaymentFailed):
+        if state is S.RESERVED:
             return Step.APPLY, ""
-        if isinstance(event, OrderCancelled) and state in _REVIVABLE:
+        # A payment that succeeded is a later fact than any failure: a failure delivered after it (a
+        # stale attempt, whatever its timestamp) never gives a paid order's stock away. Only a
+        # cancellation does (design §4).
+        if state in (S.COMMITTED, S.SHIPPED):
+            return Step.IGNORE, f"the order is paid ({state.value}): a payment failure does not release it"
+        return Step.IGNORE, f"nothing to release: the order is {state.value}"
+    if isinstance(event, OrderCancelled):
+        if state in (S.RESERVED, S.COMMITTED) or state in _REVIVABLE:
             return Step.APPLY, ""
         return Step.IGNORE, f"nothing to release: the order is {state.value}"
     if isinstance(event, Shipped):

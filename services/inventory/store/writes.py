@@ -28,6 +28,12 @@ def _json(value: Mapping[str, int]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def _length(column: sa.Column[Any]) -> int:
+    length = getattr(column.type, "length", None)
+    assert isinstance(length, int)
+    return length
+
+
 def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
@@ -102,8 +108,9 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
                 {
                     "msg_id": r.msg_id,
                     "stream_seq": r.stream_seq,
-                    "subject": r.subject,
-                    "event_type": r.event_type,
+                    # Diagnostic columns: an unhandled type may be longer than they keep (the key is bounded).
+                    "subject": r.subject[: _length(schema.inbox.c.subject)],
+                    "event_type": r.event_type[: _length(schema.inbox.c.event_type)],
                     "order_id": r.order_id,
                     "outcome": r.outcome.value,
                     "detail": r.detail,

@@ -62,10 +62,16 @@ async def inventory(
 
 
 async def publish(
-    js: JetStreamContext, event_type: str, event_id: str, data: dict[str, Any], *, source: str = "ce"
+    js: JetStreamContext,
+    event_type: str,
+    event_id: str,
+    data: dict[str, Any],
+    *,
+    source: str = "ce",
+    created_at: object = "2026-11-28T10:00:00Z",
 ) -> int:
     """Publish a webhook to COMMERCE exactly as ingress does; returns its stream sequence."""
-    body = json.dumps({"id": event_id, "event_type": event_type, "created_at": "2026-11-28T10:00:00Z", "data": data})
+    body = json.dumps({"id": event_id, "event_type": event_type, "created_at": created_at, "data": data})
     headers = {
         "Nats-Msg-Id": f"{source}:{event_id}",
         "Stockwire-Event-Type": event_type,

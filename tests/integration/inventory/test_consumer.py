@@ -107,6 +107,37 @@ async def test_cancel_before_order_leaves_nothing_reserved(inventory: AsyncTestC
     assert (await inventory.get("/orders/o2")).json()["state"] == "cancelled"
 
 
+async def test_a_late_payment_failure_never_frees_a_paid_unit_for_another_order(
+    inventory: AsyncTestClient, js: JetStreamContext
+) -> None:
+    await publish(js, "inventory.received", "r1", {"sku": "ONE", "qty": 1})
+    await publish(js, "order.created", "c1", {"order_id": "o1", "lines": [{"sku": "ONE", "qty": 1}]})
+    await publish(js, "payment.successful", "p1", {"order_id": "o1"}, created_at="2026-11-28T10:05:00Z")
+    # Delivered after the success, stamped before it.
+    await publish(js, "payment.failed", "f1", {"order_id": "o1"}, created_at="2026-11-28T10:04:00Z")
+    await publish(js, "order.created", "c2", {"order_id": "o2", "lines": [{"sku": "ONE", "qty": 1}]})
+    await publish(js, "shipment.shipped", "s1", {"order_id": "o1"}, created_at="2026-11-28T10:30:00Z")
+    await eventually(lambda: drained(js), what="consumer drained")
+
+    o1 = (await inventory.get("/orders/o1")).json()
+    assert o1["state"] == "shipped"
+    assert [(e["event_type"], e["outcome"]) for e in o1["events"]] == [
+        ("order.created", "applied"),
+        ("payment.successful", "applied"),
+        ("payment.failed", "ignored"),
+        ("shipment.shipped", "applied"),
+    ]
+    assert (await inventory.get("/orders/o2")).json()["state"] == "rejected"
+    assert await sku(inventory, "ONE") == {
+        "sku": "ONE",
+        "on_hand": 0,
+        "reserved": 0,
+        "committed": 0,
+        "available": 0,
+        "version": 4,
+    }
+
+
 async def test_fifty_concurrent_orders_for_the_last_unit_reserve_exactly_one(
     inventory: AsyncTestClient, js: JetStreamContext
 ) -> None:
@@ -157,6 +188,29 @@ async def test_a_malformed_event_goes_to_deadletter_and_the_stream_moves_on(
     assert dead.data == b"{not json"
     assert "not valid JSON" in dead.headers["Stockwire-Error"]
     assert dead.headers["Stockwire-Original-Seq"] == "1"
+
+
+async def test_poison_fields_are_dead_lettered_at_once_and_their_batch_neighbours_applied(
+    js: JetStreamContext, nats_server: NatsServer, inventory_factory: ClientFactory
+) -> None:
+    # Published before inventory starts, so that the first fetch takes them as one batch.
+    await publish(js, "inventory.received", "good-1", {"sku": "A", "qty": 2})
+    order = {"order_id": "o-poison", "lines": [{"sku": "A", "qty": 1}]}
+    await publish(js, "order.created", "poison-time", order, created_at=10**400)
+    await publish(js, "inventory.adjusted", "poison-count", {"sku": "A", "on_hand": 9, "counted_at": 1e20})
+    await publish(js, "inventory.received", "poison-qty", {"sku": "A", "qty": 10**30})
+    await publish(js, "inventory.received", "good-2", {"sku": "A", "qty": 3})
+    async with inventory_factory(nats_server.url) as client:
+        await eventually(lambda: drained(js), what="consumer drained")
+        assert (await sku(client, "A"))["on_hand"] == 5
+        dead = await _deadletters(js, 3)
+        reasons = {d.headers["Stockwire-Original-Seq"]: d.headers["Stockwire-Error"] for d in dead}
+        assert sorted(reasons) == ["2", "3", "4"]
+        assert reasons["2"].startswith("malformed: created_at: ")
+        assert reasons["3"].startswith("malformed: counted_at: ")
+        assert reasons["4"].startswith("malformed: qty: ")
+        # Settled on the first delivery: nothing waited for a retry.
+        assert (await js.consumer_info("COMMERCE", "inventory")).num_redelivered == 0
 
 
 # Few deliveries, so that giving up comes quickly (the server spaces redeliveries by the consumer's backoff).

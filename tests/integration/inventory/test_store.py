@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.inventory.domain.events import Envelope
+from services.inventory.domain.events import MAX_EVENT_TYPE_LENGTH, MAX_MSG_ID_LENGTH, MAX_SUBJECT_LENGTH, Envelope
 from services.inventory.domain.workspace import Outcome
 from services.inventory.store import schema
 from services.inventory.store.reads import InventoryReader
@@ -99,7 +99,11 @@ def test_sqlite_store_keeps_the_invariants_at_every_step(history: History, rng: 
                         received[data["sku"]] = received.get(data["sku"], 0) + data["qty"]
                     quantities, ledger, reservations = await _state(store)
                     check_invariants(
-                        quantities, ledger, received, [(k, _state_enum(s), lines) for k, s, lines in reservations]
+                        quantities,
+                        ledger,
+                        received,
+                        [(k, _state_enum(s), lines) for k, s, lines in reservations],
+                        history.event_types(),
                     )
             finally:
                 await store.close()
@@ -194,6 +198,74 @@ async def test_two_replicas_in_big_overlapping_batches_never_oversell_or_deadloc
     finally:
         await one.close()
         await two.close()
+
+
+def _long_headed(event_type: str, data: dict, *, msg_id: str, source: str = "ce") -> Envelope:
+    """A message as a publisher other than ingress could put it on COMMERCE: headers of any length."""
+    body = json.dumps({"id": "x", "event_type": event_type, "created_at": 1_790_000_000, "data": data}).encode()
+    headers = {"Nats-Msg-Id": msg_id, "Stockwire-Event-Type": event_type, "Stockwire-Source": source}
+    return Envelope(f"commerce.{source}.{event_type}", body, headers, 7)
+
+
+async def test_a_known_shipment_keeps_an_unpaid_hold_past_its_ttl_in_the_store(tmp_path: Path) -> None:
+    store = await _open(f"sqlite+aiosqlite:///{tmp_path}/inventory.db")
+    try:
+        one = {"order_id": "o1", "lines": [{"sku": "A", "qty": 1}]}
+        await store.apply_events(
+            [
+                envelope("inventory.received", "r1", {"sku": "A", "qty": 1}, seq=1),
+                envelope("shipment.shipped", "s1", {"order_id": "o1"}, seq=2),
+            ],
+            now=1000.0,
+        )
+        await store.apply_events([envelope("order.created", "c1", one, seq=3)], now=1001.0)
+        assert await store.expire_overdue(now=1_000_000.0) == (0, 0)
+        late = {"order_id": "o2", "lines": [{"sku": "A", "qty": 1}]}
+        [result] = (await store.apply_events([envelope("order.created", "c2", late, seq=4)], now=1_000_001.0)).results
+        assert result.outcome is Outcome.REJECTED
+        await store.apply_events([envelope("payment.successful", "p1", {"order_id": "o1"}, seq=5)], now=1_000_002.0)
+        quantities, _ledger, reservations = await _state(store)
+        assert quantities == {"A": (0, 0, 0)}
+        assert {key: state for key, state, _ in reservations} == {"order:o1": "shipped", "order:o2": "rejected"}
+    finally:
+        await store.close()
+
+
+def test_the_inbox_keeps_what_the_parse_boundary_lets_through() -> None:
+    assert schema.inbox.c.msg_id.type.length == MAX_MSG_ID_LENGTH  # type: ignore[attr-defined]
+    assert schema.ledger.c.source.type.length == MAX_MSG_ID_LENGTH  # type: ignore[attr-defined]
+    assert schema.parked.c.subject.type.length == MAX_SUBJECT_LENGTH  # type: ignore[attr-defined]
+    assert schema.inbox.c.event_type.type.length == MAX_EVENT_TYPE_LENGTH  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+async def test_overlong_message_headers_never_make_an_event_fail_on_postgresql(postgres_url: str) -> None:
+    store = await _open(postgres_url)
+    try:
+        long_type = ".".join(["abcdefghij" * 6] * 8)  # a valid event type of 495 characters
+        long_id = "ce:" + "i" * 1000
+        batch = [
+            _long_headed(long_type, {"x": 1}, msg_id="ce:unknown-type"),
+            _long_headed("inventory.received", {"sku": "A", "qty": 2}, msg_id=long_id),
+            _long_headed("inventory.received", {"sku": "A", "qty": 1}, msg_id="ce:r2", source="s" * 600),
+            envelope("inventory.received", "good", {"sku": "A", "qty": 4}, seq=9),
+            _long_headed("inventory.received", {"sku": "A", "qty": 10}, msg_id="ce:nul\x00id"),
+        ]
+        first = await store.apply_events(batch)
+        assert [r.outcome for r in first.results] == [
+            Outcome.IGNORED,
+            Outcome.APPLIED,
+            Outcome.DEAD_LETTERED,
+            Outcome.APPLIED,
+            Outcome.APPLIED,
+        ]
+        assert first.results[2].detail.startswith("malformed: subject: ")
+        again = await store.apply_events(batch[:2])
+        assert [r.outcome for r in again.results] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
+        quantities, _ledger, _ = await _state(store)
+        assert quantities == {"A": (16, 0, 0)}
+    finally:
+        await store.close()
 
 
 # --- ledger verify / rebuild -------------------------------------------------------------------------

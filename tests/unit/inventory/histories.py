@@ -2,15 +2,16 @@
 
 A history is a list of segments: a stock event (receipt, adjustment) or one order's whole life
 (created, then paid / failed / cancelled, shipped, returned…), each event stamped with the producer's
-time in history order. Deliveries are built from it: in order, with each order's own events shuffled
-and duplicates thrown in, or in any order at all.
+time in history order, except the "late" ones: a stale payment failure delivered after the success but
+stamped before it, an ``order.created`` sent again under a new id. Deliveries are built from it: in
+order, with each order's own events shuffled and duplicates thrown in, or in any order at all.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
@@ -48,6 +49,10 @@ class History:
 
     def in_order(self) -> list[Envelope]:
         return [e for segment in self.segments for e in segment.events]
+
+    def event_types(self) -> dict[str, str]:
+        """Every event's type by its message id (the ``source`` of the ledger rows it causes)."""
+        return {e.msg_id: e.event_type for e in self.in_order()}
 
     def receipts(self) -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -98,6 +103,16 @@ _LIFECYCLES = (
     ("payment.successful", "shipment.shipped"),
     ("payment.captured", "order.fulfilled", "return"),
     ("payment.successful", "shipment.shipped", "return", "return"),
+    # A failed attempt, then a successful retry.
+    ("payment.failed", "payment.successful"),
+    ("payment.failed", "payment.captured", "shipment.shipped"),
+    # Late: a failure stamped before the success but delivered after it; a resent order.created.
+    ("payment.successful", "late:payment.failed"),
+    ("payment.captured", "late:payment.failed", "shipment.shipped"),
+    ("payment.successful", "shipment.shipped", "late:payment.failed"),
+    ("payment.successful", "late:payment.failed", "order.cancelled"),
+    ("payment.successful", "late:order.created"),
+    ("payment.successful", "shipment.shipped", "late:order.created", "return"),
 )
 
 
@@ -130,7 +145,10 @@ def histories(draw: st.DrawFn, max_segments: int = 14) -> History:
                     max_size=3,
                 )
             )
-            events = [envelope("order.created", f"{order_id}-c", {"order_id": order_id, "lines": lines}, ts=next(ts))]
+            created_ts = next(ts)
+            paid_ts = created_ts
+            order = {"order_id": order_id, "lines": lines}
+            events = [envelope("order.created", f"{order_id}-c", order, ts=created_ts)]
             # Returns never give back more than was shipped (what a real shop sends).
             returnable = {}
             for line in lines:
@@ -144,8 +162,16 @@ def histories(draw: st.DrawFn, max_segments: int = 14) -> History:
                     returnable[sku] -= qty
                     data = {"order_id": order_id, "lines": [{"sku": sku, "qty": qty}], "restock": draw(st.booleans())}
                     events.append(envelope("return.received", f"{order_id}-{i}", data, ts=next(ts)))
+                elif step == "late:order.created":
+                    events.append(envelope("order.created", f"{order_id}-{i}", order, ts=created_ts))
+                elif step.startswith("late:"):
+                    # Stamped just before the success it is delivered after.
+                    events.append(envelope(step[5:], f"{order_id}-{i}", {"order_id": order_id}, ts=paid_ts - 0.5))
                 else:
-                    events.append(envelope(step, f"{order_id}-{i}", {"order_id": order_id}, ts=next(ts)))
+                    stamp = next(ts)
+                    if step.startswith("payment.") and step != "payment.failed":
+                        paid_ts = stamp
+                    events.append(envelope(step, f"{order_id}-{i}", {"order_id": order_id}, ts=stamp))
             segments.append(Segment(events, order_id))
     return History(segments)
 
@@ -206,14 +232,29 @@ class MemoryInventory:
         return self.ws.parked_count()
 
 
+_LEAVE_COMMITTED = {
+    LedgerKind.DEDUCTED: ("shipment.shipped", "order.fulfilled"),
+    LedgerKind.RELEASED: ("order.cancelled",),
+}
+
+
 def check_invariants(
     quantities: dict[str, tuple[int, int, int]],
     ledger: Sequence[LedgerEntry],
     received: dict[str, int],
     reservations: Iterable[tuple[str, ReservationState, dict[str, int]]],
+    event_types: Mapping[str, str] | None = None,
 ) -> None:
     """available >= 0; on_hand = receipts + adjustments + restocked returns - deducted; reserved +
-    committed = what the open reservations hold, and each reservation's own ledger rows say the same."""
+    committed = what the open reservations hold, and each reservation's own ledger rows say the same.
+    Given the event types by message id: committed stock leaves only through a shipment (deducted) or
+    a cancellation (released), never through a payment failure, an expiry or anything else."""
+    if event_types is not None:
+        for entry in ledger:
+            if entry.committed_delta < 0:
+                allowed = _LEAVE_COMMITTED.get(entry.kind, ())
+                cause = event_types.get(entry.source, entry.source)
+                assert cause in allowed, f"{entry.sku} v{entry.version}: {entry.kind.value} of committed by {cause}"
     on_hand_by_kind: dict[tuple[str, LedgerKind], int] = {}
     by_reservation: dict[tuple[str, str], list[int]] = {}
     for entry in ledger:

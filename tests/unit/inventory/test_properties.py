@@ -7,6 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.inventory.domain.model import ReservationState
 from services.inventory.domain.workspace import Outcome
 
 from .histories import History, MemoryInventory, any_interleaving, check_invariants, histories, shuffled_per_order
@@ -34,6 +35,10 @@ def test_duplicates_and_per_order_shuffles_end_where_a_clean_delivery_ends(
     assert messy.parked() == clean.parked() == 0
     assert set(messy.outcomes) == set(clean.outcomes) == {e.msg_id for e in history.in_order()}
     assert Outcome.PARKED not in messy.outcomes.values()
+    for memory in (clean, messy):
+        check_invariants(
+            memory.quantities(), memory.ledger, memory.received, _reservations(memory), history.event_types()
+        )
 
 
 @settings(max_examples=300, deadline=None)
@@ -45,7 +50,9 @@ def test_invariants_hold_at_every_step_of_any_interleaving(
     for envelope in any_interleaving(history, rng, duplicate_p):
         result = memory.deliver(envelope)
         assert result.outcome is not Outcome.DEAD_LETTERED, result.detail
-        check_invariants(memory.quantities(), memory.ledger, memory.received, _reservations(memory))
+        check_invariants(
+            memory.quantities(), memory.ledger, memory.received, _reservations(memory), history.event_types()
+        )
     # Everything delivered is accounted for: applied, parked (predecessor never came), ignored or rejected.
     assert set(memory.outcomes) == {e.msg_id for e in history.in_order()}
 
@@ -60,4 +67,31 @@ def test_invariants_hold_when_reservations_expire_midway(history: History, rng: 
         memory.deliver(envelope)
         if i % 5 == 0 or memory.now > memory.ttl_s + at:
             memory.expire_overdue()
-        check_invariants(memory.quantities(), memory.ledger, memory.received, _reservations(memory))
+        check_invariants(
+            memory.quantities(), memory.ledger, memory.received, _reservations(memory), history.event_types()
+        )
+
+
+_AFTER_PAYMENT = {ReservationState.COMMITTED, ReservationState.SHIPPED, ReservationState.CANCELLED}
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.randoms(use_true_random=False), st.floats(0.0, 0.3))
+def test_a_paid_order_never_moves_backwards(history: History, rng: random.Random, duplicate_p: float) -> None:
+    """Once committed, an order stays committed until it ships or is cancelled, in any interleaving and
+    with reservation TTLs passing midway; its committed stock leaves only through those two."""
+    memory = MemoryInventory(ttl_s=30.0)
+    paid: set[str] = set()
+    for envelope in any_interleaving(history, rng, duplicate_p):
+        memory.now += 7.0
+        memory.deliver(envelope)
+        memory.expire_overdue()
+        for key, reservation in memory.ws.reservations.items():
+            if key in paid:
+                assert reservation.state in _AFTER_PAYMENT, f"{key}: paid, now {reservation.state.value}"
+            elif reservation.state is ReservationState.COMMITTED:
+                paid.add(key)
+    types = history.event_types()
+    for entry in memory.ledger:
+        if entry.committed_delta < 0:
+            assert types[entry.source] in ("order.cancelled", "shipment.shipped", "order.fulfilled"), entry

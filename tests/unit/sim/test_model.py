@@ -98,6 +98,18 @@ def test_order_lifecycles_end_where_the_rules_say() -> None:
     assert not result.undecided and not result.anomalies
 
 
+def test_a_payment_failure_never_releases_a_paid_order_in_either_order() -> None:
+    for oid, follow_ups in (
+        ("late-failure", ("payment.successful", "payment.failed")),
+        ("retried", ("payment.failed", "payment.successful")),
+    ):
+        events = [ev("inventory.received", sku="A", qty=5), order(oid, ("A", 2))]
+        events += [ev(kind, order_id=oid) for kind in follow_ups]
+        result = truth_of(*events).expected({oid: Decision(True)})
+        assert result.states == {oid: OrderState.COMMITTED}
+        assert result.levels["A"] == StockLevels(5, 0, 2)
+
+
 def test_the_result_does_not_depend_on_delivery_order() -> None:
     plan = generate_plan(SimConfig(orders=300, seed=3, run_id="m"), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     sale = [*plan.sale, *(w for steps in plan.follow_ups.values() for w in steps)]
