@@ -24,6 +24,8 @@ from typing import Any
 
 import msgspec
 
+from libs.contracts import HEADER_EVENT_ID, HEADER_EVENT_TYPE, HEADER_MSG_ID, HEADER_SOURCE, commerce_msg_id
+
 __all__ = [
     "HANDLED_EVENT_TYPES",
     "MAX_EPOCH",
@@ -71,10 +73,6 @@ MAX_MSG_ID_LENGTH = 600
 MAX_EVENT_TYPE_LENGTH = 128
 MAX_SUBJECT_LENGTH = 512
 
-HEADER_MSG_ID = "Nats-Msg-Id"
-HEADER_EVENT_TYPE = "Stockwire-Event-Type"
-HEADER_EVENT_ID = "Stockwire-Event-Id"
-HEADER_SOURCE = "Stockwire-Source"
 
 
 class MalformedEvent(ValueError):
@@ -120,7 +118,7 @@ class Envelope:
             return msg_id
         source, event_id = self.headers.get(HEADER_SOURCE), self.headers.get(HEADER_EVENT_ID)
         if source and event_id:
-            return f"{source}:{event_id}"
+            return commerce_msg_id(source, event_id)
         return f"{self.subject}#{self.stream_seq}"
 
     @property
