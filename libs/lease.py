@@ -313,7 +313,7 @@ class KvLease:
         if revision is None:
             return
         try:
-            bucket = kv or await asyncio.wait_for(self._bucket(), 2.0)
+            bucket = kv if kv is not None else await asyncio.wait_for(self._bucket(), 2.0)
             await asyncio.wait_for(bucket.delete(self.key, last=revision), 2.0)
             log.info("lease %s: released by %s", self.key, self.holder)
         except (nats.errors.Error, js_errors.Error, TimeoutError, OSError) as exc:

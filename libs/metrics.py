@@ -60,7 +60,7 @@ def render_metrics() -> bytes:
         return generate_latest(DEFAULT_REGISTRY)
     mark_dead_workers(path)
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
     for _ in range(2):
         try:
             return generate_latest(registry)
@@ -102,7 +102,7 @@ def mark_dead_workers(path: str | Path) -> list[int]:
         if match and not _alive(pid := int(match.group(1))) and pid not in dead:
             # Workers scrape concurrently: another may be removing the same files.
             with contextlib.suppress(FileNotFoundError):
-                multiprocess.mark_process_dead(pid, str(path))
+                multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
             dead.append(pid)
     return dead
 

@@ -57,8 +57,8 @@ class AvailabilityKv:
             entry = await self.kv.get(key, validate_keys=False)
         except js_errors.KeyNotFoundError as exc:
             # A deleted key keeps a tombstone revision that the next write must name.
-            entry = getattr(exc, "entry", None)
-            return (entry.revision or 0, 0) if entry is not None else (0, 0)
+            tombstone = getattr(exc, "entry", None)
+            return (tombstone.revision or 0, 0) if tombstone is not None else (0, 0)
         return entry.revision or 0, _version_of(entry.value)
 
     def _remember(self, key: str, revision: int, version: int) -> None:

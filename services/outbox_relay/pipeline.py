@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -124,10 +125,11 @@ class PublishEpoch:
             while self.keep_going():
                 if self.closed.is_set():
                     return  # the settler fails what was in flight
+                batch_rows: list[OutboxRow] | None
                 if prefetch is not None:
-                    batch_rows: list[OutboxRow] | None = await prefetch
+                    batch_rows = prefetched = await prefetch
                     prefetch = None
-                    self.cursor.rows_read([row.id for row in batch_rows])
+                    self.cursor.rows_read([row.id for row in prefetched])
                 else:
                     if self._sweep_due():
                         await self._drained.wait()
@@ -198,7 +200,7 @@ class PublishEpoch:
 
     # --- settler -------------------------------------------------------------------------------
 
-    async def _settle(self, closed_waiter: asyncio.Future[bool]) -> None:
+    async def _settle(self, closed_waiter: asyncio.Future[Any]) -> None:
         while (batch := await self._queue.get()) is not None:
             # Batches already waiting are settled together: one mark for all of them.
             batches, ending = [batch], False
@@ -262,7 +264,7 @@ class PublishEpoch:
             f"{len(outcome.failed)} rows of the batch to retry"
         )
 
-    async def _collect(self, batch: _Batch, closed_waiter: asyncio.Future[bool]) -> list[Ack | BaseException | None]:
+    async def _collect(self, batch: _Batch, closed_waiter: asyncio.Future[Any]) -> list[Ack | BaseException | None]:
         """Wait for the batch's PubAcks until its deadline or until the connection closes."""
         deadline = batch.sent_at + self.tuning.ack_timeout_s
         pending = [f for f in batch.futures if not f.done()]
@@ -271,7 +273,8 @@ class PublishEpoch:
             if remaining <= 0:
                 break
             # PubAcks come back in order: once the last one is in, the others nearly always are.
-            await asyncio.wait([pending[-1], closed_waiter], timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            waiters: list[asyncio.Future[Any]] = [pending[-1], closed_waiter]
+            await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             pending = [f for f in pending if not f.done()]
         results: list[Ack | BaseException | None] = []
         for future in batch.futures:

@@ -33,6 +33,6 @@ class IdlePoll:
 
     def found_nothing(self) -> float:
         """Record an empty read; returns how long to wait for a wake-up before the next one."""
-        wait = min(self.maximum_s, self.minimum_s * 2 ** min(self._empty_reads, 32))
+        wait = min(self.maximum_s, self.minimum_s * 2.0 ** min(self._empty_reads, 32))
         self._empty_reads += 1
         return wait

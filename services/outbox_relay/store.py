@@ -169,6 +169,7 @@ class SqliteOutboxStore(OutboxStore):
             return (await conn.execute(query, {"name": self.table.name})).first() is not None
 
     async def read(self, after_id: int, up_to: int | None, limit: int) -> list[OutboxRow]:
+        params: tuple[int, ...]
         if up_to is None:
             sql, params = self._sql_read, (after_id, limit)
         else:

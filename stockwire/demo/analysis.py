@@ -113,11 +113,11 @@ def latencies_to_channels(
         complete = True
         for channel, skus in reach.items():
             seen = skus.get(sku)
-            at = seen.first_at(version) if seen else None
-            if at is None:
+            reached = seen.first_at(version) if seen else None
+            if reached is None:
                 complete = False
                 continue
-            latency = max(0.0, at - started)
+            latency = max(0.0, reached - started)
             per_channel[channel].append(latency)
             slowest = max(slowest, latency)
         if complete and reach:

@@ -17,7 +17,7 @@ Point = tuple[float, float]
 def _nice_max(value: float) -> float:
     if value <= 0 or math.isnan(value):
         return 1.0
-    magnitude = 10 ** math.floor(math.log10(value))
+    magnitude = 10.0 ** math.floor(math.log10(value))
     for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if value <= step * magnitude:
             return step * magnitude

@@ -54,7 +54,9 @@ def _weights(config: CatalogueConfig) -> list[float]:
     return [h * scale for h in harmonic] + [(1.0 - config.hot_demand_share) / cold] * cold
 
 
-def _order_lines(rng: random.Random, skus: Sequence[str], weights: Sequence[float], config: CatalogueConfig):
+def _order_lines(
+    rng: random.Random, skus: Sequence[str], weights: Sequence[float], config: CatalogueConfig
+) -> tuple[Line, ...]:
     count = rng.randint(1, min(config.max_lines, len(skus)))
     chosen: list[str] = []
     while len(chosen) < count:

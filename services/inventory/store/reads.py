@@ -37,7 +37,7 @@ class SkuView:
     """Units held by reservations past their TTL, already counted as released here."""
 
 
-def entry_from_row(row: sa.Row) -> LedgerEntry:
+def entry_from_row(row: sa.Row[Any]) -> LedgerEntry:
     return LedgerEntry(
         row.sku,
         row.version,

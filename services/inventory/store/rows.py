@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -11,11 +12,11 @@ from ..domain.model import Reservation, ReservationState, SkuState
 __all__ = ["reservation_from_row", "sku_from_row"]
 
 
-def sku_from_row(row: sa.Row) -> SkuState:
+def sku_from_row(row: sa.Row[Any]) -> SkuState:
     return SkuState(row.sku, row.on_hand, row.reserved, row.committed, row.version, row.last_hash, row.counted_at)
 
 
-def reservation_from_row(row: sa.Row) -> Reservation:
+def reservation_from_row(row: sa.Row[Any]) -> Reservation:
     return Reservation(
         row.key,
         ReservationState(row.state),
