@@ -155,6 +155,20 @@ class _Expr:
     parsed: ParsedResult
     path: str | None
     """The plain dotted path the expression starts with, if any: the wire field it names."""
+    keys: tuple[str, ...] | None
+    """The keys of an expression that is nothing but a plain path: then it is evaluated by lookups."""
+
+    def search(self, value: object) -> object:
+        keys = self.keys
+        if keys is None:
+            return self.parsed.search(value)
+        # What JMESPath does for a field chain, without walking its tree: a field of anything but an
+        # object is null.
+        for key in keys:
+            if type(value) is not dict:
+                return None
+            value = value.get(key)
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +199,11 @@ class _Compiler:
                 parsed = jmespath.compile(text)
             except JMESPathError as exc:
                 raise ProfileError(f"{where}: {text!r} is not a JMESPath expression: {exc}") from None
-            leading = _LEADING_PATH.match(text.strip())
-            cached = _Expr(text, parsed, leading.group(0) if leading else None)
+            stripped = text.strip()
+            leading = _LEADING_PATH.match(stripped)
+            path = leading.group(0) if leading else None
+            keys = tuple(path.split(".")) if path is not None and path == stripped else None
+            cached = _Expr(text, parsed, path, keys)
             self._cache[text] = cached
         return cached
 
@@ -196,28 +213,29 @@ def _where(base: str, expr: _Expr, field_name: str) -> str:
     return f"{base}.{name}" if base else name
 
 
-def _search(expr: _Expr, value: object, where: str) -> object:
+def _search(expr: _Expr, value: object, base: str, name: str) -> object:
+    """``expr`` over ``value``; an error is named ``base.<expr's path or name>`` (built only then)."""
     try:
-        return expr.parsed.search(value)
+        return expr.search(value)
     except JMESPathError as exc:
-        raise MappingError(where, f"{expr.text!r} failed: {exc}") from None
+        raise MappingError(_where(base, expr, name), f"{expr.text!r} failed: {exc}") from None
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         # An operator's expression may call functions (to_string, sort …) over untrusted data.
-        raise MappingError(where, f"{expr.text!r} failed: {type(exc).__name__}") from None
+        raise MappingError(_where(base, expr, name), f"{expr.text!r} failed: {type(exc).__name__}") from None
 
 
 def _build(plan: _Plan, value: object, base: str) -> dict[str, object]:
     out: dict[str, object] = {}
     for field, expr in plan.scalars:
-        found = _search(expr, value, _where(base, expr, field.name))
+        found = _search(expr, value, base, field.name)
         if found is None:
             continue
         out[field.name] = field.coerce(found, _where(base, expr, field.name)) if field.coerce else found
     for field, expr, item_plan in plan.lists:
-        where = _where(base, expr, field.name)
-        found = _search(expr, value, where)
+        found = _search(expr, value, base, field.name)
         if found is None:
             continue
+        where = _where(base, expr, field.name)
         if not isinstance(found, list):
             raise MappingError(where, f"must be a list, got {_json_type(found)}")
         if len(found) > MAX_ITEMS:
@@ -461,7 +479,7 @@ class Profile:
         if event_type is None:
             event_type = _header(headers, envelope.type_header)
         if event_type is None and envelope.type is not None and isinstance(document, dict):
-            event_type = _search(envelope.type, document, envelope.type.path or "type")  # type: ignore[assignment]
+            event_type = _search(envelope.type, document, "", "type")  # type: ignore[assignment]
         type_where = envelope.type.path if envelope.type and envelope.type.path else "event_type"
         if event_type is None:
             raise MappingError(type_where, "the event type is missing")
@@ -472,7 +490,7 @@ class Profile:
         if event_id is None:
             event_id = _header(headers, envelope.id_header)
         if event_id is None and envelope.id is not None and isinstance(document, dict):
-            found = _search(envelope.id, document, envelope.id.path or "id")
+            found = _search(envelope.id, document, "", "id")
             if found is not None:
                 event_id = _identifier(found, envelope.id.path or "id", event_type)
         elif event_id is not None:
@@ -517,7 +535,7 @@ class Profile:
     @staticmethod
     def _time(expr: _Expr, document: object) -> float | None:
         try:
-            found = expr.parsed.search(document)
+            found = expr.search(document)
         except (JMESPathError, TypeError, ValueError, OverflowError, RecursionError):
             return None
         if isinstance(found, bool) or found is None:
@@ -535,19 +553,13 @@ _decoder = msgspec.json.Decoder()
 
 
 def _event(plan: _Plan, document: object, event_type: str) -> CanonicalEvent:
-    values = _build_for(plan, document, event_type)
     try:
-        return msgspec.convert(values, plan.shape.struct)  # type: ignore[return-value]
-    except msgspec.ValidationError as exc:
-        raise _invalid(plan, exc, event_type) from None
-
-
-def _build_for(plan: _Plan, document: object, event_type: str) -> dict[str, object]:
-    try:
-        return _build(plan, document, "")
+        return msgspec.convert(_build(plan, document, ""), plan.shape.struct)  # type: ignore[return-value]
     except MappingError as exc:
         exc.event_type = event_type
         raise
+    except msgspec.ValidationError as exc:
+        raise _invalid(plan, exc, event_type) from None
 
 
 def parse_profile(document: Mapping[str, Any], override: Mapping[str, Any] | None = None) -> Profile:
