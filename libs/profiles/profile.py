@@ -30,7 +30,7 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from libs.profiles import canonical
-from libs.profiles.canonical import KEY, KINDS, MAX_ITEMS, MAX_KEY_LENGTH, TIME, CanonicalEvent, Mapped, Unmapped
+from libs.profiles.canonical import KEY, KINDS, MAX_ITEMS, MAX_KEY_LENGTH, SKU, TIME, CanonicalEvent, Mapped, Unmapped
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -94,11 +94,19 @@ class _Shape:
     fields: dict[str, _FieldShape]
 
 
+def _as_sku(value: object, where: str) -> object:
+    # The Meta pattern refuses control characters; str.isprintable also refuses the other
+    # invisible ones (format characters, separators), as the inventory's own SKU check does.
+    if isinstance(value, str) and not value.isprintable():
+        raise MappingError(where, "must be printable characters only")
+    return value
+
+
 def _as_key(value: object, where: str) -> object:
     # Producers write ids as numbers too; within 64 bits the decimal text is the id.
     if type(value) is int and value in _INT_ID_RANGE:
         return str(value)
-    return value
+    return _as_sku(value, where)
 
 
 def _as_time(value: object, where: str) -> object:
@@ -131,7 +139,7 @@ def _shape(struct: type[msgspec.Struct]) -> _Shape:
     fields: dict[str, _FieldShape] = {}
     for info in msgspec.structs.fields(struct):
         base, metas = _unwrap(info.type)
-        coerce = _as_key if any(m is KEY for m in metas) else _as_time if any(m is TIME for m in metas) else None
+        coerce = _COERCE.get(next((m for m in metas if m in _COERCE), None))  # type: ignore[arg-type]
         item = None
         if typing.get_origin(base) is tuple:
             element = typing.get_args(base)[0]
@@ -142,7 +150,8 @@ def _shape(struct: type[msgspec.Struct]) -> _Shape:
     return _Shape(struct, fields)
 
 
-# SKUs get no coercion (unlike keys): a numeric SKU is refused, never rewritten.
+# A SKU is never rewritten (a numeric SKU is refused); a key may be written as a number.
+_COERCE: dict[object, Callable[[object, str], object]] = {KEY: _as_key, SKU: _as_sku, TIME: _as_time}
 _SHAPES = {kind: _shape(struct) for kind, struct in KINDS.items()}
 
 
