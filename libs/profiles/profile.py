@@ -389,7 +389,7 @@ class _Envelope:
 def _envelope(table: Mapping[str, Any], compile_: _Compiler) -> _Envelope:
     unknown = set(table) - _ENVELOPE_KEYS
     if unknown:
-        raise ProfileError(f"envelope: unknown keys {sorted(unknown)} (known: {sorted(_ENVELOPE_KEYS)})")
+        raise ProfileError(f"envelope: unknown keys {sorted(unknown, key=str)} (known: {sorted(_ENVELOPE_KEYS)})")
 
     def expr(key: str) -> _Expr | None:
         return compile_(table[key], f"envelope.{key}") if key in table else None
@@ -581,7 +581,7 @@ def parse_profile(document: Mapping[str, Any], override: Mapping[str, Any] | Non
     document = _table(document, "profile")
     unknown = set(document) - _TOP_KEYS
     if unknown:
-        raise ProfileError(f"unknown keys {sorted(unknown)} (known: {sorted(_TOP_KEYS)})")
+        raise ProfileError(f"unknown keys {sorted(unknown, key=str)} (known: {sorted(_TOP_KEYS)})")
     name = document.get("name")
     if not isinstance(name, str) or not name:
         raise ProfileError("'name' must be a non-empty string")
@@ -590,7 +590,8 @@ def parse_profile(document: Mapping[str, Any], override: Mapping[str, Any] | Non
         override = _table(override, "override")
         unknown = set(override) - _OVERRIDABLE
         if unknown:
-            raise ProfileError(f"override: keys {sorted(unknown)} cannot be overridden (only {sorted(_OVERRIDABLE)})")
+            keys, allowed = sorted(unknown, key=str), sorted(_OVERRIDABLE)
+            raise ProfileError(f"override: keys {keys} cannot be overridden (only {allowed})")
         merged = _merge(merged, _normalised(override, "override."))
     scheme, follows = merged.get("scheme"), merged.get("follows")
     for key, value in (("scheme", scheme), ("follows", follows)):
@@ -614,6 +615,8 @@ def parse_profile(document: Mapping[str, Any], override: Mapping[str, Any] | Non
     patterns: list[tuple[str, _Plan | None]] = []
     for event_type, entry in _table(merged.get("events", {}), "events").items():
         where = f"events.{event_type!r}"
+        if not isinstance(event_type, str):
+            raise ProfileError(f"{where}: an event type is a string")
         fields = dict(entry)
         kind = fields.pop("kind", None)
         if kind == UNMAPPED:

@@ -768,3 +768,27 @@ def test_the_stockwire_profile_accepts_and_reads_what_today_s_parser_does(
     except MappingError:
         profiled = "refused"
     assert profiled == today
+
+
+_OVERRIDE_KEYS = st.sampled_from(
+    ["envelope", "common", "events", "kinds", "order_placed", "lines", "from", "sku", "order_key", "id", "kind",
+     "shipment", "items", "order.created", "return.*", "x.*", "*", "scheme", "status"]
+)  # fmt: skip
+_OVERRIDES = st.recursive(
+    _SCALARS | st.sampled_from(["sku", "data.x || `1`", "sum(", "order_placed", "unmapped"]),
+    lambda children: (
+        st.dictionaries(_OVERRIDE_KEYS | st.integers(), children, max_size=4) | st.lists(children, max_size=2)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(override=st.dictionaries(_OVERRIDE_KEYS, _OVERRIDES, max_size=3))
+def test_any_override_loads_or_is_refused_with_profile_error(override: dict[str, Any]) -> None:
+    for name in ("commerce-engine", "stockwire"):
+        try:
+            profile = load_profile(name, override)
+        except ProfileError:
+            continue
+        _maps_or_names_a_field(profile, lambda p=profile: p.map(_fixture("01-order.created.json")))
