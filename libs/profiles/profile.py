@@ -47,7 +47,6 @@ UNMAPPED = "unmapped"
 """The kind an events entry names to leave a type unmapped on purpose."""
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 _MAX_TIME_TEXT = 64
-_MAX_HEADER_LENGTH = MAX_KEY_LENGTH
 _LIST_SOURCE = "from"
 # The plain path an expression starts with (`data.status || 'shipped'` → data.status): the wire field
 # an error names. An expression that starts otherwise (`sum([...])`) is named by its canonical field.
