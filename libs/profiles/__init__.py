@@ -1,0 +1,32 @@
+"""Source profiles: each producer's webhooks, read as data into Stockwire's canonical events.
+
+:func:`load_profile` gives a compiled :class:`Profile`; :meth:`Profile.map_body` turns one delivery
+into a :class:`~libs.profiles.canonical.Mapped` event or raises :class:`MappingError` naming the field.
+The file format and the Commerce Engine mapping table are in docs/profiles.md.
+"""
+
+from __future__ import annotations
+
+from libs.profiles import canonical
+from libs.profiles.profile import (
+    DEFAULT_MAX_BODY_BYTES,
+    UNMAPPED,
+    MappingError,
+    Profile,
+    ProfileError,
+    load_profile,
+    parse_profile,
+    profile_names,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "UNMAPPED",
+    "MappingError",
+    "Profile",
+    "ProfileError",
+    "canonical",
+    "load_profile",
+    "parse_profile",
+    "profile_names",
+]
