@@ -138,7 +138,7 @@ def _shape(struct: type[msgspec.Struct]) -> _Shape:
     fields: dict[str, _FieldShape] = {}
     for info in msgspec.structs.fields(struct):
         base, metas = _unwrap(info.type)
-        coerce = _COERCE.get(next((m for m in metas if m in _COERCE), None))  # type: ignore[arg-type]
+        coerce = _COERCE.get(next((m for m in metas if m in _COERCE), None))
         item = None
         if typing.get_origin(base) is tuple:
             element = typing.get_args(base)[0]

@@ -95,8 +95,8 @@ class Dispatcher:
                 await worker.stop()
                 CIRCUIT_OPEN.labels(worker.channel.name).set(0)
             for channel_id, channel in wanted.items():
-                worker = self.workers.get(channel_id)
-                if worker is None:
+                running = self.workers.get(channel_id)
+                if running is None:
                     worker = ChannelWorker(
                         channel,
                         store=self.store,
@@ -110,7 +110,7 @@ class Dispatcher:
                     self.workers[channel_id] = worker
                     worker.start()
                 else:
-                    worker.update(channel)
+                    running.update(channel)
 
     def wake(self, channel_ids: Iterable[int] | None = None) -> None:
         targets = self.workers.values() if channel_ids is None else (self.workers.get(i) for i in channel_ids)

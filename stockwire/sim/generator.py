@@ -143,7 +143,10 @@ def _order_webhooks(
         "lines": [line.as_json() for line in order.lines],
     }
     timed = [(position, Webhook(ids.event(), "order.created", created, oid))]
-    gap = lambda: rng.uniform(*mix.follow_up_gap)  # noqa: E731
+
+    def gap() -> float:
+        return rng.uniform(*mix.follow_up_gap)
+
     paid_at = position + gap()
     payment = {"order_id": oid, "payment_id": f"pay_{rng.randrange(10**10):010d}", "amount_cents": amount}
     success_type = "payment.captured" if rng.random() < mix.aliases else "payment.successful"
