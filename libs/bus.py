@@ -96,4 +96,6 @@ async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
 
 
 def jetstream(nc: Client, *, max_pending: int = 4000, timeout: float = 5.0) -> JetStreamContext:
+    """A JetStream context on ``nc``: API calls time out after ``timeout`` seconds, and at most
+    ``max_pending`` ``publish_async`` PubAcks may be outstanding before a publish waits."""
     return nc.jetstream(timeout=timeout, publish_async_max_pending=max_pending)

@@ -93,18 +93,23 @@ _event_decoder = msgspec.json.Decoder(InventoryEvent)
 
 
 def encode(message: AvailabilityChanged | InventoryEvent) -> bytes:
+    """The JSON bytes of an INVENTORY message (or of the KV document)."""
     return _encoder.encode(message)
 
 
 def decode_availability(data: bytes) -> AvailabilityChanged:
+    """Read an ``inventory.availability.*`` message or KV document; raises ``msgspec.ValidationError`` (or
+    ``msgspec.DecodeError`` for bytes that are not JSON) when it does not match."""
     return _availability_decoder.decode(data)
 
 
 def decode_inventory_event(data: bytes) -> InventoryEvent:
+    """Read an ``inventory.<kind>.*`` message; raises as :func:`decode_availability` does."""
     return _event_decoder.decode(data)
 
 
 def availability_subject(sku: str) -> str:
+    """``inventory.availability.<sku-token>``; raises ``ValueError`` for an empty SKU."""
     return inventory_subject("availability", sku)
 
 
@@ -127,6 +132,7 @@ def rejection_msg_id(event: InventoryEvent) -> str:
 
 
 def utc_now_iso() -> str:
+    """Now, as ISO 8601 UTC with microseconds (``2026-11-29T22:30:40.123456+00:00``)."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 

@@ -22,6 +22,7 @@ __all__ = ["create_inbox_schema", "first_time", "inbox_table"]
 
 
 def inbox_table(metadata: sa.MetaData, name: str = "inbox") -> sa.Table:
+    """The inbox schema: one row per handled message id (at most 512 characters), with when (epoch seconds)."""
     return sa.Table(
         name,
         metadata,

@@ -51,6 +51,8 @@ class LeaseRecord(msgspec.Struct, frozen=True):
 
 
 class Role(enum.Enum):
+    """Whether this candidate holds the lease."""
+
     STANDBY = "standby"
     LEADER = "leader"
 
@@ -76,6 +78,8 @@ class Acquire:
 
 @dataclass(frozen=True, slots=True)
 class Renew:
+    """Rewrite our record if the key's last revision is still ``revision`` (ours)."""
+
     revision: int
 
 
@@ -101,6 +105,7 @@ class LeaseState:
         self._next_inspect = 0.0
 
     def is_leader(self, now: float) -> bool:
+        """Leader, and ``now`` (monotonic seconds) before the lease's safe end (its TTL less a margin)."""
         return self.role is Role.LEADER and now < self.valid_until
 
     @property
@@ -109,6 +114,7 @@ class LeaseState:
         return self._seen[0] if self._seen is not None else None
 
     def next_action(self, now: float) -> Action:
+        """What to do at ``now`` (monotonic seconds): wait, read the key, or write it by compare-and-set."""
         if self.role is Role.LEADER:
             if now >= self.valid_until:
                 self._step_down("lease expired before it could be renewed")
@@ -150,6 +156,8 @@ class LeaseState:
     # --- outcomes of writes ----------------------------------------------------------------------
 
     def acquired(self, revision: int, sent_at: float) -> None:
+        """Our write was stored as ``revision``; the lease runs from ``sent_at``, when the write was sent
+        (the server's clock started no earlier), so its end is never overestimated."""
         self.role = Role.LEADER
         self.revision = revision
         self.valid_until = sent_at + self.ttl_s - self.margin_s
@@ -175,6 +183,7 @@ class LeaseState:
             self._next_inspect = now + self.poll_s
 
     def released(self) -> None:
+        """We gave the lease up (or are about to): standby, holding no revision."""
         self.role = Role.STANDBY
         self.revision = None
         self.valid_until = 0.0
@@ -216,19 +225,23 @@ class KvLease:
 
     @property
     def holder(self) -> str:
+        """This candidate's holder id (unique per process start)."""
         return self.state.holder
 
     def is_leader(self) -> bool:
+        """Leader now; tells ``on_change`` when that changed since the last look."""
         leader = self.state.is_leader(self._clock())
         self._publish_role(leader)
         return leader
 
     async def wait_leader(self) -> None:
+        """Return once this candidate leads (at once if it does)."""
         while not self.is_leader():
             self._leader_event.clear()
             await self._leader_event.wait()
 
     async def run(self) -> None:
+        """Compete for the lease, and hold it while we can, until :meth:`stop`; then release it."""
         kv: KeyValue | None = None
         missing_reported = False
         while not self._stopping:
@@ -320,5 +333,6 @@ class KvLease:
             log.warning("lease %s: could not release (%s); it lapses after its ttl", self.key, exc)
 
     def stop(self) -> None:
+        """Ask :meth:`run` to release the lease and return."""
         self._stopping = True
         self._changed.set()

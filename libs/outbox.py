@@ -43,6 +43,9 @@ _BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 class OutboxMessage(msgspec.Struct, frozen=True):
+    """One message to publish: its subject, its ``Nats-Msg-Id`` (JetStream drops a second publish of the
+    same id within the stream's duplicate window), the payload bytes and extra headers."""
+
     subject: str
     msg_id: str
     payload: bytes

@@ -34,6 +34,7 @@ class ChildProcess:
     _recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
 
     def start(self) -> ChildProcess:
+        """Start the process (its output prefixed line by line); raises ``OSError`` if it cannot be run."""
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             list(self.args),
@@ -74,12 +75,15 @@ class ChildProcess:
 
     @property
     def pid(self) -> int | None:
+        """The process id once started, else None."""
         return self.process.pid if self.process else None
 
     def alive(self) -> bool:
+        """Started and not yet exited."""
         return self.process is not None and self.process.poll() is None
 
     def returncode(self) -> int | None:
+        """The exit status once it has exited (negative: killed by that signal), else None."""
         return None if self.process is None else self.process.poll()
 
     def stop(self, timeout_s: float = 10.0) -> None:
