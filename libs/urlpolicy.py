@@ -30,8 +30,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
+
 __all__ = [
     "DEFAULT_ALLOW_HOSTS",
+    "MAX_URL_LENGTH",
     "IPAddress",
     "Resolver",
     "UrlPolicy",
@@ -44,6 +47,8 @@ __all__ = [
 ]
 
 DEFAULT_ALLOW_HOSTS = ("localhost", "127.0.0.1", "::1")
+MAX_URL_LENGTH = 8000
+"""The longest URL accepted: what RFC 9110 (4.1) asks every HTTP party to support; the client takes 65,536."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -84,12 +89,12 @@ def _parse_address(host: str) -> IPAddress | None:
 def _normalise_host(host: str) -> str:
     host = host.strip().lower().removeprefix("[").removesuffix("]")
     if not host.isascii() and ":" not in host:
-        # What a client and the system resolver do with a Unicode name (IDNA: NFKC, so full-width digits
-        # and ideographic full stops become ASCII): a host spelt so is judged as the address it becomes.
+        # Encoded as the HTTP client encodes it (httpx uses the idna package), so the policy judges the
+        # host the client will connect to: "127。0。0。1" is 127.0.0.1.
         try:
-            host = host.encode("idna").decode("ascii").lower()
-        except UnicodeError:
-            pass  # left as written: not an address, and check_url refuses what cannot be encoded
+            host = idna.encode(host).decode("ascii").lower()
+        except (idna.IDNAError, UnicodeError):
+            pass  # left as written: check_url refuses a host the client cannot encode
     return host.rstrip(".")
 
 
@@ -272,7 +277,9 @@ class UrlPolicy:
         """The checks that need no DNS: scheme, host, credentials, https unless allowed."""
         if not isinstance(url, str) or not url.strip():
             raise UrlRefused("invalid_url", "the URL is empty")
-        if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        if len(url) > MAX_URL_LENGTH:
+            raise UrlRefused("invalid_url", f"the URL is longer than {MAX_URL_LENGTH} characters")
+        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
             raise UrlRefused("invalid_url", "the URL contains white space or control characters")
         try:
             parts = urlsplit(url)
@@ -289,6 +296,8 @@ class UrlPolicy:
             raise UrlRefused("credentials_in_url", "the URL must not carry credentials (user:password@)")
         if not host.isascii():
             raise UrlRefused("invalid_url", f"the host {host!r} is not a valid international domain name")
+        if ":" not in host and (len(host) > 253 or any(not 0 < len(label) <= 63 for label in host.split("."))):
+            raise UrlRefused("invalid_url", f"the host {host!r} has an empty or over-long label (RFC 1035)")
         if _parse_address(host) is None:
             meant = numeric_host_address(host)
             if meant is not None:
@@ -332,8 +341,11 @@ class UrlPolicy:
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
-    """Every address the system resolver gives for ``host`` (IPv4 and IPv6)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """Every address the system resolver gives for ``host`` (IPv4 and IPv6); raises ``OSError`` only."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:  # the idna codec refuses the name (an empty or over-long label)
+        raise OSError(f"not a valid host name: {exc}") from None
     seen: dict[str, None] = {}
     for _family, _type, _proto, _canon, sockaddr in infos:
         seen.setdefault(str(sockaddr[0]), None)

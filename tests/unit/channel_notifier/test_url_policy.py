@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from libs.urlpolicy import DEFAULT_ALLOW_HOSTS, UrlPolicy, UrlRefused, vet_url
+from libs.urlpolicy import DEFAULT_ALLOW_HOSTS, UrlPolicy, UrlRefused, system_resolver, vet_url
 
 DEFAULT = UrlPolicy(DEFAULT_ALLOW_HOSTS)
 
@@ -38,6 +38,12 @@ def resolver(table: dict[str, list[str]]):  # type: ignore[no-untyped-def]
         ("https:///nohost", "invalid_url"),
         ("https://example.com:99999/", "invalid_url"),
         ("https://exa mple.com/", "invalid_url"),
+        ("https://example.com/hook\x7f", "invalid_url"),
+        ("https://example.com/" + "a" * 8000, "invalid_url"),
+        ("https://a..b/hook", "invalid_url"),
+        ("https://.example/hook", "invalid_url"),
+        ("https://" + "a" * 64 + ".example/hook", "invalid_url"),
+        ("https://" + "a." * 127 + "example/hook", "invalid_url"),
         ("", "invalid_url"),
     ],
 )
@@ -214,18 +220,20 @@ def _fullwidth(text: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "host",
+    ("host", "reason"),
     [
-        _fullwidth("169.254.169.254"),  # IDNA maps full-width digits to ASCII
-        "169\u3002254\u3002169\u3002254",  # and ideographic full stops to dots
-        _fullwidth("169.254") + ".43518",
+        ("169\u3002254\u3002169\u3002254", "address_not_allowed"),  # ideographic full stops: dots to the client
+        (_fullwidth("169.254.169.254"), "invalid_url"),  # full-width digits: the client refuses the name
+        ("exa\u200bmple.com", "invalid_url"),  # a zero-width space
     ],
 )
-def test_unicode_spellings_are_judged_as_a_client_reads_them(host: str) -> None:
+def test_unicode_hosts_are_judged_as_the_client_encodes_them(host: str, reason: str) -> None:
     with pytest.raises(UrlRefused) as refused:
         DEFAULT.check_url(f"https://{host}/hook")
-    assert refused.value.reason == "address_not_allowed"
-    assert "169.254.169.254" in refused.value.detail and "link-local" in refused.value.detail
+    assert refused.value.reason == reason
+    if reason == "address_not_allowed":
+        assert "169.254.169.254" in refused.value.detail and "link-local" in refused.value.detail
+    assert DEFAULT.check_url("https://b\u00fccher.example/").host == "xn--bcher-kva.example"
 
 
 @pytest.mark.parametrize("host", ["134744072", "0x8080808", "8.8.2056"])
@@ -246,3 +254,8 @@ def test_hosts_ending_in_a_number_that_are_no_address_are_refused(host: str) -> 
 @pytest.mark.parametrize("host", ["example.com", "1e100.net", "123.example", "0x.example", "xn--bcher-kva.example"])
 def test_names_with_digits_stay_names(host: str) -> None:
     assert DEFAULT.check_url(f"https://{host}/hook").literal_address is None
+
+
+async def test_the_system_resolver_raises_only_os_errors() -> None:
+    with pytest.raises(OSError, match="not a valid host name"):
+        await system_resolver("a" * 64 + ".example", 443)
