@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import sqlalchemy.exc
 from litestar import Litestar, Request, Response, get
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
@@ -18,7 +19,6 @@ from litestar.types import ControllerRouterHandler, LifespanHook
 from libs.metrics import CONTENT_TYPE_LATEST, render_metrics
 
 __all__ = [
-    "MAX_INT32",
     "MAX_INT64",
     "ApiError",
     "ReadinessCheck",
@@ -34,8 +34,6 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 MAX_INT64 = 2**63 - 1
 """The largest integer a BIGINT column (SQLite INTEGER, PostgreSQL BIGINT) holds: the bound of every id,
 version or cursor an API takes (``Parameter(le=MAX_INT64)``, ``msgspec.Meta(le=MAX_INT64)``)."""
-MAX_INT32 = 2**31 - 1
-"""The largest integer a PostgreSQL INTEGER column holds."""
 
 
 class ApiError(HTTPException):
@@ -86,6 +84,8 @@ def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException)
 
 _INPUT_ERRORS: dict[type[Exception], tuple[str, str]] = {
     OverflowError: ("out_of_range", "a number in the request is out of range"),
+    # The database refused a value (PostgreSQL: NUL in text, an integer past its column's range).
+    sqlalchemy.exc.DataError: ("invalid_input", "a value in the request cannot be stored"),
     RecursionError: ("too_deep", "the request nests too deeply"),
     ValueError: ("invalid_input", "a value in the request cannot be used"),
 }
