@@ -49,7 +49,11 @@ async def test_private_addresses_are_refused_at_registration(notifier: Notifier)
 
 async def test_a_name_resolving_to_a_private_address_is_refused(notifier_factory: NotifierFactory) -> None:
     async def resolve(host: str, port: int) -> list[str]:
-        return {"shop.example": ["93.184.216.34", "10.9.8.7"], "ok.example": ["93.184.216.34"]}[host]
+        return {
+            "shop.example": ["93.184.216.34", "10.9.8.7"],
+            "nat64.example": ["64:ff9b::a9fe:a9fe"],
+            "ok.example": ["93.184.216.34"],
+        }[host]
 
     async with notifier_factory(resolve=resolve) as notifier:
         refused = await notifier.client.post(
@@ -57,6 +61,11 @@ async def test_a_name_resolving_to_a_private_address_is_refused(notifier_factory
         )
         assert refused.status_code == 422
         assert "resolves to 10.9.8.7, a private address" in refused.json()["detail"]
+        nat64 = await notifier.client.post(
+            "/channels", json={"name": "evil", "url": "https://nat64.example/hook"}, headers=AUTH
+        )
+        assert nat64.status_code == 422
+        assert "a NAT64 address of 169.254.169.254, a link-local address" in nat64.json()["detail"]
         fine = await notifier.client.post(
             "/channels", json={"name": "fine", "url": "https://ok.example/hook", "enabled": False}, headers=AUTH
         )
