@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import sqlalchemy.exc
 from litestar import Litestar, Request, Response, get
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
@@ -18,6 +19,7 @@ from litestar.types import ControllerRouterHandler, LifespanHook
 from libs.metrics import CONTENT_TYPE_LATEST, render_metrics
 
 __all__ = [
+    "MAX_INT64",
     "ApiError",
     "ReadinessCheck",
     "admin_guard",
@@ -28,6 +30,10 @@ __all__ = [
 log = logging.getLogger("stockwire.http")
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+
+MAX_INT64 = 2**63 - 1
+"""The largest integer a BIGINT column (SQLite INTEGER, PostgreSQL BIGINT) holds: the bound of every id,
+version or cursor an API takes (``Parameter(le=MAX_INT64)``, ``msgspec.Meta(le=MAX_INT64)``)."""
 
 
 class ApiError(HTTPException):
@@ -74,6 +80,27 @@ def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException)
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+_INPUT_ERRORS: dict[type[Exception], tuple[str, str]] = {
+    OverflowError: ("out_of_range", "a number in the request is out of range"),
+    # The database refused a value (PostgreSQL: NUL in text, an integer past its column's range).
+    sqlalchemy.exc.DataError: ("invalid_input", "a value in the request cannot be stored"),
+    RecursionError: ("too_deep", "the request nests too deeply"),
+    ValueError: ("invalid_input", "a value in the request cannot be used"),
+}
+
+
+def _input_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """What escapes a handler as ValueError, OverflowError or RecursionError came from a value in the
+    request that no bound caught where it entered: a 400, logged with its traceback so the missing bound
+    is found and added."""
+    code, detail = next(v for k, v in _INPUT_ERRORS.items() if isinstance(exc, k))
+    trace = None if isinstance(exc, RecursionError) else exc  # thousands of frames say nothing more
+    log.warning(
+        "%s %s -> 400 %s: %s: %s", request.method, request.url.path, code, type(exc).__name__, exc, exc_info=trace
+    )
+    return error_response(400, code, detail)
 
 
 def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -139,7 +166,11 @@ def create_service_app(
     """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``."""
     return Litestar(
         route_handlers=[*route_handlers, *_health_handlers(readiness or {})],
-        exception_handlers={HTTPException: _http_exception_handler, Exception: _internal_error_handler},
+        exception_handlers={
+            HTTPException: _http_exception_handler,
+            **{kind: _input_error_handler for kind in _INPUT_ERRORS},
+            Exception: _internal_error_handler,
+        },
         on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),
         lifespan=list(lifespan),

@@ -13,7 +13,7 @@ Two things the stock httpx transport does not give:
   the same ``httpx.AsyncClient`` API.
 
 It speaks what webhooks need: HTTP/1.1 requests with a body in memory, responses read in full up to a
-size limit; no redirects, no proxies from the environment, no compression (``Accept-Encoding:
+size limit (headers up to 64 KiB); no redirects, no proxies from the environment, no compression (``Accept-Encoding:
 identity``). A reused keep-alive connection that turns out closed is retried once on a new one.
 """
 
@@ -53,11 +53,16 @@ class _StaleConnection(Exception):
     """A reused connection closed before answering: safe to try once more on a new connection."""
 
 
+_MAX_HEADER_BYTES = 64 * 1024
+"""The most header bytes (names and values) an answer may carry; httptools itself sets no limit."""
+
+
 class _Http11(asyncio.Protocol):
     """One HTTP/1.1 connection; one request at a time."""
 
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
+        self._header_bytes = 0
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -99,8 +104,13 @@ class _Http11(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._headers, self._body, self._size, self._headers_done = [], [], 0, False
+        self._header_bytes = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > _MAX_HEADER_BYTES:
+            self._fail(httpx.RemoteProtocolError(f"the answer's headers exceed {_MAX_HEADER_BYTES} bytes"))
+            return
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:

@@ -5,7 +5,11 @@ private network (SSRF). The rules:
 
 - ``https`` is required, except for hosts on the allow-list;
 - the host must not be, or resolve to, a private, loopback, link-local, unspecified, multicast or
-  otherwise non-global address, unless the host (or the address) is on the allow-list;
+  otherwise non-global address, unless the host (or the address) is on the allow-list; an IPv6
+  address that embeds or translates to IPv4 (NAT64, 6to4, Teredo, IPv4-mapped/-compatible...) is
+  judged by that IPv4 (:func:`embedded_ipv4`: ``ipaddress`` calls most of these global);
+- a host spelt as numbers other than a dotted quad (``2852039166``, ``0x7f.1``, ``0251.0376.0251.0376``)
+  is refused, saying which address it means (:func:`numeric_host_address`);
 - no credentials in the URL (they would end up in logs and listings).
 
 The allow-list holds host names (``localhost``), IP addresses (``127.0.0.1``, ``::1``) and networks
@@ -26,18 +30,25 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
+
 __all__ = [
     "DEFAULT_ALLOW_HOSTS",
+    "MAX_URL_LENGTH",
     "IPAddress",
     "Resolver",
     "UrlPolicy",
     "UrlRefused",
     "UrlTarget",
+    "embedded_ipv4",
+    "numeric_host_address",
     "system_resolver",
     "vet_url",
 ]
 
 DEFAULT_ALLOW_HOSTS = ("localhost", "127.0.0.1", "::1")
+MAX_URL_LENGTH = 8000
+"""The longest URL accepted: what RFC 9110 (4.1) asks every HTTP party to support; the client takes 65,536."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -76,13 +87,78 @@ def _parse_address(host: str) -> IPAddress | None:
 
 
 def _normalise_host(host: str) -> str:
-    return host.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
+    host = host.strip().lower().removeprefix("[").removesuffix("]")
+    if not host.isascii() and ":" not in host:
+        # Encoded as the HTTP client encodes it (httpx uses the idna package), so the policy judges the
+        # host the client will connect to: "127。0。0。1" is 127.0.0.1.
+        try:
+            host = idna.encode(host).decode("ascii").lower()
+        except (idna.IDNAError, UnicodeError):
+            pass  # left as written: check_url refuses a host the client cannot encode
+    return host.rstrip(".")
 
 
-def _address_class(address: IPAddress) -> str | None:
-    """Why ``address`` is not a public destination, or None when it is one."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return _address_class(address.ipv4_mapped)
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+_ISATAP_IID = 0x00005EFE
+_ISATAP_IID_MASK = 0xFCFFFFFF  # the u and g bits of the interface id may be set (RFC 5214, 6.1)
+
+
+def _v4(value: int) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+
+
+def _rfc6052_candidates(value: int) -> list[ipaddress.IPv4Address]:
+    """The IPv4 address at each place RFC 6052 (2.2) may put it after a prefix of /96, /64, /56 or /48.
+
+    The length of a local-use NAT64 prefix is the operator's choice and cannot be read from the address;
+    bits 64..71 (the "u" octet) are skipped.
+    """
+    octets = value.to_bytes(16, "big")
+    return [
+        ipaddress.IPv4Address(octets[12:16]),
+        ipaddress.IPv4Address(octets[9:13]),
+        ipaddress.IPv4Address(octets[7:8] + octets[9:12]),
+        ipaddress.IPv4Address(octets[6:8] + octets[9:11]),
+    ]
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, list[ipaddress.IPv4Address]]:
+    """The IPv4 addresses a packet to ``address`` ends up reaching, and the name of the form, or ``("", [])``.
+
+    Forms: IPv4-mapped ``::ffff:a.b.c.d`` and IPv4-compatible ``::a.b.c.d`` (RFC 4291, 2.5.5),
+    IPv4-translated ``::ffff:0:a.b.c.d`` (RFC 2765), NAT64 ``64:ff9b::/96`` and the local-use
+    ``64:ff9b:1::/48`` (RFC 6052, RFC 8215; every place the IPv4 may sit), 6to4 ``2002:AABB:CCDD::/48``
+    (RFC 3056), Teredo ``2001::/32`` (RFC 4380: the server's IPv4 and the client's, stored inverted)
+    and ISATAP interface ids ``…:0:5efe:a.b.c.d`` / ``…:200:5efe:a.b.c.d`` (RFC 5214). ``::`` and
+    ``::1`` are the IPv6 unspecified and loopback addresses, not IPv4-compatible ones.
+    A NAT64 network-specific prefix (any prefix an operator picks) cannot be recognised from the
+    address alone.
+    """
+    value = int(address)
+    if address.ipv4_mapped is not None:
+        return "an IPv4-mapped address", [address.ipv4_mapped]
+    if address in _IPV4_TRANSLATED:
+        return "an IPv4-translated address", [_v4(value)]
+    if address in _IPV4_COMPATIBLE and value > 1:
+        return "an IPv4-compatible address", [_v4(value)]
+    if address in _NAT64_WELL_KNOWN:
+        return "a NAT64 address", [_v4(value)]
+    if address in _NAT64_LOCAL_USE:
+        return "a local-use NAT64 address", _rfc6052_candidates(value)
+    if address.sixtofour is not None:
+        return "a 6to4 address", [address.sixtofour]
+    if address.teredo is not None:
+        server, client = address.teredo
+        return "a Teredo address", [server, client]
+    if (value >> 32) & _ISATAP_IID_MASK == _ISATAP_IID:
+        return "an ISATAP address", [_v4(value)]
+    return "", []
+
+
+def _ipv4_class(address: IPAddress) -> str | None:
     if address.is_unspecified:
         return "unspecified"
     if address.is_loopback:
@@ -96,6 +172,69 @@ def _address_class(address: IPAddress) -> str | None:
     if not address.is_global:
         return "non-global"
     return None
+
+
+def _address_class(address: IPAddress) -> str | None:
+    """Why ``address`` is not a public destination (``"a private address"``...), or None when it is one.
+
+    An IPv6 address that embeds or translates to IPv4 addresses is judged by those (every one of them
+    must be public), then by itself.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        form, embedded = embedded_ipv4(address)
+        if address in _NAT64_LOCAL_USE:
+            # Whichever prefix length the operator chose, it is a gateway into their own network.
+            meanings = ", ".join(dict.fromkeys(str(inner) for inner in embedded))
+            return f"{form} (of {meanings}, by prefix length), not routed on the internet"
+        for inner in embedded:
+            kind = _ipv4_class(inner)
+            if kind is not None:
+                return f"{form} of {inner}, {_a(kind)} address"
+    kind = _ipv4_class(address)
+    return None if kind is None else f"{_a(kind)} address"
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _whatwg_number(label: str) -> int | None:
+    if label.startswith(("0x", "0X")):
+        digits, base = label[2:], 16
+    elif len(label) > 1 and label.startswith("0"):
+        digits, base = label[1:], 8
+    else:
+        digits, base = label, 10
+    if not digits:
+        return 0 if base == 16 else None
+    allowed = "0123456789abcdefABCDEF"[: 10 if base == 10 else 8 if base == 8 else 22]
+    if len(digits) > 40 or any(ch not in allowed for ch in digits):
+        return None
+    return int(digits, base)
+
+
+def numeric_host_address(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a host spelt as numbers means (WHATWG URL "IPv4 parser", as ``inet_aton`` reads it).
+
+    ``2852039166``, ``0251.0376.0251.0376``, ``169.254.43518``, ``0xa9fea9fe`` and ``169.254.169.0254``
+    all name an IPv4 address although :mod:`ipaddress` calls them names; a resolver would connect to it.
+    Returns None when ``host`` is a name. Raises :class:`UrlRefused` (``invalid_url``) for a host that
+    ends in a number but is no valid address (``1.2.3.4.5``, ``256.1.1.1``, ``4294967296``).
+    """
+    labels = host.split(".")
+    last = labels[-1]
+    if not (last.isascii() and (last.isdigit() or (last[:2] in ("0x", "0X") and _whatwg_number(last) is not None))):
+        return None
+    numbers = [_whatwg_number(label) for label in labels]
+    if len(labels) > 4 or any(n is None for n in numbers):
+        raise UrlRefused("invalid_url", f"{host!r} is neither a host name nor an IPv4 address")
+    values = [n for n in numbers if n is not None]
+    if any(n > 255 for n in values[:-1]) or values[-1] >= 256 ** (5 - len(values)):
+        raise UrlRefused("invalid_url", f"{host!r} is neither a host name nor an IPv4 address")
+    value = values[-1]
+    for index, number in enumerate(values[:-1]):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
 
 
 @dataclass(frozen=True)
@@ -138,7 +277,9 @@ class UrlPolicy:
         """The checks that need no DNS: scheme, host, credentials, https unless allowed."""
         if not isinstance(url, str) or not url.strip():
             raise UrlRefused("invalid_url", "the URL is empty")
-        if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        if len(url) > MAX_URL_LENGTH:
+            raise UrlRefused("invalid_url", f"the URL is longer than {MAX_URL_LENGTH} characters")
+        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
             raise UrlRefused("invalid_url", "the URL contains white space or control characters")
         try:
             parts = urlsplit(url)
@@ -153,6 +294,18 @@ class UrlPolicy:
             raise UrlRefused("invalid_url", "the URL has no host")
         if parts.username is not None or parts.password is not None:
             raise UrlRefused("credentials_in_url", "the URL must not carry credentials (user:password@)")
+        if not host.isascii():
+            raise UrlRefused("invalid_url", f"the host {host!r} is not a valid international domain name")
+        if ":" not in host and (len(host) > 253 or any(not 0 < len(label) <= 63 for label in host.split("."))):
+            raise UrlRefused("invalid_url", f"the host {host!r} has an empty or over-long label (RFC 1035)")
+        if _parse_address(host) is None:
+            meant = numeric_host_address(host)
+            if meant is not None:
+                # Refused even when public or allowed: a client and the policy must never read it differently.
+                kind = _address_class(meant)
+                if kind is not None:
+                    raise UrlRefused("address_not_allowed", f"{host} means {meant}, {kind}, which is not allowed")
+                raise UrlRefused("invalid_url", f"{host} means the IPv4 address {meant}: write it as {meant}")
         allowed = self.host_allowed(host)
         if scheme != "https" and not allowed:
             raise UrlRefused(
@@ -162,7 +315,7 @@ class UrlPolicy:
         if address is not None and not allowed:
             kind = _address_class(address)
             if kind is not None:
-                raise UrlRefused("address_not_allowed", f"{host} is a {kind} address, which is not allowed")
+                raise UrlRefused("address_not_allowed", f"{host} is {kind}, which is not allowed")
         return UrlTarget(url, scheme, host, port or (443 if scheme == "https" else 80), allowed)
 
     def check_addresses(self, target_host: str, addresses: Sequence[str]) -> list[str]:
@@ -182,14 +335,17 @@ class UrlPolicy:
             kind = _address_class(address)
             if kind is not None:
                 raise UrlRefused(
-                    "address_not_allowed", f"{target_host} resolves to {text}, a {kind} address, which is not allowed"
+                    "address_not_allowed", f"{target_host} resolves to {text}, {kind}, which is not allowed"
                 )
         return list(addresses)
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
-    """Every address the system resolver gives for ``host`` (IPv4 and IPv6)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """Every address the system resolver gives for ``host`` (IPv4 and IPv6); raises ``OSError`` only."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:  # the idna codec refuses the name (an empty or over-long label)
+        raise OSError(f"not a valid host name: {exc}") from None
     seen: dict[str, None] = {}
     for _family, _type, _proto, _canon, sockaddr in infos:
         seen.setdefault(str(sockaddr[0]), None)

@@ -16,7 +16,16 @@ from libs.natsserver import free_port
 from libs.processes import ChildProcess
 from libs.signing import commerce_engine_signature
 
-__all__ = ["ce_body", "ce_headers", "eventually", "eventually_sync", "service_process"]
+__all__ = [
+    "BAD_INTEGERS",
+    "ce_body",
+    "ce_headers",
+    "eventually",
+    "eventually_sync",
+    "refusal_problem",
+    "send_request",
+    "service_process",
+]
 
 T = TypeVar("T")
 
@@ -91,3 +100,30 @@ def service_process(
         log_path=str(log),
     )
     return port, child
+
+
+BAD_INTEGERS = [str(2**63), str(2**64), "9" * 5000, "-1", "1.5", "abc", "%C2%B2", ""]
+"""Query or path values where an id, cursor or count is expected: past BIGINT, past int()'s digit limit,
+negative, not whole, not a number, a Unicode digit ('²'), empty."""
+
+
+async def send_request(client: Any, method: str, path: str, body: object, headers: Mapping[str, str]) -> Any:
+    """``body``: bytes sent as they are, None for no body on GET/DELETE, anything else as JSON."""
+    if method in ("GET", "DELETE") and body is None:
+        return await client.request(method, path, headers=dict(headers))
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return await client.request(method, path, content=content, headers={**headers, "content-type": "application/json"})
+
+
+def refusal_problem(response: Any) -> str | None:
+    """None when ``response`` is a clear refusal (4xx with a JSON ``{error, detail}``), else what is wrong."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not 400 <= response.status_code < 500:
+        return f"{response.status_code}: {response.text[:200]}"
+    fields = answer if isinstance(answer, dict) else {}
+    if not all(isinstance(fields.get(key), str) and fields[key] for key in ("error", "detail")):
+        return f"{response.status_code} without {{error, detail}}: {response.text[:200]}"
+    return None

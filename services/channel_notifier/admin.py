@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 
-from libs.http import ApiError, admin_guard
+from libs.http import MAX_INT64, ApiError, admin_guard
+from libs.urlpolicy import MAX_URL_LENGTH
 
-from .domain.channel import Channel, ChannelError, ChannelFilters, jetstream_consumer_name
+from .domain.channel import (
+    CHANNEL_NAME_PATTERN,
+    Channel,
+    ChannelError,
+    ChannelFilters,
+    jetstream_consumer_name,
+)
 from .domain.pending import DeliveryStatus
 from .registry import ChannelChanges, ChannelRegistry, CreatedChannel, NotFound, Unavailable
 from .store import DuplicateChannel
@@ -21,29 +28,37 @@ __all__ = ["ChannelIn", "ChannelPatch", "FiltersIn", "ReplayIn", "admin_router",
 
 _MAX_PAGE = 1000
 
+# Every string and list bounded where it enters, a 400 naming the field before any of it is used; the
+# domain checks what the values mean (and the range of numbers, 422).
+_Text = Annotated[str, msgspec.Meta(max_length=256)]
+_Secrets = Annotated[list[_Text], msgspec.Meta(max_length=16)]
+_Url = Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)]
+
 
 class FiltersIn(msgspec.Struct, forbid_unknown_fields=True):
-    skus: list[str] = []
-    kinds: list[str] = msgspec.field(default_factory=lambda: ["availability"])
+    skus: Annotated[list[_Text], msgspec.Meta(max_length=1024)] = []
+    kinds: Annotated[list[_Text], msgspec.Meta(max_length=16)] = msgspec.field(
+        default_factory=lambda: ["availability"]
+    )
 
     def build(self) -> ChannelFilters:
         return ChannelFilters.build(self.skus, self.kinds)
 
 
 class ChannelIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    kind: str = "webhook"
-    url: str | None = None
-    secret: str | None = None
-    secrets: list[str] = []
+    name: _Text
+    kind: _Text = "webhook"
+    url: _Url | None = None
+    secret: _Text | None = None
+    secrets: _Secrets = []
     filters: FiltersIn | None = None
     buffer: int = 0
     enabled: bool = True
 
 
 class ChannelPatch(msgspec.Struct, forbid_unknown_fields=True):
-    url: str | None = None
-    secrets: list[str] | None = None
+    url: _Url | None = None
+    secrets: _Secrets | None = None
     """Replaces every secret (rotation: list the new and the old one, later drop the old one)."""
     generate_secret: bool = False
     """Add a newly generated secret in front of the others; the answer carries it once."""
@@ -79,6 +94,13 @@ def channel_view(channel: Channel, generated_secret: str | None = None) -> dict[
 
 def _registry(state: State) -> ChannelRegistry:
     return state.runtime.registry  # type: ignore[no-any-return]
+
+
+def _known(name: str) -> str:
+    """A channel name from the path, if it could name a channel; else 404 without asking the store."""
+    if not CHANNEL_NAME_PATTERN.fullmatch(name):
+        raise ApiError(404, "not_found", "no such channel: a name is 1-64 characters of [a-z0-9_-]")
+    return name
 
 
 def _translate(exc: Exception) -> ApiError:
@@ -129,7 +151,7 @@ class ChannelsController(Controller):
     @get("/{name:str}", summary="One channel")
     async def get_channel(self, state: State, name: str) -> dict[str, Any]:
         try:
-            return channel_view(await _registry(state).get(name))
+            return channel_view(await _registry(state).get(_known(name)))
         except _EXPECTED as exc:
             raise _translate(exc) from None
 
@@ -144,7 +166,7 @@ class ChannelsController(Controller):
                 buffer=data.buffer,
                 enabled=data.enabled,
             )
-            result = await _registry(state).update(name, changes)
+            result = await _registry(state).update(_known(name), changes)
         except _EXPECTED as exc:
             raise _translate(exc) from None
         return _created(result, 200)
@@ -152,7 +174,7 @@ class ChannelsController(Controller):
     @delete("/{name:str}", summary="Delete a channel (and a jetstream channel's consumer)", status_code=204)
     async def delete_channel(self, state: State, name: str) -> None:
         try:
-            await _registry(state).delete(name)
+            await _registry(state).delete(_known(name))
         except _EXPECTED as exc:
             raise _translate(exc) from None
 
@@ -163,12 +185,12 @@ class ChannelsController(Controller):
         name: str,
         status: str | None = None,
         limit: int = Parameter(default=100, ge=1, le=_MAX_PAGE),
-        after_id: int = Parameter(default=0, ge=0),
+        after_id: int = Parameter(default=0, ge=0, le=MAX_INT64),
     ) -> dict[str, Any]:
         if status is not None and status not in {s.value for s in DeliveryStatus}:
             raise ApiError(400, "invalid_status", f"status must be one of {', '.join(s.value for s in DeliveryStatus)}")
         try:
-            records = await _registry(state).deliveries(name, status, limit, after_id)
+            records = await _registry(state).deliveries(_known(name), status, limit, after_id)
         except _EXPECTED as exc:
             raise _translate(exc) from None
         return {
@@ -180,7 +202,7 @@ class ChannelsController(Controller):
     async def replay_channel(self, state: State, name: str, data: ReplayIn) -> dict[str, Any]:
         since = data.since if data.since.tzinfo else data.since.replace(tzinfo=dt.UTC)
         try:
-            counts = await _registry(state).replay(name, since)
+            counts = await _registry(state).replay(_known(name), since)
         except _EXPECTED as exc:
             raise _translate(exc) from None
         return {"channel": name, "since": since.isoformat(), **counts}
@@ -191,7 +213,9 @@ class DeliveriesController(Controller):
     tags = ["deliveries"]
 
     @post("/{delivery_id:int}/retry", summary="Send one delivery again, from a fresh schedule", status_code=202)
-    async def retry_delivery(self, state: State, delivery_id: int) -> dict[str, Any]:
+    async def retry_delivery(
+        self, state: State, delivery_id: Annotated[int, Parameter(ge=1, le=MAX_INT64)]
+    ) -> dict[str, Any]:
         try:
             record = await _registry(state).retry(delivery_id)
         except _EXPECTED as exc:

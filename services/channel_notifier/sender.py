@@ -9,6 +9,7 @@ through ``AsyncClient.post``, 133 µs through the transport with httpx models, l
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from .domain.retry import parse_retry_after
 __all__ = ["Attempt", "WebhookSender"]
 
 _USER_AGENT = "stockwire-channel-notifier"
+
+log = logging.getLogger("stockwire.channel_notifier.sender")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,15 @@ class WebhookSender:
         return known
 
     async def send(self, url: str | None, body: bytes, headers: dict[str, str]) -> Attempt:
+        """Never raises (but for cancellation): whatever goes wrong is an :class:`Attempt` that failed."""
+        try:
+            return await self._send(url, body, headers)
+        except Exception as exc:
+            # Counted as a failed attempt (backoff, breaker, give-up): never a silent retry at once.
+            log.warning("unexpected error sending to %s", url, exc_info=True)
+            return Attempt(AttemptOutcome.ERROR, error=f"unexpected error: {type(exc).__name__}: {exc}"[:500])
+
+    async def _send(self, url: str | None, body: bytes, headers: dict[str, str]) -> Attempt:
         try:
             target = self._target(url)
         except UrlRefused as exc:

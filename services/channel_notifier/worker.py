@@ -273,11 +273,11 @@ class ChannelWorker:
         try:
             await self._attempt(channel, row)
         except Exception as exc:
+            # A failed attempt like any other: released without one, the row would be claimed again at
+            # once, forever (a hot loop). Backoff, the breaker and the give-up rules apply.
             log.exception("channel %s: delivery %d failed unexpectedly", channel.name, row.id)
-            self.breaker.release(time.monotonic())
-            self.results.put(
-                channel.id, Settlement.released(row.id, self.owner, time.time(), f"internal error: {exc}"[:500])
-            )
+            error = f"unexpected error: {type(exc).__name__}: {exc}"[:500]
+            self._failed(channel, row, Attempt(AttemptOutcome.ERROR, error=error), time.time(), time.monotonic())
         finally:
             self._inflight.discard(asyncio.current_task())  # type: ignore[arg-type]
             self._wake.set()

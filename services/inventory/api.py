@@ -14,7 +14,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.types import ControllerRouterHandler
 
-from libs.http import ApiError, admin_guard
+from libs.http import MAX_INT64, ApiError, admin_guard
 from libs.outbox import outbox_nudge_subject
 
 from .domain.events import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
@@ -165,13 +165,13 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
     async def get_sku(
         request: Request[Any, Any, Any],
         state: State,
-        after: int = Parameter(default=0, ge=0, description="Ledger: rows with a version above this"),
+        after: int = Parameter(default=0, ge=0, le=MAX_INT64, description="Ledger: rows with a version above this"),
         limit: int = Parameter(default=100, ge=1, le=1000, description="Ledger: at most this many rows"),
     ) -> dict[str, Any]:
         segments = _segments(request, "/skus/")
         reader: InventoryReader = state.reader
         if len(segments) == 2 and segments[1] == "ledger" and segments[0]:
-            sku = segments[0]
+            sku = _known_shape(segments[0], "unknown_sku")
             entries = await reader.ledger_page(sku, after=after, limit=limit)
             return {
                 "sku": sku,
@@ -180,7 +180,7 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
             }
         if len(segments) != 1 or not segments[0]:
             raise ApiError(404, "not_found", "expected /skus/{sku} or /skus/{sku}/ledger")
-        sku = segments[0]
+        sku = _known_shape(segments[0], "unknown_sku")
         view = await reader.sku(sku, time.time())
         if view is None:
             raise ApiError(404, "unknown_sku", f"no stock has ever been recorded for {sku!r}")
@@ -196,8 +196,6 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
     @get("/orders/{order_id:path}", summary="An order's reservation state and the events applied to it")
     async def get_order(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
         order_id = _one_segment(request, "/orders/", "unknown_order")
-        if len(order_id) > MAX_ID_LENGTH:
-            raise ApiError(404, "unknown_order", "no such order")
         reader: InventoryReader = state.reader
         reservation, events, parked = await reader.order(order_id)
         if reservation is None and not events:
@@ -218,7 +216,17 @@ def _one_segment(request: Request[Any, Any, Any], prefix: str, code: str) -> str
     segments = _segments(request, prefix)
     if len(segments) != 1 or not segments[0]:
         raise ApiError(404, code, "not found")
-    return segments[0]
+    return _known_shape(segments[0], code)
+
+
+def _known_shape(identifier: str, code: str) -> str:
+    """An id or SKU from the path, if it could ever have been stored (events and requests are validated
+    the same way); else 404 without asking the store (PostgreSQL refuses NUL in text, for one)."""
+    try:
+        validate_id(identifier, "id")
+    except MalformedEvent:
+        raise ApiError(404, code, f"no such id: it must be 1 to {MAX_ID_LENGTH} printable characters") from None
+    return identifier
 
 
 def _cart_response(reservation_id: str, result: CartResult, now: float) -> Response[dict[str, Any]]:

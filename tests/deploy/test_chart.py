@@ -492,6 +492,25 @@ def test_every_service_reads_its_configuration(config: str, tmp_path: Path) -> N
                 assert section["database_url"].startswith("postgresql://"), f"{name}: PostgreSQL URL from the Secret"
 
 
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_outbound_urls_to_loopback_and_private_hosts_are_refused(config: str, tmp_path: Path) -> None:
+    """The service's own allow_hosts default (localhost) suits a laptop; in a pod, loopback reaches
+    its sidecars: every configuration the chart renders refuses it unless an operator lists it."""
+    from libs.config import load_raw, load_section
+    from libs.urlpolicy import UrlPolicy, UrlRefused
+    from services.channel_notifier.settings import ChannelNotifierSettings
+
+    path = tmp_path / "stockwire.toml"
+    path.write_text(_config_toml(rendered(config)))
+    settings = load_section(load_raw(path, {}), "channel-notifier", ChannelNotifierSettings)
+    policy = UrlPolicy.from_hosts(settings.allow_hosts)
+    for url in ["https://127.0.0.1/hook", "https://[::1]/hook", "https://10.0.0.1/hook", "http://localhost/hook"]:
+        with pytest.raises(UrlRefused):
+            policy.check_url(url)
+    with pytest.raises(UrlRefused, match="loopback"):
+        policy.check_addresses("localhost", ["127.0.0.1"])
+
+
 def _settings_class(service: str) -> type | None:
     """The dataclass a service reads its section into (services/<pkg>/settings.py), if it exists yet."""
     try:

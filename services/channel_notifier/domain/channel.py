@@ -17,6 +17,7 @@ __all__ = [
     "AVAILABILITY",
     "CHANNEL_KINDS",
     "CHANNEL_NAME_PATTERN",
+    "MAX_BUFFER",
     "Channel",
     "ChannelError",
     "ChannelFilters",
@@ -35,6 +36,8 @@ CHANNEL_KINDS = ("webhook", "jetstream")
 CHANNEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _GLOB = re.compile(r"[*?\[]")
 _MAX_PATTERNS = 256
+MAX_BUFFER = 2**31 - 1
+"""The most units a channel may withhold: what the store's INTEGER column holds (PostgreSQL: 32 bits)."""
 _MAX_PATTERN_LENGTH = 256
 _SECRET_PREFIX = "whsec_"
 _JETSTREAM_PREFIX = "chan-"
@@ -137,8 +140,8 @@ def validate_name(name: object) -> str:
 
 
 def validate_buffer(buffer: object, kind: str) -> int:
-    if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0:
-        raise ChannelError("invalid_buffer", "buffer must be a whole number of units, zero or more")
+    if isinstance(buffer, bool) or not isinstance(buffer, int) or not 0 <= buffer <= MAX_BUFFER:
+        raise ChannelError("invalid_buffer", f"buffer must be a whole number of units from 0 to {MAX_BUFFER}")
     if kind == "jetstream" and buffer:
         raise ChannelError(
             "invalid_buffer",

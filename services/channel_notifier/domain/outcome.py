@@ -16,6 +16,8 @@ class AttemptOutcome(enum.StrEnum):
     NETWORK_ERROR = "network_error"
     REFUSED = "refused"
     """The URL policy refused the destination at delivery time; nothing was sent."""
+    ERROR = "error"
+    """Something unexpected failed while attempting (a bug, a URL the client cannot send): a failure like any."""
     GAVE_UP = "gave_up"
 
 

@@ -44,24 +44,34 @@ class RetrySchedule:
         return attempts >= self.max_attempts or now - pending_since >= self.give_up_after_s
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None.
+_MAX_DELTA_DIGITS = 15
+"""Longer delta-seconds (more than 31 million years) are read as this many nines; the caller caps them."""
 
-    A value that cannot be read is ignored (None) rather than trusted; a date in the past means now (0).
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110, 10.2.3), or None; never raises.
+
+    ``value`` is the header as the channel sent it (bytes decoded as latin-1, so any byte may appear).
+    Delta-seconds are ASCII digits only (not ``²`` or other Unicode digits, not a sign or a fraction),
+    of any length: a huge number is returned as a huge wait (``999999999999999.0``) for the caller to
+    cap. An HTTP-date in the past means now (0). Anything else (garbage, an impossible date, an empty
+    value) is ignored (None) rather than trusted.
     """
     if value is None:
         return None
-    text = value.strip()
+    text = value.strip(" \t")
     if not text:
         return None
-    if text.isdigit():
-        return float(int(text))
+    if text.isascii() and text.isdigit():
+        digits = text.lstrip("0") or "0"
+        return float(digits) if len(digits) <= _MAX_DELTA_DIGITS else float("9" * _MAX_DELTA_DIGITS)
+    if not text.isascii() or len(text) > 64:
+        return None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        wait = when.timestamp() - now
+    except Exception:  # the email parser raises several types on odd dates; none may escape a header read
         return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, when.timestamp() - now)
+    return max(0.0, wait) if math.isfinite(wait) else None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from nats.js import JetStreamContext
 
 from libs.signing import generate_standard_secret
+from tests.support import BAD_INTEGERS, refusal_problem, send_request
 
-from .conftest import Notifier
+from .conftest import Notifier, NotifierFactory
 from .support import AUTH
 
 
@@ -109,3 +111,88 @@ async def test_openapi_document_describes_the_admin_api(notifier: Notifier) -> N
         "/deliveries/{delivery_id}/retry",
     ):
         assert path in paths, sorted(paths)
+
+
+# -- no input answers 500: every number bounded where it enters, every refusal a 4xx {error, detail} ---
+
+_HUGE = 2**63
+_URL = "http://127.0.0.1:9/hook"
+_BAD_REQUESTS: list[tuple[str, str, object]] = [
+    # (method, path, JSON body (bytes: sent as they are) or None); the channel "shop" exists.
+    *(("GET", f"/channels/shop/deliveries?after_id={value}", None) for value in BAD_INTEGERS),
+    *(("GET", f"/channels/shop/deliveries?limit={value}", None) for value in [*BAD_INTEGERS, "0", "1001"]),
+    ("GET", "/channels/shop/deliveries?status=" + "x" * 10_000, None),
+    ("GET", "/channels/" + "n" * 10_000, None),
+    ("GET", "/channels/a%00b", None),
+    ("GET", "/channels/a%00b/deliveries", None),
+    ("PATCH", "/channels/a%00b", {"enabled": False}),
+    ("DELETE", "/channels/a%00b", None),
+    ("DELETE", "/channels/" + "n" * 10_000, None),
+    *(("POST", f"/deliveries/{value}/retry", None) for value in [*BAD_INTEGERS, "0"]),
+    ("POST", "/channels", {"name": "b", "url": _URL, "buffer": _HUGE}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "buffer": 2**31}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "buffer": 2**64}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "buffer": -1}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "buffer": 1.5}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "buffer": True}),
+    ("POST", "/channels", {"name": "b" * 10_000, "url": _URL}),
+    ("POST", "/channels", {"name": "b\x00", "url": _URL}),
+    ("POST", "/channels", {"name": 7, "url": _URL}),
+    ("POST", "/channels", {"name": "b", "url": _URL + "?" + "q" * 10_000}),
+    ("POST", "/channels", {"name": "b", "url": 7}),
+    ("POST", "/channels", {"name": "b", "url": "http://a..b/"}),
+    ("POST", "/channels", {"name": "b", "url": "http://" + "a" * 64 + ".example/"}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "kind": "x" * 10_000}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "secret": "whsec_" + "A" * 10_000}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "secrets": ["whsec_x"] * 1000}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "secrets": [generate_standard_secret()] * 1000}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "filters": {"skus": ["A"] * 10_000}}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "filters": {"skus": ["A" * 10_000]}}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "filters": {"kinds": ["x"] * 10_000}}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "filters": {"kinds": ["x" * 10_000]}}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "filters": []}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "unknown": 1}),
+    ("POST", "/channels", [1, 2]),
+    ("POST", "/channels", None),
+    ("POST", "/channels", b'{"name": "b", "url": "' + _URL.encode() + b'", "buffer": ' + b"9" * 5000 + b"}"),
+    ("POST", "/channels", b'{"name": "b", "filters": {"skus": ' + b"[" * 5000 + b"]" * 5000 + b"}}"),
+    ("POST", "/channels", b"[" * 100_000),
+    ("POST", "/channels", b"\xff\xfe"),
+    ("PATCH", "/channels/shop", {"buffer": _HUGE}),
+    ("PATCH", "/channels/shop", {"buffer": 2**31}),
+    ("PATCH", "/channels/shop", {"buffer": -1}),
+    ("PATCH", "/channels/shop", {"url": "https://[64:ff9b::a9fe:a9fe]/"}),
+    ("PATCH", "/channels/shop", {"secrets": [generate_standard_secret()] * 1000}),
+    ("PATCH", "/channels/shop", {"filters": {"skus": ["A"] * 10_000}}),
+    ("PATCH", "/channels/shop", {"enabled": "yes"}),
+    ("PATCH", "/channels/shop", b"{" * 100_000),
+    ("POST", "/channels/shop/replay", {"since": "99999-01-01T00:00:00Z"}),
+    ("POST", "/channels/shop/replay", {"since": _HUGE}),
+    ("POST", "/channels/shop/replay", {"since": "x" * 10_000}),
+    ("POST", "/channels/shop/replay", {}),
+]
+
+
+async def _refuses_every_bad_request(notifier: Notifier) -> None:
+    await notifier.create_channel(name="shop", url=_URL)
+    before = await notifier.channel("shop")
+    wrong = []
+    for method, path, body in _BAD_REQUESTS:
+        problem = refusal_problem(await send_request(notifier.client, method, path, body, AUTH))
+        if problem is not None:
+            wrong.append((method, path[:60], str(body)[:60], problem))
+    assert not wrong, "\n".join(map(str, wrong))
+    # Nothing was half-applied: the channel is as it was, and no other channel exists.
+    assert await notifier.channel("shop") == before
+    listed = (await notifier.client.get("/channels", headers=AUTH)).json()["channels"]
+    assert [c["name"] for c in listed] == ["shop"]
+
+
+async def test_no_input_answers_500(notifier: Notifier) -> None:
+    await _refuses_every_bad_request(notifier)
+
+
+@pytest.mark.postgres
+async def test_no_input_answers_500_on_postgresql(notifier_factory: NotifierFactory, postgres_url: str) -> None:
+    async with notifier_factory(database_url=postgres_url) as notifier:
+        await _refuses_every_bad_request(notifier)

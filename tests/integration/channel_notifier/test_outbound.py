@@ -165,6 +165,18 @@ async def test_oversized_answer_is_cut_and_its_connection_dropped(serve) -> None
     assert server.connections == 2
 
 
+async def test_oversized_headers_are_refused_and_their_connection_dropped(serve) -> None:  # type: ignore[no-untyped-def]
+    huge = await serve(ok(extra=b"x-filler: " + b"x" * 70_000 + b"\r\n"))
+    many = await serve(ok(extra=b"".join(b"x-%d: %s\r\n" % (n, b"y" * 100) for n in range(1000))))
+    fine = await serve(ok(extra=b"retry-after: " + b"9" * 5000 + b"\r\n"))
+    async with client() as http:
+        for server in (huge, many):
+            with pytest.raises(httpx.RemoteProtocolError, match="headers exceed"):
+                await http.post(f"http://127.0.0.1:{server.port}/", content=b"x")
+        response = await http.post(f"http://127.0.0.1:{fine.port}/", content=b"x")
+        assert len(response.headers["retry-after"]) == 5000
+
+
 async def test_idle_connection_closed_by_the_server_is_replaced_transparently(serve) -> None:  # type: ignore[no-untyped-def]
     answers = iter(
         [[b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n1", b""], [b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n2"]]

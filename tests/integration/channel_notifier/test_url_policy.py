@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import pytest
 from nats.js import JetStreamContext
 
 from libs.signing import generate_standard_secret
@@ -21,6 +23,21 @@ async def test_private_addresses_are_refused_at_registration(notifier: Notifier)
         ("https://[::ffff:192.168.0.1]/hook", "address_not_allowed"),
         ("https://0.0.0.0/hook", "address_not_allowed"),
         ("gopher://example.com/", "scheme_not_allowed"),
+        # IPv6 forms of an IPv4 address are judged by it: NAT64, local-use NAT64, 6to4, Teredo,
+        # IPv4-compatible and -translated, ISATAP.
+        ("https://[64:ff9b::a9fe:a9fe]/latest/meta-data", "address_not_allowed"),
+        ("https://[64:ff9b:1::a9fe:a9fe]/", "address_not_allowed"),
+        ("https://[2002:a9fe:a9fe::1]/", "address_not_allowed"),
+        ("https://[2001:0:a9fe:a9fe::]/", "address_not_allowed"),
+        ("https://[::a9fe:a9fe]/", "address_not_allowed"),
+        ("https://[::ffff:0:a9fe:a9fe]/", "address_not_allowed"),
+        ("https://[2a00:1450::5efe:a9fe:a9fe]/", "address_not_allowed"),
+        # ...and so are IPv4 addresses not spelt as a dotted quad.
+        ("https://2852039166/", "address_not_allowed"),
+        ("https://0251.0376.0251.0376/", "address_not_allowed"),
+        ("https://169.254.43518/", "address_not_allowed"),
+        ("https://0xa9fea9fe/", "address_not_allowed"),
+        ("https://134744072/", "invalid_url"),
     ]:
         response = await notifier.client.post("/channels", json={"name": "evil", "url": url}, headers=AUTH)
         assert response.status_code == 422, (url, response.text)
@@ -32,7 +49,11 @@ async def test_private_addresses_are_refused_at_registration(notifier: Notifier)
 
 async def test_a_name_resolving_to_a_private_address_is_refused(notifier_factory: NotifierFactory) -> None:
     async def resolve(host: str, port: int) -> list[str]:
-        return {"shop.example": ["93.184.216.34", "10.9.8.7"], "ok.example": ["93.184.216.34"]}[host]
+        return {
+            "shop.example": ["93.184.216.34", "10.9.8.7"],
+            "nat64.example": ["64:ff9b::a9fe:a9fe"],
+            "ok.example": ["93.184.216.34"],
+        }[host]
 
     async with notifier_factory(resolve=resolve) as notifier:
         refused = await notifier.client.post(
@@ -40,6 +61,11 @@ async def test_a_name_resolving_to_a_private_address_is_refused(notifier_factory
         )
         assert refused.status_code == 422
         assert "resolves to 10.9.8.7, a private address" in refused.json()["detail"]
+        nat64 = await notifier.client.post(
+            "/channels", json={"name": "evil", "url": "https://nat64.example/hook"}, headers=AUTH
+        )
+        assert nat64.status_code == 422
+        assert "a NAT64 address of 169.254.169.254, a link-local address" in nat64.json()["detail"]
         fine = await notifier.client.post(
             "/channels", json={"name": "fine", "url": "https://ok.example/hook", "enabled": False}, headers=AUTH
         )
@@ -78,8 +104,14 @@ async def test_delivery_is_refused_when_the_policy_no_longer_allows_the_destinat
     assert sink.sink.requests == []  # not one byte reached it
 
 
+@pytest.mark.parametrize(
+    "address",
+    # Loopback, and the IPv6 forms that embed or translate to it (NAT64, IPv4-translated,
+    # IPv4-compatible, 6to4, IPv4-mapped).
+    ["127.0.0.1", "64:ff9b::7f00:1", "::ffff:0:7f00:1", "::127.0.0.1", "2002:7f00:1::1", "::ffff:127.0.0.1"],
+)
 async def test_a_name_that_starts_resolving_to_loopback_is_never_connected_to(
-    js: JetStreamContext, notifier_factory: NotifierFactory
+    js: JetStreamContext, notifier_factory: NotifierFactory, address: str
 ) -> None:
     """DNS rebinding: public at registration, loopback at delivery; the connection is never opened."""
     connections = 0
@@ -89,8 +121,11 @@ async def test_a_name_that_starts_resolving_to_loopback_is_never_connected_to(
         connections += 1
         writer.close()
 
-    listener = await asyncio.start_server(count, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
+    # A listener on each loopback address the refused address could reach if the policy let it through.
+    listeners = [await asyncio.start_server(count, "127.0.0.1", 0)]
+    port = listeners[0].sockets[0].getsockname()[1]
+    with contextlib.suppress(OSError):
+        listeners.append(await asyncio.start_server(count, "::1", port))
     answers = {"rebind.example": ["93.184.216.34"]}
 
     async def resolve(host: str, _port: int) -> list[str]:
@@ -99,15 +134,17 @@ async def test_a_name_that_starts_resolving_to_loopback_is_never_connected_to(
     try:
         async with notifier_factory(resolve=resolve) as notifier:
             await notifier.create_channel(name="rebind", url=f"https://rebind.example:{port}/hook")
-            answers["rebind.example"] = ["127.0.0.1"]
+            answers["rebind.example"] = [address]
             await publish(js, availability("R", 1, 1))
 
             async def refused() -> bool:
                 rows = await notifier.deliveries("rebind")
-                return bool(rows) and "resolves to 127.0.0.1, a loopback address" in (rows[0]["last_error"] or "")
+                error = rows[0]["last_error"] or "" if rows else ""
+                return f"resolves to {address}, " in error and "127.0.0.1, a loopback address" in error
 
             await eventually(refused, what="connection refused by the policy")
     finally:
-        listener.close()
-        await listener.wait_closed()
+        for listener in listeners:
+            listener.close()
+            await listener.wait_closed()
     assert connections == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -10,7 +11,7 @@ from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
 
 from libs.natsserver import NatsServer
-from tests.support import eventually
+from tests.support import BAD_INTEGERS, eventually, refusal_problem, send_request
 
 from .conftest import AUTH, ClientFactory, drained, publish, sku
 
@@ -160,3 +161,82 @@ async def test_an_order_takes_over_its_checkout_reservation(inventory: AsyncTest
     assert (await inventory.get("/orders/o1")).json()["state"] == "reserved"
     assert (await inventory.get("/reservations/cart-1")).json()["state"] == "converted"
     assert (await sku(inventory, "A"))["reserved"] == 1
+
+
+# -- no input answers 500: every number bounded where it enters, every refusal a 4xx {error, detail} ---
+
+_HUGE = 2**63
+_BAD_REQUESTS: list[tuple[str, str, object]] = [
+    # (method, path, JSON body or None)
+    *(("GET", f"/skus/X/ledger?after={value}", None) for value in BAD_INTEGERS),
+    *(("GET", f"/skus/X/ledger?limit={value}", None) for value in [*BAD_INTEGERS, "0", "1001"]),
+    ("GET", "/skus/" + "S" * 10_000, None),
+    ("GET", "/skus/" + "S" * 10_000 + "/ledger", None),
+    ("GET", "/skus/A%00B", None),
+    ("GET", "/skus/A%00B/ledger", None),
+    ("GET", "/orders/" + "o" * 10_000, None),
+    ("GET", "/orders/o%00", None),
+    ("GET", "/reservations/" + "r" * 10_000, None),
+    ("GET", "/reservations/r%00", None),
+    ("DELETE", "/reservations/" + "r" * 10_000, None),
+    ("DELETE", "/reservations/r%00", None),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": _HUGE}]}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": 2**64}]}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": -(2**63) - 1}]}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": -1}]}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": "1"}]}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1.5}]}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": True}]}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": None}]}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A" * 100_000, "qty": 1}]}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A\x00", "qty": 1}]}),
+    ("POST", "/reservations", {"reservation_id": "r" * 100_000, "lines": [{"sku": "A", "qty": 1}]}),
+    ("POST", "/reservations", {"reservation_id": "r\x00", "lines": [{"sku": "A", "qty": 1}]}),
+    ("POST", "/reservations", {"reservation_id": 7, "lines": [{"sku": "A", "qty": 1}]}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}] * 10_000}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": {"sku": "A"}}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}], "ttl_s": 1e308}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}], "ttl_s": _HUGE}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}], "ttl_s": -1}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}], "ttl_s": "1"}),
+    ("POST", "/reservations", {"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}], "extra": 1}),
+    ("POST", "/reservations", [1, 2, 3]),
+    ("POST", "/reservations", "text"),
+    ("POST", "/reservations", None),
+]
+_RAW_BODIES = [
+    b'{"reservation_id": "r1", "lines": [{"sku": "A", "qty": ' + b"9" * 5000 + b"}]}",
+    b'{"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}], "ttl_s": 1e400}',
+    b'{"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}], "ttl_s": NaN}',
+    b'{"reservation_id": "r1", "lines": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b"[" * 100_000,
+    b"\xff\xfe",
+    b"{",
+]
+
+
+def _assert_refused(response: Any, what: object) -> None:
+    problem = refusal_problem(response)
+    assert problem is None, (what, problem)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), _BAD_REQUESTS, ids=lambda v: str(v)[:60])
+async def test_no_input_answers_500(inventory: AsyncTestClient, method: str, path: str, body: object) -> None:
+    response = await send_request(inventory, method, path, body, AUTH)
+    _assert_refused(response, (method, path[:80], str(body)[:80]))
+
+
+@pytest.mark.parametrize("raw", _RAW_BODIES, ids=lambda v: v[:40].decode("latin-1"))
+async def test_no_json_body_answers_500(inventory: AsyncTestClient, raw: bytes) -> None:
+    _assert_refused(await send_request(inventory, "POST", "/reservations", raw, AUTH), raw[:80])
+
+
+@pytest.mark.postgres
+async def test_no_input_answers_500_on_postgresql(
+    js: JetStreamContext, nats_server: NatsServer, inventory_factory: ClientFactory, postgres_url: str
+) -> None:
+    """PostgreSQL refuses more than SQLite (NUL in text, integers past BIGINT): the same table, one database."""
+    async with inventory_factory(nats_server.url, database_url=postgres_url) as client:
+        for method, path, body in [*_BAD_REQUESTS, *(("POST", "/reservations", raw) for raw in _RAW_BODIES)]:
+            response = await send_request(client, method, path, body, AUTH)
+            _assert_refused(response, (method, path[:80], str(body)[:80]))

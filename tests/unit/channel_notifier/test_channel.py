@@ -90,7 +90,8 @@ def test_consumer_names_cannot_collide_with_the_service_consumers() -> None:
 
 def test_buffer_validation() -> None:
     assert validate_buffer(5, "webhook") == 5
-    for bad in (-1, 1.5, True, "3"):
+    assert validate_buffer(2**31 - 1, "webhook") == 2**31 - 1
+    for bad in (-1, 1.5, True, "3", 2**31, 2**63, 2**64):
         with pytest.raises(ChannelError):
             validate_buffer(bad, "webhook")
     with pytest.raises(ChannelError, match="jetstream channel"):

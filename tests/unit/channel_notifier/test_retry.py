@@ -85,3 +85,50 @@ def test_retry_after_http_date() -> None:
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2020"])
 def test_retry_after_unreadable_is_ignored(value: str | None) -> None:
     assert parse_retry_after(value, now=0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("\xb2", None),  # '²': str.isdigit() says yes, int() says no
+        ("\u0663", None),  # Arabic-Indic three
+        ("\uff13", None),  # full-width three
+        ("\xff\xfe", None),
+        ("\x00", None),
+        ("1\xb2", None),
+        ("+5", None),
+        ("-0", None),
+        ("1e3", None),
+        ("0x10", None),
+        ("inf", None),
+        ("nan", None),
+        ("00042", 42.0),
+        ("9" * 15, 999_999_999_999_999.0),
+        ("9" * 16, 999_999_999_999_999.0),
+        ("9" * 5000, 999_999_999_999_999.0),  # over int()'s 4,300-digit limit
+        ("1" + "0" * 400, 999_999_999_999_999.0),  # over float's range
+        ("Mon, 01 Jan 0001 00:00:00 GMT", 0.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 253_402_300_799.0 - 1_700_000_000.0),  # the caller caps it
+        ("Fri, 31 Dec 99999 23:59:59 GMT", None),
+        ("Mon, 32 Jan 2024 00:00:00 GMT", None),
+        ("Mon, 01 Jan 2024 25:61:61 GMT", None),
+        ("Mon, 01 Jan 2024 00:00:00 +9999", None),
+        ("Mon, 01 Jan 2024 00:00:00 GMT" + " x" * 1000, None),
+        (",,,", None),
+        (" \t ", None),
+    ],
+)
+def test_retry_after_never_raises(value: str, expected: float | None) -> None:
+    assert parse_retry_after(value, now=1_700_000_000.0) == expected
+
+
+@given(st.text(max_size=80))
+def test_retry_after_never_raises_on_any_text(value: str) -> None:
+    result = parse_retry_after(value, now=1_700_000_000.0)
+    assert result is None or 0.0 <= result < float("inf")
+
+
+@given(st.binary(max_size=80))
+def test_retry_after_never_raises_on_any_header_bytes(raw: bytes) -> None:
+    result = parse_retry_after(raw.decode("latin-1"), now=1_700_000_000.0)
+    assert result is None or 0.0 <= result < float("inf")
