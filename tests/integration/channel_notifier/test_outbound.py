@@ -1,4 +1,8 @@
-"""The guarded HTTP/1.1 transport against a scripted raw server: framing, keep-alive, limits, TLS."""
+"""The guarded HTTP/1.1 transport against a scripted raw server: framing, keep-alive, limits, TLS.
+
+Every test runs twice: through an httpx client on the transport, and through ``GuardedTransport.post``,
+the path the channel-notifier's sender takes (no httpx request or response objects).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ import asyncio
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from libs.outbound import guarded_client
+from libs.outbound import GuardedTransport, guarded_client
 from libs.urlpolicy import UrlPolicy, UrlRefused
 from tests.support import eventually
 
@@ -107,12 +112,68 @@ def ok(body: bytes = b"ok", extra: bytes = b"") -> Script:
     return lambda _request: [b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)]
 
 
-def client(**kwargs: object) -> httpx.AsyncClient:
-    options = {"connect_timeout_s": 1.0, "request_timeout_s": 2.0, "max_connections": 4, **kwargs}
-    return guarded_client(POLICY, **options)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
 
 
-async def test_keep_alive_connection_is_reused_and_request_is_well_formed(serve) -> None:  # type: ignore[no-untyped-def]
+class DirectClient:
+    """``GuardedTransport.post`` behind the small part of httpx's client API these tests use."""
+
+    def __init__(self, transport: GuardedTransport, connect_timeout_s: float, request_timeout_s: float) -> None:
+        self.transport = transport
+        self.connect_timeout_s = connect_timeout_s
+        self.request_timeout_s = request_timeout_s
+
+    async def __aenter__(self) -> DirectClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.transport.aclose()
+
+    async def post(self, url: str, *, content: bytes, headers: dict[str, str] | None = None) -> Answer:
+        raw = await self.transport.post(
+            httpx.URL(url),
+            content,
+            {"accept-encoding": "identity", **(headers or {})},
+            connect_timeout=self.connect_timeout_s,
+            read_timeout=self.request_timeout_s,
+        )
+        return Answer(raw.status, httpx.Headers(raw.headers), raw.content)
+
+
+Opener = Callable[..., "httpx.AsyncClient | DirectClient"]
+
+
+@pytest.fixture(params=["httpx", "direct"])
+def client(request: pytest.FixtureRequest) -> Opener:
+    """Opens a client on a fresh GuardedTransport, through httpx or through ``post`` (the sender's path)."""
+
+    def open_client(
+        policy: UrlPolicy = POLICY,
+        *,
+        connect_timeout_s: float = 1.0,
+        request_timeout_s: float = 2.0,
+        max_connections: int = 4,
+        **options: object,
+    ) -> httpx.AsyncClient | DirectClient:
+        if request.param == "httpx":
+            return guarded_client(
+                policy,
+                connect_timeout_s=connect_timeout_s,
+                request_timeout_s=request_timeout_s,
+                max_connections=max_connections,
+                **options,  # type: ignore[arg-type]
+            )
+        transport = GuardedTransport(policy, max_connections=max_connections, **options)  # type: ignore[arg-type]
+        return DirectClient(transport, connect_timeout_s, request_timeout_s)
+
+    return open_client
+
+
+async def test_keep_alive_connection_is_reused_and_request_is_well_formed(serve, client: Opener) -> None:  # type: ignore[no-untyped-def]
     server = await serve(ok(b'{"ok":true}'))
     async with client() as http:
         for n in range(3):
@@ -125,7 +186,7 @@ async def test_keep_alive_connection_is_reused_and_request_is_well_formed(serve)
     assert b"\r\na: b\r\n" in first and b"accept-encoding: identity" in first.lower()
 
 
-async def test_chunked_and_close_delimited_and_informational_answers(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_chunked_and_close_delimited_and_informational_answers(serve, client: Opener) -> None:  # type: ignore[no-untyped-def]
     chunked = await serve(
         lambda _r: [
             b"HTTP/1.1 202 Accepted\r\ntransfer-encoding: chunked\r\n\r\n",
@@ -147,25 +208,23 @@ async def test_chunked_and_close_delimited_and_informational_answers(serve) -> N
     assert until_close.connections == 2  # "connection: close" is not reused
 
 
-async def test_headers_like_retry_after_reach_the_caller(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_headers_like_retry_after_reach_the_caller(serve, client: Opener) -> None:  # type: ignore[no-untyped-def]
     server = await serve(lambda _r: [b"HTTP/1.1 429 Too Many\r\nretry-after: 7\r\ncontent-length: 0\r\n\r\n"])
     async with client() as http:
         response = await http.post(f"http://127.0.0.1:{server.port}/", content=b"x")
     assert (response.status_code, response.headers["retry-after"]) == (429, "7")
 
 
-async def test_oversized_answer_is_cut_and_its_connection_dropped(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_oversized_answer_is_cut_and_its_connection_dropped(serve, client: Opener) -> None:  # type: ignore[no-untyped-def]
     server = await serve(ok(b"x" * 10_000))
-    async with guarded_client(
-        POLICY, connect_timeout_s=1, request_timeout_s=2, max_connections=2, max_response_bytes=1000
-    ) as http:
+    async with client(connect_timeout_s=1, request_timeout_s=2, max_connections=2, max_response_bytes=1000) as http:
         for _ in range(2):
             response = await http.post(f"http://127.0.0.1:{server.port}/", content=b"x")
             assert response.status_code == 200 and len(response.content) <= 1000
     assert server.connections == 2
 
 
-async def test_oversized_headers_are_refused_and_their_connection_dropped(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_oversized_headers_are_refused_and_their_connection_dropped(serve, client: Opener) -> None:  # type: ignore[no-untyped-def]
     huge = await serve(ok(extra=b"x-filler: " + b"x" * 70_000 + b"\r\n"))
     many = await serve(ok(extra=b"".join(b"x-%d: %s\r\n" % (n, b"y" * 100) for n in range(1000))))
     fine = await serve(ok(extra=b"retry-after: " + b"9" * 5000 + b"\r\n"))
@@ -177,7 +236,7 @@ async def test_oversized_headers_are_refused_and_their_connection_dropped(serve)
         assert len(response.headers["retry-after"]) == 5000
 
 
-async def test_idle_connection_closed_by_the_server_is_replaced_transparently(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_idle_connection_closed_by_the_server_is_replaced_transparently(serve, client: Opener) -> None:  # type: ignore[no-untyped-def]
     answers = iter(
         [[b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n1", b""], [b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n2"]]
     )
@@ -189,9 +248,9 @@ async def test_idle_connection_closed_by_the_server_is_replaced_transparently(se
     assert server.connections == 2
 
 
-async def test_timeouts_and_refused_connections(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_timeouts_and_refused_connections(serve, client: Opener) -> None:  # type: ignore[no-untyped-def]
     silent = await serve(lambda _r: [], delay_s=0)
-    async with guarded_client(POLICY, connect_timeout_s=1, request_timeout_s=0.3, max_connections=1) as http:
+    async with client(connect_timeout_s=1, request_timeout_s=0.3, max_connections=1) as http:
         with pytest.raises(httpx.ReadTimeout):
             await http.post(f"http://127.0.0.1:{silent.port}/", content=b"x")
         closed_port = silent.port
@@ -204,7 +263,7 @@ async def test_timeouts_and_refused_connections(serve) -> None:  # type: ignore[
         assert (await http.post(f"http://127.0.0.1:{server.port}/", content=b"x")).status_code == 200
 
 
-async def test_concurrency_is_bounded_by_max_connections(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrency_is_bounded_by_max_connections(serve, client: Opener) -> None:  # type: ignore[no-untyped-def]
     server = await serve(ok(), delay_s=0.1)
     async with client(max_connections=2) as http:
         results = await asyncio.gather(*(http.post(f"http://127.0.0.1:{server.port}/", content=b"x") for _ in range(6)))
@@ -212,10 +271,10 @@ async def test_concurrency_is_bounded_by_max_connections(serve) -> None:  # type
     assert server.max_open <= 2
 
 
-async def test_policy_is_enforced_before_any_connection(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_policy_is_enforced_before_any_connection(serve, client: Opener) -> None:  # type: ignore[no-untyped-def]
     server = await serve(ok())
     strict = UrlPolicy(())
-    async with guarded_client(strict, connect_timeout_s=1, request_timeout_s=1, max_connections=1) as http:
+    async with client(strict, connect_timeout_s=1, request_timeout_s=1, max_connections=1) as http:
         with pytest.raises(UrlRefused):
             await http.post(f"http://127.0.0.1:{server.port}/", content=b"x")
         with pytest.raises(UrlRefused, match="loopback"):
@@ -250,15 +309,13 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-async def test_https_verifies_the_certificate_against_the_host_name(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_https_verifies_the_certificate_against_the_host_name(serve, tmp_path: Path, client: Opener) -> None:  # type: ignore[no-untyped-def]
     cert, key = _certificate(tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
     server = await serve(ok(b"secure"), ssl_context=server_tls)
     trusting = ssl.create_default_context(cafile=str(cert))
-    async with guarded_client(
-        POLICY, connect_timeout_s=2, request_timeout_s=2, max_connections=1, ssl_context=trusting
-    ) as http:
+    async with client(connect_timeout_s=2, request_timeout_s=2, max_connections=1, ssl_context=trusting) as http:
         response = await http.post(f"https://localhost:{server.port}/", content=b"x")
         assert response.content == b"secure"
         with pytest.raises(httpx.ConnectError):  # the certificate names localhost, not 127.0.0.1
