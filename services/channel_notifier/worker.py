@@ -16,9 +16,9 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from libs.contracts import decode_availability
 from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
@@ -45,7 +45,7 @@ class SettlementQueue(Protocol):
     def put(self, channel_id: int, settlement: Settlement) -> None: ...
 
 
-GoneHandler = Callable[[Channel, int], Awaitable[None]]
+GoneHandler = Callable[[Channel, int], Coroutine[Any, Any, None]]
 _PREFETCH_ROUNDS = 4
 _CLAIM_SPACING_S = 0.01
 _background: set[asyncio.Task[None]] = set()
@@ -279,7 +279,9 @@ class ChannelWorker:
             error = f"unexpected error: {type(exc).__name__}: {exc}"[:500]
             self._failed(channel, row, Attempt(AttemptOutcome.ERROR, error=error), time.time(), time.monotonic())
         finally:
-            self._inflight.discard(asyncio.current_task())  # type: ignore[arg-type]
+            current_task = asyncio.current_task()
+            if current_task is not None:
+                self._inflight.discard(current_task)
             self._wake.set()
 
     async def _attempt(self, channel: Channel, row: ClaimedDelivery) -> None:
