@@ -37,11 +37,14 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 @dataclass(frozen=True, slots=True)
 class RawResponse:
+    """An answer read by :meth:`GuardedTransport.post`: status, raw header pairs, the body (bounded)."""
+
     status: int
     headers: list[tuple[bytes, bytes]]
     content: bytes
 
     def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), decoded as Latin-1, or None."""
         wanted = name.lower().encode("latin-1")
         for key, value in self.headers:
             if key.lower() == wanted:
@@ -238,6 +241,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         return None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """httpx's transport interface: the policy is checked when a connection opens; raises
+        :class:`libs.urlpolicy.UrlRefused`, or httpx's timeout and protocol errors."""
         connect_timeout, read_timeout, pool_timeout = _timeouts(request)
         body = await request.aread()
         answer = await self._exchange(
@@ -322,6 +327,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             self._slots.release()
 
     async def aclose(self) -> None:
+        """Close every idle connection."""
         self._closed = True
         for connections in self._idle.values():
             for connection in connections:

@@ -67,6 +67,8 @@ class UrlRefused(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class UrlTarget:
+    """A URL read for the policy: scheme, host (IDNA-encoded, brackets removed) and port."""
+
     url: str
     scheme: str
     host: str
@@ -76,6 +78,7 @@ class UrlTarget:
 
     @property
     def literal_address(self) -> IPAddress | None:
+        """The host as an IP address when it is written as one (a zone id dropped), else None."""
         return _parse_address(self.host)
 
 
@@ -239,6 +242,9 @@ def numeric_host_address(host: str) -> ipaddress.IPv4Address | None:
 
 @dataclass(frozen=True)
 class UrlPolicy:
+    """Where outbound requests may go: public addresses over https, plus what ``allow_hosts`` lists (host
+    names, addresses or CIDR networks), which may also use plain http and private ranges."""
+
     allow_hosts: tuple[str, ...] = DEFAULT_ALLOW_HOSTS
 
     def __post_init__(self) -> None:
@@ -257,9 +263,11 @@ class UrlPolicy:
 
     @classmethod
     def from_hosts(cls, hosts: Iterable[str]) -> UrlPolicy:
+        """A policy allowing ``hosts``: each a host name, an address or a CIDR network (empty entries ignored)."""
         return cls(tuple(hosts))
 
     def address_allowed(self, address: IPAddress) -> bool:
+        """``address`` (or the IPv4 an IPv4-mapped address carries) is inside a listed network."""
         networks: tuple[IPNetwork, ...] = self._networks  # type: ignore[attr-defined]
         candidates = [address]
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -267,6 +275,7 @@ class UrlPolicy:
         return any(candidate in network for candidate in candidates for network in networks)
 
     def host_allowed(self, host: str) -> bool:
+        """``host`` is listed by name, or is an address inside a listed network."""
         host = _normalise_host(host)
         if host in self._names:  # type: ignore[attr-defined]
             return True
