@@ -12,8 +12,9 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from libs.config import ConfigError
+from libs.config import ConfigError, check_known, load_raw
 from libs.logs import setup_logging
+from stockwire.stack import section_classes
 
 __all__ = ["main"]
 
@@ -37,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:
+        # The whole file and environment, every service's section included: a typo is refused before
+        # any command acts on a configuration it half understood.
+        check_known(load_raw(), section_classes())
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"stockwire: configuration error: {exc}", file=sys.stderr)

@@ -20,8 +20,12 @@ from libs.config import NatsSettings, TopologySettings
 from libs.natsserver import NatsServer
 from libs.processes import ChildProcess
 from libs.topology import apply_topology
+from services.channel_notifier.settings import ChannelNotifierSettings
+from services.ingress.settings import IngressSettings
+from services.inventory.settings import InventorySettings
+from services.outbox_relay.settings import OutboxRelaySettings
 
-__all__ = ["DEFAULT_PORTS", "SERVICES", "ServiceSpec", "Stack", "dev_source_secret"]
+__all__ = ["DEFAULT_PORTS", "SERVICES", "ServiceSpec", "Stack", "dev_source_secret", "section_classes"]
 
 EMBEDDED_NATS_PORT = 4250
 DEV_SOURCE = "shop"
@@ -46,6 +50,18 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("outbox-relay", "services.outbox_relay"),
     ServiceSpec("channel-notifier", "services.channel_notifier"),
 )
+
+
+def section_classes() -> dict[str, type]:
+    """Each service's configuration section and the dataclass it is read into."""
+    return {
+        "ingress": IngressSettings,
+        "inventory": InventorySettings,
+        "outbox-relay": OutboxRelaySettings,
+        "channel-notifier": ChannelNotifierSettings,
+    }
+
+
 DEFAULT_PORTS = {"ingress": 8080, "inventory": 8081, "channel-notifier": 8082, "outbox-relay": 8083}
 
 
