@@ -6,17 +6,18 @@ import asyncio
 import http.client
 import importlib.util
 import json
+import os
 import secrets
 import sys
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 from libs.bus import connect, jetstream
-from libs.config import NatsSettings, TopologySettings
+from libs.config import NatsSettings, TopologySettings, load_raw, load_settings
 from libs.natsserver import NatsServer
 from libs.processes import ChildProcess
 from libs.topology import apply_topology
@@ -94,27 +95,50 @@ class Stack:
     children: dict[str, ChildProcess] = field(default_factory=dict)
     nats: NatsServer | None = None
     admin_token: str = ""
+    """Empty: the configured one (what the services would read), else one generated under the data dir."""
+    admin_token_file: Path | None = None
+    """Where the admin token was generated or read from; None when it is configured."""
+    nats_settings: NatsSettings | None = None
+    """Credentials and TLS for an external ``nats_url`` (the embedded server needs none)."""
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    """Configured listen addresses; the stack talks to a service there (a wildcard: loopback)."""
 
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
+        host = self.hosts.get(service) or "127.0.0.1"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.ports[service]}"
 
     def start(self, ready_timeout_s: float = 60.0) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.nats_url is None:
             self.nats = NatsServer(store_dir=self.data_dir / "nats", port=self.nats_port).start()
             self.nats_url = self.nats.url
-        asyncio.run(self._apply_topology())
-        self.admin_token = self.env.get("STOCKWIRE_ADMIN_TOKEN") or _persistent_secret(
-            self.data_dir / "secrets" / "admin-token", lambda: secrets.token_urlsafe(24)
-        )
+        try:
+            asyncio.run(asyncio.wait_for(self._apply_topology(), ready_timeout_s))
+        except TimeoutError:
+            raise RuntimeError(f"NATS at {self.nats_url} did not answer within {ready_timeout_s:g}s") from None
+        if not self.admin_token:
+            self.admin_token = self._configured_admin_token() or ""
+        if not self.admin_token:
+            # Generated only when none is configured (documented in stockwire.example.toml).
+            self.admin_token_file = self.data_dir / "secrets" / "admin-token"
+            self.admin_token = _persistent_secret(self.admin_token_file, lambda: secrets.token_urlsafe(24))
         for index, name in enumerate(self.services):
             self.start_service(name, index)
         self.wait_ready(ready_timeout_s)
         return self
 
+    def _configured_admin_token(self) -> str | None:
+        """The token the services would read from the file and environment they inherit."""
+        return load_settings(load_raw(env={**os.environ, **self.env})).admin_token
+
     async def _apply_topology(self) -> None:
         assert self.nats_url is not None
-        nc = await connect(NatsSettings(servers=self.nats_url.split(",")), "stockwire-up")
+        servers = self.nats_url.split(",")
+        settings = NatsSettings(servers=servers)
+        if self.nats is None and self.nats_settings is not None:
+            settings = replace(self.nats_settings, servers=servers)
+        nc = await connect(settings, "stockwire-up")
         try:
             await apply_topology(jetstream(nc), self.topology)
         finally:
