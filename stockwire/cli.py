@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stockwire import commands
 
     parser = argparse.ArgumentParser(prog="stockwire", description="Event-driven commerce on NATS JetStream.")
+    parser.add_argument("--version", action="version", version=f"stockwire {_version()}")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING…")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -31,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"stockwire.commands.{info.name}")
         module.register(subparsers)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("stockwire")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

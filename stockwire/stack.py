@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TextIO
 
 from libs.bus import connect, jetstream
-from libs.config import NatsSettings, TopologySettings, load_raw, load_settings
+from libs.config import (
+    ConfigError,
+    NatsSettings,
+    StockwireSettings,
+    TopologySettings,
+    load_raw,
+    load_section,
+    load_settings,
+)
 from libs.natsserver import NatsServer
 from libs.processes import ChildProcess
 from libs.topology import apply_topology
@@ -26,7 +34,17 @@ from services.ingress.settings import IngressSettings
 from services.inventory.settings import InventorySettings
 from services.outbox_relay.settings import OutboxRelaySettings
 
-__all__ = ["DEFAULT_PORTS", "SERVICES", "ServiceSpec", "Stack", "dev_source_secret", "section_classes"]
+__all__ = [
+    "DEFAULT_PORTS",
+    "SERVICES",
+    "ServiceSpec",
+    "Stack",
+    "configured_url",
+    "dev_source_secret",
+    "local_url",
+    "section_classes",
+    "source_secret",
+]
 
 EMBEDDED_NATS_PORT = 4250
 DEV_SOURCE = "shop"
@@ -78,7 +96,44 @@ def _persistent_secret(path: Path, make: object) -> str:
 
 def dev_source_secret(data_dir: Path) -> str:
     """The secret of the local ``shop`` source that ``stockwire up`` configures when none is."""
-    return _persistent_secret(data_dir / "secrets" / f"source-{DEV_SOURCE}", lambda: secrets.token_hex(24))
+    return _persistent_secret(_dev_source_file(data_dir), lambda: secrets.token_hex(24))
+
+
+def _dev_source_file(data_dir: Path) -> Path:
+    return data_dir / "secrets" / f"source-{DEV_SOURCE}"
+
+
+def source_secret(settings: StockwireSettings, source: str, data_dir: Path) -> str:
+    """The secret a client signs webhooks for ``source`` with: the configured one (the newest of a
+    rotation), else the dev source's that ``stockwire up`` wrote under ``data_dir`` — read, never made.
+
+    Raises :class:`ConfigError` saying what to configure when there is none."""
+    configured = settings.sources.get(source)
+    if configured is not None:
+        if configured.scheme != "commerce-engine" or not configured.secrets:
+            raise ConfigError(f"source {source!r} is not a commerce-engine source with a secret")
+        return configured.secrets[-1]
+    if settings.sources:
+        raise ConfigError(f"source {source!r} is not configured (configured: {', '.join(sorted(settings.sources))})")
+    file = _dev_source_file(data_dir)
+    if source != DEV_SOURCE or not file.is_file():
+        raise ConfigError(
+            f"no secret for source {source!r}: configure [sources.{source}] secrets, or start `stockwire up` "
+            f"(it makes the {DEV_SOURCE!r} dev source; no secret in {file.parent})"
+        )
+    return file.read_text().strip()
+
+
+def local_url(host: str, port: int) -> str:
+    """``http://host:port`` to reach a service listening on ``host``; a wildcard address means loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def configured_url(service: str, raw: Mapping[str, object] | None = None) -> str:
+    """Where ``service`` listens as configured (file and environment), for the CLI's clients."""
+    section = load_section(load_raw() if raw is None else raw, service, section_classes()[service])
+    return local_url(section.host, section.port)
 
 
 @dataclass
@@ -104,9 +159,7 @@ class Stack:
     """Configured listen addresses; the stack talks to a service there (a wildcard: loopback)."""
 
     def url(self, service: str) -> str:
-        host = self.hosts.get(service) or "127.0.0.1"
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.ports[service]}"
+        return local_url(self.hosts.get(service, "127.0.0.1"), self.ports[service])
 
     def start(self, ready_timeout_s: float = 60.0) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -12,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from libs.config import DEFAULT_NATS_URL, StockwireSettings, load_raw, load_section, load_settings
-from stockwire.stack import DEV_SOURCE, EMBEDDED_NATS_PORT, SERVICES, Stack, section_classes
+from stockwire.stack import (
+    DEFAULT_PORTS,
+    DEV_SOURCE,
+    EMBEDDED_NATS_PORT,
+    SERVICES,
+    Stack,
+    local_url,
+    section_classes,
+)
 
 __all__ = ["register"]
 
@@ -90,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"stockwire up: {exc}", file=sys.stderr)
         stack.stop()
         return 1
-    _print_banner(stack, data_dir)
+    _print_banner(stack)
     status = 0
     while not stopping.wait(0.5):
         dead = [name for name, child in stack.children.items() if not child.alive()]
@@ -104,7 +113,19 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _print_banner(stack: Stack, data_dir: Path) -> None:
+def try_command(stack: Stack) -> str:
+    """A `stockwire send` that reaches this stack from another shell: the ingress URL and the data dir
+    are spelt out unless they are the defaults (a configuration given only to `up` is not seen there)."""
+    command = ["stockwire", "send"]
+    if stack.url("ingress") != local_url("127.0.0.1", DEFAULT_PORTS["ingress"]):
+        command += ["--url", stack.url("ingress")]
+    if stack.configure_dev_source and stack.data_dir.resolve() != Path(StockwireSettings().data_dir).resolve():
+        command += ["--data-dir", shlex.quote(str(stack.data_dir))]
+    return " ".join([*command, "inventory.received", shlex.quote('{"sku": "TSHIRT-RED-M", "qty": 10}')])
+
+
+def _print_banner(stack: Stack) -> None:
+    data_dir = stack.data_dir
     lines = ["", "Stockwire is up.", f"  NATS              {stack.nats_url}"]
     lines += [
         f"  {name:<17} {stack.url(name)}   (metrics {stack.url(name)}/metrics, API {stack.url(name)}/schema)"
@@ -117,6 +138,7 @@ def _print_banner(stack: Stack, data_dir: Path) -> None:
         lines.append("  admin token       as configured (STOCKWIRE_ADMIN_TOKEN or [admin] token)")
     if stack.configure_dev_source:
         lines.append(f"  webhook source    '{DEV_SOURCE}' (commerce-engine), secret in {data_dir / 'secrets'}")
-        lines.append('  try:              stockwire send inventory.received \'{"sku": "TSHIRT-RED-M", "qty": 10}\'')
+    if "ingress" in stack.services:
+        lines.append(f"  try:              {try_command(stack)}")
     lines.append("  stop:             Ctrl-C")
     print("\n".join(lines) + "\n", flush=True)

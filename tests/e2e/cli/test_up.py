@@ -115,6 +115,8 @@ def test_up_starts_nats_and_ingress_accepts_a_sent_webhook_and_stops_cleanly(tmp
         output, _ = up.communicate(timeout=30)
         assert up.returncode == 0, output
         assert "Stockwire is up." in output and f"127.0.0.1:{ingress_port}" in output
+        # The suggested command reaches this stack from any shell: its port and data dir, not the defaults.
+        assert f"stockwire send --url http://127.0.0.1:{ingress_port} --data-dir {data_dir} inventory." in output
         assert "stockwire up: stopped" in output
         assert not _port_open(ingress_port) and not _port_open(nats_port), "nothing is left running"
         assert (data_dir / "nats" / "jetstream").is_dir(), "the NATS store lives under the data dir"
@@ -172,7 +174,9 @@ def test_up_uses_the_configured_admin_token_and_generates_one_only_when_none_is_
         assert "admin token       as configured" in output and str(token_file) not in output
 
 
-def test_up_takes_nats_data_dir_and_ports_from_the_configuration_file(tmp_path: Path, nats_server: NatsServer) -> None:
+def test_up_and_send_take_nats_data_dir_and_ports_from_the_configuration_file(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
     nats_port, port = free_port(), free_port()
     config = tmp_path / "config" / "stockwire.toml"
     config.parent.mkdir()
@@ -189,8 +193,6 @@ def test_up_takes_nats_data_dir_and_ports_from_the_configuration_file(tmp_path: 
                 "-m",
                 "stockwire",
                 "send",
-                "--url",
-                f"http://127.0.0.1:{port}",
                 "inventory.received",
                 '{"sku": "A", "qty": 1}',
             ],
