@@ -81,7 +81,8 @@ def section_classes() -> dict[str, type]:
     }
 
 
-DEFAULT_PORTS = {"ingress": 8080, "inventory": 8081, "channel-notifier": 8082, "outbox-relay": 8083}
+# Each service's own default (its settings class), so a default is written in one place.
+DEFAULT_PORTS: dict[str, int] = {name: cls().port for name, cls in section_classes().items()}
 
 
 def _persistent_secret(path: Path, make: object) -> str:
