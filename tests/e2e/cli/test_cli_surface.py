@@ -89,3 +89,12 @@ def test_topology_without_nats_is_a_one_line_error(command: list[str], tmp_path:
     done = _cli("stockwire", *command, "--nats-timeout", "0.5", env=env, cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "did not answer within 0.5s" in done.stderr.strip().splitlines()[-1]
+
+
+def test_the_demo_can_keep_off_the_usual_ports() -> None:
+    from stockwire.demo.run import pick_ports
+    from stockwire.stack import DEFAULT_PORTS, EMBEDDED_NATS_PORT
+
+    assert build_parser().parse_args(["demo", "--free-ports"]).free_ports is True
+    ports, nats = pick_ports(prefer_defaults=False)
+    assert not set(ports.values()) & {*DEFAULT_PORTS.values(), EMBEDDED_NATS_PORT} and nats != EMBEDDED_NATS_PORT
