@@ -7,14 +7,24 @@ environment. Besides the well-known variables (``STOCKWIRE_NATS_URL``, ``STOCKWI
 accept ``-`` or ``_`` (``outbox-relay`` = ``outbox_relay``).
 
 Each service declares its own section as a dataclass and reads it with :func:`load_section`, so this
-module knows only the settings every process shares.
+module knows only the settings every process shares (and the names of the service sections).
+
+Strict: a key or a section that no dataclass declares is refused with a :class:`ConfigError` that names
+it, where it came from (the file or the ``STOCKWIRE__…`` variable) and the nearest valid key, because
+a misspelt ``secrets`` or ``allow_hosts`` would otherwise leave a default in place silently. Only
+``STOCKWIRE__``-prefixed variables map to keys; other ``STOCKWIRE_*`` variables are the fixed list of
+well-known ones above, ``STOCKWIRE_CONFIG`` and ``STOCKWIRE_LOG_LEVEL`` (the prefix is also used by
+deployment tooling for variables of its own, so unknown ones are not refused). A new section is added
+to :data:`SERVICE_SECTIONS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
+import sys
 import tomllib
 import types
 import typing
@@ -27,11 +37,14 @@ import msgspec
 
 __all__ = [
     "DEFAULT_NATS_URL",
+    "SERVICE_SECTIONS",
     "ConfigError",
     "NatsSettings",
+    "RawConfig",
     "SourceSettings",
     "StockwireSettings",
     "TopologySettings",
+    "check_known",
     "load_raw",
     "load_section",
     "load_service_config",
@@ -40,6 +53,9 @@ __all__ = [
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4250"
 _ENV_PREFIX = "STOCKWIRE__"
+
+SERVICE_SECTIONS = ("ingress", "inventory", "outbox-relay", "channel-notifier")
+"""The sections the services read with :func:`load_section`; any other top-level table is refused."""
 
 T = TypeVar("T")
 
@@ -131,8 +147,10 @@ def _env_value(text: str) -> Any:
         return text
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """The tree the environment sets, and for each path it sets the variable that set it."""
     tree: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
     for name, text in env.items():
         if not name.startswith(_ENV_PREFIX):
             continue
@@ -145,6 +163,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = _env_value(text)
+        origins[tuple(path)] = name
     well_known = {
         "STOCKWIRE_DATA_DIR": ("data_dir",),
         "STOCKWIRE_ADMIN_TOKEN": ("admin_token",),
@@ -156,25 +175,49 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             for part in path[:-1]:
                 node = node.setdefault(part, {})
             node[path[-1]] = env[name]
+            origins[path] = name
+    return tree, origins
+
+
+class RawConfig(dict[str, Any]):
+    """The merged configuration tree, remembering where values came from (for error messages)."""
+
+    file: str | None = None
+    """The TOML file read, if any."""
+    env_origins: Mapping[tuple[str, ...], str] = {}
+    """Path in the tree (``("ingress", "port")``) -> the environment variable that set it."""
+
+
+def _fold_admin(tree: dict[str, Any]) -> dict[str, Any]:
+    # ``[admin] token`` is the documented spelling of ``admin_token``; the table stays for the key check.
+    admin = tree.get("admin")
+    if isinstance(admin, Mapping) and "token" in admin:
+        tree.setdefault("admin_token", admin["token"])
     return tree
 
 
-def load_raw(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The merged configuration tree: file first, then the environment on top."""
+def load_raw(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> RawConfig:
+    """The merged configuration tree: file first, then the environment on top.
+
+    Raises :class:`ConfigError` when the chosen file is missing or is not TOML. Keys are not checked
+    here (see :func:`check_known`)."""
     env = os.environ if env is None else env
     chosen = path or env.get("STOCKWIRE_CONFIG")
     tree: dict[str, Any] = {}
+    file: Path | None = None
     if chosen:
         file = Path(chosen)
         if not file.is_file():
             raise ConfigError(f"config file {file} does not exist (STOCKWIRE_CONFIG)")
-        tree = _load_toml(file)
     elif Path("stockwire.toml").is_file():
-        tree = _load_toml(Path("stockwire.toml"))
-    admin = tree.pop("admin", None)
-    if isinstance(admin, Mapping) and "token" in admin:
-        tree.setdefault("admin_token", admin["token"])
-    return _deep_merge(tree, _env_overrides(env))
+        file = Path("stockwire.toml")
+    if file is not None:
+        tree = _load_toml(file)
+    env_tree, origins = _env_overrides(env)
+    raw = RawConfig(_deep_merge(_fold_admin(tree), _fold_admin(env_tree)))
+    raw.file = str(file) if file is not None else None
+    raw.env_origins = origins
+    return raw
 
 
 def _load_toml(file: Path) -> dict[str, Any]:
@@ -215,11 +258,107 @@ def _is_optional_str(hint: Any) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class _AdminSection:
+    token: str | None = None
+
+
+def _shared_sections() -> dict[str, type]:
+    hints = typing.get_type_hints(StockwireSettings)
+    return {"admin": _AdminSection, **{f.name: hints[f.name] for f in dataclasses.fields(StockwireSettings)}}
+
+
+def _unknown(hint: Any, value: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], list[str]]]:
+    """Paths in ``value`` that ``hint`` does not declare, each with the keys that are valid there."""
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, Mapping):
+            return []  # a wrong type is the converter's to report
+        hints = typing.get_type_hints(hint)
+        known = [f.name for f in dataclasses.fields(hint)]
+        found: list[tuple[tuple[str, ...], list[str]]] = []
+        for key, item in value.items():
+            if key in hints and key in known:
+                found += _unknown(hints[key], item, (*path, key))
+            else:
+                found.append(((*path, str(key)), known))
+        return found
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is dict and isinstance(value, Mapping) and len(args) == 2:
+        return [u for key, item in value.items() for u in _unknown(args[1], item, (*path, str(key)))]
+    if origin is list and isinstance(value, list) and args:
+        return [u for i, item in enumerate(value) for u in _unknown(args[0], item, (*path, f"[{i}]"))]
+    if origin in (typing.Union, types.UnionType):
+        return next((u for arg in args if (u := _unknown(arg, value, path))), [])
+    return []
+
+
+def _shown_section(name: str) -> str:
+    return next((s for s in SERVICE_SECTIONS if _norm(s) == name), name)
+
+
+def _describe(raw: Mapping[str, Any], path: tuple[str, ...], valid: list[str]) -> str:
+    """``unknown key [ingress] max_body_byte (STOCKWIRE__INGRESS__MAX_BODY_BYTE); did you mean …?``"""
+    origins: Mapping[tuple[str, ...], str] = getattr(raw, "env_origins", {})
+    # The variable that set this path, one of its parents (a JSON value) or one of its children.
+    set_by = [p for p in origins if p == path[: len(p)]] or [p for p in origins if p[: len(path)] == path]
+    variable = origins[set_by[0]] if set_by else None
+    file = getattr(raw, "file", None)
+    where = variable or (f"in {file}" if file else None)
+    *parents, key = path
+    value: Any = raw
+    for part in path:
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if parents:
+        section = ".".join([_shown_section(parents[0]), *parents[1:]]).replace(".[", "[")
+        what = f"unknown key [{section}] {key}"
+    elif isinstance(value, Mapping):
+        what = f"unknown section [{key}]"
+    else:
+        what = f"unknown key {key}"
+    text = what + (f" ({where})" if where else "")
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if close:
+        hint = f"[{_shown_section(close[0])}]" if not parents and isinstance(value, Mapping) else close[0]
+        if set_by and len(set_by[0]) >= len(path):
+            fixed = (*set_by[0][: len(parents)], close[0], *set_by[0][len(path) :])
+            hint += f" ({_ENV_PREFIX}{'__'.join(part.upper() for part in fixed)})"
+        text += f"; did you mean {hint}?"
+    return text
+
+
+def check_known(raw: Mapping[str, Any], sections: Mapping[str, type] | None = None) -> None:
+    """Refuse what no settings dataclass declares: top-level names other than the shared settings,
+    ``[admin]`` and :data:`SERVICE_SECTIONS`; unknown keys in the shared sections (``[nats]``,
+    ``[topology]``, ``[sources.<name>]``, ``[admin]``); and unknown keys, nested tables and list items
+    included, in each section of ``sections`` (name -> the dataclass that reads it).
+
+    Raises :class:`ConfigError` with one line naming every unknown key, its origin (the file or the
+    ``STOCKWIRE__…`` variable) and the nearest valid key (``difflib.get_close_matches``)."""
+    shared = _shared_sections()
+    top_level = [*shared, *(_norm(s) for s in SERVICE_SECTIONS)]
+    problems: list[str] = []
+    for key, value in raw.items():
+        if key not in top_level:
+            problems.append(_describe(raw, (key,), top_level))
+        elif key in shared:
+            problems += [_describe(raw, p, valid) for p, valid in _unknown(shared[key], value, (key,))]
+    for name, cls in (sections or {}).items():
+        key = _norm(name)
+        problems += [_describe(raw, p, valid) for p, valid in _unknown(cls, raw.get(key, {}), (key,))]
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 def load_section(raw: Mapping[str, Any], name: str, cls: type[T]) -> T:
-    """Read one section (``[ingress]``, ``[outbox-relay]``…) of ``raw`` as the dataclass ``cls``."""
+    """Read one section (``[ingress]``, ``[outbox-relay]``…) of ``raw`` as the dataclass ``cls``.
+
+    Raises :class:`ConfigError` for a wrong type or an unknown key in the section."""
     section = raw.get(_norm(name), {})
     if not isinstance(section, Mapping):
         raise ConfigError(f"[{name}] must be a table")
+    problems = [_describe(raw, p, valid) for p, valid in _unknown(cls, section, (_norm(name),))]
+    if problems:
+        raise ConfigError("; ".join(problems))
     try:
         return msgspec.convert(_split_lists(cls, section), cls, strict=False)
     except msgspec.ValidationError as exc:
@@ -227,8 +366,11 @@ def load_section(raw: Mapping[str, Any], name: str, cls: type[T]) -> T:
 
 
 def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
-    """The settings every process shares; reads file and environment when ``raw`` is not given."""
+    """The settings every process shares; reads file and environment when ``raw`` is not given.
+
+    Raises :class:`ConfigError` for a wrong type, an unknown section or an unknown shared key."""
     raw = load_raw() if raw is None else raw
+    check_known(raw)
     known = {f.name for f in dataclasses.fields(StockwireSettings)}
     shared = {k: v for k, v in raw.items() if k in known}
     try:
@@ -244,6 +386,14 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
 
 
 def load_service_config(section: str, cls: type[T]) -> tuple[StockwireSettings, T]:
-    """What a service process reads at start: the shared settings and its own section, from file and env."""
-    raw = load_raw()
-    return load_settings(raw), load_section(raw, section, cls)
+    """What a service process reads at start: the shared settings and its own section, from file and env.
+
+    A configuration that cannot be used ends the process here: one line on stderr naming every
+    problem, exit status 2, no traceback."""
+    try:
+        raw = load_raw()
+        check_known(raw, {section: cls})
+        return load_settings(raw), load_section(raw, section, cls)
+    except ConfigError as exc:
+        print(f"stockwire {section}: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -1,21 +1,33 @@
 """Store set-up: one database per service, SQLite (WAL) by default, PostgreSQL by URL.
 
 Schemas are versioned per component in ``stockwire_schema``; :func:`migrate` runs the steps a
-database has not had yet, in order, inside one transaction each.
+database has not had yet, in order, inside one transaction each. Tools that only read (audits,
+verification) use :func:`open_read_only` and :func:`check_schema` instead: they never create a
+database, a table or a row, and never migrate.
 """
 
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["Migration", "create_engine", "database_url", "is_postgres", "migrate"]
+__all__ = [
+    "Migration",
+    "SchemaError",
+    "check_schema",
+    "create_engine",
+    "database_url",
+    "is_postgres",
+    "migrate",
+    "open_read_only",
+]
 
 log = logging.getLogger("stockwire.store")
 
@@ -29,8 +41,14 @@ _schema = sa.Table(
 )
 
 
-def database_url(configured: str | None, data_dir: str | Path, service: str) -> str:
-    """The URL a service uses: the configured one, or ``<data_dir>/<service>.db``."""
+class SchemaError(RuntimeError):
+    """A database a read-only tool was pointed at cannot be read as it is: missing, empty, not a
+    Stockwire store, or at a schema version other than the one this code knows. The message says which."""
+
+
+def database_url(configured: str | None, data_dir: str | Path, service: str, *, create_dir: bool = True) -> str:
+    """The URL a service uses: the configured one, or ``<data_dir>/<service>.db`` (the directory is
+    created unless ``create_dir`` is false, as read-only tools ask)."""
     if configured:
         url = configured
         for prefix in ("postgres://", "postgresql://"):
@@ -40,7 +58,8 @@ def database_url(configured: str | None, data_dir: str | Path, service: str) -> 
             return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
         return url
     path = Path(data_dir) / f"{service}.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if create_dir:
+        path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite+aiosqlite:///{path}"
 
 
@@ -102,3 +121,74 @@ async def migrate(engine: AsyncEngine, component: str, steps: Sequence[Migration
             else:
                 await conn.execute(sa.insert(_schema).values(component=component, version=len(steps)))
         return max(current, len(steps))
+
+
+def open_read_only(url: str) -> AsyncEngine:
+    """An engine that cannot write, for tools that inspect a store another process owns.
+
+    SQLite: the file is opened with ``mode=ro`` (a URI filename), so it is never created, and every
+    connection sets ``query_only``; a transaction is a plain deferred ``BEGIN``, a consistent WAL
+    snapshot that never blocks the writer. PostgreSQL: every session starts with
+    ``default_transaction_read_only``. Raises :class:`SchemaError` when the SQLite file does not exist.
+    Call :func:`check_schema` before reading."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(
+            url, pool_size=2, connect_args={"server_settings": {"default_transaction_read_only": "on"}}
+        )
+    path = Path(parsed.database or "")
+    if not parsed.database or parsed.database == ":memory:" or not path.is_file():
+        raise SchemaError(f"no database at {path}: nothing to read (a read-only tool never creates one)")
+    # A URI filename: SQLAlchemy passes the query's mode on to SQLite when uri=true.
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}"
+    engine = create_async_engine(
+        parsed.set(database=uri, query={**parsed.query, "mode": "ro", "uri": "true"}), connect_args={"timeout": 30}
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _read_only(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+async def check_schema(engine: AsyncEngine, component: str, steps: Sequence[Migration]) -> int:
+    """The schema version of ``component`` in place, read without migrating; it must be ``len(steps)``.
+
+    Raises :class:`SchemaError` naming the database when it cannot be opened, has no
+    ``stockwire_schema`` table (empty, or not a Stockwire store), has no row for ``component``, or holds
+    an older version (start the service, which migrates its own store) or a newer one (this code is
+    older than the store)."""
+    where = engine.url.render_as_string(hide_password=True)
+    expected = len(steps)
+    try:
+        async with engine.connect() as conn:
+            if not await conn.run_sync(lambda c: sa.inspect(c).has_table(_schema.name)):
+                raise SchemaError(f"{where}: no Stockwire schema (an empty database, or not a Stockwire store)")
+            query = sa.select(_schema.c.version).where(_schema.c.component == component)
+            row = (await conn.execute(query)).first()
+    except (sa.exc.DBAPIError, OSError) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise SchemaError(f"{where}: cannot be read: {cause}") from exc
+    if row is None:
+        raise SchemaError(f"{where}: holds no {component} schema")
+    version = int(row[0])
+    if version < expected:
+        raise SchemaError(
+            f"{where}: {component} schema is at version {version}, this stockwire reads version {expected}; "
+            f"start {component} (it migrates its own store) and try again"
+        )
+    if version > expected:
+        raise SchemaError(
+            f"{where}: {component} schema is at version {version}, newer than this stockwire knows ({expected}); "
+            "use the stockwire release that runs the service"
+        )
+    return version

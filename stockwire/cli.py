@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import pkgutil
 import sys
 from collections.abc import Sequence
 
-from libs.config import ConfigError
+from libs.config import ConfigError, check_known, load_raw
 from libs.logs import setup_logging
+from stockwire.stack import section_classes
 
 __all__ = ["main"]
 
@@ -22,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stockwire import commands
 
     parser = argparse.ArgumentParser(prog="stockwire", description="Event-driven commerce on NATS JetStream.")
+    parser.add_argument("--version", action="version", version=f"stockwire {_version()}")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING…")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -32,11 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("stockwire")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:
+        # The whole file and environment, every service's section included: a typo is refused before
+        # any command acts on a configuration it half understood.
+        check_known(load_raw(), section_classes())
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"stockwire: configuration error: {exc}", file=sys.stderr)

@@ -6,22 +6,45 @@ import asyncio
 import http.client
 import importlib.util
 import json
+import os
 import secrets
 import sys
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 from libs.bus import connect, jetstream
-from libs.config import NatsSettings, TopologySettings
+from libs.config import (
+    ConfigError,
+    NatsSettings,
+    StockwireSettings,
+    TopologySettings,
+    load_raw,
+    load_section,
+    load_settings,
+)
 from libs.natsserver import NatsServer
 from libs.processes import ChildProcess
 from libs.topology import apply_topology
+from services.channel_notifier.settings import ChannelNotifierSettings
+from services.ingress.settings import IngressSettings
+from services.inventory.settings import InventorySettings
+from services.outbox_relay.settings import OutboxRelaySettings
 
-__all__ = ["DEFAULT_PORTS", "SERVICES", "ServiceSpec", "Stack", "dev_source_secret"]
+__all__ = [
+    "DEFAULT_PORTS",
+    "SERVICES",
+    "ServiceSpec",
+    "Stack",
+    "configured_url",
+    "dev_source_secret",
+    "local_url",
+    "section_classes",
+    "source_secret",
+]
 
 EMBEDDED_NATS_PORT = 4250
 DEV_SOURCE = "shop"
@@ -46,7 +69,20 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("outbox-relay", "services.outbox_relay"),
     ServiceSpec("channel-notifier", "services.channel_notifier"),
 )
-DEFAULT_PORTS = {"ingress": 8080, "inventory": 8081, "channel-notifier": 8082, "outbox-relay": 8083}
+
+
+def section_classes() -> dict[str, type]:
+    """Each service's configuration section and the dataclass it is read into."""
+    return {
+        "ingress": IngressSettings,
+        "inventory": InventorySettings,
+        "outbox-relay": OutboxRelaySettings,
+        "channel-notifier": ChannelNotifierSettings,
+    }
+
+
+# Each service's own default (its settings class), so a default is written in one place.
+DEFAULT_PORTS: dict[str, int] = {name: cls().port for name, cls in section_classes().items()}
 
 
 def _persistent_secret(path: Path, make: object) -> str:
@@ -61,7 +97,44 @@ def _persistent_secret(path: Path, make: object) -> str:
 
 def dev_source_secret(data_dir: Path) -> str:
     """The secret of the local ``shop`` source that ``stockwire up`` configures when none is."""
-    return _persistent_secret(data_dir / "secrets" / f"source-{DEV_SOURCE}", lambda: secrets.token_hex(24))
+    return _persistent_secret(_dev_source_file(data_dir), lambda: secrets.token_hex(24))
+
+
+def _dev_source_file(data_dir: Path) -> Path:
+    return data_dir / "secrets" / f"source-{DEV_SOURCE}"
+
+
+def source_secret(settings: StockwireSettings, source: str, data_dir: Path) -> str:
+    """The secret a client signs webhooks for ``source`` with: the configured one (the newest of a
+    rotation), else the dev source's that ``stockwire up`` wrote under ``data_dir`` — read, never made.
+
+    Raises :class:`ConfigError` saying what to configure when there is none."""
+    configured = settings.sources.get(source)
+    if configured is not None:
+        if configured.scheme != "commerce-engine" or not configured.secrets:
+            raise ConfigError(f"source {source!r} is not a commerce-engine source with a secret")
+        return configured.secrets[-1]
+    if settings.sources:
+        raise ConfigError(f"source {source!r} is not configured (configured: {', '.join(sorted(settings.sources))})")
+    file = _dev_source_file(data_dir)
+    if source != DEV_SOURCE or not file.is_file():
+        raise ConfigError(
+            f"no secret for source {source!r}: configure [sources.{source}] secrets, or start `stockwire up` "
+            f"(it makes the {DEV_SOURCE!r} dev source; no secret in {file.parent})"
+        )
+    return file.read_text().strip()
+
+
+def local_url(host: str, port: int) -> str:
+    """``http://host:port`` to reach a service listening on ``host``; a wildcard address means loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def configured_url(service: str, raw: Mapping[str, object] | None = None) -> str:
+    """Where ``service`` listens as configured (file and environment), for the CLI's clients."""
+    section = load_section(load_raw() if raw is None else raw, service, section_classes()[service])
+    return local_url(section.host, section.port)
 
 
 @dataclass
@@ -78,27 +151,48 @@ class Stack:
     children: dict[str, ChildProcess] = field(default_factory=dict)
     nats: NatsServer | None = None
     admin_token: str = ""
+    """Empty: the configured one (what the services would read), else one generated under the data dir."""
+    admin_token_file: Path | None = None
+    """Where the admin token was generated or read from; None when it is configured."""
+    nats_settings: NatsSettings | None = None
+    """Credentials and TLS for an external ``nats_url`` (the embedded server needs none)."""
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    """Configured listen addresses; the stack talks to a service there (a wildcard: loopback)."""
 
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
+        return local_url(self.hosts.get(service, "127.0.0.1"), self.ports[service])
 
     def start(self, ready_timeout_s: float = 60.0) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.nats_url is None:
             self.nats = NatsServer(store_dir=self.data_dir / "nats", port=self.nats_port).start()
             self.nats_url = self.nats.url
-        asyncio.run(self._apply_topology())
-        self.admin_token = self.env.get("STOCKWIRE_ADMIN_TOKEN") or _persistent_secret(
-            self.data_dir / "secrets" / "admin-token", lambda: secrets.token_urlsafe(24)
-        )
+        try:
+            asyncio.run(asyncio.wait_for(self._apply_topology(), ready_timeout_s))
+        except TimeoutError:
+            raise RuntimeError(f"NATS at {self.nats_url} did not answer within {ready_timeout_s:g}s") from None
+        if not self.admin_token:
+            self.admin_token = self._configured_admin_token() or ""
+        if not self.admin_token:
+            # Generated only when none is configured (documented in stockwire.example.toml).
+            self.admin_token_file = self.data_dir / "secrets" / "admin-token"
+            self.admin_token = _persistent_secret(self.admin_token_file, lambda: secrets.token_urlsafe(24))
         for index, name in enumerate(self.services):
             self.start_service(name, index)
         self.wait_ready(ready_timeout_s)
         return self
 
+    def _configured_admin_token(self) -> str | None:
+        """The token the services would read from the file and environment they inherit."""
+        return load_settings(load_raw(env={**os.environ, **self.env})).admin_token
+
     async def _apply_topology(self) -> None:
         assert self.nats_url is not None
-        nc = await connect(NatsSettings(servers=self.nats_url.split(",")), "stockwire-up")
+        servers = self.nats_url.split(",")
+        settings = NatsSettings(servers=servers)
+        if self.nats is None and self.nats_settings is not None:
+            settings = replace(self.nats_settings, servers=servers)
+        nc = await connect(settings, "stockwire-up")
         try:
             await apply_topology(jetstream(nc), self.topology)
         finally:

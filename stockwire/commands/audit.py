@@ -19,19 +19,24 @@ from nats.js import JetStreamContext
 from libs.bus import connect, jetstream
 from libs.config import load_settings
 from libs.contracts import availability_msg_id, inventory_event_msg_id
-from libs.store import create_engine, migrate
+from libs.store import SchemaError
 from libs.subjects import inventory_subject
 from libs.topology import COMMERCE
 from services.inventory.domain.model import LedgerEntry, order_key
-from services.inventory.store import schema
 from services.inventory.store.reads import InventoryReader, reservation_json
-from stockwire.commands.ledger import resolve_database_url
+from stockwire.commands.ledger import open_store, resolve_database_url
 
 __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("audit", help="print the trail of an order or a SKU: webhooks, ledger, events")
+    parser = subparsers.add_parser(
+        "audit",
+        help="print the trail of an order or a SKU: webhooks, ledger, events",
+        description="Read-only: the raw webhooks (from COMMERCE), the ledger rows they caused and the inventory "
+        "events emitted. Opens inventory's store read-only; a missing or empty store, or another schema "
+        "version, is an error (exit 2).",
+    )
     parser.add_argument("what", choices=["order", "sku"])
     parser.add_argument("id", help="the order id or the SKU")
     parser.add_argument("--database-url", default=None, help="inventory's store (default: as configured)")
@@ -185,11 +190,13 @@ def _print(trail: dict[str, Any]) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    url = resolve_database_url(args.database_url)
-    engine = create_engine(url)
+    try:
+        engine = await open_store(resolve_database_url(args.database_url))
+    except SchemaError as exc:
+        print(f"audit: {exc}", file=sys.stderr)
+        return 2
     nc = None
     try:
-        await migrate(engine, schema.COMPONENT, schema.MIGRATIONS)
         try:
             nc = await asyncio.wait_for(connect(load_settings().nats, "stockwire-audit"), args.nats_timeout)
         except TimeoutError:

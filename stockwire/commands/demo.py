@@ -31,6 +31,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--reorder", type=float, default=None, help="share of deliveries sent out of order")
     parser.add_argument("--data-dir", default=".data/demo", help="scratch directory, emptied first (.data/demo)")
     parser.add_argument("--report-dir", default=".data/reports", help="where the report goes (.data/reports)")
+    parser.add_argument(
+        "--free-ports",
+        action="store_true",
+        help="use free ports for NATS and the services, never the usual ones (to run beside `stockwire up`)",
+    )
     parser.add_argument("--show-logs", action="store_true", help="print the services' logs too")
     parser.set_defaults(func=run)
 
@@ -50,5 +55,6 @@ def run(args: argparse.Namespace) -> int:
         report_dir=Path(args.report_dir),
         reservation_ttl_s=args.ttl,
         show_logs=args.show_logs,
+        default_ports=not args.free_ports,
     )
     return run_demo(settings)

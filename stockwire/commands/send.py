@@ -12,41 +12,44 @@ from typing import Any
 
 import httpx
 
-from libs.config import load_settings
+from libs.config import load_raw, load_settings
 from libs.signing import commerce_engine_signature
-from stockwire.stack import DEFAULT_PORTS, DEV_SOURCE, dev_source_secret
+from stockwire.stack import DEV_SOURCE, configured_url, source_secret
 
 __all__ = ["register"]
 
+# Exit statuses: 0 accepted (2xx), 1 refused by ingress, 2 bad arguments or configuration, 3 no answer.
+UNREACHABLE = 3
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("send", help="send a signed test webhook to ingress")
+    parser = subparsers.add_parser(
+        "send",
+        help="send a signed test webhook to ingress",
+        description="Signs one Commerce Engine webhook with the source's secret (the configured one, or the dev "
+        "source's that `stockwire up` made) and posts it to ingress as configured ([ingress] host and port). "
+        "Exit status: 0 accepted, 1 refused by ingress, 2 bad arguments or configuration, 3 ingress did not answer.",
+    )
     parser.add_argument("event_type", help="e.g. inventory.received, order.created")
     parser.add_argument("data", help='the event data as JSON, e.g. \'{"sku": "A", "qty": 5}\'')
     parser.add_argument("--source", default=DEV_SOURCE, help=f"webhook source (default {DEV_SOURCE})")
     parser.add_argument("--id", default=None, help="event id (default: a new one; reuse one to see dedup)")
-    parser.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORTS['ingress']}", help="ingress base URL")
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--url", default=None, help="ingress base URL (default: [ingress] host and port)")
+    parser.add_argument("--data-dir", default=None, help="where `stockwire up` keeps the dev source secret")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for ingress (default 10)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    raw = load_raw()
+    settings = load_settings(raw)
     try:
         data = json.loads(args.data)
     except json.JSONDecodeError as exc:
         print(f"stockwire send: data is not JSON: {exc}", file=sys.stderr)
         return 2
-    source = settings.sources.get(args.source)
-    if source is not None:
-        if source.scheme != "commerce-engine" or not source.secrets:
-            print(
-                f"stockwire send: source {args.source!r} is not a commerce-engine source with a secret", file=sys.stderr
-            )
-            return 2
-        secret = source.secrets[-1]
-    else:
-        secret = dev_source_secret(Path(args.data_dir or settings.data_dir))
+    secret = source_secret(settings, args.source, Path(args.data_dir or settings.data_dir))
+    url = (args.url or configured_url("ingress", raw)).rstrip("/")
     body = json.dumps(
         {
             "id": args.id or f"evt_{uuid.uuid4().hex}",
@@ -56,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         }
     ).encode()
     headers = {"content-type": "application/json", "x-webhook-signature": commerce_engine_signature(secret, body)}
-    response = httpx.post(f"{args.url}/webhooks/{args.source}", content=body, headers=headers, timeout=10)
+    try:
+        response = httpx.post(f"{url}/webhooks/{args.source}", content=body, headers=headers, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"stockwire send: ingress at {url} did not answer: {exc or type(exc).__name__}", file=sys.stderr)
+        return UNREACHABLE
     print(f"{response.status_code} {response.text}")
     return 0 if response.is_success else 1

@@ -11,10 +11,10 @@ from typing import Any
 
 import uvloop
 
-from libs.config import load_settings
+from libs.config import load_raw, load_settings
 from stockwire.sim.config import CatalogueConfig, ProducerConfig, SimConfig
 from stockwire.sim.session import SimTarget, run_sim
-from stockwire.stack import DEFAULT_PORTS, DEV_SOURCE, dev_source_secret
+from stockwire.stack import DEV_SOURCE, configured_url, source_secret
 
 __all__ = ["register"]
 
@@ -27,8 +27,8 @@ def register(subparsers: Any) -> None:
         "shipments and returns, sent as Commerce Engine would (retries, duplicates, reordering, a burst). "
         "Reads inventory's decisions back and compares every SKU with the ground truth.",
     )
-    parser.add_argument("--ingress-url", default=f"http://127.0.0.1:{DEFAULT_PORTS['ingress']}")
-    parser.add_argument("--inventory-url", default=f"http://127.0.0.1:{DEFAULT_PORTS['inventory']}")
+    parser.add_argument("--ingress-url", default=None, help="default: [ingress] host and port")
+    parser.add_argument("--inventory-url", default=None, help="default: [inventory] host and port")
     parser.add_argument("--source", default=DEV_SOURCE, help=f"webhook source (default {DEV_SOURCE})")
     parser.add_argument("--data-dir", default=None, help="where the dev source secret is (default: config)")
     parser.add_argument("--orders", type=int, default=1000)
@@ -49,16 +49,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    source = settings.sources.get(args.source)
-    if source is not None:
-        if source.scheme != "commerce-engine" or not source.secrets:
-            problem = f"source {args.source!r} needs the commerce-engine scheme and a secret"
-            print(f"stockwire sim: {problem}", file=sys.stderr)
-            return 2
-        secret = source.secrets[-1]
-    else:
-        secret = dev_source_secret(Path(args.data_dir or settings.data_dir))
+    raw = load_raw()
+    settings = load_settings(raw)
+    secret = source_secret(settings, args.source, Path(args.data_dir or settings.data_dir))
     config = SimConfig(
         seed=args.seed,
         orders=args.orders,
@@ -76,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     target = SimTarget(
-        ingress_url=args.ingress_url,
-        inventory_url=args.inventory_url,
+        ingress_url=args.ingress_url or configured_url("ingress", raw),
+        inventory_url=args.inventory_url or configured_url("inventory", raw),
         nats=settings.nats,
         secret=secret,
         settle_timeout_s=args.settle_timeout,

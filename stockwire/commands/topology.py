@@ -24,12 +24,14 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "topology",
         help="apply or show the JetStream topology, or print its AsyncAPI document",
-        description="apply: create or update streams, consumers and KV buckets (idempotent). show: what is declared "
-        "and what the server holds. asyncapi: the bus's AsyncAPI 3.0 document (JSON), built from the declarations; "
-        "needs no server.",
+        description="apply: create or update the streams, KV buckets and durable consumers the services use "
+        "(idempotent). show: print what is declared next to what the server holds, as JSON (read-only). "
+        "asyncapi: print the bus's AsyncAPI 3.0 document (JSON), built from the declarations; needs no server. "
+        "Exit status 1 when NATS does not answer within --nats-timeout or the server refuses a change.",
     )
     parser.add_argument("action", choices=["apply", "show", "asyncapi"])
     parser.add_argument("--replicas", type=int, default=None, help="stream/KV replicas (default: [topology] replicas)")
+    parser.add_argument("--nats-timeout", type=float, default=10.0, help="seconds to wait for NATS (default 10)")
     parser.set_defaults(func=run)
 
 
@@ -43,7 +45,12 @@ def _topology(args: argparse.Namespace) -> tuple[StockwireSettings, TopologySett
 
 async def _run(args: argparse.Namespace) -> int:
     settings, topology = _topology(args)
-    nc = await connect(settings.nats, "stockwire-cli")
+    try:
+        nc = await asyncio.wait_for(connect(settings.nats, "stockwire-cli"), args.nats_timeout)
+    except TimeoutError:
+        servers = ",".join(settings.nats.servers)
+        print(f"topology: NATS at {servers} did not answer within {args.nats_timeout:g}s", file=sys.stderr)
+        return 1
     try:
         js = jetstream(nc)
         if args.action == "apply":

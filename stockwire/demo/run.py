@@ -29,7 +29,16 @@ from .flash_sale import FlashSale, SaleOptions
 from .html import render_html
 from .report import build_report
 
-__all__ = ["DemoSettings", "demo_env", "pick_ports", "prepare_data_dir", "run_demo", "write_report"]
+__all__ = [
+    "PROGRESS_WIDTH",
+    "DemoSettings",
+    "demo_env",
+    "pick_ports",
+    "prepare_data_dir",
+    "progress_line",
+    "run_demo",
+    "write_report",
+]
 
 _MARKER = ".stockwire-demo"
 
@@ -88,17 +97,38 @@ def write_report(report: Mapping[str, Any], directory: Path, stem: str) -> tuple
     return json_path, html_path
 
 
+PROGRESS_WIDTH = 100
+
+
+def progress_line(row: Mapping[str, Any], total_orders: int) -> str:
+    """One progress line of at most :data:`PROGRESS_WIDTH` columns; the least useful parts go first
+    when the numbers are long."""
+    lag = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
+    decided, reserved = row["orders_decided"], row["orders_reserved"]
+    head = f"[{row['t']:5.0f}s] sale {row['progress'] * 100:3.0f}%"
+    parts = [  # most useful first
+        f"orders {decided:,}/{total_orders:,}, {reserved:,} reserved",
+        f"applied {row['inventory_applied']:,} (lag {lag(row['inventory_lag'])})",
+        f"sent {row['requests']:,}",
+        f"notifier lag {lag(row['notifier_lag'])}",
+        f"spooled {row['spooled']:,}",
+        f"channel updates {row['channel_updates']:,}",
+    ]
+    while len(" | ".join([head, *parts])) > PROGRESS_WIDTH and len(parts) > 1:
+        parts.pop()
+    return " | ".join([head, *parts])[:PROGRESS_WIDTH]
+
+
 def _progress_printer(out: TextIO, total_orders: int) -> Any:
+    last: list[dict[str, Any]] = []
+
     def show(row: Mapping[str, Any]) -> None:
-        decided, reserved = row["orders_decided"], row["orders_reserved"]
-        lag = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
-        out.write(
-            f"[{row['t']:6.1f}s] sale {row['progress'] * 100:5.1f}% | webhooks sent {row['requests']:,}, "
-            f"accepted {row['delivered']:,} (dup {row['duplicates']:,}, spooled {row['spooled']:,}) | "
-            f"applied {row['inventory_applied']:,}, lag {lag(row['inventory_lag'])} | orders {decided:,}/"
-            f"{total_orders:,}: {reserved:,} reserved, {decided - reserved:,} rejected | notifier lag "
-            f"{lag(row['notifier_lag'])} | channel updates {row['channel_updates']:,}\n"
-        )
+        # The final sample after settling often equals the last periodic one: print a state once.
+        state = {k: v for k, v in row.items() if k != "t"}
+        if last and last[0] == state:
+            return
+        last[:] = [state]
+        out.write(progress_line(row, total_orders) + "\n")
         out.flush()
 
     return show

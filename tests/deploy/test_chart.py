@@ -454,8 +454,10 @@ def _container_environment(container: Mapping[str, Any]) -> dict[str, str]:
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_every_service_reads_its_configuration(config: str, tmp_path: Path) -> None:
     """The rendered stockwire.toml, with each container's environment, loads through the project's
-    own configuration code: the chart and the services agree on every name."""
-    from libs.config import load_raw, load_section, load_settings
+    own configuration code, as strictly as the processes read it: the chart and the services agree
+    on every name (an unknown key or section would stop the pod at start)."""
+    from libs.config import check_known, load_raw, load_section, load_settings
+    from stockwire.stack import section_classes
 
     manifests = rendered(config)
     text = _config_toml(manifests)
@@ -466,6 +468,7 @@ def test_every_service_reads_its_configuration(config: str, tmp_path: Path) -> N
         for cname, container in containers(workload).items():
             env = _container_environment(container)
             raw = load_raw(path, env)
+            check_known(raw, section_classes())
             settings = load_settings(raw)
             section = raw[cname.replace("-", "_")]
             assert section["host"] == "0.0.0.0", f"{name}/{cname} must listen on every interface"
