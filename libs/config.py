@@ -169,13 +169,13 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
         "STOCKWIRE_ADMIN_TOKEN": ("admin_token",),
         "STOCKWIRE_NATS_URL": ("nats", "servers"),
     }
-    for name, path in well_known.items():
+    for name, key_path in well_known.items():
         if env.get(name):
             node = tree
-            for part in path[:-1]:
+            for part in key_path[:-1]:
                 node = node.setdefault(part, {})
-            node[path[-1]] = env[name]
-            origins[path] = name
+            node[key_path[-1]] = env[name]
+            origins[key_path] = name
     return tree, origins
 
 
@@ -227,7 +227,7 @@ def _load_toml(file: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: {exc}") from exc
 
 
-def _split_lists(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+def _split_lists(cls: Any, data: Mapping[str, Any]) -> dict[str, Any]:
     """Environment values are strings: a comma-separated string becomes a list where one is expected."""
     if not dataclasses.is_dataclass(cls):
         return dict(data)

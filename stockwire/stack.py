@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from libs.bus import connect, jetstream
 from libs.config import (
@@ -71,7 +71,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
 )
 
 
-def section_classes() -> dict[str, type]:
+def section_classes() -> dict[str, type[Any]]:
     """Each service's configuration section and the dataclass it is read into."""
     return {
         "ingress": IngressSettings,

@@ -91,7 +91,9 @@ def _entry(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def _emitted(entries: list[LedgerEntry], outbox: dict[str, dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict]:
+def _emitted(
+    entries: list[LedgerEntry], outbox: dict[str, dict[str, Any]], extra: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     out = []
     for entry in entries:
         for subject, msg_id in (
@@ -140,7 +142,9 @@ async def _order_trail(reader: InventoryReader, js: JetStreamContext | None, ord
     }
 
 
-async def _sku_trail(reader: InventoryReader, js: JetStreamContext | None, sku: str, limit: int) -> dict | None:
+async def _sku_trail(
+    reader: InventoryReader, js: JetStreamContext | None, sku: str, limit: int
+) -> dict[str, Any] | None:
     entries = [entry async for _id, entry in reader.stream_ledger(sku)][-limit:]
     if not entries:
         return None

@@ -73,7 +73,10 @@ def demo_env(reservation_ttl_s: float) -> dict[str, str]:
 
 def pick_ports(prefer_defaults: bool = True) -> tuple[dict[str, int], int]:
     """The usual ports where free (a running ``stockwire up`` keeps them), free ones otherwise."""
-    usable = lambda port: prefer_defaults and port_free(port)  # noqa: E731
+
+    def usable(port: int) -> bool:
+        return prefer_defaults and port_free(port)
+
     ports = {name: port if usable(port) else free_port() for name, port in DEFAULT_PORTS.items()}
     nats = EMBEDDED_NATS_PORT if usable(EMBEDDED_NATS_PORT) else free_port()
     return ports, nats
@@ -103,7 +106,10 @@ PROGRESS_WIDTH = 100
 def progress_line(row: Mapping[str, Any], total_orders: int) -> str:
     """One progress line of at most :data:`PROGRESS_WIDTH` columns; the least useful parts go first
     when the numbers are long."""
-    lag = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
+
+    def lag(value: int | None) -> str:
+        return "?" if value is None else f"{value:,}"
+
     decided, reserved = row["orders_decided"], row["orders_reserved"]
     head = f"[{row['t']:5.0f}s] sale {row['progress'] * 100:3.0f}%"
     parts = [  # most useful first
