@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -15,15 +14,15 @@ from litestar.params import Parameter
 from litestar.types import ControllerRouterHandler
 
 from libs.http import MAX_INT64, ApiError, admin_guard
-from libs.outbox import outbox_nudge_subject
 
 from .domain.events import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
 from .domain.ledger import CartAnswer, CartResult
 from .domain.model import LedgerEntry, Reservation
 from .metrics import OVERSELL_REJECTIONS
+from .service_layer import handlers
+from .service_layer.unit_of_work import UnitOfWorkFactory
 from .settings import InventorySettings
 from .store.reads import InventoryReader, reservation_json
-from .store.repository import InventoryStore
 
 __all__ = ["LineIn", "ReservationRequest", "route_handlers"]
 
@@ -102,13 +101,6 @@ def _ttl(request: ReservationRequest, settings: InventorySettings) -> float:
     return ttl
 
 
-async def _nudge(state: State, outbox_rows: int) -> None:
-    nc = state.get("nc")
-    if outbox_rows and nc is not None and nc.is_connected:
-        with contextlib.suppress(Exception):
-            await nc.publish(outbox_nudge_subject("inventory"), b"")
-
-
 def route_handlers(settings: InventorySettings, admin_token: str | None) -> list[ControllerRouterHandler]:
     guard = admin_guard(admin_token)
 
@@ -122,10 +114,11 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
     async def create_reservation(data: ReservationRequest, state: State) -> Response[dict[str, Any]]:
         lines = _validated_lines(data, settings)
         ttl = _ttl(data, settings)
-        store: InventoryStore = state.store
+        units: UnitOfWorkFactory = state.units
         now = time.time()
-        result, rows = await store.reserve(data.reservation_id, lines, ttl, now=now)
-        await _nudge(state, rows)
+        result, _rows = await handlers.reserve(
+            units(), data.reservation_id, lines, ttl, now=now, ttl_s=settings.reservation_ttl_s
+        )
         return _cart_response(data.reservation_id, result, now)
 
     @delete(
@@ -136,10 +129,9 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
     )
     async def release_reservation(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
         reservation_id = _one_segment(request, "/reservations/", "unknown_reservation")
-        store: InventoryStore = state.store
+        units: UnitOfWorkFactory = state.units
         now = time.time()
-        result, rows = await store.release(reservation_id, now=now)
-        await _nudge(state, rows)
+        result, _rows = await handlers.release(units(), reservation_id, now=now, ttl_s=settings.reservation_ttl_s)
         if result.answer == CartAnswer.UNKNOWN or result.reservation is None:
             raise ApiError(404, "unknown_reservation", result.detail or f"no reservation {reservation_id!r}")
         return _cart_json(reservation_id, result.reservation, now)

@@ -19,9 +19,11 @@ from libs.topology import COMMERCE, INVENTORY_CONSUMER
 
 from .api import route_handlers
 from .consumer import EventHandler
+from .nudge import RelayNudge
 from .settings import InventorySettings
 from .store.reads import InventoryReader
 from .store.repository import InventoryStore
+from .store.unit_of_work import SqlUnitOfWork
 from .sweeper import Sweeper
 
 __all__ = ["build_app", "create_app", "store_url"]
@@ -40,11 +42,16 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
             store_url(shared, settings),
             durable_commits=settings.durable_commits,
             pool_size=settings.pool_size,
-            reservation_ttl_s=settings.reservation_ttl_s,
             expire_batch=settings.expire_batch,
         )
-        sweeper = Sweeper(store, settings)
+        nudge = RelayNudge()
+
+        def units() -> SqlUnitOfWork:
+            return SqlUnitOfWork(store, after_commit=nudge)
+
+        sweeper = Sweeper(store, settings, units)
         app.state.store = store
+        app.state.units = units
         app.state.reader = InventoryReader(store.engine)
         app.state.consumer = None
         app.state.nc = None
@@ -52,14 +59,14 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
         async def run_bus() -> None:
             nc = await connect(shared.nats, "stockwire-inventory")
             js = jetstream(nc)
-            app.state.nc = nc
-            sweeper.nc, sweeper.js = nc, js
+            app.state.nc = nudge.nc = nc
+            sweeper.js = js
             if settings.consume:
                 consumer = PullConsumer(
                     js,
                     COMMERCE,
                     INVENTORY_CONSUMER,
-                    EventHandler(store, nc, max_deliver=shared.topology.max_deliver),
+                    EventHandler(units, max_deliver=shared.topology.max_deliver, ttl_s=settings.reservation_ttl_s),
                     batch_size=settings.batch_size,
                     fetch_timeout_s=settings.fetch_timeout_s,
                     watchdog_s=settings.watchdog_s,

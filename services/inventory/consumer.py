@@ -9,48 +9,42 @@ store's locks. Messages are acknowledged only after the commit.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from libs.consumer import Decision
-from libs.outbox import outbox_nudge_subject
 
 from .domain.events import Envelope
 from .domain.workspace import Outcome
 from .metrics import APPLIED, APPLY_SECONDS, OVERSELL_REJECTIONS, event_type_label
-from .store.repository import InventoryStore
+from .service_layer import handlers
+from .service_layer.unit_of_work import UnitOfWorkFactory
 
 __all__ = ["EventHandler", "envelope_of"]
 
 log = logging.getLogger("stockwire.inventory")
-
-NUDGE_SUBJECT = outbox_nudge_subject("inventory")
-
 
 def envelope_of(msg: Msg) -> Envelope:
     return Envelope(msg.subject, msg.data, dict(msg.headers or {}), msg.metadata.sequence.stream)
 
 
 class EventHandler:
-    def __init__(self, store: InventoryStore, nc: Client | None, *, max_deliver: int) -> None:
-        self.store = store
-        self.nc = nc
+    """The consumer's batch handler: ``units`` opens a unit of work per batch; ``ttl_s`` is the lifetime of
+    an order's reservation; ``max_deliver`` tells the last delivery of a failing event (then dead-lettered)."""
+
+    def __init__(self, units: UnitOfWorkFactory, *, max_deliver: int, ttl_s: float) -> None:
+        self.units = units
         self.max_deliver = max_deliver
+        self.ttl_s = ttl_s
 
     async def __call__(self, batch: Sequence[Msg]) -> list[Decision]:
         envelopes = [envelope_of(msg) for msg in batch]
         started = time.perf_counter()
-        applied = await self.store.apply_events(envelopes)
+        applied = await handlers.apply_batch(self.units(), envelopes, now=time.time(), ttl_s=self.ttl_s)
         APPLY_SECONDS.observe(time.perf_counter() - started)
-        if applied.outbox_rows and self.nc is not None and self.nc.is_connected:
-            # Fire and forget: the relay also polls, a lost nudge only delays it.
-            with contextlib.suppress(Exception):
-                await self.nc.publish(NUDGE_SUBJECT, b"")
         if applied.oversell_rejections:
             OVERSELL_REJECTIONS.labels("event").inc(applied.oversell_rejections)
         for event_type, outcome in applied.settled:

@@ -8,22 +8,21 @@ message id derived from its stream sequence (so two publications are one), then 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from libs.contracts import deadletter_headers
-from libs.outbox import outbox_nudge_subject
 from libs.subjects import deadletter_subject
 from libs.topology import COMMERCE, INVENTORY_CONSUMER
 
 from .domain.events import Envelope
 from .domain.workspace import Outcome
 from .metrics import APPLIED, CONSUMER_PENDING, EXPIRED, PARKED, event_type_label
+from .service_layer import handlers
+from .service_layer.unit_of_work import UnitOfWorkFactory
 from .settings import InventorySettings
 from .store.repository import InventoryStore
 
@@ -43,12 +42,12 @@ class Sweeper:
         self,
         store: InventoryStore,
         settings: InventorySettings,
-        nc: Client | None = None,
+        units: UnitOfWorkFactory,
         js: JetStreamContext | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.nc = nc
+        self.units = units
         self.js = js
 
     async def run(self) -> None:
@@ -65,10 +64,8 @@ class Sweeper:
         now = time.time() if now is None else now
         expired = 0
         while True:
-            count, rows = await self.store.expire_overdue(now=now)
+            count, _rows = await handlers.expire_overdue(self.units(), now=now, ttl_s=self.settings.reservation_ttl_s)
             expired += count
-            if rows:
-                await self._nudge()
             if count < self.store.expire_batch:
                 break
         if expired:
@@ -113,11 +110,6 @@ class Sweeper:
             if len(done) < len(rows):
                 break
         return published
-
-    async def _nudge(self) -> None:
-        if self.nc is not None and self.nc.is_connected:
-            with contextlib.suppress(Exception):
-                await self.nc.publish(outbox_nudge_subject("inventory"), b"")
 
     async def refresh_consumer_pending(self) -> None:
         while True:

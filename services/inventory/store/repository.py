@@ -1,14 +1,10 @@
-"""The write side: load what a transaction touches, let the domain decide, write back what changed.
+"""The write side's reads: load, inside a transaction, what it can touch; and the parked-event chores.
 
-A fetched batch is applied in one transaction: the rows every event of the batch can touch are
-locked (PostgreSQL, see :mod:`.locks`) and read with a handful of ``IN (…)`` queries, the pure domain
-applies the events in stream order, and the changes are written with one multi-row statement per
-table (inbox, ledger, projection, reservations, parked events, outbox). A handful of statements per
-batch instead of several per event is what makes this fast on SQLite and PostgreSQL alike.
-
-If that transaction fails, the batch is applied again in one transaction with a savepoint per
-event, so that one bad event is retried (and dead-lettered after ``max_deliver``) while the rest of
-the batch is committed.
+A transaction's rows are locked (PostgreSQL, see :mod:`.locks`) and read with a handful of ``IN (…)``
+queries into a :class:`~..domain.workspace.Workspace`; the service layer lets the domain decide, and
+:mod:`.writes` writes the changes with one multi-row statement per table (inbox, ledger, projection,
+reservations, parked events, outbox). A handful of statements per batch instead of several per event
+is what makes this fast on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -16,42 +12,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.store import create_engine, is_postgres, migrate
 
-from ..domain.events import CommerceEvent, Envelope, MalformedEvent, Unhandled, parse_event
-from ..domain.ledger import CartResult, Inventory, Result
-from ..domain.model import Reservation, SkuState, cart_key, order_key
+from ..domain.events import Envelope, MalformedEvent, parse_event
+from ..domain.model import Reservation, SkuState
 from ..domain.workspace import Outcome, ParkedEvent, Workspace
 from . import schema
 from .locks import lock_keys, try_lock_keys
 from .rows import reservation_from_row, sku_from_row
-from .writes import write_changes
 
-__all__ = ["BatchResult", "InventoryStore", "ParkedRow"]
+__all__ = ["InventoryStore", "ParkedRow"]
 
 log = logging.getLogger("stockwire.inventory.store")
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    event: CommerceEvent
-    malformed: str | None = None
-
-
-@dataclass
-class BatchResult:
-    results: list[Result]
-    settled: list[tuple[str, Outcome]] = field(default_factory=list)
-    """Formerly parked events settled by this batch: (event_type, outcome)."""
-    outbox_rows: int = 0
-    oversell_rejections: int = 0
-    expired: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +44,14 @@ class ParkedRow:
     parked_at: float
 
 
-def _item(envelope: Envelope) -> _Item:
-    try:
-        return _Item(parse_event(envelope))
-    except MalformedEvent as exc:
-        event = CommerceEvent(envelope.msg_id, envelope.event_type, Unhandled(), envelope.stream_seq, 0.0, envelope)
-        return _Item(event, str(exc))
-
-
 class InventoryStore:
     def __init__(
         self,
         engine: AsyncEngine,
         *,
-        reservation_ttl_s: float = 900.0,
         expire_batch: int = 200,
     ) -> None:
         self.engine = engine
-        self.reservation_ttl_s = reservation_ttl_s
         self.expire_batch = expire_batch
         self.postgres = is_postgres(engine)
 
@@ -94,90 +62,16 @@ class InventoryStore:
         *,
         durable_commits: bool = True,
         pool_size: int = 10,
-        reservation_ttl_s: float = 900.0,
         expire_batch: int = 200,
     ) -> InventoryStore:
         engine = create_engine(url, durable_commits=durable_commits, pool_size=pool_size)
         await migrate(engine, schema.COMPONENT, schema.MIGRATIONS)
-        return cls(engine, reservation_ttl_s=reservation_ttl_s, expire_batch=expire_batch)
+        return cls(engine, expire_batch=expire_batch)
 
     async def close(self) -> None:
         await self.engine.dispose()
 
-    # --- events from COMMERCE ----------------------------------------------------------------------
-    async def apply_events(self, envelopes: Sequence[Envelope], *, now: float | None = None) -> BatchResult:
-        """Apply a batch in stream order; one result per envelope, in the same order."""
-        now = time.time() if now is None else now
-        items = [_item(e) for e in envelopes]
-        try:
-            async with self.engine.begin() as conn:
-                return await self._apply(conn, items, now, isolate=False)
-        except Exception as exc:
-            log.warning(
-                "batch of %d failed as a whole (%s: %s); applying event by event", len(items), type(exc).__name__, exc
-            )
-        async with self.engine.begin() as conn:
-            return await self._apply(conn, items, now, isolate=True)
-
-    async def _apply(self, conn: AsyncConnection, items: list[_Item], now: float, *, isolate: bool) -> BatchResult:
-        ws, overdue = await self._workspace(conn, items, now=now, expire=not isolate)
-        if not isolate:
-            book = Inventory(ws, now=now, reservation_ttl_s=self.reservation_ttl_s)
-            expired = sum(book.expire(key) for key in overdue)
-            results = [self._apply_one(book, item) for item in items]
-            settled = [(p.event.event_type, o) for p, o in self._settled(ws)]
-            rows = await write_changes(conn, ws, now)
-            return BatchResult(results, settled, rows, book.oversell_rejections, expired)
-        # Isolated: every lock the batch needs is already held; one savepoint per event.
-        batch = BatchResult([])
-        for item in items:
-            try:
-                async with conn.begin_nested():
-                    ws, _ = await self._workspace(conn, [item], now=now, expire=False)
-                    book = Inventory(ws, now=now, reservation_ttl_s=self.reservation_ttl_s)
-                    result = self._apply_one(book, item)
-                    settled = [(p.event.event_type, o) for p, o in self._settled(ws)]
-                    batch.outbox_rows += await write_changes(conn, ws, now)
-            except Exception as exc:
-                log.exception("event %s (%s) failed; it will be retried", item.event.msg_id, item.event.event_type)
-                batch.results.append(Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}"))
-                continue
-            batch.results.append(result)
-            batch.settled += settled
-            batch.oversell_rejections += book.oversell_rejections
-        return batch
-
-    @staticmethod
-    def _apply_one(book: Inventory, item: _Item) -> Result:
-        if item.malformed is not None:
-            return book.dead_letter(item.event, item.malformed)
-        return book.apply(item.event)
-
-    @staticmethod
-    def _settled(ws: Workspace) -> list[tuple[ParkedEvent, Outcome]]:
-        return list(ws.settled_events)
-
-    async def _workspace(
-        self, conn: AsyncConnection, items: Sequence[_Item], *, now: float, expire: bool
-    ) -> tuple[Workspace, list[str]]:
-        keys: set[str] = set()
-        skus: set[str] = set()
-        keyless: list[str] = []
-        for item in items:
-            event = item.event
-            order_id = event.order_id
-            if order_id is not None:
-                keys.add(order_key(order_id))
-                reservation_id = getattr(event.payload, "reservation_id", None)
-                if reservation_id is not None:
-                    keys.add(cart_key(reservation_id))
-            skus |= event.skus
-            if order_id is None and not event.skus:
-                keyless.append(event.msg_id)
-        return await self.load(
-            conn, keys=keys, skus=skus, msg_ids=[i.event.msg_id for i in items], keyless=keyless, now=now, expire=expire
-        )
-
+    # --- what a transaction touches ------------------------------------------------------------------
     async def load(
         self,
         conn: AsyncConnection,
@@ -263,37 +157,6 @@ class InventoryStore:
         t = schema.inbox
         rows = await conn.execute(sa.select(t.c.msg_id, t.c.outcome).where(t.c.msg_id.in_(list(set(msg_ids)))))
         return {msg_id: Outcome(outcome) for msg_id, outcome in rows}
-
-    # --- checkout reservations and TTLs ------------------------------------------------------------
-    async def reserve(
-        self, reservation_id: str, lines: Mapping[str, int], ttl_s: float, *, now: float | None = None
-    ) -> tuple[CartResult, int]:
-        """Returns the answer and how many outbox rows it wrote."""
-        now = time.time() if now is None else now
-        async with self.engine.begin() as conn:
-            ws, overdue = await self.load(conn, keys=[cart_key(reservation_id)], skus=set(lines), now=now, expire=True)
-            book = Inventory(ws, now=now, reservation_ttl_s=self.reservation_ttl_s)
-            for key in overdue:
-                book.expire(key)
-            result = book.reserve(reservation_id, lines, ttl_s)
-            return result, await write_changes(conn, ws, now)
-
-    async def release(self, reservation_id: str, *, now: float | None = None) -> tuple[CartResult, int]:
-        now = time.time() if now is None else now
-        async with self.engine.begin() as conn:
-            ws, _ = await self.load(conn, keys=[cart_key(reservation_id)], skus=(), now=now, expire=False)
-            book = Inventory(ws, now=now, reservation_ttl_s=self.reservation_ttl_s)
-            result = book.release(reservation_id)
-            return result, await write_changes(conn, ws, now)
-
-    async def expire_overdue(self, *, now: float | None = None) -> tuple[int, int]:
-        """One sweep step: expire up to ``expire_batch`` lapsed reservations; returns (expired, outbox rows)."""
-        now = time.time() if now is None else now
-        async with self.engine.begin() as conn:
-            ws, overdue = await self.load(conn, keys=(), skus=(), now=now, expire=True)
-            book = Inventory(ws, now=now, reservation_ttl_s=self.reservation_ttl_s)
-            expired = sum(book.expire(key) for key in overdue)
-            return expired, await write_changes(conn, ws, now)
 
     # --- parked too long -----------------------------------------------------------------------------
     async def claim_stale_parked(self, *, older_than: float, limit: int = 100) -> int:

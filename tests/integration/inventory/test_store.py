@@ -8,6 +8,7 @@ import json
 import random
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,12 @@ from hypothesis import strategies as st
 
 from services.inventory.domain.events import MAX_EVENT_TYPE_LENGTH, MAX_MSG_ID_LENGTH, MAX_SUBJECT_LENGTH, Envelope
 from services.inventory.domain.workspace import Outcome
+from services.inventory.service_layer import handlers
+from services.inventory.service_layer.handlers import BatchResult
 from services.inventory.store import schema
 from services.inventory.store.reads import InventoryReader
 from services.inventory.store.repository import InventoryStore
+from services.inventory.store.unit_of_work import SqlUnitOfWork
 from stockwire.cli import main as stockwire
 from tests.unit.inventory.histories import (
     History,
@@ -31,9 +35,21 @@ from tests.unit.inventory.histories import (
     shuffled_per_order,
 )
 
+TTL_S = 900.0
+
 
 async def _open(url: str) -> InventoryStore:
     return await InventoryStore.open(url, durable_commits=False)
+
+
+async def apply(store: InventoryStore, envelopes: list[Envelope], *, now: float | None = None) -> BatchResult:
+    """The consumer's use case on a real store: one batch, one SQL unit of work."""
+    moment = time.time() if now is None else now
+    return await handlers.apply_batch(SqlUnitOfWork(store), envelopes, now=moment, ttl_s=TTL_S)
+
+
+async def expire(store: InventoryStore, *, now: float) -> tuple[int, int]:
+    return await handlers.expire_overdue(SqlUnitOfWork(store), now=now, ttl_s=TTL_S)
 
 
 async def _state(store: InventoryStore) -> tuple[dict, list, list]:
@@ -70,7 +86,7 @@ def test_sqlite_store_ends_where_a_clean_delivery_ends(history: History, rng: ra
             store = await _open(f"sqlite+aiosqlite:///{tmp}/inventory.db")
             try:
                 for batch in _batches(shuffled_per_order(history, rng, 0.3), rng):
-                    await store.apply_events(batch)
+                    await apply(store, batch)
                 quantities, _ledger, reservations = await _state(store)
                 return quantities, reservations, await store.parked_count()
             finally:
@@ -93,7 +109,7 @@ def test_sqlite_store_keeps_the_invariants_at_every_step(history: History, rng: 
             received: dict[str, int] = {}
             try:
                 for event in any_interleaving(history, rng, 0.2):
-                    [result] = (await store.apply_events([event])).results
+                    [result] = (await apply(store, [event])).results
                     if result.outcome is Outcome.APPLIED and event.event_type == "inventory.received":
                         data = json.loads(event.body)["data"]
                         received[data["sku"]] = received.get(data["sku"], 0) + data["qty"]
@@ -122,9 +138,9 @@ async def test_a_duplicate_in_a_later_batch_changes_nothing(tmp_path: Path) -> N
     try:
         receipt = envelope("inventory.received", "r1", {"sku": "A", "qty": 2}, seq=1)
         order = envelope("order.created", "c1", {"order_id": "o1", "lines": [{"sku": "A", "qty": 1}]}, seq=2)
-        first = await store.apply_events([receipt, order, receipt])
+        first = await apply(store, [receipt, order, receipt])
         assert [r.outcome for r in first.results] == [Outcome.APPLIED, Outcome.APPLIED, Outcome.DUPLICATE]
-        again = await store.apply_events([order, receipt])
+        again = await apply(store, [order, receipt])
         assert [r.outcome for r in again.results] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
         assert again.outbox_rows == 0
         quantities, ledger, _ = await _state(store)
@@ -139,17 +155,17 @@ async def test_a_duplicate_in_a_later_batch_changes_nothing(tmp_path: Path) -> N
 async def test_order_and_payment_applied_by_two_replicas_at_once_never_stay_parked(postgres_url: str) -> None:
     one, two = await _open(postgres_url), await _open(postgres_url)
     try:
-        await one.apply_events([envelope("inventory.received", "r", {"sku": "A", "qty": 1000}, seq=1)])
+        await apply(one, [envelope("inventory.received", "r", {"sku": "A", "qty": 1000}, seq=1)])
         orders = 60
 
         async def created(i: int) -> None:
             data = {"order_id": f"o{i}", "lines": [{"sku": "A", "qty": 1}, {"sku": f"B{i % 3}", "qty": 1}]}
-            await one.apply_events([envelope("order.created", f"c{i}", data, seq=10 + i)])
+            await apply(one, [envelope("order.created", f"c{i}", data, seq=10 + i)])
 
         async def paid(i: int) -> None:
-            await two.apply_events([envelope("payment.successful", f"p{i}", {"order_id": f"o{i}"}, seq=500 + i)])
+            await apply(two, [envelope("payment.successful", f"p{i}", {"order_id": f"o{i}"}, seq=500 + i)])
 
-        await two.apply_events(
+        await apply(two,
             [envelope("inventory.received", f"rb{b}", {"sku": f"B{b}", "qty": 100}) for b in range(3)]
         )
         tasks = []
@@ -173,7 +189,7 @@ async def test_two_replicas_in_big_overlapping_batches_never_oversell_or_deadloc
     one, two = await _open(postgres_url), await _open(postgres_url)
     try:
         skus = [f"S{i}" for i in range(6)]
-        await one.apply_events([envelope("inventory.received", f"r{s}", {"sku": s, "qty": 20}) for s in skus])
+        await apply(one, [envelope("inventory.received", f"r{s}", {"sku": s, "qty": 20}) for s in skus])
         rng = random.Random(7)
 
         def batch(start: int) -> list[Envelope]:
@@ -184,7 +200,7 @@ async def test_two_replicas_in_big_overlapping_batches_never_oversell_or_deadloc
             rng.shuffle(out)
             return out
 
-        await asyncio.gather(*(store.apply_events(batch(k * 40)) for k, store in enumerate([one, two] * 4)))
+        await asyncio.gather(*(apply(store, batch(k * 40)) for k, store in enumerate([one, two] * 4)))
         quantities, _ledger, reservations = await _state(one)
         held: dict[str, int] = {}
         for _key, state, lines in reservations:
@@ -211,19 +227,19 @@ async def test_a_known_shipment_keeps_an_unpaid_hold_past_its_ttl_in_the_store(t
     store = await _open(f"sqlite+aiosqlite:///{tmp_path}/inventory.db")
     try:
         one = {"order_id": "o1", "lines": [{"sku": "A", "qty": 1}]}
-        await store.apply_events(
+        await apply(store,
             [
                 envelope("inventory.received", "r1", {"sku": "A", "qty": 1}, seq=1),
                 envelope("shipment.shipped", "s1", {"order_id": "o1"}, seq=2),
             ],
             now=1000.0,
         )
-        await store.apply_events([envelope("order.created", "c1", one, seq=3)], now=1001.0)
-        assert await store.expire_overdue(now=1_000_000.0) == (0, 0)
+        await apply(store, [envelope("order.created", "c1", one, seq=3)], now=1001.0)
+        assert await expire(store, now=1_000_000.0) == (0, 0)
         late = {"order_id": "o2", "lines": [{"sku": "A", "qty": 1}]}
-        [result] = (await store.apply_events([envelope("order.created", "c2", late, seq=4)], now=1_000_001.0)).results
+        [result] = (await apply(store, [envelope("order.created", "c2", late, seq=4)], now=1_000_001.0)).results
         assert result.outcome is Outcome.REJECTED
-        await store.apply_events([envelope("payment.successful", "p1", {"order_id": "o1"}, seq=5)], now=1_000_002.0)
+        await apply(store, [envelope("payment.successful", "p1", {"order_id": "o1"}, seq=5)], now=1_000_002.0)
         quantities, _ledger, reservations = await _state(store)
         assert quantities == {"A": (0, 0, 0)}
         assert {key: state for key, state, _ in reservations} == {"order:o1": "shipped", "order:o2": "rejected"}
@@ -251,7 +267,7 @@ async def test_overlong_message_headers_never_make_an_event_fail_on_postgresql(p
             envelope("inventory.received", "good", {"sku": "A", "qty": 4}, seq=9),
             _long_headed("inventory.received", {"sku": "A", "qty": 10}, msg_id="ce:nul\x00id"),
         ]
-        first = await store.apply_events(batch)
+        first = await apply(store, batch)
         assert [r.outcome for r in first.results] == [
             Outcome.IGNORED,
             Outcome.APPLIED,
@@ -260,7 +276,7 @@ async def test_overlong_message_headers_never_make_an_event_fail_on_postgresql(p
             Outcome.APPLIED,
         ]
         assert first.results[2].detail.startswith("malformed: subject: ")
-        again = await store.apply_events(batch[:2])
+        again = await apply(store, batch[:2])
         assert [r.outcome for r in again.results] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
         quantities, _ledger, _ = await _state(store)
         assert quantities == {"A": (16, 0, 0)}
@@ -272,7 +288,7 @@ async def test_overlong_message_headers_never_make_an_event_fail_on_postgresql(p
 async def _seeded(url: str) -> None:
     store = await _open(url)
     try:
-        await store.apply_events(
+        await apply(store,
             [
                 envelope("inventory.received", "r1", {"sku": "A", "qty": 5}, seq=1),
                 envelope("order.created", "c1", {"order_id": "o1", "lines": [{"sku": "A", "qty": 2}]}, seq=2),

@@ -9,17 +9,24 @@ order, with each order's own events shuffled and duplicates thrown in, or in any
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from hypothesis import strategies as st
 
-from services.inventory.domain.events import Envelope, MalformedEvent, parse_event
-from services.inventory.domain.ledger import Inventory, Result
+from services.inventory.domain.events import Envelope, Received, parse_event
+from services.inventory.domain.ledger import CartResult, Result
 from services.inventory.domain.model import LedgerEntry, LedgerKind, ReservationState
 from services.inventory.domain.workspace import Outcome, Workspace
+from services.inventory.service_layer import handlers
+from services.inventory.service_layer.unit_of_work import Scope
+
+T = TypeVar("T")
 
 SKUS = ("A", "B", "C.red")
 BASE_TS = 1_790_000_000.0
@@ -177,49 +184,118 @@ def histories(draw: st.DrawFn, max_segments: int = 14) -> History:
 
 
 # --- the in-memory inventory ----------------------------------------------------------------------
-@dataclass
-class MemoryInventory:
-    """The pure domain with every row kept in memory: what the store does, minus the database."""
+def run_now(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (a handler over :class:`MemoryUnitOfWork`) to its end, at once."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coroutine.close()
+    raise RuntimeError("the coroutine suspended: only in-memory work can be run this way")
 
-    now: float = BASE_TS
-    ttl_s: float = 900.0
+
+@dataclass
+class MemoryUnitOfWork:
+    """The unit of work of the unit tests: every row kept in memory, the same handlers as the store's.
+
+    One workspace holds the whole state (it loads nothing: everything is there). What a transaction
+    changed is kept once written; a transaction left without a commit, or a savepoint left by an
+    exception, is undone from a copy taken when it began.
+    """
+
     ws: Workspace = field(default_factory=lambda: Workspace(strict=False))
     ledger: list[LedgerEntry] = field(default_factory=list)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    _before: tuple[Workspace, int, dict[str, Outcome]] | None = None
+
+    def _snapshot(self) -> tuple[Workspace, int, dict[str, Outcome]]:
+        return copy.deepcopy(self.ws), len(self.ledger), dict(self.outcomes)
+
+    def _restore(self, snapshot: tuple[Workspace, int, dict[str, Outcome]]) -> None:
+        self.ws, length, self.outcomes = snapshot
+        del self.ledger[length:]
+
+    async def __aenter__(self) -> MemoryUnitOfWork:
+        self._before = self._snapshot()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._before is not None:
+            self._restore(self._before)
+            self._before = None
+
+    async def load(self, scope: Scope, *, now: float, expire: bool) -> tuple[Workspace, list[str]]:
+        overdue = sorted(k for k, r in self.ws.reservations.items() if r.overdue(now)) if expire else []
+        return self.ws, overdue
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        before = self._snapshot()
+        try:
+            yield
+        except BaseException:
+            self._restore(before)
+            raise
+
+    async def write(self, ws: Workspace, *, now: float) -> int:
+        """Keep what ``ws`` changed; it keeps no outbox (0 rows)."""
+        self.ledger.extend(ws.entries)
+        for msg_id, record in ws.new_inbox.items():
+            self.outcomes[msg_id] = record.outcome
+        for msg_id, (outcome, _detail, _at) in ws.settled_parked.items():
+            self.outcomes[msg_id] = outcome
+        ws.clear_changes()
+        return 0
+
+    async def commit(self) -> None:
+        self._before = None
+
+
+@dataclass
+class MemoryInventory:
+    """The service's handlers on a :class:`MemoryUnitOfWork`: what the store does, minus the database."""
+
+    now: float = BASE_TS
+    ttl_s: float = 900.0
+    uow: MemoryUnitOfWork = field(default_factory=MemoryUnitOfWork)
     received: dict[str, int] = field(default_factory=dict)
 
-    def book(self) -> Inventory:
-        return Inventory(self.ws, now=self.now, reservation_ttl_s=self.ttl_s)
+    @property
+    def ws(self) -> Workspace:
+        return self.uow.ws
+
+    @property
+    def ledger(self) -> list[LedgerEntry]:
+        return self.uow.ledger
+
+    @property
+    def outcomes(self) -> dict[str, Outcome]:
+        return self.uow.outcomes
+
+    def reserve(self, reservation_id: str, lines: Mapping[str, int], hold_s: float) -> CartResult:
+        result, _rows = run_now(
+            handlers.reserve(self.uow, reservation_id, lines, hold_s, now=self.now, ttl_s=self.ttl_s)
+        )
+        return result
+
+    def release(self, reservation_id: str) -> CartResult:
+        result, _rows = run_now(handlers.release(self.uow, reservation_id, now=self.now, ttl_s=self.ttl_s))
+        return result
 
     def deliver(self, envelope: Envelope) -> Result:
-        book = self.book()
-        try:
-            event = parse_event(envelope)
-        except MalformedEvent as exc:
-            return Result(Outcome.DEAD_LETTERED, str(exc))
-        result = book.apply(event)
-        if result.outcome is Outcome.APPLIED and event.event_type == "inventory.received":
-            payload = event.payload
-            self.received[payload.sku] = self.received.get(payload.sku, 0) + payload.qty  # type: ignore[union-attr]
-        self._commit()
+        [result] = run_now(handlers.apply_batch(self.uow, [envelope], now=self.now, ttl_s=self.ttl_s)).results
+        if result.outcome is Outcome.APPLIED and envelope.event_type == "inventory.received":
+            payload = parse_event(envelope).payload
+            assert isinstance(payload, Received)
+            self.received[payload.sku] = self.received.get(payload.sku, 0) + payload.qty
         return result
 
     def deliver_all(self, envelopes: Sequence[Envelope]) -> list[Result]:
         return [self.deliver(e) for e in envelopes]
 
     def expire_overdue(self) -> int:
-        book = self.book()
-        expired = sum(book.expire(key) for key in sorted(self.ws.reservations))
-        self._commit()
+        expired, _rows = run_now(handlers.expire_overdue(self.uow, now=self.now, ttl_s=self.ttl_s))
         return expired
-
-    def _commit(self) -> None:
-        self.ledger.extend(self.ws.entries)
-        for msg_id, record in self.ws.new_inbox.items():
-            self.outcomes[msg_id] = record.outcome
-        for msg_id, (outcome, _detail, _at) in self.ws.settled_parked.items():
-            self.outcomes[msg_id] = outcome
-        self.ws.clear_changes()
 
     def quantities(self) -> dict[str, tuple[int, int, int]]:
         return {

@@ -217,24 +217,21 @@ def test_late_payment_after_expiry_is_rejected_when_the_stock_went_elsewhere() -
 def test_checkout_reservations_all_or_nothing_idempotent_and_released() -> None:
     memory = MemoryInventory()
     _receive(memory, "A", 1)
-    book = memory.book()
-    assert book.reserve("r1", {"A": 1}, 300).answer == CartAnswer.CREATED
-    assert book.reserve("r1", {"A": 1}, 300).answer == CartAnswer.EXISTS
-    short = book.reserve("r2", {"A": 1}, 300)
+    assert memory.reserve("r1", {"A": 1}, 300).answer == CartAnswer.CREATED
+    assert memory.reserve("r1", {"A": 1}, 300).answer == CartAnswer.EXISTS
+    short = memory.reserve("r2", {"A": 1}, 300)
     assert short.answer == CartAnswer.SHORT and short.shortages[0].available == 0
-    assert book.reserve("r1", {"A": 2}, 300).answer == CartAnswer.CONFLICT
-    assert book.release("r1").answer == CartAnswer.RELEASED
-    assert book.release("r1").answer == CartAnswer.UNCHANGED
-    assert book.release("nope").answer == CartAnswer.UNKNOWN
-    memory._commit()
+    assert memory.reserve("r1", {"A": 2}, 300).answer == CartAnswer.CONFLICT
+    assert memory.release("r1").answer == CartAnswer.RELEASED
+    assert memory.release("r1").answer == CartAnswer.UNCHANGED
+    assert memory.release("nope").answer == CartAnswer.UNKNOWN
     assert memory.quantities() == {"A": (1, 0, 0)}
 
 
 def test_an_order_takes_over_its_checkout_reservation() -> None:
     memory = MemoryInventory()
     _receive(memory, "A", 1)
-    assert memory.book().reserve("cart-9", {"A": 1}, 300).answer == CartAnswer.CREATED
-    memory._commit()
+    assert memory.reserve("cart-9", {"A": 1}, 300).answer == CartAnswer.CREATED
     result = memory.deliver(_order("o1", ("A", 1), reservation_id="cart-9"))
     assert result.outcome is Outcome.APPLIED
     assert memory.quantities() == {"A": (1, 1, 0)}

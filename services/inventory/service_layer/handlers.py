@@ -1,0 +1,200 @@
+"""Inventory's use cases, each a function of a unit of work.
+
+Every one of them is the same five steps: load what it touches, build the ledger over it, expire the
+overdue reservations it loaded, act, write the changes. :func:`_transact` is those steps; the handlers
+say only what is touched and what is done.
+
+A batch of COMMERCE events is applied in one transaction (a handful of statements per batch rather than
+several per event). If that transaction fails, the batch is applied again with a savepoint per event, so
+that one bad event is retried (and dead-lettered after ``max_deliver``) while the rest is committed. A
+store that cannot write at all (a full disk, an I/O error) fails the batch as a whole: no event is at
+fault, so none spends a delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from ..domain.events import CommerceEvent, Envelope, MalformedEvent, Unhandled, parse_event
+from ..domain.ledger import CartResult, Inventory, Result
+from ..domain.model import cart_key, order_key
+from ..domain.workspace import Outcome
+from .unit_of_work import Scope, StoreUnavailable, UnitOfWork
+
+__all__ = ["BatchResult", "StoreUnavailable", "apply_batch", "expire_overdue", "release", "reserve"]
+
+log = logging.getLogger("stockwire.inventory.handlers")
+
+T = TypeVar("T")
+
+
+@dataclass
+class BatchResult:
+    """One result per event of the batch (in order), and what else the batch did."""
+
+    results: list[Result]
+    settled: list[tuple[str, Outcome]] = field(default_factory=list)
+    """Formerly parked events settled by this batch: (event_type, outcome)."""
+    outbox_rows: int = 0
+    oversell_rejections: int = 0
+    expired: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    event: CommerceEvent
+    malformed: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Done(Generic[T]):
+    value: T
+    expired: int
+    outbox_rows: int
+    oversell_rejections: int
+    settled: list[tuple[str, Outcome]]
+
+
+def _read(envelope: Envelope) -> _Item:
+    try:
+        return _Item(parse_event(envelope))
+    except MalformedEvent as exc:
+        event = CommerceEvent(envelope.msg_id, envelope.event_type, Unhandled(), envelope.stream_seq, 0.0, envelope)
+        return _Item(event, str(exc))
+
+
+def _scope(items: Sequence[_Item]) -> Scope:
+    keys: set[str] = set()
+    skus: set[str] = set()
+    keyless: list[str] = []
+    for item in items:
+        event = item.event
+        order_id = event.order_id
+        if order_id is not None:
+            keys.add(order_key(order_id))
+            reservation_id = getattr(event.payload, "reservation_id", None)
+            if reservation_id is not None:
+                keys.add(cart_key(reservation_id))
+        skus |= event.skus
+        if order_id is None and not event.skus:
+            keyless.append(event.msg_id)
+    return Scope(keys=keys, skus=skus, msg_ids=[i.event.msg_id for i in items], keyless=keyless)
+
+
+def _apply_one(book: Inventory, item: _Item) -> Result:
+    if item.malformed is not None:
+        return book.dead_letter(item.event, item.malformed)
+    return book.apply(item.event)
+
+
+async def _act(
+    uow: UnitOfWork, scope: Scope, act: Callable[[Inventory], T], *, now: float, ttl_s: float, expire: bool
+) -> _Done[T]:
+    """Inside an open unit of work: load, build the ledger, expire what is overdue, act, write."""
+    ws, overdue = await uow.load(scope, now=now, expire=expire)
+    book = Inventory(ws, now=now, reservation_ttl_s=ttl_s)
+    expired = sum(book.expire(key) for key in overdue)
+    value = act(book)
+    settled = [(parked.event.event_type, outcome) for parked, outcome in ws.settled_events]
+    rows = await uow.write(ws, now=now)
+    return _Done(value, expired, rows, book.oversell_rejections, settled)
+
+
+async def _transact(
+    uow: UnitOfWork, scope: Scope, act: Callable[[Inventory], T], *, now: float, ttl_s: float, expire: bool = True
+) -> _Done[T]:
+    """One whole transaction: :func:`_act`, then commit."""
+    async with uow:
+        done = await _act(uow, scope, act, now=now, ttl_s=ttl_s, expire=expire)
+        await uow.commit()
+    return done
+
+
+async def apply_batch(uow: UnitOfWork, envelopes: Sequence[Envelope], *, now: float, ttl_s: float) -> BatchResult:
+    """Apply a fetched batch of COMMERCE events in stream order; one result per envelope, in order.
+
+    ``now`` is epoch seconds; ``ttl_s`` the lifetime of an order's reservation. Raises
+    :class:`StoreUnavailable` when the store cannot write (the caller retries the batch as it is).
+    """
+    items = [_read(e) for e in envelopes]
+
+    def apply_all(book: Inventory) -> list[Result]:
+        return [_apply_one(book, item) for item in items]
+
+    try:
+        done = await _transact(uow, _scope(items), apply_all, now=now, ttl_s=ttl_s)
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        log.warning(
+            "batch of %d failed as a whole (%s: %s); applying event by event", len(items), type(exc).__name__, exc
+        )
+    else:
+        return BatchResult(done.value, done.settled, done.outbox_rows, done.oversell_rejections, done.expired)
+    return await _apply_isolated(uow, items, now=now, ttl_s=ttl_s)
+
+
+async def _apply_isolated(uow: UnitOfWork, items: Sequence[_Item], *, now: float, ttl_s: float) -> BatchResult:
+    batch = BatchResult([])
+    async with uow:
+        # Every lock the batch needs is taken here, in one go and in order, before any event is applied.
+        await uow.load(_scope(items), now=now, expire=False)
+        for item in items:
+            def apply_item(book: Inventory, item: _Item = item) -> Result:
+                return _apply_one(book, item)
+
+            try:
+                async with uow.savepoint():
+                    done = await _act(uow, _scope([item]), apply_item, now=now, ttl_s=ttl_s, expire=False)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                log.exception("event %s (%s) failed; it will be retried", item.event.msg_id, item.event.event_type)
+                batch.results.append(Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}"))
+                continue
+            batch.results.append(done.value)
+            batch.settled += done.settled
+            batch.outbox_rows += done.outbox_rows
+            batch.oversell_rejections += done.oversell_rejections
+        await uow.commit()
+    return batch
+
+
+async def reserve(
+    uow: UnitOfWork, reservation_id: str, lines: Mapping[str, int], hold_s: float, *, now: float, ttl_s: float
+) -> tuple[CartResult, int]:
+    """A checkout hold of ``lines`` (SKU -> units) for ``hold_s`` seconds, all or nothing.
+
+    Returns the answer and the outbox rows written. Raises :class:`StoreUnavailable` when the store
+    cannot write.
+    """
+    done = await _transact(
+        uow,
+        Scope(keys=[cart_key(reservation_id)], skus=set(lines)),
+        lambda book: book.reserve(reservation_id, lines, hold_s),
+        now=now,
+        ttl_s=ttl_s,
+    )
+    return done.value, done.outbox_rows
+
+
+async def release(uow: UnitOfWork, reservation_id: str, *, now: float, ttl_s: float) -> tuple[CartResult, int]:
+    """Release a checkout hold; returns the answer and the outbox rows written."""
+    done = await _transact(
+        uow,
+        Scope(keys=[cart_key(reservation_id)]),
+        lambda book: book.release(reservation_id),
+        now=now,
+        ttl_s=ttl_s,
+        expire=False,
+    )
+    return done.value, done.outbox_rows
+
+
+async def expire_overdue(uow: UnitOfWork, *, now: float, ttl_s: float) -> tuple[int, int]:
+    """One sweep step: expire up to the store's batch of lapsed reservations; returns (expired, outbox rows)."""
+    done = await _transact(uow, Scope(), lambda _book: None, now=now, ttl_s=ttl_s)
+    return done.expired, done.outbox_rows
