@@ -12,21 +12,25 @@ import logging
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = [
+    "SQLITE_BUSY_TIMEOUT_S",
     "Migration",
     "SchemaError",
     "check_schema",
+    "configure_sqlite",
     "create_engine",
     "database_url",
     "is_postgres",
     "migrate",
     "open_read_only",
+    "sqlite_transactions",
 ]
 
 log = logging.getLogger("stockwire.store")
@@ -64,35 +68,59 @@ def database_url(configured: str | None, data_dir: str | Path, service: str, *, 
 
 
 def is_postgres(engine: AsyncEngine) -> bool:
+    """The engine talks to PostgreSQL (else SQLite)."""
     return engine.dialect.name == "postgresql"
 
 
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def configure_sqlite(connection: Any, *, durable_commits: bool = False) -> None:
+    """The settings every Stockwire SQLite connection runs with (``connection``: a DB-API connection).
+
+    WAL (readers never block the writer), ``synchronous=FULL`` where a commit must be on disk before
+    anyone is answered (``durable_commits``) and NORMAL otherwise, a 30 s busy timeout so several
+    writer processes queue rather than fail, and foreign keys enforced. SQLite documents each pragma
+    at https://sqlite.org/pragma.html.
+    """
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA synchronous={'FULL' if durable_commits else 'NORMAL'}")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def sqlite_transactions(engine: Engine, *, durable_commits: bool = False) -> Engine:
+    """Make ``engine`` (a synchronous SQLAlchemy engine on SQLite) run :func:`configure_sqlite` on every
+    new connection and start every transaction with ``BEGIN IMMEDIATE``; returns it.
+
+    pysqlite opens its own transactions lazily and never for a read; taking over means a transaction
+    holds the write lock from its start, so writers queue behind each other instead of failing on
+    upgrade with "database is locked".
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        configure_sqlite(dbapi_connection, durable_commits=durable_commits)
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
 def create_engine(url: str, *, durable_commits: bool = False, pool_size: int = 10) -> AsyncEngine:
-    """An async engine. On SQLite: WAL, a busy timeout for several writer processes, and
-    ``synchronous=FULL`` where a commit must be on disk before we answer (``durable_commits``)."""
+    """An async engine on ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
+
+    SQLite: the settings of :func:`sqlite_transactions`. PostgreSQL: a pool of ``pool_size`` (and as many
+    again on overflow), connections checked before use.
+    """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-        synchronous = "FULL" if durable_commits else "NORMAL"
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={synchronous}")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        # pysqlite opens its own transactions lazily and never for BEGIN; take over so that
-        # every transaction starts with BEGIN IMMEDIATE and writers queue instead of failing.
-        @event.listens_for(engine.sync_engine, "connect")
-        def _no_implicit_begin(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-            dbapi_connection.isolation_level = None
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        sqlite_transactions(engine.sync_engine, durable_commits=durable_commits)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
@@ -142,7 +170,8 @@ def open_read_only(url: str) -> AsyncEngine:
     # A URI filename: SQLAlchemy passes the query's mode on to SQLite when uri=true.
     uri = f"file:{urllib.parse.quote(str(path.resolve()))}"
     engine = create_async_engine(
-        parsed.set(database=uri, query={**parsed.query, "mode": "ro", "uri": "true"}), connect_args={"timeout": 30}
+        parsed.set(database=uri, query={**parsed.query, "mode": "ro", "uri": "true"}),
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -150,7 +179,7 @@ def open_read_only(url: str) -> AsyncEngine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA query_only=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

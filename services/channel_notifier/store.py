@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.store import create_engine, is_postgres, migrate
+from libs.store import SQLITE_BUSY_TIMEOUT_S, create_engine, is_postgres, migrate, sqlite_transactions
 
 from .domain.channel import Channel, ChannelFilters
 from .schema import (
@@ -70,21 +69,10 @@ _D = deliveries_table.c
 
 def _sqlite_engine(url: sa.URL) -> Engine:
     """A synchronous engine on the same SQLite file, with the pragmas of :func:`libs.store.create_engine`."""
-    engine = sa.create_engine(url.set(drivername="sqlite"), connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, record_from_row) -> None:  # type: ignore[no-untyped-def]
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+    engine = sa.create_engine(
+        url.set(drivername="sqlite"), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+    )
+    return sqlite_transactions(engine)
 
 
 async def _exclusive(path: Path) -> IO[bytes]:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from libs.outbox import outbox_notify_channel, outbox_table
-from libs.store import create_engine
+from libs.store import SQLITE_BUSY_TIMEOUT_S, configure_sqlite, create_engine
 
 from .rows import OutboxRow
 
@@ -110,9 +110,10 @@ class _SqliteThread:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = sqlite3.connect(
+                self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            configure_sqlite(conn)
             self._conn = conn
         return self._conn
 
