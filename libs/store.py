@@ -7,15 +7,16 @@ database has not had yet, in order, inside one transaction each.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["Migration", "create_engine", "database_url", "is_postgres", "migrate"]
+__all__ = ["Migration", "WriteHealth", "create_engine", "database_url", "is_postgres", "migrate"]
 
 log = logging.getLogger("stockwire.store")
 
@@ -102,3 +103,83 @@ async def migrate(engine: AsyncEngine, component: str, steps: Sequence[Migration
             else:
                 await conn.execute(sa.insert(_schema).values(component=component, version=len(steps)))
         return max(current, len(steps))
+
+
+_WROTE = "stockwire_wrote"
+_COMMITTING = "stockwire_committing"
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER"})
+
+
+class WriteHealth:
+    """Whether a store's writes commit, for readiness.
+
+    Watches engines through SQLAlchemy events: a transaction that wrote and failed to commit, or any
+    ``OperationalError`` (SQLite "database or disk is full", "disk I/O error"; a PostgreSQL server
+    that is gone or read-only), makes :attr:`error` the reason; the next write that commits clears it.
+    A store that nothing writes to would stay unhealthy, so readiness checks write a :meth:`probe` once
+    no failure has been seen for ``probe_after_s`` seconds (a small write can succeed on a full disk
+    while a batch cannot: probing sooner would make readiness flap).
+    """
+
+    def __init__(self, probe_after_s: float = 10.0) -> None:
+        self.error: str | None = None
+        self.probe_after_s = probe_after_s
+        self._failed_at = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def probe_due(self) -> bool:
+        """Unhealthy, and no write has failed for ``probe_after_s``."""
+        return self.error is not None and time.monotonic() - self._failed_at >= self.probe_after_s
+
+    def watch(self, engine: Engine | AsyncEngine) -> WriteHealth:
+        """Follow the transactions of ``engine`` (its sync engine for an async one); returns self."""
+        sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        event.listen(sync, "after_cursor_execute", self._executed)
+        event.listen(sync, "commit", self._committing)
+        event.listen(sync, "rollback", self._rolled_back)
+        event.listen(sync.pool, "checkin", self._checked_in)
+        event.listen(sync, "handle_error", self._failed)
+        return self
+
+    @staticmethod
+    def probe(conn: Connection) -> None:
+        """Write something harmless in ``conn``'s transaction, so that a store that recovered while
+        idle shows it on its next commit (async: ``await conn.run_sync(health.probe)``). Raises what
+        the write raises."""
+        conn.execute(sa.update(_schema).values(version=_schema.c.version))
+
+    @staticmethod
+    def _executed(conn: Connection, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip()[:7].split(" ", 1)[0].upper() in _WRITES:
+            conn.info[_WROTE] = True
+
+    @staticmethod
+    def _committing(conn: Connection) -> None:
+        # The commit may still fail (SQLite writes the WAL then): success is known at check-in.
+        if conn.info.pop(_WROTE, False):
+            conn.info[_COMMITTING] = True
+
+    @staticmethod
+    def _rolled_back(conn: Connection) -> None:
+        conn.info.pop(_WROTE, None)
+        conn.info.pop(_COMMITTING, None)
+
+    def _checked_in(self, _dbapi_connection: object, record: object) -> None:
+        info = getattr(record, "info", None)
+        if info is not None and info.pop(_COMMITTING, False) and self.error is not None:
+            log.info("store: a write committed again (after: %s)", self.error)
+            self.error = None
+
+    def _failed(self, context: sa.engine.ExceptionContext) -> None:
+        conn = context.connection
+        committing = conn is not None and conn.info.pop(_COMMITTING, False)
+        if committing or isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
+            reason = f"{type(context.original_exception).__name__}: {context.original_exception}"
+            if self.error is None:
+                log.error("store: a write failed; not ready until one commits (%s)", reason)
+            self.error = reason
+            self._failed_at = time.monotonic()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from libs.store import create_engine, is_postgres, migrate
+from libs.store import WriteHealth, create_engine, is_postgres, migrate
 
 from ..domain.events import CommerceEvent, Envelope, MalformedEvent, Unhandled, parse_event
 from ..domain.ledger import CartResult, Inventory, Result
@@ -86,6 +86,7 @@ class InventoryStore:
         self.reservation_ttl_s = reservation_ttl_s
         self.expire_batch = expire_batch
         self.postgres = is_postgres(engine)
+        self.write_health = WriteHealth().watch(engine)
 
     @classmethod
     async def open(
@@ -138,6 +139,10 @@ class InventoryStore:
                     result = self._apply_one(book, item)
                     settled = [(p.event.event_type, o) for p, o in self._settled(ws)]
                     batch.outbox_rows += await write_changes(conn, ws, now)
+            except sa.exc.OperationalError:
+                # The store cannot write (full disk, I/O error, lock timeout): no event is at fault, so
+                # the batch fails as a whole and is retried in place, spending no event's deliveries.
+                raise
             except Exception as exc:
                 log.exception("event %s (%s) failed; it will be retried", item.event.msg_id, item.event.event_type)
                 batch.results.append(Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}"))
@@ -358,9 +363,13 @@ class InventoryStore:
             return int((await conn.execute(sa.select(sa.func.count()).select_from(t))).scalar_one())
 
     async def writable(self) -> bool:
-        """SQLite: the transaction takes the write lock (BEGIN IMMEDIATE). PostgreSQL: not read-only."""
+        """SQLite: the transaction takes the write lock (BEGIN IMMEDIATE). PostgreSQL: not read-only.
+        After a failed write (a full disk, say): false until a write commits; this check writes one
+        once no write has failed for a while."""
         async with self.engine.begin() as conn:
-            if self.postgres:
-                return (await conn.execute(sa.text("SHOW transaction_read_only"))).scalar_one() == "off"
+            if self.postgres and (await conn.execute(sa.text("SHOW transaction_read_only"))).scalar_one() != "off":
+                return False
             await conn.execute(sa.select(sa.func.count()).select_from(schema.skus).where(sa.false()))
-        return True
+            if self.write_health.probe_due:
+                await conn.run_sync(self.write_health.probe)
+        return self.write_health.ok

@@ -159,7 +159,7 @@ async def test_a_malformed_event_goes_to_deadletter_and_the_stream_moves_on(
     assert dead.headers["Stockwire-Original-Seq"] == "1"
 
 
-# Few deliveries, so that giving up comes quickly (the server spaces redeliveries by the consumer's backoff).
+# Few deliveries, so that giving up comes quickly (redeliveries follow the runner's retry schedule).
 _FEW_DELIVERIES = TopologySettings(max_deliver=2, ack_wait_s=5)
 
 
