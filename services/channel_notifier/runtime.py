@@ -26,7 +26,7 @@ from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
 from .dispatcher import Dispatcher
 from .domain.channel import Channel, ChannelError
 from .ingest import AvailabilityIngest
-from .jetstream import reconcile_channel_consumers
+from .jetstream import AckFloors, keep_channel_consumers, reconcile_channel_consumers
 from .kv import AvailabilityKv
 from .metrics import PENDING
 from .registry import ChannelRegistry
@@ -61,6 +61,7 @@ class NotifierRuntime:
         self.js: JetStreamContext | None = None
         self.consumer: PullConsumer | None = None
         self.config_error: str | None = None
+        self.channel_floors: AckFloors = {}
         self._store: NotifierStore | None = None
         self._registry: ChannelRegistry | None = None
         self._dispatcher: Dispatcher | None = None
@@ -206,7 +207,7 @@ class NotifierRuntime:
         assert self.js is not None
         for attempt in range(_STARTUP_ATTEMPTS):
             try:
-                await reconcile_channel_consumers(self.js, self.registry.channels)
+                await reconcile_channel_consumers(self.js, self.registry.channels, self.channel_floors)
                 return
             except Exception as exc:
                 log.warning("channel consumers: reconcile failed (%s); retrying", exc)
@@ -220,6 +221,13 @@ class NotifierRuntime:
                 await self.registry.refresh()
             except Exception as exc:
                 log.warning("channel registry refresh failed: %s", exc)
+                continue
+            if self.js is not None:
+                # Orphans are removed at start only: another replica's list may be newer than ours.
+                try:
+                    await keep_channel_consumers(self.js, self.registry.channels, self.channel_floors)
+                except Exception as exc:
+                    log.warning("channel consumers: %s: %s", type(exc).__name__, exc)
 
     async def _pending_loop(self) -> None:
         while True:
