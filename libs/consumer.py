@@ -32,7 +32,7 @@ from prometheus_client import Counter, Histogram
 from libs.bus import HEADER_MSG_ID
 from libs.metrics import LATENCY_BUCKETS
 from libs.subjects import deadletter_subject
-from libs.topology import ConsumerSpec, apply_consumer
+from libs.topology import DEADLETTER, ConsumerSpec, apply_consumer
 
 __all__ = [
     "BatchHandler",
@@ -185,6 +185,7 @@ class PullConsumer:
         """Why the handler failed the batch in hand as a whole; None while it succeeds."""
         self._ack_wait_s = 30.0
         self._floor_checked = 0.0
+        self._window_checked = False
 
     @property
     def bound(self) -> bool:
@@ -219,9 +220,32 @@ class PullConsumer:
                 log.warning("consumer %s: the durable was missing; %s", self.durable, action)
             elif not action.endswith("up to date"):
                 log.info("consumer %s: %s", self.durable, action)
+            await self._check_dedup_window()
         # Raises NotFoundError when the durable is missing: binding alone would not notice.
         self._note(await self.js.consumer_info(self.stream, self.durable))
         return await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+
+    async def _check_dedup_window(self) -> None:
+        """A re-created durable redelivers what was settled since the ack floor, which a message being
+        retried holds back for up to the schedule's total; a dead letter published again then must
+        still fall inside DEADLETTER's duplicate window to be dropped as a duplicate."""
+        if self._window_checked:
+            return
+        try:
+            window = (await self.js.stream_info(DEADLETTER)).config.duplicate_window or 0.0
+        except Exception as exc:
+            log.warning("consumer %s: cannot read %s's duplicate window: %s", self.durable, DEADLETTER, exc)
+            return
+        self._window_checked = True
+        span = sum(retry_schedule(self.max_deliver, self.retry_delay_s)) + self.floor_poll_s
+        if span >= window:
+            log.warning(
+                "consumer %s: retries span %.0fs, not under DEADLETTER's %.0fs duplicate window: a durable "
+                "re-created after a loss may publish a dead letter twice",
+                self.durable,
+                span,
+                window,
+            )
 
     def _note(self, info: js_api.ConsumerInfo) -> None:
         self._floor_checked = time.monotonic()

@@ -242,3 +242,18 @@ async def test_a_message_that_always_fails_is_redelivered_on_the_schedule_then_d
         # Never early; late at most by a fetch round trip.
         assert planned - 0.05 <= waited <= planned + 1.0, (waits, schedule)
     assert reached <= sum(schedule) + 2.0, (reached, schedule)
+
+
+@pytest.mark.parametrize("topology_settings", [TopologySettings(duplicate_window_s=30.0)])
+async def test_a_retry_schedule_longer_than_the_deadletter_dedup_window_is_reported(
+    js: JetStreamContext, topology_settings: TopologySettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(batch: Sequence[Msg]) -> list[Decision]:
+        return [Decision.ack()] * len(batch)
+
+    consumer = _owned(js, topology_settings, handler)
+    task = await _run(consumer)
+    consumer.stop()
+    await task
+    # 0.5 + 1 + ... + 32 s of retries (max_deliver 8) outlast a 30 s window.
+    assert any("not under DEADLETTER's 30s duplicate window" in r.getMessage() for r in caplog.records)
