@@ -31,6 +31,7 @@ from prometheus_client import Counter, Histogram
 
 from libs.bus import HEADER_MSG_ID
 from libs.metrics import LATENCY_BUCKETS
+from libs.store import ConsumerFloors
 from libs.subjects import deadletter_subject
 from libs.topology import DEADLETTER, ConsumerSpec, apply_consumer
 
@@ -154,6 +155,8 @@ class PullConsumer:
     spec; when it disappears (deleted by hand, lost with a server) it is re-created to resume after
     the last stream sequence known to be acknowledged (:attr:`ack_floor`), never from the start, so
     what is redelivered is only what may not have been settled (the handler's idempotency absorbs it).
+    With ``floors`` the ack floor is also recorded in the service's store (every ``floor_save_s`` at
+    most), so a durable lost while the service was down resumes there too.
 
     Timing: a live batch is kept from redelivery by ``in_progress`` heartbeats every third of the
     consumer's ``ack_wait`` (at most ``heartbeat_s``), so a short ``ack_wait`` bounds how long the
@@ -173,7 +176,9 @@ class PullConsumer:
     heartbeat_s: float = 10.0
     retry_delay_s: Callable[[int], float] = retry_delay_s
     spec: ConsumerSpec | None = None
+    floors: ConsumerFloors | None = None
     floor_poll_s: float = 1.0
+    floor_save_s: float = 5.0
     max_handler_retry_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -186,6 +191,9 @@ class PullConsumer:
         self._ack_wait_s = 30.0
         self._floor_checked = 0.0
         self._window_checked = False
+        self._stream_created: str | None = None
+        self._saved: tuple[str | None, int] = (None, 0)
+        self._saved_at = 0.0
 
     @property
     def bound(self) -> bool:
@@ -203,6 +211,10 @@ class PullConsumer:
                 log.warning("consumer %s: cannot bind to %s (%s); retrying", self.durable, self.stream, exc)
                 await self._pause(1.0)
                 continue
+            if self._stopping.is_set():
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+                break
             self._bound.set()
             log.info("consumer %s: bound to stream %s", self.durable, self.stream)
             try:
@@ -211,9 +223,14 @@ class PullConsumer:
                 self._bound.clear()
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+        # Stopping: the floor as the server has it now, for the next start.
+        with contextlib.suppress(Exception):
+            self._note(await self.js.consumer_info(self.stream, self.durable))
+            await self._save_floor(now_or_never=True)
 
     async def _bind(self) -> JetStreamContext.PullSubscription:
         if self.spec is not None:
+            await self._resume_point()
             action = await apply_consumer(self.js, self.spec, resume_after=self.ack_floor)
             if action.startswith("created") and self.ack_floor > 0:
                 _recreated.labels(self.durable).inc()
@@ -224,6 +241,40 @@ class PullConsumer:
         # Raises NotFoundError when the durable is missing: binding alone would not notice.
         self._note(await self.js.consumer_info(self.stream, self.durable))
         return await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+
+    async def _resume_point(self) -> None:
+        """Where a re-created durable starts: the floor known for this very stream (a stream deleted and
+        created again starts over), from memory or, after a restart, from :attr:`floors`."""
+        info = await self.js.stream_info(self.stream)
+        created = info.created.isoformat() if info.created else ""
+        if created == self._stream_created:
+            return
+        if self._stream_created is not None:
+            log.warning("consumer %s: stream %s was created anew; its floor starts over", self.durable, self.stream)
+        self._stream_created = created
+        self.ack_floor = 0
+        if self.floors is not None:
+            self.ack_floor = await self.floors.load(self._key, created)
+
+    @property
+    def _key(self) -> str:
+        return f"{self.stream}/{self.durable}"
+
+    async def _save_floor(self, *, now_or_never: bool = False) -> None:
+        if self.floors is None or self._stream_created is None:
+            return
+        now = time.monotonic()
+        if (self._stream_created, self.ack_floor) == self._saved:
+            return
+        if now - self._saved_at < self.floor_save_s and not now_or_never:
+            return
+        self._saved_at = now
+        try:
+            await self.floors.save(self._key, self._stream_created, self.ack_floor)
+        except Exception as exc:
+            log.warning("consumer %s: could not record the ack floor: %s", self.durable, exc)
+            return
+        self._saved = (self._stream_created, self.ack_floor)
 
     async def _check_dedup_window(self) -> None:
         """A re-created durable redelivers what was settled since the ack floor, which a message being
@@ -250,7 +301,7 @@ class PullConsumer:
     def _note(self, info: js_api.ConsumerInfo) -> None:
         self._floor_checked = time.monotonic()
         if info.ack_floor is not None:
-            self.ack_floor = max(self.ack_floor, info.ack_floor.stream_seq or 0)
+            self.ack_floor = info.ack_floor.stream_seq or 0
         if info.config.ack_wait:
             self._ack_wait_s = float(info.config.ack_wait)
 
@@ -266,6 +317,7 @@ class PullConsumer:
         except Exception as exc:
             self._floor_checked = time.monotonic()
             log.debug("consumer %s: consumer info failed: %s", self.durable, exc)
+        await self._save_floor()
         return True
 
     async def _pause(self, seconds: float) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["Migration", "WriteHealth", "create_engine", "database_url", "is_postgres", "migrate"]
+__all__ = ["ConsumerFloors", "Migration", "WriteHealth", "create_engine", "database_url", "is_postgres", "migrate"]
 
 log = logging.getLogger("stockwire.store")
 
@@ -183,3 +183,47 @@ class WriteHealth:
                 log.error("store: a write failed; not ready until one commits (%s)", reason)
             self.error = reason
             self._failed_at = time.monotonic()
+
+
+_floors = sa.Table(
+    "stockwire_consumer_floors",
+    sa.MetaData(),
+    sa.Column("consumer", sa.String(300), primary_key=True),
+    sa.Column("stream_created", sa.String(64), nullable=False),
+    sa.Column("stream_seq", sa.BigInteger, nullable=False),
+)
+
+
+class ConsumerFloors:
+    """The ack floors of a service's durable consumers, kept in its own store so that a consumer lost
+    while the service was down is still re-created where it was, not at the start of its stream.
+
+    A floor is recorded with the creation time of its stream (ISO 8601): a floor of a stream that was
+    since deleted and re-created does not apply. The table is created on first use.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._ready = False
+
+    async def _ensure(self) -> None:
+        if not self._ready:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(lambda c: _floors.create(c, checkfirst=True))
+            self._ready = True
+
+    async def load(self, consumer: str, stream_created: str) -> int:
+        """The floor recorded for ``consumer`` on the stream created at ``stream_created``; 0 if none."""
+        await self._ensure()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(_floors).where(_floors.c.consumer == consumer))).first()
+        return int(row.stream_seq) if row is not None and row.stream_created == stream_created else 0
+
+    async def save(self, consumer: str, stream_created: str, stream_seq: int) -> None:
+        """Record the floor of ``consumer`` (a stream sequence) on the stream created at ``stream_created``."""
+        await self._ensure()
+        values = {"stream_created": stream_created, "stream_seq": stream_seq}
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(sa.update(_floors).where(_floors.c.consumer == consumer).values(values))
+            if not updated.rowcount:
+                await conn.execute(sa.insert(_floors).values(consumer=consumer, **values))

@@ -300,12 +300,27 @@ async def _apply_bucket(js: JetStreamContext, spec: KvSpec) -> str:
     return f"updated kv {spec.bucket} ({', '.join(changed)})"
 
 
+async def _apply_declared_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:
+    """As :func:`apply_consumer`, except that a durable missing on a stream that holds messages is left
+    to its service: only it knows where the consumer had acknowledged up to (created here it would start
+    at the beginning and replay the stream, dead letters included)."""
+    try:
+        await js.consumer_info(spec.stream, spec.durable)
+    except js_errors.NotFoundError:
+        if (await js.stream_info(spec.stream)).state.messages:
+            return (
+                f"consumer {spec.stream}/{spec.durable} missing on a stream that holds messages: left to its "
+                "service, which re-creates it after its ack floor"
+            )
+    return await apply_consumer(js, spec)
+
+
 async def apply_topology(js: JetStreamContext, settings: TopologySettings) -> list[str]:
     """Bring the server to the declared topology; returns one line per object saying what was done."""
     streams, buckets, consumers = topology_specs(settings)
     actions = [await _apply_stream(js, spec.config()) for spec in streams]
     actions += [await _apply_bucket(js, spec) for spec in buckets]
-    actions += [await apply_consumer(js, spec) for spec in consumers]
+    actions += [await _apply_declared_consumer(js, spec) for spec in consumers]
     for line in actions:
         log.info("topology: %s", line)
     return actions

@@ -19,7 +19,7 @@ from nats.js.kv import KeyValue
 from libs.bus import connect, jetstream, reconnect_delay
 from libs.config import StockwireSettings
 from libs.consumer import PullConsumer
-from libs.store import database_url
+from libs.store import ConsumerFloors, database_url
 from libs.topology import INVENTORY, KV_AVAILABILITY, NOTIFIER_CONSUMER, consumer_spec
 from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
 
@@ -170,6 +170,7 @@ class NotifierRuntime:
             fetch_timeout_s=self.settings.fetch_wait_s,
             max_deliver=self.shared.topology.max_deliver,
             spec=consumer_spec(self.shared.topology, INVENTORY, NOTIFIER_CONSUMER),
+            floors=ConsumerFloors(self.store.engine),
         )
         # Everything built so far lives as long as the process: keep it out of the collector's full
         # passes, which otherwise pause the loop for tens of milliseconds (seen in the latency tail).

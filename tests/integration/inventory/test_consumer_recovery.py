@@ -11,11 +11,22 @@ from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
 from sqlalchemy import event
 
-from libs.config import TopologySettings
-from libs.topology import COMMERCE, DEADLETTER, apply_topology
+from libs.natsserver import NatsServer
+from libs.topology import COMMERCE, DEADLETTER
 from tests.support import eventually
 
-from .conftest import drained, publish, sku
+from .conftest import ClientFactory, drained, publish, sku
+
+
+async def _publish_one_malformed_and_three_receipts(js: JetStreamContext) -> None:
+    """Sequence 1 goes to DEADLETTER; 2-4 put 3 units of SKU A on hand."""
+    await js.publish(
+        "commerce.ce.inventory.received",
+        b"{not json",
+        headers={"Nats-Msg-Id": "ce:bad", "Stockwire-Event-Type": "inventory.received", "Stockwire-Source": "ce"},
+    )
+    for n in range(3):
+        await publish(js, "inventory.received", f"r{n}", {"sku": "A", "qty": 1})
 
 
 async def _deadletters(js: JetStreamContext) -> int:
@@ -35,13 +46,7 @@ def _inbox(data_dir: Path) -> list[tuple[str, str]]:
 async def test_a_deleted_consumer_is_recreated_where_it_was_and_nothing_is_applied_or_dead_lettered_twice(
     inventory: AsyncTestClient, js: JetStreamContext, data_dir: Path
 ) -> None:
-    await js.publish(
-        "commerce.ce.inventory.received",
-        b"{not json",
-        headers={"Nats-Msg-Id": "ce:bad", "Stockwire-Event-Type": "inventory.received", "Stockwire-Source": "ce"},
-    )
-    for n in range(3):
-        await publish(js, "inventory.received", f"r{n}", {"sku": "A", "qty": 1})
+    await _publish_one_malformed_and_three_receipts(js)
     await eventually(lambda: drained(js), what="consumer drained")
     assert await _deadletters(js) == 1
     consumer = inventory.app.state.consumer
@@ -58,11 +63,13 @@ async def test_a_deleted_consumer_is_recreated_where_it_was_and_nothing_is_appli
     assert await _checks(inventory) == (200, {"nats_connected": True, "store_writable": True, "consumer_bound": True})
 
 
-async def test_readiness_says_not_ready_while_the_consumer_cannot_be_recreated(
-    inventory: AsyncTestClient, js: JetStreamContext, topology_settings: TopologySettings
+async def test_readiness_says_not_ready_while_the_consumer_cannot_be_recreated_then_it_starts_the_new_stream(
+    inventory: AsyncTestClient, js: JetStreamContext
 ) -> None:
-    await publish(js, "inventory.received", "r1", {"sku": "A", "qty": 1})
+    for n in range(3):
+        await publish(js, "inventory.received", f"r{n}", {"sku": "A", "qty": 1})
     await eventually(lambda: drained(js), what="consumer drained")
+    stream = (await js.stream_info(COMMERCE)).config
     # Without its stream the consumer cannot exist.
     await js.delete_stream(COMMERCE)
 
@@ -73,10 +80,11 @@ async def test_readiness_says_not_ready_while_the_consumer_cannot_be_recreated(
         )
 
     await eventually(not_ready, what="/readyz 503 with consumer_bound false")
-    await apply_topology(js, topology_settings)
+    # A new stream (sequences start at 1 again): the old floor (3) must not apply to it.
+    await js.add_stream(stream)
+    await publish(js, "inventory.received", "b1", {"sku": "B", "qty": 2})
     await eventually(lambda: _ready(inventory), what="ready again once the stream is back")
-    await publish(js, "inventory.received", "r2", {"sku": "B", "qty": 2})
-    await eventually(lambda: drained(js), what="consuming again")
+    await eventually(lambda: drained(js), what="consuming the new stream from its start")
     assert (await sku(inventory, "B"))["on_hand"] == 2
 
 
@@ -126,3 +134,29 @@ async def _ready(client: AsyncTestClient) -> bool:
 async def _applied_on_hand(client: AsyncTestClient, on_hand: int) -> bool:
     found = await sku(client, "A")
     return found is not None and found["on_hand"] == on_hand
+
+
+async def test_a_consumer_deleted_while_the_service_was_down_resumes_at_the_recorded_floor(
+    js: JetStreamContext, nats_server: NatsServer, inventory_factory: ClientFactory, data_dir: Path
+) -> None:
+    async with inventory_factory(nats_server.url):
+        await _publish_one_malformed_and_three_receipts(js)
+        await eventually(lambda: drained(js), what="consumer drained")
+    assert _recorded_floor(data_dir) == 4
+    await js.delete_consumer(COMMERCE, "inventory")
+    await publish(js, "inventory.received", "r-after", {"sku": "A", "qty": 10})
+
+    async with inventory_factory(nats_server.url) as client:
+        await eventually(lambda: _applied_on_hand(client, 13), what="the event published while down applied")
+        info = await js.consumer_info(COMMERCE, "inventory")
+        assert info.config.opt_start_seq == 5
+        assert await _deadletters(js) == 1
+        assert len(_inbox(data_dir)) == 5
+
+
+def _recorded_floor(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "inventory.db") as db:
+        row = db.execute(
+            "SELECT stream_seq FROM stockwire_consumer_floors WHERE consumer = 'COMMERCE/inventory'"
+        ).fetchone()
+    return int(row[0]) if row else 0

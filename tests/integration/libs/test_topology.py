@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js import errors as js_errors
 
 from libs.config import TopologySettings
 from libs.topology import COMMERCE, TopologyError, apply_consumer, apply_topology, consumer_spec, describe_topology
@@ -80,3 +81,18 @@ async def test_an_incompatible_change_is_a_clear_error_naming_the_field(
     await js.add_stream(config)
     with pytest.raises(TopologyError, match=r"stream COMMERCE: storage"):
         await apply_topology(js, topology_settings)
+
+
+async def test_a_missing_consumer_on_a_stream_with_messages_is_left_to_its_service(
+    js: JetStreamContext, topology_settings: TopologySettings
+) -> None:
+    await js.publish("commerce.test.event", b"{}")
+    await js.delete_consumer(COMMERCE, "inventory")
+
+    actions = await apply_topology(js, topology_settings)
+
+    assert any(
+        line.startswith("consumer COMMERCE/inventory missing") and "left to its service" in line for line in actions
+    )
+    with pytest.raises(js_errors.NotFoundError):
+        await js.consumer_info(COMMERCE, "inventory")
