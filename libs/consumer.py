@@ -288,7 +288,8 @@ class PullConsumer:
             log.warning("consumer %s: cannot read %s's duplicate window: %s", self.durable, DEADLETTER, exc)
             return
         self._window_checked = True
-        span = sum(retry_schedule(self.max_deliver, self.retry_delay_s)) + self.floor_poll_s
+        staleness = max(self.floor_poll_s, self.floor_save_s if self.floors is not None else 0.0)
+        span = sum(retry_schedule(self.max_deliver, self.retry_delay_s)) + staleness
         if span >= window:
             log.warning(
                 "consumer %s: retries span %.0fs, not under DEADLETTER's %.0fs duplicate window: a durable "
