@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -36,9 +37,22 @@ __all__ = [
 
 log = logging.getLogger("stockwire.channel_notifier.jetstream")
 
-AckFloors = dict[str, int]
-"""Per channel consumer name, the highest INVENTORY sequence at and below which it had acknowledged
-everything when last seen."""
+
+@dataclass
+class AckFloors:
+    """Per channel consumer name, the highest INVENTORY sequence at and below which it had acknowledged
+    everything when last seen; valid for the INVENTORY stream created at ``stream_created`` only."""
+
+    stream_created: str = ""
+    seqs: dict[str, int] = field(default_factory=dict)
+
+    async def follow(self, js: JetStreamContext) -> None:
+        """Forget every floor if INVENTORY was created anew since they were seen."""
+        info = await js.stream_info(INVENTORY)
+        created = info.created.isoformat() if info.created else ""
+        if created != self.stream_created:
+            self.seqs.clear()
+            self.stream_created = created
 
 
 def channel_consumer_config(
@@ -84,9 +98,9 @@ async def provision_channel_consumer(
         await js.delete_consumer(INVENTORY, name)
         info = None
         if floors is not None:
-            floors.pop(name, None)
+            floors.seqs.pop(name, None)
     if info is None:
-        resume_after = floors.get(name, 0) if floors is not None else 0
+        resume_after = floors.seqs.get(name, 0) if floors is not None else 0
         if resume_after:
             wanted.deliver_policy = js_api.DeliverPolicy.BY_START_SEQUENCE
             wanted.opt_start_seq = resume_after + 1
@@ -103,7 +117,7 @@ async def provision_channel_consumer(
             log.info("channel %s: created consumer %s on %s", channel.name, name, INVENTORY)
         return name
     if floors is not None and info.ack_floor is not None:
-        floors[name] = info.ack_floor.stream_seq or 0
+        floors.seqs[name] = info.ack_floor.stream_seq or 0
     have = set(info.config.filter_subjects or ([info.config.filter_subject] if info.config.filter_subject else []))
     want = set(wanted.filter_subjects or [wanted.filter_subject])
     if have != want:
@@ -131,8 +145,9 @@ async def keep_channel_consumers(
     went missing; returns the channels by consumer name. Removes nothing: run it as often as wanted."""
     wanted = {jetstream_consumer_name(c.name): c for c in channels if c.kind == "jetstream"}
     if floors is not None:
-        for gone in set(floors) - set(wanted):
-            del floors[gone]
+        await floors.follow(js)
+        for gone in set(floors.seqs) - set(wanted):
+            del floors.seqs[gone]
     for channel in wanted.values():
         await provision_channel_consumer(js, channel, floors=floors)
     return wanted

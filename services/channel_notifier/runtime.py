@@ -61,7 +61,7 @@ class NotifierRuntime:
         self.js: JetStreamContext | None = None
         self.consumer: PullConsumer | None = None
         self.config_error: str | None = None
-        self.channel_floors: AckFloors = {}
+        self.channel_floors = AckFloors()
         self._store: NotifierStore | None = None
         self._registry: ChannelRegistry | None = None
         self._dispatcher: Dispatcher | None = None

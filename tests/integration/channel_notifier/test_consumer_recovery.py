@@ -9,7 +9,7 @@ from libs.contracts import decode_availability
 from libs.topology import DEADLETTER, INVENTORY, NOTIFIER_CONSUMER
 from tests.support import eventually
 
-from .conftest import NotifierFactory
+from .conftest import Notifier, NotifierFactory
 from .support import availability, publish, pull
 
 
@@ -17,28 +17,35 @@ async def _pull_and_ack(js: JetStreamContext, durable: str, count: int) -> list[
     return [decode_availability(msg.data).version for msg in await pull(js, durable, count, timeout=2)]
 
 
+async def _channel_acked_up_to_3(js: JetStreamContext, notifier: Notifier, versions: int) -> None:
+    """Channel ``erp`` (jetstream) with SKU-1 versions 1..``versions`` published, its client having
+    acknowledged 1-3, and the notifier having seen that floor."""
+    await notifier.create_channel(name="erp", kind="jetstream")
+    for version in range(1, versions + 1):
+        await publish(js, availability("SKU-1", version, version))
+    assert await _pull_and_ack(js, "chan-erp", 3) == [1, 2, 3]
+
+    async def floor_known() -> bool:
+        return notifier.runtime.channel_floors.seqs.get("chan-erp") == 3
+
+    await eventually(floor_known, what="the notifier knows the channel's ack floor")
+
+
+async def _channel_consumer(js: JetStreamContext) -> js_api.ConsumerInfo | None:
+    try:
+        return await js.consumer_info(INVENTORY, "chan-erp")
+    except Exception:
+        return None
+
+
 async def test_a_deleted_channel_consumer_is_recreated_after_what_its_client_acknowledged(
     js: JetStreamContext, notifier_factory: NotifierFactory
 ) -> None:
     async with notifier_factory(registry_refresh_s=0.1) as notifier:
-        await notifier.create_channel(name="erp", kind="jetstream")
-        for version in range(1, 6):
-            await publish(js, availability("SKU-1", version, version))
-        assert await _pull_and_ack(js, "chan-erp", 3) == [1, 2, 3]
-
-        async def floor_known() -> bool:
-            return notifier.runtime.channel_floors.get("chan-erp") == 3
-
-        await eventually(floor_known, what="the notifier knows the channel's ack floor")
+        await _channel_acked_up_to_3(js, notifier, 5)
         await js.delete_consumer(INVENTORY, "chan-erp")
 
-        async def recreated() -> js_api.ConsumerInfo | None:
-            try:
-                return await js.consumer_info(INVENTORY, "chan-erp")
-            except Exception:
-                return None
-
-        info = await eventually(recreated, what="channel consumer re-created")
+        info = await eventually(lambda: _channel_consumer(js), what="channel consumer re-created")
         assert info.config.deliver_policy == js_api.DeliverPolicy.BY_START_SEQUENCE
         assert info.config.opt_start_seq == 4
         assert await _pull_and_ack(js, "chan-erp", 5) == [4, 5]
@@ -72,3 +79,18 @@ async def test_the_notifier_recreates_its_own_consumer_from_its_ack_floor(
         assert info.config.opt_start_seq == 4 and info.num_redelivered == 0
         assert info.delivered.stream_seq == 4 and info.delivered.consumer_seq == 1
         assert (await js.stream_info(DEADLETTER)).state.messages == 0
+
+
+async def test_a_channel_consumer_lost_with_its_stream_starts_the_new_stream_from_its_beginning(
+    js: JetStreamContext, notifier_factory: NotifierFactory
+) -> None:
+    async with notifier_factory(registry_refresh_s=0.1) as notifier:
+        await _channel_acked_up_to_3(js, notifier, 3)
+        config = (await js.stream_info(INVENTORY)).config
+        await js.delete_stream(INVENTORY)
+        await js.add_stream(config)
+        # Sequence 1 of the new stream: the old floor (3) must not make the channel skip it.
+        await publish(js, availability("SKU-2", 1, 1))
+
+        await eventually(lambda: _channel_consumer(js), what="channel consumer re-created on the new stream")
+        assert await _pull_and_ack(js, "chan-erp", 1) == [1]
