@@ -122,6 +122,16 @@ def _owned(js: JetStreamContext, settings: TopologySettings, handler: BatchHandl
     )
 
 
+async def _bind_and_stop(js: JetStreamContext, settings: TopologySettings) -> None:
+    async def handler(batch: Sequence[Msg]) -> list[Decision]:
+        return [Decision.ack()] * len(batch)
+
+    consumer = _owned(js, settings, handler)
+    task = await _run(consumer)
+    consumer.stop()
+    await task
+
+
 async def _deadletters(js: JetStreamContext) -> int:
     return (await js.stream_info(DEADLETTER)).state.messages
 
@@ -248,12 +258,20 @@ async def test_a_message_that_always_fails_is_redelivered_on_the_schedule_then_d
 async def test_a_retry_schedule_longer_than_the_deadletter_dedup_window_is_reported(
     js: JetStreamContext, topology_settings: TopologySettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def handler(batch: Sequence[Msg]) -> list[Decision]:
-        return [Decision.ack()] * len(batch)
-
-    consumer = _owned(js, topology_settings, handler)
-    task = await _run(consumer)
-    consumer.stop()
-    await task
+    await _bind_and_stop(js, topology_settings)
     # 0.5 + 1 + ... + 32 s of retries (max_deliver 8) outlast a 30 s window.
     assert any("not under DEADLETTER's 30s duplicate window" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_runner_brings_a_durable_with_older_settings_to_its_spec(
+    js: JetStreamContext, topology_settings: TopologySettings
+) -> None:
+    old = (await js.consumer_info(COMMERCE, INVENTORY_CONSUMER)).config
+    old.ack_wait = 30.0
+    old.backoff = [30.0, 60.0, 120.0, 240.0, 480.0, 600.0, 600.0]
+    await js.add_consumer(COMMERCE, old)
+
+    await _bind_and_stop(js, topology_settings)
+    info = await js.consumer_info(COMMERCE, INVENTORY_CONSUMER)
+    assert info.config.backoff is None
+    assert info.config.ack_wait == pytest.approx(topology_settings.ack_wait_s)
