@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+from typing import Any
+
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from sqlalchemy import event
 
 from libs.contracts import decode_availability
 from libs.topology import DEADLETTER, INVENTORY, NOTIFIER_CONSUMER
 from tests.support import eventually
 
 from .conftest import Notifier, NotifierFactory
-from .support import availability, publish, pull
+from .support import availability, converged, publish, pull, until
 
 
 async def _pull_and_ack(js: JetStreamContext, durable: str, count: int) -> list[int]:
@@ -94,3 +99,54 @@ async def test_a_channel_consumer_lost_with_its_stream_starts_the_new_stream_fro
 
         await eventually(lambda: _channel_consumer(js), what="channel consumer re-created on the new stream")
         assert await _pull_and_ack(js, "chan-erp", 1) == [1]
+
+
+async def test_readiness_says_not_ready_while_the_store_cannot_write_and_no_delivery_is_spent(
+    js: JetStreamContext,
+    notifier: Notifier,
+    sinks,
+    data_dir: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    shop = await sinks("shop")
+    await notifier.create_channel(name="shop", url=shop.url, secret=shop.secret)
+    store = notifier.runtime.store
+    engines = [store.engine.sync_engine, *([store._sync] if store._sync is not None else [])]
+    cap: dict[str, int | None] = {"pages": None}
+
+    # SQLite's max_page_count gives the error of a full disk (SQLITE_FULL) on a real file.
+    def _cap(dbapi_connection: Any, _record: Any) -> None:
+        if cap["pages"] is not None:
+            dbapi_connection.execute(f"PRAGMA max_page_count = {cap['pages']}")
+
+    for engine in engines:
+        event.listen(engine, "connect", _cap)
+    with sqlite3.connect(data_dir / "channel-notifier.db") as db:
+        cap["pages"] = db.execute("PRAGMA page_count").fetchone()[0]
+    await _dispose(store)
+    final = {f"SKU-{n}": availability(f"SKU-{n}", 1, n) for n in range(300)}
+    for update in final.values():
+        await publish(js, update)
+
+    async def not_ready() -> bool:
+        response = await notifier.client.get("/readyz")
+        checks = response.json()["checks"]
+        return response.status_code == 503 and not checks["store_writable"] and not checks["consumer_bound"]
+
+    await eventually(not_ready, what="/readyz 503 while the store is full")
+    cap["pages"] = None
+    await _dispose(store)
+    await until(lambda: converged(shop.sink, final), timeout=30, what="the channel converged once the store writes")
+    await eventually(lambda: _ready(notifier), what="ready again")
+    info = await js.consumer_info(INVENTORY, NOTIFIER_CONSUMER)
+    assert info.num_redelivered == 0
+    assert (await js.stream_info(DEADLETTER)).state.messages == 0
+
+
+async def _dispose(store: Any) -> None:
+    await store.engine.dispose()
+    if store._sync is not None:
+        store._sync.dispose()
+
+
+async def _ready(notifier: Notifier) -> bool:
+    return (await notifier.client.get("/readyz")).status_code == 200
