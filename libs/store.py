@@ -175,6 +175,8 @@ class WriteHealth:
             self.error = None
 
     def _failed(self, context: sa.engine.ExceptionContext) -> None:
+        if context.is_pre_ping:
+            return  # a stale pooled connection, replaced before anything is written
         conn = context.connection
         committing = conn is not None and conn.info.pop(_COMMITTING, False)
         if committing or isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
