@@ -36,7 +36,7 @@ from nats.js import api as js_api
 from bench.support import Service, machine, print_table
 from libs.config import TopologySettings
 from libs.natsserver import NatsServer, free_port
-from libs.topology import COMMERCE, INVENTORY_CONSUMER, apply_topology
+from libs.topology import COMMERCE, INVENTORY_CONSUMER, apply_consumer, apply_topology, consumer_spec
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGETS = {"sqlite": 3000.0, "postgres": 1500.0}
@@ -131,7 +131,7 @@ async def reset_consumer(js: JetStreamContext, topology: TopologySettings) -> No
         await js.delete_consumer(COMMERCE, INVENTORY_CONSUMER)
     except Exception:
         pass
-    await apply_topology(js, topology)
+    await apply_consumer(js, consumer_spec(topology, COMMERCE, INVENTORY_CONSUMER))
 
 
 async def measure_drain(js: JetStreamContext, total: int, timeout_s: float) -> tuple[float, int]:

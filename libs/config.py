@@ -98,7 +98,7 @@ class TopologySettings:
     inventory_max_age_days: float = 30.0
     deadletter_max_age_days: float = 90.0
     max_deliver: int = 8
-    ack_wait_s: float = 30.0
+    ack_wait_s: float = 4.0
     max_ack_pending: int = 4096
     lease_ttl_s: float = 10.0
 

@@ -3,6 +3,9 @@
 What comes with it, so a consumer is a handler and nothing more:
 - a watchdog around ``fetch`` (a stalled fetch is abandoned and the subscription re-bound);
 - ``in_progress`` heartbeats while a slow batch is being handled, so the server does not redeliver it;
+- ownership of the durable (with a :class:`libs.topology.ConsumerSpec`): created, updated, and
+  re-created from its ack floor when it goes missing;
+- one retry schedule (:func:`retry_delay_s`);
 - dead letters: a message the handler gives up on, or one that keeps failing until ``max_deliver``,
   is published to ``deadletter.<consumer>.<subject>`` (durably, with the reason in headers), then
   terminated, so it never blocks the stream;
@@ -22,11 +25,15 @@ from dataclasses import dataclass
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js import errors as js_errors
 from prometheus_client import Counter, Histogram
 
 from libs.bus import HEADER_MSG_ID
 from libs.metrics import LATENCY_BUCKETS
+from libs.store import ConsumerFloors
 from libs.subjects import deadletter_subject
+from libs.topology import DEADLETTER, ConsumerSpec, apply_consumer
 
 __all__ = [
     "BatchHandler",
@@ -35,12 +42,19 @@ __all__ = [
     "PullConsumer",
     "dead_letter",
     "per_message",
+    "retry_delay_s",
+    "retry_schedule",
 ]
 
 log = logging.getLogger("stockwire.consumer")
 
 _handled = Counter(
     "stockwire_consumer_messages_total", "Messages settled by a consumer runner", ["consumer", "outcome"]
+)
+_recreated = Counter(
+    "stockwire_consumer_recreated_total",
+    "Durable consumers re-created by their runner after they went missing",
+    ["consumer"],
 )
 _batch_seconds = Histogram(
     "stockwire_consumer_batch_duration_seconds",
@@ -116,9 +130,40 @@ async def dead_letter(js: JetStreamContext, consumer: str, msg: Msg, reason: str
     await js.publish(deadletter_subject(consumer, msg.subject), msg.data, headers=headers)
 
 
+def retry_delay_s(delivered: int) -> float:
+    """The retry schedule, in seconds: how long after its ``delivered``-th failed delivery (1-based) a
+    message is delivered again: 0.5 s doubling (0.5, 1, 2, 4, 8, 16, 32 …), capped at 60 s.
+
+    This is the one schedule of every consumer the runner serves: the runner naks with these delays
+    and the declared consumers carry no ``backoff`` list (nats-server would apply one to naks too and
+    override these). With ``max_deliver`` 8 a message that always fails reaches DEADLETTER about
+    63.5 s after its first delivery, inside the streams' 2-minute duplicate window.
+    """
+    return min(60.0, 0.5 * 2 ** max(0, delivered - 1))
+
+
+def retry_schedule(max_deliver: int, delay_s: Callable[[int], float] = retry_delay_s) -> list[float]:
+    """The waits between the deliveries of a message that always fails: ``max_deliver - 1`` entries."""
+    return [delay_s(n) for n in range(1, max_deliver)]
+
+
 @dataclass
 class PullConsumer:
-    """Runs one bound durable consumer until :meth:`stop`."""
+    """Runs one durable pull consumer until :meth:`stop`.
+
+    With ``spec`` the runner owns the durable: at every (re)bind it creates it, or brings it to the
+    spec; when it disappears (deleted by hand, lost with a server) it is re-created to resume after
+    the last stream sequence known to be acknowledged (:attr:`ack_floor`), never from the start, so
+    what is redelivered is only what may not have been settled (the handler's idempotency absorbs it).
+    With ``floors`` the ack floor is also recorded in the service's store (every ``floor_save_s`` at
+    most), so a durable lost while the service was down resumes there too.
+
+    Timing: a live batch is kept from redelivery by ``in_progress`` heartbeats every third of the
+    consumer's ``ack_wait`` (at most ``heartbeat_s``), so a short ``ack_wait`` bounds how long the
+    batch of a process that died waits. Failed messages are retried on :func:`retry_delay_s`. A
+    handler that raises (its store cannot write, say) fails the batch as a whole: the runner keeps
+    the batch, retries it in place and reports not bound, without using up the messages' deliveries.
+    """
 
     js: JetStreamContext
     stream: str
@@ -129,15 +174,31 @@ class PullConsumer:
     watchdog_s: float = 15.0
     max_deliver: int = 8
     heartbeat_s: float = 10.0
-    retry_delay_s: Callable[[int], float] = lambda delivered: min(60.0, 0.5 * 2 ** max(0, delivered - 1))
+    retry_delay_s: Callable[[int], float] = retry_delay_s
+    spec: ConsumerSpec | None = None
+    floors: ConsumerFloors | None = None
+    floor_poll_s: float = 1.0
+    floor_save_s: float = 5.0
+    max_handler_retry_s: float = 5.0
 
     def __post_init__(self) -> None:
         self._stopping = asyncio.Event()
         self._bound = asyncio.Event()
+        self.ack_floor = 0
+        """Highest stream sequence at and below which every message of this consumer is settled."""
+        self.failing: str | None = None
+        """Why the handler failed the batch in hand as a whole; None while it succeeds."""
+        self._ack_wait_s = 30.0
+        self._floor_checked = 0.0
+        self._window_checked = False
+        self._stream_created: str | None = None
+        self._saved: tuple[str | None, int] = (None, 0)
+        self._saved_at = 0.0
 
     @property
     def bound(self) -> bool:
-        return self._bound.is_set()
+        """True while the durable exists, the last fetch reached it and the handler is not failing."""
+        return self._bound.is_set() and self.failing is None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -145,11 +206,15 @@ class PullConsumer:
     async def run(self) -> None:
         while not self._stopping.is_set():
             try:
-                sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+                sub = await self._bind()
             except Exception as exc:
                 log.warning("consumer %s: cannot bind to %s (%s); retrying", self.durable, self.stream, exc)
                 await self._pause(1.0)
                 continue
+            if self._stopping.is_set():
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+                break
             self._bound.set()
             log.info("consumer %s: bound to stream %s", self.durable, self.stream)
             try:
@@ -158,6 +223,103 @@ class PullConsumer:
                 self._bound.clear()
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+        # Stopping: the floor as the server has it now, for the next start.
+        with contextlib.suppress(Exception):
+            self._note(await self.js.consumer_info(self.stream, self.durable))
+            await self._save_floor(now_or_never=True)
+
+    async def _bind(self) -> JetStreamContext.PullSubscription:
+        if self.spec is not None:
+            await self._resume_point()
+            action = await apply_consumer(self.js, self.spec, resume_after=self.ack_floor)
+            if action.startswith("created") and self.ack_floor > 0:
+                _recreated.labels(self.durable).inc()
+                log.warning("consumer %s: the durable was missing; %s", self.durable, action)
+            elif not action.endswith("up to date"):
+                log.info("consumer %s: %s", self.durable, action)
+            await self._check_dedup_window()
+        # Raises NotFoundError when the durable is missing: binding alone would not notice.
+        self._note(await self.js.consumer_info(self.stream, self.durable))
+        return await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+
+    async def _resume_point(self) -> None:
+        """Where a re-created durable starts: the floor known for this very stream (a stream deleted and
+        created again starts over), from memory or, after a restart, from :attr:`floors`."""
+        info = await self.js.stream_info(self.stream)
+        created = info.created.isoformat() if info.created else ""
+        if created == self._stream_created:
+            return
+        if self._stream_created is not None:
+            log.warning("consumer %s: stream %s was created anew; its floor starts over", self.durable, self.stream)
+        self._stream_created = created
+        self.ack_floor = 0
+        if self.floors is not None:
+            self.ack_floor = await self.floors.load(self._key, created)
+
+    @property
+    def _key(self) -> str:
+        return f"{self.stream}/{self.durable}"
+
+    async def _save_floor(self, *, now_or_never: bool = False) -> None:
+        if self.floors is None or self._stream_created is None:
+            return
+        now = time.monotonic()
+        if (self._stream_created, self.ack_floor) == self._saved:
+            return
+        if now - self._saved_at < self.floor_save_s and not now_or_never:
+            return
+        self._saved_at = now
+        try:
+            await self.floors.save(self._key, self._stream_created, self.ack_floor)
+        except Exception as exc:
+            log.warning("consumer %s: could not record the ack floor: %s", self.durable, exc)
+            return
+        self._saved = (self._stream_created, self.ack_floor)
+
+    async def _check_dedup_window(self) -> None:
+        """A re-created durable redelivers what was settled since the ack floor, which a message being
+        retried holds back for up to the schedule's total; a dead letter published again then must
+        still fall inside DEADLETTER's duplicate window to be dropped as a duplicate."""
+        if self._window_checked:
+            return
+        try:
+            window = (await self.js.stream_info(DEADLETTER)).config.duplicate_window or 0.0
+        except Exception as exc:
+            log.warning("consumer %s: cannot read %s's duplicate window: %s", self.durable, DEADLETTER, exc)
+            return
+        self._window_checked = True
+        staleness = max(self.floor_poll_s, self.floor_save_s if self.floors is not None else 0.0)
+        span = sum(retry_schedule(self.max_deliver, self.retry_delay_s)) + staleness
+        if span >= window:
+            log.warning(
+                "consumer %s: retries span %.0fs, not under DEADLETTER's %.0fs duplicate window: a durable "
+                "re-created after a loss may publish a dead letter twice",
+                self.durable,
+                span,
+                window,
+            )
+
+    def _note(self, info: js_api.ConsumerInfo) -> None:
+        self._floor_checked = time.monotonic()
+        if info.ack_floor is not None:
+            self.ack_floor = info.ack_floor.stream_seq or 0
+        if info.config.ack_wait:
+            self._ack_wait_s = float(info.config.ack_wait)
+
+    async def _check_floor(self) -> bool:
+        """Refresh :attr:`ack_floor` now and then; False when the durable has gone."""
+        if time.monotonic() - self._floor_checked < self.floor_poll_s:
+            return True
+        try:
+            self._note(await self.js.consumer_info(self.stream, self.durable))
+        except js_errors.NotFoundError:
+            log.warning("consumer %s: the durable has gone; re-binding", self.durable)
+            return False
+        except Exception as exc:
+            self._floor_checked = time.monotonic()
+            log.debug("consumer %s: consumer info failed: %s", self.durable, exc)
+        await self._save_floor()
+        return True
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -165,6 +327,8 @@ class PullConsumer:
 
     async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:
         while not self._stopping.is_set():
+            if not await self._check_floor():
+                return
             fetch_started = time.monotonic()
             try:
                 batch = await asyncio.wait_for(
@@ -188,6 +352,7 @@ class PullConsumer:
                 await self._pause(0.5)
                 continue
             except Exception as exc:
+                # A durable that was deleted answers 503 here; re-binding re-creates it (with a spec).
                 log.warning("consumer %s: fetch failed (%s); re-binding", self.durable, exc)
                 await self._pause(0.5)
                 return
@@ -198,21 +363,49 @@ class PullConsumer:
         started = time.perf_counter()
         heartbeat = asyncio.create_task(self._heartbeat(batch))
         try:
-            decisions = await self.handler(batch)
-        except Exception as exc:
-            log.exception("consumer %s: batch handler failed; the batch will be redelivered", self.durable)
-            decisions = [Decision.retry(f"{type(exc).__name__}: {exc}")] * len(batch)
+            decisions = await self._decide(batch)
         finally:
             heartbeat.cancel()
         _batch_seconds.labels(self.durable).observe(time.perf_counter() - started)
+        if decisions is None:
+            # Stopping with a batch the handler could not take: hand it back for another process now.
+            for msg in batch:
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+            return
         if len(decisions) != len(batch):
             raise RuntimeError(f"handler returned {len(decisions)} decisions for {len(batch)} messages")
         for msg, decision in zip(batch, decisions, strict=True):
             await self._settle(msg, decision)
 
+    async def _decide(self, batch: list[Msg]) -> Sequence[Decision] | None:
+        """The handler's decisions; a handler that raises is retried in place (heartbeats keep the
+        batch ours) until it answers, or None once the runner is stopping."""
+        attempt = 0
+        while True:
+            try:
+                decisions = await self.handler(batch)
+            except Exception as exc:
+                attempt += 1
+                self.failing = f"{type(exc).__name__}: {exc}"
+                _handled.labels(self.durable, "handler_failed").inc(len(batch))
+                log.exception(
+                    "consumer %s: batch handler failed (attempt %d); retrying the batch", self.durable, attempt
+                )
+                if self._stopping.is_set():
+                    return None
+                await self._pause(min(self.max_handler_retry_s, self.retry_delay_s(attempt)))
+                if self._stopping.is_set():
+                    return None
+                continue
+            if self.failing is not None:
+                log.info("consumer %s: batch handler recovered after %d failed attempts", self.durable, attempt)
+            self.failing = None
+            return decisions
+
     async def _heartbeat(self, batch: list[Msg]) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat_s)
+            await asyncio.sleep(min(self.heartbeat_s, self._ack_wait_s / 3))
             for msg in batch:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()

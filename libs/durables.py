@@ -1,5 +1,8 @@
 """Durable consumers declared by their users: a consumer that is not part of the shared topology
-(an order mailer, a WMS feed) creates or updates its own durable with :func:`ensure_durable`."""
+(an order mailer, a WMS feed) creates or updates its own durable with :func:`ensure_durable`, and
+passes the same spec to :class:`libs.consumer.PullConsumer` (``spec=``) so that the runner keeps it:
+re-created after its ack floor if it goes missing. Leave ``backoff_s`` empty to keep the runner's
+retry schedule (:func:`libs.consumer.retry_delay_s`): nats-server applies a backoff list to naks too."""
 
 from __future__ import annotations
 

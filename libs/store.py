@@ -9,6 +9,7 @@ database, a table or a row, and never migrate.
 from __future__ import annotations
 
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,8 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_S",
+    "ConsumerFloors",
     "Migration",
     "SchemaError",
+    "WriteHealth",
     "check_schema",
     "configure_sqlite",
     "create_engine",
@@ -221,3 +224,129 @@ async def check_schema(engine: AsyncEngine, component: str, steps: Sequence[Migr
             "use the stockwire release that runs the service"
         )
     return version
+
+
+_WROTE = "stockwire_wrote"
+_COMMITTING = "stockwire_committing"
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER"})
+
+
+class WriteHealth:
+    """Whether a store's writes commit, for readiness.
+
+    Watches engines through SQLAlchemy events: a transaction that wrote and failed to commit, or any
+    ``OperationalError`` (SQLite "database or disk is full", "disk I/O error"; a PostgreSQL server
+    that is gone or read-only), makes :attr:`error` the reason; the next write that commits clears it.
+    A store that nothing writes to would stay unhealthy, so readiness checks write a :meth:`probe` once
+    no failure has been seen for ``probe_after_s`` seconds (a small write can succeed on a full disk
+    while a batch cannot: probing sooner would make readiness flap).
+    """
+
+    def __init__(self, probe_after_s: float = 10.0) -> None:
+        self.error: str | None = None
+        self.probe_after_s = probe_after_s
+        self._failed_at = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def probe_due(self) -> bool:
+        """Unhealthy, and no write has failed for ``probe_after_s``."""
+        return self.error is not None and time.monotonic() - self._failed_at >= self.probe_after_s
+
+    def watch(self, engine: Engine | AsyncEngine) -> WriteHealth:
+        """Follow the transactions of ``engine`` (its sync engine for an async one); returns self."""
+        sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        event.listen(sync, "after_cursor_execute", self._executed)
+        event.listen(sync, "commit", self._committing)
+        event.listen(sync, "rollback", self._rolled_back)
+        event.listen(sync.pool, "checkin", self._checked_in)
+        event.listen(sync, "handle_error", self._failed)
+        return self
+
+    @staticmethod
+    def probe(conn: Connection) -> None:
+        """Write something harmless in ``conn``'s transaction, so that a store that recovered while
+        idle shows it on its next commit (async: ``await conn.run_sync(health.probe)``). Raises what
+        the write raises."""
+        conn.execute(sa.update(_schema).values(version=_schema.c.version))
+
+    @staticmethod
+    def _executed(conn: Connection, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip()[:7].split(" ", 1)[0].upper() in _WRITES:
+            conn.info[_WROTE] = True
+
+    @staticmethod
+    def _committing(conn: Connection) -> None:
+        # The commit may still fail (SQLite writes the WAL then): success is known at check-in.
+        if conn.info.pop(_WROTE, False):
+            conn.info[_COMMITTING] = True
+
+    @staticmethod
+    def _rolled_back(conn: Connection) -> None:
+        conn.info.pop(_WROTE, None)
+        conn.info.pop(_COMMITTING, None)
+
+    def _checked_in(self, _dbapi_connection: object, record: object) -> None:
+        info = getattr(record, "info", None)
+        if info is not None and info.pop(_COMMITTING, False) and self.error is not None:
+            log.info("store: a write committed again (after: %s)", self.error)
+            self.error = None
+
+    def _failed(self, context: sa.engine.ExceptionContext) -> None:
+        if context.is_pre_ping:
+            return  # a stale pooled connection, replaced before anything is written
+        conn = context.connection
+        committing = conn is not None and conn.info.pop(_COMMITTING, False)
+        if committing or isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
+            reason = f"{type(context.original_exception).__name__}: {context.original_exception}"
+            if self.error is None:
+                log.error("store: a write failed; not ready until one commits (%s)", reason)
+            self.error = reason
+            self._failed_at = time.monotonic()
+
+
+_floors = sa.Table(
+    "stockwire_consumer_floors",
+    sa.MetaData(),
+    sa.Column("consumer", sa.String(300), primary_key=True),
+    sa.Column("stream_created", sa.String(64), nullable=False),
+    sa.Column("stream_seq", sa.BigInteger, nullable=False),
+)
+
+
+class ConsumerFloors:
+    """The ack floors of a service's durable consumers, kept in its own store so that a consumer lost
+    while the service was down is still re-created where it was, not at the start of its stream.
+
+    A floor is recorded with the creation time of its stream (ISO 8601): a floor of a stream that was
+    since deleted and re-created does not apply. The table is created on first use.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._ready = False
+
+    async def _ensure(self) -> None:
+        if not self._ready:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(lambda c: _floors.create(c, checkfirst=True))
+            self._ready = True
+
+    async def load(self, consumer: str, stream_created: str) -> int:
+        """The floor recorded for ``consumer`` on the stream created at ``stream_created``; 0 if none."""
+        await self._ensure()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(_floors).where(_floors.c.consumer == consumer))).first()
+        return int(row.stream_seq) if row is not None and row.stream_created == stream_created else 0
+
+    async def save(self, consumer: str, stream_created: str, stream_seq: int) -> None:
+        """Record the floor of ``consumer`` (a stream sequence) on the stream created at ``stream_created``."""
+        await self._ensure()
+        values = {"stream_created": stream_created, "stream_seq": stream_seq}
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(sa.update(_floors).where(_floors.c.consumer == consumer).values(values))
+            if not updated.rowcount:
+                await conn.execute(sa.insert(_floors).values(consumer=consumer, **values))

@@ -28,6 +28,7 @@ __all__ = [
     "TopologyError",
     "apply_consumer",
     "apply_topology",
+    "consumer_spec",
     "describe_topology",
     "topology_specs",
 ]
@@ -74,6 +75,16 @@ class StreamSpec:
 
 @dataclass(frozen=True)
 class ConsumerSpec:
+    """A durable pull consumer as declared.
+
+    Retry timing: the declared consumers carry no ``backoff`` list. nats-server applies a backoff list
+    to ``nak(delay=...)`` redeliveries as well as to ack timeouts, so a list here would override the
+    runner's schedule (:func:`libs.consumer.retry_schedule`), which is the one schedule. ``ack_wait_s``
+    is short (seconds): it bounds how long a batch held by a process that died waits before it is
+    redelivered, and the runner keeps a live batch from timing out with ``in_progress`` heartbeats.
+    ``backoff_s`` remains for consumers declared outside the topology that want the server's timing.
+    """
+
     stream: str
     durable: str
     filter_subject: str
@@ -83,11 +94,14 @@ class ConsumerSpec:
     backoff_s: list[float] = field(default_factory=list)
     description: str = ""
 
-    def config(self) -> js_api.ConsumerConfig:
+    def config(self, *, start_seq: int | None = None) -> js_api.ConsumerConfig:
+        """The server config; with ``start_seq`` (a stream sequence, >= 1) delivery starts there
+        instead of at the beginning of the stream (a consumer re-created after it was lost)."""
         return js_api.ConsumerConfig(
             durable_name=self.durable,
             description=self.description,
-            deliver_policy=js_api.DeliverPolicy.ALL,
+            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE if start_seq else js_api.DeliverPolicy.ALL,
+            opt_start_seq=start_seq or None,
             ack_policy=js_api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait_s,
             max_deliver=self.max_deliver,
@@ -115,13 +129,6 @@ class KvSpec:
             replicas=self.replicas,
             storage=js_api.StorageType.FILE,
         )
-
-
-def _redelivery_backoff(settings: TopologySettings) -> list[float]:
-    """Ack-timeout redelivery delays: the server uses the first as the ack wait of the first delivery,
-    so the schedule starts at ``ack_wait_s`` and doubles, capped at ten minutes. (Explicit naks carry
-    their own delay; this governs only messages whose consumer died holding them.)"""
-    return [min(600.0, settings.ack_wait_s * 2**n) for n in range(max(0, settings.max_deliver - 1))]
 
 
 def topology_specs(settings: TopologySettings) -> tuple[list[StreamSpec], list[KvSpec], list[ConsumerSpec]]:
@@ -163,8 +170,7 @@ def topology_specs(settings: TopologySettings) -> tuple[list[StreamSpec], list[K
             settings.max_deliver,
             settings.ack_wait_s,
             settings.max_ack_pending,
-            _redelivery_backoff(settings),
-            "inventory ledger",
+            description="inventory ledger",
         ),
         ConsumerSpec(
             INVENTORY,
@@ -173,11 +179,18 @@ def topology_specs(settings: TopologySettings) -> tuple[list[StreamSpec], list[K
             settings.max_deliver,
             settings.ack_wait_s,
             settings.max_ack_pending,
-            _redelivery_backoff(settings),
-            "channel fan-out",
+            description="channel fan-out",
         ),
     ]
     return streams, buckets, consumers
+
+
+def consumer_spec(settings: TopologySettings, stream: str, durable: str) -> ConsumerSpec:
+    """The declared spec of one durable consumer; raises ``KeyError`` when none is declared."""
+    for spec in topology_specs(settings)[2]:
+        if (spec.stream, spec.durable) == (stream, durable):
+            return spec
+    raise KeyError(f"no consumer {stream}/{durable} is declared")
 
 
 def _enum_value(value: Any) -> Any:
@@ -199,7 +212,8 @@ def _differences(current: Any, wanted: Any, fields: tuple[str, ...]) -> list[str
 
 _STREAM_FIXED = ("storage", "retention")
 _STREAM_MUTABLE = ("subjects", "max_age", "duplicate_window", "num_replicas", "description", "discard")
-_CONSUMER_FIXED = ("deliver_policy", "ack_policy")
+# Where delivery started is not compared: a consumer re-created after it was lost starts at its ack floor.
+_CONSUMER_FIXED = ("ack_policy",)
 _CONSUMER_MUTABLE = ("ack_wait", "max_deliver", "backoff", "filter_subject", "max_ack_pending", "description")
 
 
@@ -226,15 +240,23 @@ async def _apply_stream(js: JetStreamContext, wanted: js_api.StreamConfig) -> st
     return f"updated stream {wanted.name} ({', '.join(changed)})"
 
 
-async def apply_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:
-    """Create or update one durable consumer (idempotent); returns what was done, for the operator."""
-    wanted = spec.config()
+async def apply_consumer(js: JetStreamContext, spec: ConsumerSpec, *, resume_after: int = 0) -> str:
+    """Create or update one durable consumer (idempotent); returns what was done, for the operator.
+
+    A missing consumer is created to deliver from stream sequence ``resume_after + 1`` (0: from the
+    start of the stream). An existing one keeps where it started (the server cannot change that) and
+    has its other fields brought to ``spec``. Raises :class:`TopologyError` when the ack policy differs.
+    """
     label = f"consumer {spec.stream}/{spec.durable}"
     try:
         info = await js.consumer_info(spec.stream, spec.durable)
     except js_errors.NotFoundError:
-        await js.add_consumer(spec.stream, wanted)
-        return f"created {label}"
+        await js.add_consumer(spec.stream, spec.config(start_seq=resume_after + 1 if resume_after > 0 else None))
+        return f"created {label}" + (f" (from stream sequence {resume_after + 1})" if resume_after > 0 else "")
+    wanted = spec.config()
+    wanted.deliver_policy = info.config.deliver_policy
+    wanted.opt_start_seq = info.config.opt_start_seq
+    wanted.opt_start_time = info.config.opt_start_time
     fixed = _differences(info.config, wanted, _CONSUMER_FIXED)
     if fixed:
         raise TopologyError(f"{label}: {', '.join(fixed)} cannot be changed; delete the consumer to recreate it")
@@ -278,12 +300,27 @@ async def _apply_bucket(js: JetStreamContext, spec: KvSpec) -> str:
     return f"updated kv {spec.bucket} ({', '.join(changed)})"
 
 
+async def _apply_declared_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:
+    """As :func:`apply_consumer`, except that a durable missing on a stream that holds messages is left
+    to its service: only it knows where the consumer had acknowledged up to (created here it would start
+    at the beginning and replay the stream, dead letters included)."""
+    try:
+        await js.consumer_info(spec.stream, spec.durable)
+    except js_errors.NotFoundError:
+        if (await js.stream_info(spec.stream)).state.messages:
+            return (
+                f"consumer {spec.stream}/{spec.durable} missing on a stream that holds messages: left to its "
+                "service, which re-creates it after its ack floor"
+            )
+    return await apply_consumer(js, spec)
+
+
 async def apply_topology(js: JetStreamContext, settings: TopologySettings) -> list[str]:
     """Bring the server to the declared topology; returns one line per object saying what was done."""
     streams, buckets, consumers = topology_specs(settings)
     actions = [await _apply_stream(js, spec.config()) for spec in streams]
     actions += [await _apply_bucket(js, spec) for spec in buckets]
-    actions += [await apply_consumer(js, spec) for spec in consumers]
+    actions += [await _apply_declared_consumer(js, spec) for spec in consumers]
     for line in actions:
         log.info("topology: %s", line)
     return actions

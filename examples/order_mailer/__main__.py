@@ -29,7 +29,14 @@ async def main() -> None:
     js = jetstream(nc)
     await ensure_durable(js, CONSUMER)
     mailer = OrderMailer(engine, Maildir(Path(settings.data_dir) / "mail"))
-    consumer = PullConsumer(js, CONSUMER.stream, CONSUMER.durable, per_message(mailer.handle), max_deliver=5)
+    consumer = PullConsumer(
+        js,
+        CONSUMER.stream,
+        CONSUMER.durable,
+        per_message(mailer.handle),
+        max_deliver=CONSUMER.max_deliver,
+        spec=CONSUMER,
+    )
     start_http_server(int(os.environ.get("MAILER_METRICS_PORT", "9465")), addr="127.0.0.1")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

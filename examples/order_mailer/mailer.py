@@ -33,9 +33,10 @@ CONSUMER = ConsumerSpec(
     durable="order-mailer",
     filter_subject="inventory.*.>",
     max_deliver=5,
-    ack_wait_s=30,
+    # Short: the runner's heartbeats keep a live batch; a dead process's batch comes back in seconds.
+    # No backoff list: the runner's nak delays are the one retry schedule.
+    ack_wait_s=4,
     max_ack_pending=1000,
-    backoff_s=[1, 5, 15, 60],
     description="order confirmation mails",
 )
 _INBOX = inbox_table(sa.MetaData(), "mailer_inbox")

@@ -4,7 +4,9 @@ Per fetched batch: decode the availability changes (ledger events are for jetstr
 pull them on their own), keep the newest per SKU, bring the ``availability`` KV bucket up to date,
 then record one pending delivery per (channel, SKU) in one transaction and wake the workers. A
 message is acknowledged only once both are done; on redelivery both steps are no-ops for what
-already happened (a KV failure retries the message but does not hold its deliveries back).
+already happened (a KV failure retries the message on the runner's schedule but does not hold its
+deliveries back). A store that cannot record fails the batch as a whole: the runner holds it and
+retries it in place, so a full disk uses up no message's deliveries.
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ from .store import NotifierStore
 __all__ = ["AvailabilityIngest"]
 
 log = logging.getLogger("stockwire.channel_notifier.ingest")
-
-_RETRY_DELAY_S = 1.0
 
 
 class AvailabilityIngest:
@@ -82,17 +82,11 @@ class AvailabilityIngest:
             for channel in targets
             if channel.wants(sku)
         ]
-        try:
-            await self.store.record_updates(rows, time.time())
-        except Exception as exc:
-            log.exception("recording %d deliveries failed; the batch will be redelivered", len(rows))
-            for index, _, _ in updates:
-                decisions[index] = Decision.retry(f"store: {type(exc).__name__}: {exc}", _RETRY_DELAY_S)
-            return decisions
+        await self.store.record_updates(rows, time.time())
         self.wake({channel_id for channel_id, *_ in rows})
         for index, update, _ in updates:
             if update.sku in failed:
-                decisions[index] = Decision.retry(f"kv: {failed[update.sku]}", _RETRY_DELAY_S)
+                decisions[index] = Decision.retry(f"kv: {failed[update.sku]}")
         return decisions
 
     async def _update_kv(self, newest: dict[str, AvailabilityChanged], documents: dict[int, bytes]) -> dict[str, str]:

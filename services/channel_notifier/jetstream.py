@@ -2,7 +2,9 @@
 
 A ``jetstream`` channel gets its own durable pull consumer on INVENTORY, filtered to the subjects its
 filters name, and pulls from it directly; the notifier creates, updates and removes it with the
-channel. Replays and KV snapshots read a range of a stream through a short-lived ephemeral consumer.
+channel, and owns it: it keeps each consumer's ack floor (:class:`AckFloors`) as it reconciles, and
+re-creates a consumer that went missing to resume after that floor, never from the start.
+Replays and KV snapshots read a range of a stream through a short-lived ephemeral consumer.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -23,7 +26,9 @@ from libs.topology import INVENTORY, KV_AVAILABILITY
 from .domain.channel import Channel, is_channel_consumer, jetstream_consumer_name, jetstream_filter_subjects
 
 __all__ = [
+    "AckFloors",
     "channel_consumer_config",
+    "keep_channel_consumers",
     "provision_channel_consumer",
     "read_stream",
     "reconcile_channel_consumers",
@@ -31,6 +36,23 @@ __all__ = [
 ]
 
 log = logging.getLogger("stockwire.channel_notifier.jetstream")
+
+
+@dataclass
+class AckFloors:
+    """Per channel consumer name, the highest INVENTORY sequence at and below which it had acknowledged
+    everything when last seen; valid for the INVENTORY stream created at ``stream_created`` only."""
+
+    stream_created: str = ""
+    seqs: dict[str, int] = field(default_factory=dict)
+
+    async def follow(self, js: JetStreamContext) -> None:
+        """Forget every floor if INVENTORY was created anew since they were seen."""
+        info = await js.stream_info(INVENTORY)
+        created = info.created.isoformat() if info.created else ""
+        if created != self.stream_created:
+            self.seqs.clear()
+            self.stream_created = created
 
 
 def channel_consumer_config(
@@ -59,9 +81,13 @@ def channel_consumer_config(
 
 
 async def provision_channel_consumer(
-    js: JetStreamContext, channel: Channel, *, start: dt.datetime | None = None
+    js: JetStreamContext, channel: Channel, *, start: dt.datetime | None = None, floors: AckFloors | None = None
 ) -> str:
-    """Create the channel's consumer, or bring its filters in line; with ``start``, recreate it from then."""
+    """Create the channel's consumer, or bring its filters in line; with ``start``, recreate it from then.
+
+    With ``floors``: an existing consumer's ack floor is recorded there, and a missing one whose floor
+    is known is re-created to deliver from the sequence after it.
+    """
     name = jetstream_consumer_name(channel.name)
     wanted = channel_consumer_config(channel, start=start)
     try:
@@ -71,10 +97,27 @@ async def provision_channel_consumer(
     if info is not None and start is not None:
         await js.delete_consumer(INVENTORY, name)
         info = None
+        if floors is not None:
+            floors.seqs.pop(name, None)
     if info is None:
+        resume_after = floors.seqs.get(name, 0) if floors is not None else 0
+        if resume_after:
+            wanted.deliver_policy = js_api.DeliverPolicy.BY_START_SEQUENCE
+            wanted.opt_start_seq = resume_after + 1
         await js.add_consumer(INVENTORY, wanted)
-        log.info("channel %s: created consumer %s on %s", channel.name, name, INVENTORY)
+        if resume_after:
+            log.warning(
+                "channel %s: consumer %s was missing; re-created from %s sequence %d",
+                channel.name,
+                name,
+                INVENTORY,
+                resume_after + 1,
+            )
+        else:
+            log.info("channel %s: created consumer %s on %s", channel.name, name, INVENTORY)
         return name
+    if floors is not None and info.ack_floor is not None:
+        floors.seqs[name] = info.ack_floor.stream_seq or 0
     have = set(info.config.filter_subjects or ([info.config.filter_subject] if info.config.filter_subject else []))
     want = set(wanted.filter_subjects or [wanted.filter_subject])
     if have != want:
@@ -95,11 +138,26 @@ async def remove_channel_consumer(js: JetStreamContext, channel_name: str) -> bo
     return True
 
 
-async def reconcile_channel_consumers(js: JetStreamContext, channels: Iterable[Channel]) -> None:
-    """Every jetstream channel has its consumer; no consumer is left for a channel that is gone."""
+async def keep_channel_consumers(
+    js: JetStreamContext, channels: Iterable[Channel], floors: AckFloors | None = None
+) -> dict[str, Channel]:
+    """Every jetstream channel has its consumer, re-created after its ack floor in ``floors`` when it
+    went missing; returns the channels by consumer name. Removes nothing: run it as often as wanted."""
     wanted = {jetstream_consumer_name(c.name): c for c in channels if c.kind == "jetstream"}
+    if floors is not None:
+        await floors.follow(js)
+        for gone in set(floors.seqs) - set(wanted):
+            del floors.seqs[gone]
     for channel in wanted.values():
-        await provision_channel_consumer(js, channel)
+        await provision_channel_consumer(js, channel, floors=floors)
+    return wanted
+
+
+async def reconcile_channel_consumers(
+    js: JetStreamContext, channels: Iterable[Channel], floors: AckFloors | None = None
+) -> None:
+    """:func:`keep_channel_consumers`, and no consumer is left for a channel that is gone."""
+    wanted = await keep_channel_consumers(js, channels, floors)
     for info in await js.consumers_info(INVENTORY):
         durable = info.config.durable_name or info.name
         if durable and is_channel_consumer(durable) and durable not in wanted:

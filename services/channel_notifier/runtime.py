@@ -19,14 +19,14 @@ from libs.backoff import backoff_delay
 from libs.bus import connect, jetstream
 from libs.config import StockwireSettings
 from libs.consumer import PullConsumer
-from libs.store import database_url
-from libs.topology import INVENTORY, KV_AVAILABILITY, NOTIFIER_CONSUMER
+from libs.store import ConsumerFloors, database_url
+from libs.topology import INVENTORY, KV_AVAILABILITY, NOTIFIER_CONSUMER, consumer_spec
 from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
 
 from .dispatcher import Dispatcher
 from .domain.channel import Channel, ChannelError
 from .ingest import AvailabilityIngest
-from .jetstream import reconcile_channel_consumers
+from .jetstream import AckFloors, keep_channel_consumers, reconcile_channel_consumers
 from .kv import AvailabilityKv
 from .metrics import PENDING
 from .registry import ChannelRegistry
@@ -61,6 +61,7 @@ class NotifierRuntime:
         self.js: JetStreamContext | None = None
         self.consumer: PullConsumer | None = None
         self.config_error: str | None = None
+        self.channel_floors = AckFloors()
         self._store: NotifierStore | None = None
         self._registry: ChannelRegistry | None = None
         self._dispatcher: Dispatcher | None = None
@@ -168,6 +169,8 @@ class NotifierRuntime:
             batch_size=self.settings.fetch_batch,
             fetch_timeout_s=self.settings.fetch_wait_s,
             max_deliver=self.shared.topology.max_deliver,
+            spec=consumer_spec(self.shared.topology, INVENTORY, NOTIFIER_CONSUMER),
+            floors=ConsumerFloors(self.store.engine),
         )
         # Everything built so far lives as long as the process: keep it out of the collector's full
         # passes, which otherwise pause the loop for tens of milliseconds (seen in the latency tail).
@@ -205,7 +208,7 @@ class NotifierRuntime:
         assert self.js is not None
         for attempt in range(_STARTUP_ATTEMPTS):
             try:
-                await reconcile_channel_consumers(self.js, self.registry.channels)
+                await reconcile_channel_consumers(self.js, self.registry.channels, self.channel_floors)
                 return
             except Exception as exc:
                 log.warning("channel consumers: reconcile failed (%s); retrying", exc)
@@ -219,6 +222,13 @@ class NotifierRuntime:
                 await self.registry.refresh()
             except Exception as exc:
                 log.warning("channel registry refresh failed: %s", exc)
+                continue
+            if self.js is not None:
+                # Orphans are removed at start only: another replica's list may be newer than ours.
+                try:
+                    await keep_channel_consumers(self.js, self.registry.channels, self.channel_floors)
+                except Exception as exc:
+                    log.warning("channel consumers: %s: %s", type(exc).__name__, exc)
 
     async def _pending_loop(self) -> None:
         while True:

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.store import SQLITE_BUSY_TIMEOUT_S, create_engine, is_postgres, migrate, sqlite_transactions
+from libs.store import SQLITE_BUSY_TIMEOUT_S, WriteHealth, create_engine, is_postgres, migrate, sqlite_transactions
 
 from .domain.channel import Channel, ChannelFilters
 from .schema import (
@@ -99,6 +99,9 @@ class NotifierStore:
     def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
         self.engine = engine
         self._sync = sync_engine
+        self.write_health = WriteHealth().watch(engine)
+        if sync_engine is not None:
+            self.write_health.watch(sync_engine)
         self._thread = (
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="notifier-sqlite") if sync_engine else None
         )
@@ -147,8 +150,13 @@ class NotifierStore:
             return await conn.run_sync(work)
 
     async def writable(self) -> bool:
-        await self.run(lambda conn: conn.execute(sa.text("SELECT 1")))
-        return True
+        """After a failed write (a full disk, say): false until a write commits; this check writes one
+        once no write has failed for a while."""
+        if self.write_health.probe_due:
+            await self.run(self.write_health.probe)
+        else:
+            await self.run(lambda conn: conn.execute(sa.text("SELECT 1")))
+        return self.write_health.ok
 
     # -- channels ---------------------------------------------------------------------------------
 

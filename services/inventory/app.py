@@ -14,8 +14,8 @@ from libs.config import StockwireSettings, load_service_config
 from libs.consumer import PullConsumer
 from libs.http import create_service_app
 from libs.logs import setup_logging
-from libs.store import database_url
-from libs.topology import COMMERCE, INVENTORY_CONSUMER
+from libs.store import ConsumerFloors, database_url
+from libs.topology import COMMERCE, INVENTORY_CONSUMER, consumer_spec
 
 from .api import route_handlers
 from .consumer import EventHandler
@@ -72,6 +72,8 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
                     watchdog_s=settings.watchdog_s,
                     max_deliver=shared.topology.max_deliver,
                     heartbeat_s=settings.heartbeat_s,
+                    spec=consumer_spec(shared.topology, COMMERCE, INVENTORY_CONSUMER),
+                    floors=ConsumerFloors(store.engine),
                 )
                 app.state.consumer = consumer
                 await consumer.run()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from libs.store import create_engine, is_postgres, migrate
+from libs.store import WriteHealth, create_engine, is_postgres, migrate
 
 from ..domain.events import Envelope, MalformedEvent, parse_event
 from ..domain.model import Reservation, SkuState
@@ -54,6 +54,7 @@ class InventoryStore:
         self.engine = engine
         self.expire_batch = expire_batch
         self.postgres = is_postgres(engine)
+        self.write_health = WriteHealth().watch(engine)
 
     @classmethod
     async def open(
@@ -221,9 +222,13 @@ class InventoryStore:
             return int((await conn.execute(sa.select(sa.func.count()).select_from(t))).scalar_one())
 
     async def writable(self) -> bool:
-        """SQLite: the transaction takes the write lock (BEGIN IMMEDIATE). PostgreSQL: not read-only."""
+        """SQLite: the transaction takes the write lock (BEGIN IMMEDIATE). PostgreSQL: not read-only.
+        After a failed write (a full disk, say): false until a write commits; this check writes one
+        once no write has failed for a while."""
         async with self.engine.begin() as conn:
-            if self.postgres:
-                return (await conn.execute(sa.text("SHOW transaction_read_only"))).scalar_one() == "off"
+            if self.postgres and (await conn.execute(sa.text("SHOW transaction_read_only"))).scalar_one() != "off":
+                return False
             await conn.execute(sa.select(sa.func.count()).select_from(schema.skus).where(sa.false()))
-        return True
+            if self.write_health.probe_due:
+                await conn.run_sync(self.write_health.probe)
+        return self.write_health.ok

@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -80,6 +81,10 @@ class NotifierProcess:
                 self.process.wait()
 
 
+async def _ack_floor(js: JetStreamContext) -> int:
+    return (await js.consumer_info("INVENTORY", "channel-notifier")).ack_floor.stream_seq
+
+
 @pytest.fixture
 async def sink_servers() -> AsyncIterator[dict[str, SinkServer]]:
     servers = {}
@@ -149,6 +154,7 @@ async def test_sigkill_mid_burst_then_restart_converges_without_going_back(
     publishing = asyncio.create_task(burst(range(6, 16)))
     await until(lambda: len(history) >= 400, what="the burst goes on")
     notifier_process.kill()
+    floor_at_kill = await _ack_floor(js)
     await publishing
     # While it is down: duplicates and stale versions arrive too (at-least-once, outages).
     for update in rng.sample(history, 150):
@@ -157,6 +163,14 @@ async def test_sigkill_mid_burst_then_restart_converges_without_going_back(
 
     notifier_process.start()
     await notifier_process.ready()
+    ready_at = time.monotonic()
+
+    async def resumed() -> bool:
+        return await _ack_floor(js) > floor_at_kill
+
+    await eventually(resumed, timeout=60, interval=0.05, what="consumption resumed")
+    # What the dead process held waits out ack_wait (4 s), not the former 30 s.
+    assert time.monotonic() - ready_at < 10.0
     for name, sink in sinks.items():
         await until(lambda s=sink, b=BUFFERS[name]: converged(s, final, b), timeout=30, what=f"{name} converged")
     for name, sink in sinks.items():

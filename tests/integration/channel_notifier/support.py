@@ -6,10 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import nats.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bench.sinks import AvailabilitySink
 from libs.contracts import AvailabilityChanged, availability_msg_id, availability_subject, encode, utc_now_iso
+from libs.topology import INVENTORY
 from tests.support import eventually
 
 ADMIN_TOKEN = "channel-notifier-test-token"
@@ -54,3 +57,22 @@ async def until(predicate: Callable[[], object], *, timeout: float = 10.0, what:
         return predicate()
 
     await eventually(probe, timeout=timeout, what=what)
+
+
+async def pull(js: JetStreamContext, durable: str, expected: int, *, timeout: float = 5.0) -> list[Msg]:
+    """Pull up to ``expected`` messages from an INVENTORY durable as a channel's client does, each
+    acknowledged (and the ack confirmed) before the next fetch."""
+    sub = await js.pull_subscribe_bind(durable=durable, stream=INVENTORY)
+    received: list[Msg] = []
+    try:
+        while len(received) < expected:
+            try:
+                batch = await sub.fetch(expected - len(received), timeout=timeout)
+            except nats.errors.TimeoutError:
+                break
+            for msg in batch:
+                await msg.ack_sync()
+                received.append(msg)
+    finally:
+        await sub.unsubscribe()
+    return received

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import nats.errors
 import pytest
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
@@ -13,24 +12,11 @@ from libs.contracts import InventoryEvent, decode_availability, encode, inventor
 from libs.topology import INVENTORY
 
 from .conftest import Notifier
-from .support import AUTH, availability, publish
+from .support import AUTH, availability, publish, pull
 
 
 async def _pull(js: JetStreamContext, durable: str, expected: int) -> list:  # type: ignore[type-arg]
-    sub = await js.pull_subscribe_bind(durable=durable, stream=INVENTORY)
-    received = []
-    try:
-        while len(received) < expected:
-            try:
-                batch = await sub.fetch(expected - len(received), timeout=5)
-            except nats.errors.TimeoutError:
-                break
-            for msg in batch:
-                await msg.ack()
-                received.append(msg)
-    finally:
-        await sub.unsubscribe()
-    return received
+    return await pull(js, durable, expected)
 
 
 async def test_jetstream_channel_receives_the_updates_by_pulling(js: JetStreamContext, notifier: Notifier) -> None:

@@ -213,7 +213,7 @@ async def test_poison_fields_are_dead_lettered_at_once_and_their_batch_neighbour
         assert (await js.consumer_info("COMMERCE", "inventory")).num_redelivered == 0
 
 
-# Few deliveries, so that giving up comes quickly (the server spaces redeliveries by the consumer's backoff).
+# Few deliveries, so that giving up comes quickly (redeliveries follow the runner's retry schedule).
 _FEW_DELIVERIES = TopologySettings(max_deliver=2, ack_wait_s=5)
 
 

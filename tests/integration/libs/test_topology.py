@@ -5,9 +5,10 @@ import dataclasses
 import pytest
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js import errors as js_errors
 
 from libs.config import TopologySettings
-from libs.topology import COMMERCE, TopologyError, apply_topology, describe_topology
+from libs.topology import COMMERCE, TopologyError, apply_consumer, apply_topology, consumer_spec, describe_topology
 
 
 async def test_applying_twice_changes_nothing(js: JetStreamContext, topology_settings: TopologySettings) -> None:
@@ -31,7 +32,43 @@ async def test_compatible_changes_are_updated_in_place(
     assert info.config.duplicate_window == pytest.approx(30.0)
     consumer = await js.consumer_info(COMMERCE, "inventory")
     assert consumer.config.max_deliver == 5
-    assert len(consumer.config.backoff or []) == 4
+    # The runner's nak delays are the retry schedule: a backoff list would override them.
+    assert consumer.config.backoff is None
+
+
+async def test_a_consumer_with_the_old_backoff_and_ack_wait_is_brought_to_the_declared_timing(
+    js: JetStreamContext, topology_settings: TopologySettings
+) -> None:
+    info = await js.consumer_info(COMMERCE, "inventory")
+    old = info.config
+    old.ack_wait = 30.0
+    old.backoff = [30.0, 60.0, 120.0, 240.0, 480.0, 600.0, 600.0]
+    await js.add_consumer(COMMERCE, old)
+    assert (await js.consumer_info(COMMERCE, "inventory")).config.backoff
+
+    actions = await apply_topology(js, topology_settings)
+
+    assert any(line.startswith("updated consumer COMMERCE/inventory") and "backoff" in line for line in actions)
+    consumer = await js.consumer_info(COMMERCE, "inventory")
+    assert consumer.config.backoff is None
+    assert consumer.config.ack_wait == pytest.approx(topology_settings.ack_wait_s)
+
+
+async def test_a_consumer_resumed_at_a_sequence_is_up_to_date_and_a_missing_one_resumes_there(
+    js: JetStreamContext, topology_settings: TopologySettings
+) -> None:
+    for n in range(5):
+        await js.publish(f"commerce.test.e{n}", b"{}")
+    await js.delete_consumer(COMMERCE, "inventory")
+    spec = consumer_spec(topology_settings, COMMERCE, "inventory")
+
+    assert await apply_consumer(js, spec, resume_after=3) == (
+        "created consumer COMMERCE/inventory (from stream sequence 4)"
+    )
+
+    info = await js.consumer_info(COMMERCE, "inventory")
+    assert info.ack_floor.stream_seq == 3 and info.num_pending == 2
+    assert all("up to date" in line for line in await apply_topology(js, topology_settings))
 
 
 async def test_an_incompatible_change_is_a_clear_error_naming_the_field(
@@ -44,3 +81,18 @@ async def test_an_incompatible_change_is_a_clear_error_naming_the_field(
     await js.add_stream(config)
     with pytest.raises(TopologyError, match=r"stream COMMERCE: storage"):
         await apply_topology(js, topology_settings)
+
+
+async def test_a_missing_consumer_on_a_stream_with_messages_is_left_to_its_service(
+    js: JetStreamContext, topology_settings: TopologySettings
+) -> None:
+    await js.publish("commerce.test.event", b"{}")
+    await js.delete_consumer(COMMERCE, "inventory")
+
+    actions = await apply_topology(js, topology_settings)
+
+    assert any(
+        line.startswith("consumer COMMERCE/inventory missing") and "left to its service" in line for line in actions
+    )
+    with pytest.raises(js_errors.NotFoundError):
+        await js.consumer_info(COMMERCE, "inventory")
