@@ -14,9 +14,8 @@ from nats.js import JetStreamContext
 
 from libs.backoff import backoff_delay
 from libs.config import NatsSettings
-from libs.contracts import HEADER_MSG_ID
 
-__all__ = ["HEADER_MSG_ID", "connect", "jetstream"]
+__all__ = ["connect", "jetstream"]
 
 log = logging.getLogger("stockwire.bus")
 

@@ -29,7 +29,8 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 from prometheus_client import Counter, Histogram
 
-from libs.bus import HEADER_MSG_ID
+from libs.backoff import backoff_ceiling
+from libs.contracts import deadletter_headers
 from libs.metrics import LATENCY_BUCKETS
 from libs.store import ConsumerFloors
 from libs.subjects import deadletter_subject
@@ -114,18 +115,14 @@ def per_message(handler: MessageHandler) -> BatchHandler:
 async def dead_letter(js: JetStreamContext, consumer: str, msg: Msg, reason: str) -> None:
     """Publish ``msg`` to DEADLETTER with why, awaiting the ack; idempotent per stream sequence."""
     meta = msg.metadata
-    headers = dict(msg.headers or {})
-    headers.pop(HEADER_MSG_ID, None)
-    headers.update(
-        {
-            "Stockwire-Consumer": consumer,
-            "Stockwire-Error": reason[:1000],
-            "Stockwire-Original-Subject": msg.subject,
-            "Stockwire-Original-Stream": meta.stream,
-            "Stockwire-Original-Seq": str(meta.sequence.stream),
-            "Stockwire-Delivery-Count": str(meta.num_delivered),
-            HEADER_MSG_ID: f"deadletter:{consumer}:{meta.stream}:{meta.sequence.stream}",
-        }
+    headers = deadletter_headers(
+        msg.headers or {},
+        consumer=consumer,
+        reason=reason,
+        subject=msg.subject,
+        stream=meta.stream,
+        stream_seq=meta.sequence.stream,
+        delivery_count=meta.num_delivered,
     )
     await js.publish(deadletter_subject(consumer, msg.subject), msg.data, headers=headers)
 
@@ -139,7 +136,8 @@ def retry_delay_s(delivered: int) -> float:
     override these). With ``max_deliver`` 8 a message that always fails reaches DEADLETTER about
     63.5 s after its first delivery, inside the streams' 2-minute duplicate window.
     """
-    return min(60.0, 0.5 * 2 ** max(0, delivered - 1))
+    # No jitter: the schedule is documented and measured end to end; nak delays are per message anyway.
+    return backoff_ceiling(delivered - 1, 0.5, 60.0)
 
 
 def retry_schedule(max_deliver: int, delay_s: Callable[[int], float] = retry_delay_s) -> list[float]:

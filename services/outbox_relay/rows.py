@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from libs.bus import HEADER_MSG_ID
+from libs.contracts import HEADER_MSG_ID
 
 __all__ = ["OutboxRow", "UnpublishableRow", "publish_headers"]
 
