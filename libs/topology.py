@@ -218,6 +218,7 @@ _CONSUMER_MUTABLE = ("ack_wait", "max_deliver", "backoff", "filter_subject", "ma
 
 
 async def _apply_stream(js: JetStreamContext, wanted: js_api.StreamConfig) -> str:
+    assert wanted.name is not None  # every StreamSpec names its stream
     try:
         info = await js.stream_info(wanted.name)
     except js_errors.NotFoundError:

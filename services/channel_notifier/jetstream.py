@@ -119,7 +119,7 @@ async def provision_channel_consumer(
     if floors is not None and info.ack_floor is not None:
         floors.seqs[name] = info.ack_floor.stream_seq or 0
     have = set(info.config.filter_subjects or ([info.config.filter_subject] if info.config.filter_subject else []))
-    want = set(wanted.filter_subjects or [wanted.filter_subject])
+    want = set(wanted.filter_subjects or ([wanted.filter_subject] if wanted.filter_subject else []))
     if have != want:
         # The deliver policy of an existing consumer cannot change; keep the one it was created with.
         wanted.deliver_policy = info.config.deliver_policy
@@ -202,7 +202,7 @@ async def read_stream(
     try:
         info = await sub.consumer_info()
         name = info.name
-        remaining = info.num_pending
+        remaining = info.num_pending or 0
         while remaining > 0 and visited < max_messages:
             try:
                 batch = await sub.fetch(min(256, remaining, max_messages - visited), timeout=fetch_timeout_s)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from litestar import Litestar
+from nats.aio.client import Client
 
 from libs.bus import connect, jetstream
 from libs.config import StockwireSettings, load_service_config
@@ -98,10 +99,12 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
             await store.close()
 
     async def nats_connected() -> bool:
-        return app.state.nc is not None and app.state.nc.is_connected
+        nc: Client | None = app.state.nc
+        return nc is not None and nc.is_connected
 
     async def store_writable() -> bool:
-        return await app.state.store.writable()
+        store: InventoryStore = app.state.store
+        return await store.writable()
 
     async def consumer_bound() -> bool:
         return not settings.consume or (app.state.consumer is not None and app.state.consumer.bound)
