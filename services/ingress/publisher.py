@@ -57,8 +57,17 @@ class DurableWriter:
     def bus_connected(self) -> bool:
         return self.nc is not None and self.nc.is_connected
 
+    async def _must_queue(self) -> bool:
+        """Whether events acknowledged earlier still wait in the spool (see :class:`Spool`)."""
+        try:
+            return await self.spool.holds_unpublished()
+        except Exception as exc:
+            # Rows may wait and cannot be counted: publishing now could overtake them.
+            log.warning("cannot tell whether the spool is drained (%s); spooling", exc)
+            return True
+
     async def write(self, event: InboundWebhook) -> Durability:
-        if self.js is not None and self.bus_connected:
+        if self.js is not None and self.bus_connected and not await self._must_queue():
             started = time.perf_counter()
             try:
                 ack = await self.js.publish(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
@@ -10,6 +11,9 @@ import nats
 from nats.aio.client import Client
 
 from libs.natsserver import NatsServer
+from libs.store import database_url
+from services.ingress.spool import Spool
+from services.ingress.webhook import InboundWebhook
 from tests.support import ce_body, ce_headers, eventually
 
 from .conftest import CE_SECRET, ClientFactory
@@ -125,15 +129,76 @@ async def test_after_nats_comes_back_ingress_reconnects_and_publishes_again(
     async with ingress_factory(own_nats_server.url) as client:
         own_nats_server.kill()
         await eventually(lambda: _disconnected(client.app), what="ingress noticed NATS is gone")
-        down = ce_body("inventory.received", "evt-during-outage", sku="A", qty=1)
-        assert (await client.post("/webhooks/ce", content=down, headers=ce_headers(CE_SECRET, down))).status_code == 202
         own_nats_server.start()
         await eventually(lambda: _connected(client.app), timeout=15, what="ingress reconnected")
         up = ce_body("inventory.received", "evt-after-outage", sku="A", qty=1)
         response = await client.post("/webhooks/ce", content=up, headers=ce_headers(CE_SECRET, up))
         assert response.status_code == 200 and response.json()["status"] == "accepted"
-    assert [row["msg_id"] for row in _spool_rows(data_dir)] == ["ce:evt-during-outage"]
+    assert _spool_rows(data_dir) == []
+    # With events spooled during the outage and no relay yet, see
+    # tests/integration/outbox_relay/test_ingress_spool.py: new events queue behind them.
 
 
 async def _connected(app) -> bool:  # type: ignore[no-untyped-def]
     return bool(app.state.writer.bus_connected)
+
+
+async def _spool_pair(data_dir: Path) -> tuple[Spool, Spool]:
+    """Two workers' views of one spool file (uvicorn's workers share it), re-checking at once."""
+    url = database_url("", data_dir, "ingress")
+    return await Spool.open(url, recheck_s=0.0), await Spool.open(url, recheck_s=0.0)
+
+
+def _inbound(event_id: str) -> InboundWebhook:
+    return InboundWebhook("ce", event_id, "order.created", b"{}", dt.datetime.now(dt.UTC))
+
+
+async def test_what_one_worker_spools_holds_back_every_worker_until_published(data_dir: Path) -> None:
+    first, second = await _spool_pair(data_dir)
+    try:
+        assert not await first.holds_unpublished() and not await second.holds_unpublished()
+        await first.write(_inbound("evt-1"))
+        assert await second.holds_unpublished(), "the other worker sees the spooled row"
+        assert await first.holds_unpublished()
+        with sqlite3.connect(data_dir / "ingress.db") as db:
+            db.execute("UPDATE outbox SET published_at = 1")
+        assert not await second.holds_unpublished(), "drained: publish directly again"
+        assert not first.marker or not first.marker.exists()
+        # Known empty, the gate does not read the database: with the table gone it still answers.
+        with sqlite3.connect(data_dir / "ingress.db") as db:
+            db.execute("ALTER TABLE outbox RENAME TO outbox_away")
+        assert not await first.holds_unpublished()
+        with sqlite3.connect(data_dir / "ingress.db") as db:
+            db.execute("ALTER TABLE outbox_away RENAME TO outbox")
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_rows_left_from_before_a_crash_hold_back_direct_publishing(data_dir: Path) -> None:
+    first, second = await _spool_pair(data_dir)
+    await first.write(_inbound("evt-before-crash"))
+    await first.close()
+    await second.close()
+    # An OS crash can lose the (unsynced) marker file while the fsynced row survives.
+    assert first.marker is not None
+    first.marker.unlink()
+    reopened = await Spool.open(database_url("", data_dir, "ingress"))
+    try:
+        assert await reopened.holds_unpublished()
+    finally:
+        await reopened.close()
+
+
+async def test_an_unreadable_spool_that_may_hold_rows_is_never_overtaken(
+    own_nats_server: NatsServer, data_dir: Path, ingress_factory: ClientFactory
+) -> None:
+    async with ingress_factory(own_nats_server.url) as client:
+        spool: Spool = client.app.state.writer.spool
+        assert spool.marker is not None
+        spool.marker.touch()
+        with sqlite3.connect(data_dir / "ingress.db") as db:
+            db.execute("ALTER TABLE outbox RENAME TO outbox_away")
+        body = ce_body("order.created", "evt-unsure")
+        response = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
+        assert response.status_code == 503 and response.json()["error"] == "unavailable"
