@@ -14,12 +14,16 @@ import msgspec
 from libs.subjects import inventory_subject
 
 __all__ = [
+    "CONFLICT_HEADERS",
     "INVENTORY_KINDS",
     "AvailabilityChanged",
+    "FirstBody",
     "InventoryEvent",
     "availability_msg_id",
     "availability_subject",
+    "conflict_msg_id",
     "decode_availability",
+    "decode_first_body",
     "decode_inventory_event",
     "encode",
     "utc_now_iso",
@@ -96,3 +100,35 @@ def availability_msg_id(sku: str, version: int) -> str:
 
 def utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+class FirstBody(msgspec.Struct, frozen=True, kw_only=True):
+    """Value of KV ``event-ids`` under the key of a webhook id: the body that id was first received with.
+
+    ``digest`` is the lower-case hex SHA-256 of the raw body; ``stream_seq`` its COMMERCE sequence
+    when known (events relayed from the ingress spool are recorded without it).
+    """
+
+    digest: str
+    stream_seq: int | None = None
+
+
+_first_body_decoder = msgspec.json.Decoder(FirstBody)
+
+
+def decode_first_body(data: bytes) -> FirstBody:
+    return _first_body_decoder.decode(data)
+
+
+# An id reused with a different body goes to DEADLETTER as evidence (``deadletter.ingress.<subject>``),
+# with the event's own headers and these.
+CONFLICT_HEADERS = {
+    "first_digest": "Stockwire-First-Body-Digest",
+    "digest": "Stockwire-Body-Digest",
+    "event_msg_id": "Stockwire-Event-Msg-Id",
+}
+
+
+def conflict_msg_id(event_msg_id: str, digest: str) -> str:
+    """``Nats-Msg-Id`` of the evidence: one per (id, conflicting body), so a re-sent conflict is kept once."""
+    return f"conflict:{event_msg_id}:{digest}"

@@ -18,7 +18,7 @@ from libs.http import create_service_app, error_response
 from libs.logs import setup_logging
 from libs.store import database_url
 
-from .metrics import RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
+from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
 from .publisher import DurableWriter, Outcome, StoreUnavailable
 from .settings import IngressSettings
 from .spool import Spool
@@ -77,6 +77,15 @@ def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSet
             return Response({"status": "accepted", "stream_seq": result.stream_seq}, status_code=200)
         if result.outcome is Outcome.DUPLICATE:
             return Response({"status": "duplicate"}, status_code=200)
+        if result.outcome is Outcome.CONFLICT:
+            CONFLICTS.labels(source).inc()
+            return error_response(
+                409,
+                "conflict",
+                f"event id {event.event_id!r} was first received with a different body; the first one stands "
+                "and this one is kept in DEADLETTER",
+                first_body_sha256=result.first_digest,
+            )
         return Response({"status": "spooled"}, status_code=202)
 
     return receive_webhook
@@ -100,6 +109,10 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
             while True:
                 with contextlib.suppress(Exception):
                     SPOOL_DEPTH.set(await spool.depth())
+                try:
+                    await writer.remember_relayed()
+                except Exception as exc:
+                    log.warning("recording the digests of relayed events failed: %s", exc)
                 await asyncio.sleep(settings.spool_depth_interval_s)
 
         tasks = [asyncio.create_task(connect_bus()), asyncio.create_task(watch_spool())]

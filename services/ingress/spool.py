@@ -24,6 +24,8 @@ from libs.store import create_engine, migrate
 
 from .webhook import InboundWebhook
 
+COMMERCE_PREFIX = "commerce"
+
 __all__ = ["PENDING_MARKER_SUFFIX", "SPOOL_COMPONENT", "Spool", "spool_table"]
 
 SPOOL_COMPONENT = "ingress.spool"
@@ -88,14 +90,35 @@ class Spool:
             spool.marker.touch()
         return spool
 
-    async def write(self, event: InboundWebhook) -> None:
+    async def write(self, event: InboundWebhook) -> bytes | None:
         message = OutboxMessage(event.subject, event.msg_id, event.body, event.headers())
+        return await self.add(message, now=event.received_at.timestamp())
+
+    async def add(self, message: OutboxMessage, now: float) -> bytes | None:
+        """Spool one message; returns None if it is new, else the payload already spooled under its id."""
         async with self.engine.begin() as conn:
             # Under the write lock and before the commit: see the class docstring.
             if self.marker is not None and not self.marker.exists():
                 self.marker.touch()
-            await add_to_outbox(conn, spool_table, [message], now=event.received_at.timestamp())
+            added = await add_to_outbox(conn, spool_table, [message], now=now)
+            existing = None
+            if not added:
+                query = sa.select(spool_table.c.payload).where(spool_table.c.msg_id == message.msg_id)
+                existing = (await conn.execute(query)).scalar_one_or_none()
         self._waiting_until = time.monotonic() + self.recheck_s
+        return None if existing is None else bytes(existing)
+
+    async def published_after(self, after_id: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """Webhooks (not evidence) the relay has published, with ``id > after_id``, in id order."""
+        c = spool_table.c
+        query = (
+            sa.select(c.id, c.msg_id, c.payload)
+            .where(c.id > after_id, c.published_at.is_not(None), c.subject.startswith(f"{COMMERCE_PREFIX}."))
+            .order_by(c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [(int(r.id), str(r.msg_id), bytes(r.payload)) for r in await conn.execute(query)]
 
     async def holds_unpublished(self) -> bool:
         """Whether a new event must be spooled (behind rows not yet in JetStream) rather than published.
