@@ -17,7 +17,7 @@ from typing import TextIO
 
 from libs.bus import connect, jetstream
 from libs.config import NatsSettings, TopologySettings
-from libs.natsserver import NatsServer
+from libs.natsserver import DEFAULT_SYNC_INTERVAL, NatsServer, free_port, sync_warning
 from libs.processes import ChildProcess
 from libs.topology import apply_topology
 
@@ -78,6 +78,8 @@ class Stack:
     children: dict[str, ChildProcess] = field(default_factory=dict)
     nats: NatsServer | None = None
     admin_token: str = ""
+    embedded_sync_interval: str = DEFAULT_SYNC_INTERVAL
+    nats_monitor_url: str | None = None
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -85,8 +87,14 @@ class Stack:
     def start(self, ready_timeout_s: float = 60.0) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.nats_url is None:
-            self.nats = NatsServer(store_dir=self.data_dir / "nats", port=self.nats_port).start()
+            self.nats = NatsServer(
+                store_dir=self.data_dir / "nats",
+                port=self.nats_port,
+                sync_interval=self.embedded_sync_interval,
+                monitor_port=free_port(),
+            ).start()
             self.nats_url = self.nats.url
+        self.warn_unless_synced()
         asyncio.run(self._apply_topology())
         self.admin_token = self.env.get("STOCKWIRE_ADMIN_TOKEN") or _persistent_secret(
             self.data_dir / "secrets" / "admin-token", lambda: secrets.token_urlsafe(24)
@@ -168,6 +176,13 @@ class Stack:
 
     def __str__(self) -> str:
         return json.dumps(self.describe(), indent=2)
+
+    def warn_unless_synced(self) -> None:
+        """Say at start when JetStream may acknowledge webhooks before they are on disk."""
+        monitor = self.nats.monitor_url if self.nats is not None else self.nats_monitor_url
+        warning = sync_warning(monitor)
+        if warning:
+            print(f"stockwire: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def _healthy(url: str) -> bool:
