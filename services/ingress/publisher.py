@@ -49,6 +49,7 @@ class StoreUnavailable(RuntimeError):
 # connection, an API error) means the event is not known to be durable in JetStream.
 _BUS_ERRORS = (nats.errors.Error, js_errors.Error, asyncio.TimeoutError, OSError)
 _REMEMBER_BATCH = 500
+_MAX_RECORDING = 4000
 
 
 class DurableWriter:
@@ -59,6 +60,7 @@ class DurableWriter:
         self.js: JetStreamContext | None = None
         self.ids: EventIds | None = None
         self._remembered_up_to = 0
+        self._recording: set[asyncio.Task[None]] = set()
 
     def attach(self, nc: Client, js: JetStreamContext) -> None:
         self.nc, self.js = nc, js
@@ -103,12 +105,31 @@ class DurableWriter:
             first = FirstBody(digest=body_digest(stored.data or b""), stream_seq=ack.seq)
             await self._remember(event.msg_id, first)
             return await self._against(event, first, digest)
-        known = await self._remember(event.msg_id, FirstBody(digest=digest, stream_seq=ack.seq))
-        if known is not None and known.digest != digest:
-            # Another copy of the id got recorded between our look-up and our publish (two requests at
-            # once, the window already past): ours is in COMMERCE too, and is reported all the same.
-            return await self._against(event, known, digest)
+        # Recorded in the background: the record serves only a reuse that comes after the dedup window
+        # (inside it, the duplicate PubAck above catches it), so the answer need not wait for a second
+        # JetStream write. A crash in the milliseconds before it lands leaves that one id unrecorded.
+        self._record_soon(event.msg_id, FirstBody(digest=digest, stream_seq=ack.seq))
         return Durability(Outcome.ACCEPTED, ack.seq)
+
+    def _record_soon(self, msg_id: str, first: FirstBody) -> None:
+        if len(self._recording) >= _MAX_RECORDING:
+            log.warning("%d digests still being recorded; %s not recorded", len(self._recording), msg_id)
+            return
+        task = asyncio.create_task(self._record(msg_id, first))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _record(self, msg_id: str, first: FirstBody) -> None:
+        known = await self._remember(msg_id, first)
+        if known is not None and known.digest != first.digest:
+            # Two bodies of one id published at once after the window: both are in COMMERCE now, and the
+            # inbox applies the earlier one. Say so; the producer got a 200 for each.
+            log.warning(
+                "webhook id %s was published with two different bodies at once (sha256 %s and %s)",
+                msg_id,
+                known.digest,
+                first.digest,
+            )
 
     async def _remember(self, msg_id: str, first: FirstBody) -> FirstBody | None:
         assert self.ids is not None
@@ -152,10 +173,15 @@ class DurableWriter:
     async def remember_relayed(self) -> int:
         """Record the body digests of spooled events the relay has published since the last call, so
         that a reuse of their ids after the dedup window is seen too. Returns how many were looked at."""
-        if self.ids is None or not self.bus_connected:
-            return 0
-        rows = await self.spool.published_after(self._remembered_up_to, _REMEMBER_BATCH)
-        for row_id, msg_id, payload in rows:
-            await self._remember(msg_id, FirstBody(digest=body_digest(payload)))
-            self._remembered_up_to = row_id
-        return len(rows)
+        looked = 0
+        # Until caught up: a backlog relayed after an outage must be recorded before the dedup window,
+        # which covers these ids in the meantime, has passed.
+        while self.ids is not None and self.bus_connected:
+            rows = await self.spool.published_after(self._remembered_up_to, _REMEMBER_BATCH)
+            for row_id, msg_id, payload in rows:
+                await self._remember(msg_id, FirstBody(digest=body_digest(payload)))
+                self._remembered_up_to = row_id
+            looked += len(rows)
+            if len(rows) < _REMEMBER_BATCH:
+                break
+        return looked

@@ -118,3 +118,31 @@ def test_depth_is_measured_not_guessed_from_bracket_counts() -> None:
     accept_webhook("shop", CE, _ce_headers(body), body, max_body_bytes=1 << 20, now=NOW)
     wide = b'{"id":"w","event_type":"order.created","data":[' + b",".join([b"[{}]"] * 500) + b"]}"
     accept_webhook("shop", CE, _ce_headers(wide), wide, max_body_bytes=1 << 20, now=NOW)
+
+
+def test_an_id_key_is_a_valid_kv_key_of_bounded_length_whatever_the_id() -> None:
+    import re
+
+    from services.ingress.identity import id_key
+
+    keys = {id_key(f"shop:{event_id}") for event_id in ["a", "a.b", "ü ~*>", "x" * 256, "A"]}
+    assert len(keys) == 5, "different ids, different keys"
+    assert all(re.fullmatch(r"[-/_=.a-zA-Z0-9]{1,80}", key) for key in keys)
+    assert id_key("shop:a") != id_key("psp:a"), "the source is part of the key"
+
+
+def test_conflict_evidence_keeps_the_body_and_both_digests() -> None:
+    import hashlib
+
+    from services.ingress.identity import conflict_evidence
+    from services.ingress.webhook import InboundWebhook
+
+    event = InboundWebhook("shop", "dup-1", "order.created", b'{"qty":7}', NOW)
+    evidence = conflict_evidence(event, "f" * 64)
+    digest = hashlib.sha256(b'{"qty":7}').hexdigest()
+    assert evidence.subject == "deadletter.ingress.commerce.shop.order.created"
+    assert evidence.payload == b'{"qty":7}'
+    assert evidence.msg_id == evidence.headers["Nats-Msg-Id"] == f"conflict:shop:dup-1:{digest}"
+    assert evidence.headers["Stockwire-First-Body-Digest"] == "f" * 64
+    assert evidence.headers["Stockwire-Body-Digest"] == digest
+    assert evidence.headers["Stockwire-Event-Msg-Id"] == "shop:dup-1"
