@@ -16,6 +16,7 @@ from libs.bus import connect, jetstream
 from libs.config import SourceSettings, StockwireSettings, load_service_config
 from libs.http import create_service_app, error_response
 from libs.logs import setup_logging
+from libs.natsserver import sync_warning
 from libs.store import database_url
 
 from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
@@ -104,6 +105,11 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
         async def connect_bus() -> None:
             nc = await connect(shared.nats, "stockwire-ingress")
             writer.attach(nc, jetstream(nc))
+            if shared.nats.monitor_url:
+                # A 200 is only as durable as JetStream's acknowledgement (design §3, durability).
+                warning = await asyncio.to_thread(sync_warning, shared.nats.monitor_url)
+                if warning:
+                    log.warning("%s", warning)
 
         async def watch_spool() -> None:
             while True:

@@ -11,6 +11,7 @@ from typing import Any
 
 from libs.bus import connect, jetstream
 from libs.config import load_settings
+from libs.natsserver import sync_warning
 from libs.topology import TopologyError, apply_topology, describe_topology
 
 __all__ = ["register"]
@@ -35,6 +36,9 @@ async def _run(args: argparse.Namespace) -> int:
             try:
                 for line in await apply_topology(js, topology):
                     print(line)
+                warning = await asyncio.to_thread(sync_warning, settings.nats.monitor_url)
+                if warning:
+                    print(f"topology: warning: {warning}", file=sys.stderr)
             except TopologyError as exc:
                 print(f"topology: {exc}", file=sys.stderr)
                 return 1

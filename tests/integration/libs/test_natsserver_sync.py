@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +15,7 @@ from stockwire.stack import Stack
 
 
 @pytest.mark.parametrize(("interval", "syncs"), [("always", True), ("2m", False), ("500ms", False)])
-def test_the_embedded_server_runs_with_the_configured_sync_interval(
-    tmp_path: Path, interval: str, syncs: bool
-) -> None:
+def test_the_embedded_server_runs_with_the_configured_sync_interval(tmp_path: Path, interval: str, syncs: bool) -> None:
     with NatsServer(store_dir=tmp_path / "nats", sync_interval=interval, monitor_port=free_port()) as server:
         assert server.monitor_url is not None
         assert jetstream_syncs(server.monitor_url) is syncs
@@ -50,3 +51,23 @@ def test_stockwire_up_warns_at_start_when_nats_does_not_sync(
         stack.stop()
     err = capsys.readouterr().err
     assert ("does not fsync before acknowledging" in err) is warned, err
+
+
+def test_topology_apply_warns_when_nats_does_not_sync(tmp_path: Path) -> None:
+    with NatsServer(store_dir=tmp_path / "nats", sync_interval="2m", monitor_port=free_port()) as server:
+        env = {
+            **os.environ,
+            "STOCKWIRE_NATS_URL": server.url,
+            "STOCKWIRE_DATA_DIR": str(tmp_path / "data"),
+            "STOCKWIRE__NATS__MONITOR_URL": server.monitor_url or "",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "stockwire", "topology", "apply"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "does not fsync before acknowledging" in done.stderr
