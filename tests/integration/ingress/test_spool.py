@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
 
 import nats
+import sqlalchemy as sa
 from nats.aio.client import Client
 
 from libs.natsserver import NatsServer
 from libs.store import database_url
-from services.ingress.spool import Spool
+from services.ingress.spool import Spool, spool_table
 from services.ingress.webhook import InboundWebhook
 from tests.support import ce_body, ce_headers, eventually
 
@@ -202,3 +204,59 @@ async def test_an_unreadable_spool_that_may_hold_rows_is_never_overtaken(
         body = ce_body("order.created", "evt-unsure")
         response = await client.post("/webhooks/ce", content=body, headers=ce_headers(CE_SECRET, body))
         assert response.status_code == 503 and response.json()["error"] == "unavailable"
+
+
+async def test_on_postgresql_every_worker_asks_the_database(postgres_url: str) -> None:
+    first, second = await Spool.open(postgres_url), await Spool.open(postgres_url)
+    try:
+        assert first.marker is None, "a local file cannot speak for pods sharing the table"
+        assert not await second.holds_unpublished()
+        await first.write(_inbound("evt-pg"))
+        assert await second.holds_unpublished()
+        async with first.engine.begin() as conn:
+            await conn.execute(sa.update(spool_table).values(published_at=1.0))
+        assert not await second.holds_unpublished()
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_no_answer_after_a_spooled_write_ever_finds_the_gate_open_while_the_row_waits(data_dir: Path) -> None:
+    # Writers, gate checks that clear the marker, and a relay marking rows published, all at once on one
+    # file: whenever a check that starts after a write has returned says "drained", that row is published.
+    writer, checker = await _spool_pair(data_dir)
+    relay = await Spool.open(database_url("", data_dir, "ingress"), recheck_s=0.0)
+    stop = asyncio.Event()
+    violations: list[str] = []
+
+    async def publish_everything() -> None:
+        while not stop.is_set():
+            async with relay.engine.begin() as conn:
+                await conn.execute(
+                    sa.update(spool_table).where(spool_table.c.published_at.is_(None)).values(published_at=1.0)
+                )
+            await asyncio.sleep(0.01)  # rows wait a while, as behind a real relay
+
+    async def keep_checking() -> None:
+        while not stop.is_set():
+            await checker.holds_unpublished()
+            await asyncio.sleep(0)  # a check of an absent marker never suspends
+
+    async def write_and_check(n: int) -> None:
+        await writer.write(_inbound(f"evt-race-{n}"))
+        if not await checker.holds_unpublished():
+            async with relay.engine.connect() as conn:
+                query = sa.select(spool_table.c.published_at).where(spool_table.c.msg_id == f"ce:evt-race-{n}")
+                if (await conn.execute(query)).scalar_one() is None:
+                    violations.append(f"evt-race-{n}")
+
+    background = [asyncio.create_task(publish_everything()), asyncio.create_task(keep_checking())]
+    try:
+        for n in range(150):
+            await write_and_check(n)
+    finally:
+        stop.set()
+        await asyncio.gather(*background)
+        for spool in (writer, checker, relay):
+            await spool.close()
+    assert violations == []
