@@ -23,7 +23,7 @@ from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
 from .publisher import DurableWriter, Outcome, StoreUnavailable
 from .settings import IngressSettings
 from .spool import Spool
-from .webhook import WebhookRejected, accept_webhook, check_size
+from .webhook import WebhookRejected, accept_webhook, check_header_block, check_size
 
 __all__ = ["build_app", "create_app"]
 
@@ -55,6 +55,7 @@ def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSet
                 "unknown", WebhookRejected(404, "unknown_source", f"no webhook source named {source!r}"), started
             )
         try:
+            check_header_block(request.scope["headers"])
             check_size(request.headers.get("content-length"), limit)
             body = await request.body()
             event = accept_webhook(source, config, request.headers, body, max_body_bytes=limit)

@@ -7,7 +7,7 @@ No I/O here: :func:`accept_webhook` takes what the HTTP layer read and returns a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -23,6 +23,7 @@ __all__ = [
     "WebhookRejected",
     "accept_webhook",
     "check_content_type",
+    "check_header_block",
     "check_headers",
     "check_size",
 ]
@@ -76,6 +77,23 @@ class InboundWebhook:
             "Stockwire-Event-Id": self.event_id,
             "Stockwire-Received-At": self.received_at.isoformat(timespec="microseconds"),
         }
+
+
+# The whole header block, whatever ingress reads of it: the HTTP parser keeps every header in memory.
+MAX_HEADER_COUNT = 64
+MAX_HEADER_BLOCK_BYTES = 16 * 1024
+
+
+def check_header_block(raw: Sequence[tuple[bytes, bytes]]) -> None:
+    """Refuse (431) a request with more than :data:`MAX_HEADER_COUNT` headers or more than
+    :data:`MAX_HEADER_BLOCK_BYTES` of names and values in all."""
+    if len(raw) > MAX_HEADER_COUNT:
+        raise WebhookRejected(431, "header_too_large", f"{len(raw)} headers, over the limit of {MAX_HEADER_COUNT}")
+    size = sum(len(name) + len(value) for name, value in raw)
+    if size > MAX_HEADER_BLOCK_BYTES:
+        raise WebhookRejected(
+            431, "header_too_large", f"headers of {size} bytes in all, over the limit of {MAX_HEADER_BLOCK_BYTES}"
+        )
 
 
 def check_headers(headers: Mapping[str, str]) -> None:
