@@ -17,7 +17,7 @@ from libs.contracts import FirstBody
 from libs.outbox import OutboxMessage
 
 from .identity import EventIds, body_digest, conflict_evidence
-from .metrics import PUBLISH_SECONDS
+from .metrics import CONFLICTS, PUBLISH_SECONDS
 from .spool import Spool
 from .webhook import InboundWebhook
 
@@ -179,7 +179,20 @@ class DurableWriter:
         while self.ids is not None and self.bus_connected:
             rows = await self.spool.published_after(self._remembered_up_to, _REMEMBER_BATCH)
             for row_id, msg_id, payload in rows:
-                await self._remember(msg_id, FirstBody(digest=body_digest(payload)))
+                digest = body_digest(payload)
+                known = await self._remember(msg_id, FirstBody(digest=digest))
+                if known is not None and known.digest != digest:
+                    # Spooled while JetStream was away, against an id whose first body the spool did not
+                    # hold: the relay's publish was deduplicated (or ignored by the inbox). Seen late,
+                    # but seen; the body stays in the spool table until the relay's retention ends.
+                    CONFLICTS.labels(msg_id.partition(":")[0]).inc()
+                    log.warning(
+                        "spooled webhook %s was first received with another body (first sha256 %s, spooled %s); "
+                        "the first stands",
+                        msg_id,
+                        known.digest,
+                        digest,
+                    )
                 self._remembered_up_to = row_id
             looked += len(rows)
             if len(rows) < _REMEMBER_BATCH:

@@ -177,3 +177,24 @@ async def _known(kv: KeyValue) -> bool:
 
 async def _disconnected(client: AsyncTestClient) -> bool:
     return not client.app.state.writer.bus_connected
+
+
+async def test_a_body_spooled_against_an_id_known_before_the_outage_is_reported_once_relayed(
+    js: JetStreamContext, nats_server: NatsServer, data_dir: Path, ingress_factory: ClientFactory
+) -> None:
+    first, second = _order(1), _order(7)
+    async with ingress_factory(nats_server.url, spool_depth_interval_s=0.05) as client:
+        assert (await _post(client, first))[1]["status"] == "accepted"
+        kv = await js.key_value(KV_EVENT_IDS)
+        await eventually(lambda: _known(kv), what="the first body recorded")
+        before = _conflicts((await client.get("/metrics")).text)
+        # Spooled while JetStream was away (the spool held no row for the id), then relayed.
+        await client.app.state.writer.spool.write(_inbound(second))
+        with sqlite3.connect(data_dir / "ingress.db") as db:
+            db.execute("UPDATE outbox SET published_at = 1")
+
+        async def reported() -> bool:
+            return _conflicts((await client.get("/metrics")).text) == before + 1
+
+        await eventually(reported, what="the late conflict counted")
+    assert await _events(js) == [first]
