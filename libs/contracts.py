@@ -117,6 +117,7 @@ _first_body_decoder = msgspec.json.Decoder(FirstBody)
 
 
 def decode_first_body(data: bytes) -> FirstBody:
+    """Read a KV ``event-ids`` value; raises ``msgspec.DecodeError`` (or ``ValidationError``) if malformed."""
     return _first_body_decoder.decode(data)
 
 
