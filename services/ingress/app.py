@@ -52,7 +52,10 @@ def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSet
         config = sources.get(source)
         if config is None:
             return _reject(
-                "unknown", WebhookRejected(404, "unknown_source", f"no webhook source named {source!r}"), started
+                "unknown",
+                # Echoed into the answer and the log: only as much of it as a source name can hold.
+                WebhookRejected(404, "unknown_source", f"no webhook source named {source[:64]!r}"),
+                started,
             )
         try:
             check_header_block(request.scope["headers"])

@@ -215,6 +215,14 @@ _UNBOUNDED_INPUTS: list[Case] = [
         431,
         "header_too_large",
     ),
+    (
+        "source of 10,000 characters",
+        "s" * 10_000,
+        ce_body(event_id="b9"),
+        _ce(ce_body(event_id="b9")),
+        404,
+        "unknown_source",
+    ),
     _signed_ce("id of 400 digits", _ce_envelope(b"9" * 400, b"order.created"), 422, "missing_id"),
     _signed_ce("id of 5,000 digits", _ce_envelope(b"9" * 5000, b"order.created"), 400, "malformed_json"),
     _signed_ce("event_type of 10,000 characters", _ce_envelope(b'"x4"', b"a" * 10_000), 422, "invalid_event_type"),
@@ -243,6 +251,7 @@ async def test_bad_input_is_refused_clearly_and_nothing_reaches_the_stream(
     payload = response.json()
     assert payload["error"] == code
     assert isinstance(payload["detail"], str) and payload["detail"]
+    assert len(payload["detail"]) < 300, "no input is echoed back at length"
     assert await _stream_messages(js) == 0
     assert any(str(status) in record.getMessage() for record in caplog.records), "a log line names the refusal"
     for secret in (CE_SECRET, SW_SECRET):
