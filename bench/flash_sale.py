@@ -1,6 +1,7 @@
 """The headline benchmark: a flash sale through Stockwire against the synchronous design it replaces.
 
     python -m bench.flash_sale [--quick] [--seconds 20] [--rates 10000,20000,...] [--sync-rates 1000,2000,...]
+                               [--nats-sync always|default]
 
 Measured in one run, on this machine, with the same simulator, the same three channel sinks and the
 same server settings (uvicorn, uvloop, httptools, one worker per service):
@@ -241,6 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated orders/min for the synchronous design's own step-up (it tops out far lower)",
     )
     parser.add_argument("--out", default=".data/bench/flash_sale.json")
+    parser.add_argument(
+        "--nats-sync",
+        choices=["always", "default"],
+        default="always",
+        help="the embedded nats-server's JetStream sync_interval: always (fsync before each ack) or default (2m)",
+    )
     args = parser.parse_args(argv)
     seconds = args.seconds or (6.0 if args.quick else 20.0)
     rates = (
@@ -255,11 +262,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     degraded_rate = args.degraded_rate or (3000 if args.quick else 10000)
     settle_s = 120.0 if args.quick else 300.0
-    print(f"flash-sale benchmark on {machine()}; steps of {seconds:g} s", flush=True)
+    print(f"flash-sale benchmark on {machine()}; steps of {seconds:g} s; NATS sync {args.nats_sync}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="stockwire-bench-"))
     sinks = SinkProcess(sink=io.StringIO(), log_dir=work)
     sinks.start()
-    results: dict[str, Any] = {"machine": machine(), "seconds_per_step": seconds, "rates": rates}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "seconds_per_step": seconds,
+        "rates": rates,
+        "nats_sync": args.nats_sync,
+    }
     try:
         stack = Stack(
             data_dir=work / "stockwire",
@@ -267,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             nats_port=free_port(),
             env=demo_env(TTL_S),
             sink=io.StringIO(),
+            embedded_sync_interval="always" if args.nats_sync == "always" else "2m",
         )
         try:
             stack.start()

@@ -1,6 +1,7 @@
 """Ingress throughput and latency against a bare HMAC-only handler, same server and workers, one run.
 
     python -m bench.ingress [--seconds 15] [--connections 64] [--workers 2] [--servers uvicorn,granian]
+                            [--nats-sync always|default|both]
 
 The load generator is wrk with ``bench/webhooks.lua`` when installed, else ``bench.loadgen`` (asyncio),
 in its own process either way. Bodies are ~1 KB signed Commerce Engine webhooks with unique ids.
@@ -84,15 +85,23 @@ async def _reset(url: str) -> None:
         await nc.close()
 
 
-def measure(server: str, args: argparse.Namespace, work: Path, nats_server: NatsServer) -> list[LoadResult]:
-    results = []
+# --nats-sync: JetStream's sync_interval for the run; "default" is nats-server's own (2 minutes).
+SYNC_MODES = {"always": "always", "default": "2m"}
+
+
+def measure_bare(server: str, args: argparse.Namespace, work: Path) -> LoadResult:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     bare_env = {"BENCH_SECRET": SECRET}
     with Service(server_args(server, "bench.bare_app:create_app", port, args.workers), bare_env, f"{base}/healthz"):
         run_load("warm-up", work / "warm.txt", f"{base}/webhooks/bench", args.connections, 2)
-        results.append(run_load(f"bare HMAC handler ({server})", work / "bare.txt", f"{base}/webhooks/bench",
-                                args.connections, args.seconds))
+        return run_load(f"bare HMAC handler ({server})", work / "bare.txt", f"{base}/webhooks/bench",
+                        args.connections, args.seconds)
+
+
+def measure(server: str, args: argparse.Namespace, work: Path, nats_server: NatsServer) -> LoadResult:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
     asyncio.run(_reset(nats_server.url))
     env = {
         "STOCKWIRE_NATS_URL": nats_server.url, "STOCKWIRE_DATA_DIR": str(work / f"data-{server}"),
@@ -102,14 +111,13 @@ def measure(server: str, args: argparse.Namespace, work: Path, nats_server: Nats
     with Service(server_args(server, "services.ingress.app:create_app", port, args.workers), env, f"{base}/healthz"):
         run_load("warm-up", work / "warm-ingress.txt", f"{base}/webhooks/bench", args.connections, 2)
         before = asyncio.run(_stream_count(nats_server.url))
-        result = run_load(f"ingress + JetStream PubAck ({server})", work / "ingress.txt", f"{base}/webhooks/bench",
-                          args.connections, args.seconds)
+        label = f"ingress + JetStream PubAck ({server}, sync_interval {nats_server.sync_interval})"
+        result = run_load(label, work / "ingress.txt", f"{base}/webhooks/bench", args.connections, args.seconds)
         stored = asyncio.run(_stream_count(nats_server.url)) - before
         if stored < result.requests - result.errors:
             print(f"warning: {stored} messages stored for {result.requests - result.errors} 2xx answers",
                   file=sys.stderr)
-        results.append(result)
-    return results
+        return result
 
 
 def main() -> None:
@@ -119,6 +127,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--servers", default="uvicorn", help="comma-separated: uvicorn, granian")
     parser.add_argument("--max-rate", type=int, default=12_000, help="sizes the pre-signed request files")
+    parser.add_argument("--nats-sync", choices=[*SYNC_MODES, "both"], default="always",
+                        help="JetStream sync_interval: always (fsync before each ack), default (2m), or both in turn")
     args = parser.parse_args()
     count = int(args.max_rate * args.seconds)
     with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp:
@@ -128,15 +138,23 @@ def main() -> None:
         write_requests(work / "ingress.txt", count)
         write_requests(work / "warm.txt", 5_000)
         write_requests(work / "warm-ingress.txt", 20_000)
-        with NatsServer(store_dir=work / "nats") as nats_server:
-            rows = []
-            for server in args.servers.split(","):
-                bare, ingress = measure(server.strip(), args, work, nats_server)
-                ratio = ingress.rate / bare.rate if bare.rate else float("nan")
-                for result in (bare, ingress):
-                    rows.append([result.name, result.rate, result.p50_ms, result.p99_ms, result.errors,
-                                 f"{result.rate / bare.rate:.2f}x" if result is ingress else "1.00x"])
-                print(f"{server}: ingress/bare = {ratio:.2f}", flush=True)
+        modes = list(SYNC_MODES) if args.nats_sync == "both" else [args.nats_sync]
+        rows = []
+        for server in args.servers.split(","):
+            bare = measure_bare(server.strip(), args, work)
+            rows.append([bare.name, bare.rate, bare.p50_ms, bare.p99_ms, bare.errors, "1.00x"])
+            rates = {}
+            for mode in modes:
+                # A fresh server per mode, back to back: the same machine state for both.
+                store = work / f"nats-{mode}"
+                with NatsServer(store_dir=store, sync_interval=SYNC_MODES[mode]) as nats_server:
+                    ingress = measure(server.strip(), args, work, nats_server)
+                rates[mode] = ingress.rate
+                rows.append([ingress.name, ingress.rate, ingress.p50_ms, ingress.p99_ms, ingress.errors,
+                             f"{ingress.rate / bare.rate:.2f}x" if bare.rate else "n/a"])
+                print(f"{server}: ingress (sync {mode}) / bare = {ingress.rate / bare.rate:.2f}", flush=True)
+            if len(rates) == 2 and rates["default"]:
+                print(f"{server}: sync always / default = {rates['always'] / rates['default']:.2f}", flush=True)
     load = "wrk" if wrk_binary() else "asyncio loadgen"
     print_table(f"ingress benchmark — {machine()}, {args.workers} workers, {args.connections} connections, "
                 f"{args.seconds:.0f}s, load: {load}",

@@ -78,6 +78,12 @@ class NatsSettings:
     connect_timeout_s: float = 2.0
     reconnect_wait_s: float = 0.25
     reconnect_wait_max_s: float = 5.0
+    # JetStream's sync_interval for the nats-server `stockwire up` embeds: "always" (fsync before each
+    # ack, so a 2xx survives an OS crash) or a duration such as "2m" (nats-server's own default).
+    embedded_sync_interval: str = "always"
+    # HTTP monitoring endpoint of an external server (e.g. http://nats:8222): `stockwire up` reads /varz
+    # there and warns when JetStream does not fsync before acknowledging.
+    monitor_url: str | None = None
 
 
 @dataclass(frozen=True)

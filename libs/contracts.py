@@ -15,6 +15,7 @@ import msgspec
 from libs.subjects import inventory_subject
 
 __all__ = [
+    "CONFLICT_HEADERS",
     "DEADLETTER_HEADERS",
     "HEADER_CONSUMER",
     "HEADER_DELIVERY_COUNT",
@@ -29,13 +30,16 @@ __all__ = [
     "HEADER_SOURCE",
     "INVENTORY_KINDS",
     "AvailabilityChanged",
+    "FirstBody",
     "InventoryEvent",
     "availability_msg_id",
     "availability_subject",
     "commerce_msg_id",
+    "conflict_msg_id",
     "deadletter_headers",
     "deadletter_msg_id",
     "decode_availability",
+    "decode_first_body",
     "decode_inventory_event",
     "encode",
     "inventory_event_msg_id",
@@ -213,3 +217,36 @@ def deadletter_headers(
         }
     )
     return headers
+
+
+class FirstBody(msgspec.Struct, frozen=True, kw_only=True):
+    """Value of KV ``event-ids`` under the key of a webhook id: the body that id was first received with.
+
+    ``digest`` is the lower-case hex SHA-256 of the raw body; ``stream_seq`` its COMMERCE sequence
+    when known (events relayed from the ingress spool are recorded without it).
+    """
+
+    digest: str
+    stream_seq: int | None = None
+
+
+_first_body_decoder = msgspec.json.Decoder(FirstBody)
+
+
+def decode_first_body(data: bytes) -> FirstBody:
+    """Read a KV ``event-ids`` value; raises ``msgspec.DecodeError`` (or ``ValidationError``) if malformed."""
+    return _first_body_decoder.decode(data)
+
+
+# An id reused with a different body goes to DEADLETTER as evidence (``deadletter.ingress.<subject>``),
+# with the event's own headers and these.
+CONFLICT_HEADERS = {
+    "first_digest": "Stockwire-First-Body-Digest",
+    "digest": "Stockwire-Body-Digest",
+    "event_msg_id": "Stockwire-Event-Msg-Id",
+}
+
+
+def conflict_msg_id(event_msg_id: str, digest: str) -> str:
+    """``Nats-Msg-Id`` of the evidence: one per (id, conflicting body), so a re-sent conflict is kept once."""
+    return f"conflict:{event_msg_id}:{digest}"

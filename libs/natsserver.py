@@ -3,18 +3,86 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import sysconfig
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["NatsServer", "find_binary", "free_port", "port_free"]
+__all__ = [
+    "DEFAULT_SYNC_INTERVAL",
+    "NatsServer",
+    "check_sync_interval",
+    "find_binary",
+    "free_port",
+    "jetstream_syncs",
+    "port_free",
+    "sync_warning",
+]
+
+# JetStream acknowledges a write once it is in the OS page cache and fsyncs every sync_interval
+# (nats-server's default: 2 minutes), so an OS crash or power loss loses acknowledged messages
+# (Jepsen, NATS 2.12.1, 2025). "always" fsyncs before each acknowledgement: a 2xx then means on disk.
+DEFAULT_SYNC_INTERVAL = "always"
+_SYNC_INTERVAL = re.compile(r"always|[1-9][0-9]{0,8}(ms|s|m|h)")
+
+
+def check_sync_interval(value: str) -> str:
+    """``value`` if it is ``always`` or a nats-server duration (``500ms``, ``10s``, ``2m``, ``1h``).
+
+    Raises ValueError otherwise (the value goes into the server's config file verbatim).
+    """
+    if not _SYNC_INTERVAL.fullmatch(value):
+        raise ValueError(f"sync interval must be 'always' or a duration such as '2m' or '500ms', got {value!r}")
+    return value
+
+
+def jetstream_syncs(monitor_url: str, timeout_s: float = 2.0) -> bool | None:
+    """Whether the nats-server behind ``monitor_url`` (its HTTP monitoring endpoint, e.g.
+    ``http://127.0.0.1:8222``) fsyncs every JetStream write before acknowledging it.
+
+    Read from ``/varz``: ``jetstream.config.sync_always`` (nats-server 2.10+; absent when false).
+    None when it cannot be seen: monitoring unreachable, JetStream off, or an older server. Clients
+    cannot see it otherwise (neither the connection's INFO nor JetStream account info carries it).
+    """
+    try:
+        with urllib.request.urlopen(f"{monitor_url.rstrip('/')}/varz", timeout=timeout_s) as response:
+            varz = json.loads(response.read())
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+    config = (varz.get("jetstream") or {}).get("config") if isinstance(varz, dict) else None
+    if not isinstance(config, dict) or "sync_interval" not in config:
+        return None
+    return bool(config.get("sync_always", False))
+
+
+def sync_warning(monitor_url: str | None) -> str | None:
+    """The warning to print at start about JetStream durability, or None when the server syncs."""
+    if not monitor_url:
+        return (
+            "cannot tell whether NATS fsyncs before acknowledging (set [nats] monitor_url to its monitoring "
+            "endpoint to check); unless it runs with jetstream { sync_interval: always } or R3 streams, an OS "
+            "crash can lose webhooks already answered 2xx"
+        )
+    syncs = jetstream_syncs(monitor_url)
+    if syncs is None:
+        return f"cannot read JetStream's sync setting from {monitor_url}/varz; durability of 2xx unknown"
+    if not syncs:
+        return (
+            "NATS does not fsync before acknowledging (jetstream sync_interval is not 'always'): an OS crash or "
+            "power loss can lose webhooks already answered 2xx; set jetstream { sync_interval: always } or run "
+            "R3 streams (see deploy/k8s/README.md)"
+        )
+    return None
 
 
 def find_binary() -> str | None:
@@ -85,10 +153,24 @@ class NatsServer:
     binary: str | None = None
     log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    sync_interval: str = DEFAULT_SYNC_INTERVAL
+    """JetStream's ``sync_interval``: ``always`` or a duration (see :data:`DEFAULT_SYNC_INTERVAL`)."""
+    monitor_port: int | None = None
+    """HTTP monitoring port (``/varz``); None: no monitoring endpoint."""
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def monitor_url(self) -> str | None:
+        return None if self.monitor_port is None else f"http://{self.host}:{self.monitor_port}"
+
+    def _config_file(self) -> Path:
+        # sync_interval has no command-line flag; the flags below still set everything else.
+        path = self.store_dir / "nats-server.conf"
+        path.write_text(f'jetstream {{\n  sync_interval: "{check_sync_interval(self.sync_interval)}"\n}}\n')
+        return path
 
     def start(self, timeout_s: float = 15.0) -> NatsServer:
         binary = self.binary or find_binary()
@@ -100,6 +182,9 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_target = self.log_file or self.store_dir / "nats-server.log"
         args = [binary, "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir), "-l", str(log_target)]
+        args += ["-c", str(self._config_file())]
+        if self.monitor_port is not None:
+            args += ["-m", str(self.monitor_port)]
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

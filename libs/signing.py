@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 _WHSEC = "whsec_"
+_MAX_TIMESTAMP_DIGITS = 12
 
 
 class SignatureError(Exception):
@@ -89,12 +90,19 @@ def verify_standard_webhook(
     tolerance_s: int = 300,
     now: float | None = None,
 ) -> None:
+    """Check a Standard Webhooks signature (https://www.standardwebhooks.com/, "Verifying webhooks").
+
+    ``timestamp`` is Unix seconds and must be within ``tolerance_s`` seconds of ``now``; any ``v1``
+    signature in the space-separated ``signature`` header may match any secret. Raises
+    :class:`SignatureError` saying why, never which secret or byte.
+    """
     if not msg_id or not timestamp or not signature:
         raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        raise SignatureError("webhook-timestamp is not an integer") from None
+    # Unix seconds (Standard Webhooks spec, "webhook-timestamp"): ASCII digits only and a bounded
+    # length, because int() also takes signs, '_', white space, non-ASCII digits and any size.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > _MAX_TIMESTAMP_DIGITS:
+        raise SignatureError(f"webhook-timestamp is not Unix seconds of at most {_MAX_TIMESTAMP_DIGITS} digits")
+    ts = int(timestamp)
     current = time.time() if now is None else now
     if ts < current - tolerance_s:
         raise SignatureError("webhook-timestamp is too old")

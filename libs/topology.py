@@ -21,6 +21,7 @@ __all__ = [
     "DEADLETTER",
     "INVENTORY",
     "KV_AVAILABILITY",
+    "KV_EVENT_IDS",
     "KV_LEASES",
     "ConsumerSpec",
     "KvSpec",
@@ -38,6 +39,9 @@ INVENTORY = "INVENTORY"
 DEADLETTER = "DEADLETTER"
 KV_AVAILABILITY = "availability"
 KV_LEASES = "leases"
+# The first body digest of every webhook id, kept as long as COMMERCE keeps the events themselves:
+# how ingress tells a re-sent event from an id reused with different content after the dedup window.
+KV_EVENT_IDS = "event-ids"
 INVENTORY_CONSUMER = "inventory"
 NOTIFIER_CONSUMER = "channel-notifier"
 
@@ -161,6 +165,13 @@ def topology_specs(settings: TopologySettings) -> tuple[list[StreamSpec], list[K
     buckets = [
         KvSpec(KV_AVAILABILITY, 1, None, settings.replicas, "Latest availability per SKU"),
         KvSpec(KV_LEASES, 1, settings.lease_ttl_s, settings.replicas, "Leader leases"),
+        KvSpec(
+            KV_EVENT_IDS,
+            1,
+            settings.commerce_max_age_days * _DAY,
+            settings.replicas,
+            "First body digest of each webhook id (ingress)",
+        ),
     ]
     consumers = [
         ConsumerSpec(

@@ -26,7 +26,7 @@ from libs.config import (
     load_section,
     load_settings,
 )
-from libs.natsserver import NatsServer
+from libs.natsserver import DEFAULT_SYNC_INTERVAL, NatsServer, free_port, sync_warning
 from libs.processes import ChildProcess
 from libs.topology import apply_topology
 from services.channel_notifier.settings import ChannelNotifierSettings
@@ -158,6 +158,8 @@ class Stack:
     """Credentials and TLS for an external ``nats_url`` (the embedded server needs none)."""
     hosts: Mapping[str, str] = field(default_factory=dict)
     """Configured listen addresses; the stack talks to a service there (a wildcard: loopback)."""
+    embedded_sync_interval: str = DEFAULT_SYNC_INTERVAL
+    nats_monitor_url: str | None = None
 
     def url(self, service: str) -> str:
         return local_url(self.hosts.get(service, "127.0.0.1"), self.ports[service])
@@ -165,8 +167,14 @@ class Stack:
     def start(self, ready_timeout_s: float = 60.0) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.nats_url is None:
-            self.nats = NatsServer(store_dir=self.data_dir / "nats", port=self.nats_port).start()
+            self.nats = NatsServer(
+                store_dir=self.data_dir / "nats",
+                port=self.nats_port,
+                sync_interval=self.embedded_sync_interval,
+                monitor_port=free_port(),
+            ).start()
             self.nats_url = self.nats.url
+        self.warn_unless_synced()
         try:
             asyncio.run(asyncio.wait_for(self._apply_topology(), ready_timeout_s))
         except TimeoutError:
@@ -262,6 +270,13 @@ class Stack:
 
     def __str__(self) -> str:
         return json.dumps(self.describe(), indent=2)
+
+    def warn_unless_synced(self) -> None:
+        """Say at start when JetStream may acknowledge webhooks before they are on disk."""
+        monitor = self.nats.monitor_url if self.nats is not None else self.nats_monitor_url
+        warning = sync_warning(monitor)
+        if warning:
+            print(f"stockwire: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def _healthy(url: str) -> bool:

@@ -16,13 +16,14 @@ from libs.bus import connect, jetstream
 from libs.config import SourceSettings, StockwireSettings, load_service_config
 from libs.http import create_service_app, error_response
 from libs.logs import setup_logging
+from libs.natsserver import sync_warning
 from libs.store import database_url
 
-from .metrics import RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
+from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
 from .publisher import DurableWriter, Outcome, StoreUnavailable
 from .settings import IngressSettings
 from .spool import Spool
-from .webhook import WebhookRejected, accept_webhook, check_size
+from .webhook import WebhookRejected, accept_webhook, check_header_block, check_size
 
 __all__ = ["build_app", "create_app"]
 
@@ -51,9 +52,13 @@ def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSet
         config = sources.get(source)
         if config is None:
             return _reject(
-                "unknown", WebhookRejected(404, "unknown_source", f"no webhook source named {source!r}"), started
+                "unknown",
+                # Echoed into the answer and the log: only as much of it as a source name can hold.
+                WebhookRejected(404, "unknown_source", f"no webhook source named {source[:64]!r}"),
+                started,
             )
         try:
+            check_header_block(request.scope["headers"])
             check_size(request.headers.get("content-length"), limit)
             body = await request.body()
             event = accept_webhook(source, config, request.headers, body, max_body_bytes=limit)
@@ -77,6 +82,15 @@ def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSet
             return Response({"status": "accepted", "stream_seq": result.stream_seq}, status_code=200)
         if result.outcome is Outcome.DUPLICATE:
             return Response({"status": "duplicate"}, status_code=200)
+        if result.outcome is Outcome.CONFLICT:
+            CONFLICTS.labels(source).inc()
+            return error_response(
+                409,
+                "conflict",
+                f"event id {event.event_id!r} was first received with a different body; the first one stands "
+                "and this one is kept in DEADLETTER",
+                first_body_sha256=result.first_digest,
+            )
         return Response({"status": "spooled"}, status_code=202)
 
     return receive_webhook
@@ -95,11 +109,20 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
         async def connect_bus() -> None:
             nc = await connect(shared.nats, "stockwire-ingress")
             writer.attach(nc, jetstream(nc))
+            if shared.nats.monitor_url:
+                # A 200 is only as durable as JetStream's acknowledgement (design §3, durability).
+                warning = await asyncio.to_thread(sync_warning, shared.nats.monitor_url)
+                if warning:
+                    log.warning("%s", warning)
 
         async def watch_spool() -> None:
             while True:
                 with contextlib.suppress(Exception):
                     SPOOL_DEPTH.set(await spool.depth())
+                try:
+                    await writer.remember_relayed()
+                except Exception as exc:
+                    log.warning("recording the digests of relayed events failed: %s", exc)
                 await asyncio.sleep(settings.spool_depth_interval_s)
 
         tasks = [asyncio.create_task(connect_bus()), asyncio.create_task(watch_spool())]

@@ -13,7 +13,11 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
-from .metrics import PUBLISH_SECONDS
+from libs.contracts import FirstBody
+from libs.outbox import OutboxMessage
+
+from .identity import EventIds, body_digest, conflict_evidence
+from .metrics import CONFLICTS, PUBLISH_SECONDS
 from .spool import Spool
 from .webhook import InboundWebhook
 
@@ -26,12 +30,15 @@ class Outcome(enum.Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     SPOOLED = "spooled"
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True, slots=True)
 class Durability:
     outcome: Outcome
     stream_seq: int | None = None
+    first_digest: str | None = None
+    """For a conflict: the SHA-256 of the body the id was first received with."""
 
 
 class StoreUnavailable(RuntimeError):
@@ -41,6 +48,8 @@ class StoreUnavailable(RuntimeError):
 # Any answer but a PubAck (no responders, no stream, a timeout, a closed or reconnecting
 # connection, an API error) means the event is not known to be durable in JetStream.
 _BUS_ERRORS = (nats.errors.Error, js_errors.Error, asyncio.TimeoutError, OSError)
+_REMEMBER_BATCH = 500
+_MAX_RECORDING = 4000
 
 
 class DurableWriter:
@@ -49,29 +58,143 @@ class DurableWriter:
         self.publish_timeout_s = publish_timeout_s
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
+        self.ids: EventIds | None = None
+        self._remembered_up_to = 0
+        self._recording: set[asyncio.Task[None]] = set()
 
     def attach(self, nc: Client, js: JetStreamContext) -> None:
         self.nc, self.js = nc, js
+        self.ids = EventIds(js)
 
     @property
     def bus_connected(self) -> bool:
         return self.nc is not None and self.nc.is_connected
 
+    async def _must_queue(self) -> bool:
+        """Whether events acknowledged earlier still wait in the spool (see :class:`Spool`)."""
+        try:
+            return await self.spool.holds_unpublished()
+        except Exception as exc:
+            # Rows may wait and cannot be counted: publishing now could overtake them.
+            log.warning("cannot tell whether the spool is drained (%s); spooling", exc)
+            return True
+
     async def write(self, event: InboundWebhook) -> Durability:
-        if self.js is not None and self.bus_connected:
-            started = time.perf_counter()
+        digest = body_digest(event.body)
+        if self.js is not None and self.ids is not None and self.bus_connected:
             try:
-                ack = await self.js.publish(
-                    event.subject, event.body, timeout=self.publish_timeout_s, headers=event.headers()
-                )
+                first = await self.ids.first(event.msg_id)
+                if first is not None:
+                    return await self._against(event, first, digest)
+                if not await self._must_queue():
+                    return await self._publish(self.js, event, digest)
             except _BUS_ERRORS as exc:
                 log.warning("publish of %s failed (%s: %s); spooling", event.msg_id, type(exc).__name__, exc)
-            else:
-                PUBLISH_SECONDS.observe(time.perf_counter() - started)
-                return Durability(Outcome.DUPLICATE if ack.duplicate else Outcome.ACCEPTED, ack.seq)
-        try:
-            await self.spool.write(event)
-        except Exception as exc:
-            log.error("spool write of %s failed: %s", event.msg_id, exc)
-            raise StoreUnavailable(str(exc)) from exc
+        existing = await self._spool(OutboxMessage(event.subject, event.msg_id, event.body, event.headers()), event)
+        if existing is not None and body_digest(existing) != digest:
+            return await self._against(event, FirstBody(digest=body_digest(existing)), digest)
         return Durability(Outcome.SPOOLED)
+
+    async def _publish(self, js: JetStreamContext, event: InboundWebhook, digest: str) -> Durability:
+        started = time.perf_counter()
+        ack = await js.publish(event.subject, event.body, timeout=self.publish_timeout_s, headers=event.headers())
+        PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        if ack.duplicate:
+            # Inside the dedup window: the PubAck names the stored message; compare its body.
+            stored = await js.get_msg(ack.stream, ack.seq, direct=True)
+            first = FirstBody(digest=body_digest(stored.data or b""), stream_seq=ack.seq)
+            await self._remember(event.msg_id, first)
+            return await self._against(event, first, digest)
+        # Recorded in the background: the record serves only a reuse that comes after the dedup window
+        # (inside it, the duplicate PubAck above catches it), so the answer need not wait for a second
+        # JetStream write. A crash in the milliseconds before it lands leaves that one id unrecorded.
+        self._record_soon(event.msg_id, FirstBody(digest=digest, stream_seq=ack.seq))
+        return Durability(Outcome.ACCEPTED, ack.seq)
+
+    def _record_soon(self, msg_id: str, first: FirstBody) -> None:
+        if len(self._recording) >= _MAX_RECORDING:
+            log.warning("%d digests still being recorded; %s not recorded", len(self._recording), msg_id)
+            return
+        task = asyncio.create_task(self._record(msg_id, first))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _record(self, msg_id: str, first: FirstBody) -> None:
+        known = await self._remember(msg_id, first)
+        if known is not None and known.digest != first.digest:
+            # Two bodies of one id published at once after the window: both are in COMMERCE now, and the
+            # inbox applies the earlier one. Say so; the producer got a 200 for each.
+            log.warning(
+                "webhook id %s was published with two different bodies at once (sha256 %s and %s)",
+                msg_id,
+                known.digest,
+                first.digest,
+            )
+
+    async def _remember(self, msg_id: str, first: FirstBody) -> FirstBody | None:
+        assert self.ids is not None
+        try:
+            return await self.ids.remember(msg_id, first)
+        except _BUS_ERRORS as exc:
+            # The event is durable; only a reuse of its id after the window could now go unseen.
+            log.warning("could not record the body digest of %s (%s: %s)", msg_id, type(exc).__name__, exc)
+            return None
+
+    async def _against(self, event: InboundWebhook, first: FirstBody, digest: str) -> Durability:
+        if first.digest == digest:
+            return Durability(Outcome.DUPLICATE, first.stream_seq)
+        evidence = conflict_evidence(event, first.digest)
+        log.warning(
+            "webhook id %s reused with a different body (first sha256 %s, now %s): refused, kept in DEADLETTER",
+            event.msg_id,
+            first.digest,
+            digest,
+        )
+        published = False
+        if self.js is not None and self.bus_connected:
+            try:
+                await self.js.publish(
+                    evidence.subject, evidence.payload, timeout=self.publish_timeout_s, headers=evidence.headers
+                )
+                published = True
+            except _BUS_ERRORS as exc:
+                log.warning("evidence of %s not published (%s); spooling it", event.msg_id, exc)
+        if not published:
+            await self._spool(evidence, event)
+        return Durability(Outcome.CONFLICT, first.stream_seq, first.digest)
+
+    async def _spool(self, message: OutboxMessage, event: InboundWebhook) -> bytes | None:
+        try:
+            return await self.spool.add(message, now=event.received_at.timestamp())
+        except Exception as exc:
+            log.error("spool write of %s failed: %s", message.msg_id, exc)
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def remember_relayed(self) -> int:
+        """Record the body digests of spooled events the relay has published since the last call, so
+        that a reuse of their ids after the dedup window is seen too. Returns how many were looked at."""
+        looked = 0
+        # Until caught up: a backlog relayed after an outage must be recorded before the dedup window,
+        # which covers these ids in the meantime, has passed.
+        while self.ids is not None and self.bus_connected:
+            rows = await self.spool.published_after(self._remembered_up_to, _REMEMBER_BATCH)
+            for row_id, msg_id, payload in rows:
+                digest = body_digest(payload)
+                known = await self._remember(msg_id, FirstBody(digest=digest))
+                if known is not None and known.digest != digest:
+                    # Spooled while JetStream was away, against an id whose first body the spool did not
+                    # hold: the relay's publish was deduplicated (or ignored by the inbox). Seen late,
+                    # but seen; the body stays in the spool table until the relay's retention ends.
+                    CONFLICTS.labels(msg_id.partition(":")[0]).inc()
+                    log.warning(
+                        "spooled webhook %s was first received with another body (first sha256 %s, spooled %s); "
+                        "the first stands",
+                        msg_id,
+                        known.digest,
+                        digest,
+                    )
+                self._remembered_up_to = row_id
+            looked += len(rows)
+            if len(rows) < _REMEMBER_BATCH:
+                break
+        return looked

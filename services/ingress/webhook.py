@@ -7,7 +7,7 @@ No I/O here: :func:`accept_webhook` takes what the HTTP layer read and returns a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -16,9 +16,33 @@ from libs.config import SourceSettings
 from libs.signing import SignatureError, verify_commerce_engine, verify_standard_webhook
 from libs.subjects import commerce_subject, is_safe_event_type
 
-__all__ = ["InboundWebhook", "WebhookRejected", "accept_webhook", "check_content_type", "check_size"]
+__all__ = [
+    "HEADER_LIMITS",
+    "MAX_NESTING",
+    "InboundWebhook",
+    "WebhookRejected",
+    "accept_webhook",
+    "check_content_type",
+    "check_header_block",
+    "check_headers",
+    "check_size",
+]
 
 _MAX_ID_LENGTH = 256
+# Webhook documents are a few levels deep (event, data, lines, line). The bound is far above that and
+# far below the depth at which a decoder recurses out of stack (msgspec raises RecursionError near
+# 1,000), so every consumer of COMMERCE can decode what ingress accepted.
+MAX_NESTING = 32
+# Every header ingress reads, with the longest value it will look at: a signature header holds a few
+# signatures during rotation, an id is bounded like the body's id, a timestamp is Unix seconds.
+HEADER_LIMITS: dict[str, int] = {
+    "content-length": 19,
+    "content-type": 256,
+    "x-webhook-signature": 512,
+    "webhook-id": _MAX_ID_LENGTH,
+    "webhook-timestamp": 20,
+    "webhook-signature": 4096,
+}
 
 
 class WebhookRejected(Exception):
@@ -55,13 +79,41 @@ class InboundWebhook:
         }
 
 
+# The whole header block, whatever ingress reads of it: the HTTP parser keeps every header in memory.
+MAX_HEADER_COUNT = 64
+MAX_HEADER_BLOCK_BYTES = 16 * 1024
+
+
+def check_header_block(raw: Sequence[tuple[bytes, bytes]]) -> None:
+    """Refuse (431) a request with more than :data:`MAX_HEADER_COUNT` headers or more than
+    :data:`MAX_HEADER_BLOCK_BYTES` of names and values in all."""
+    if len(raw) > MAX_HEADER_COUNT:
+        raise WebhookRejected(431, "header_too_large", f"{len(raw)} headers, over the limit of {MAX_HEADER_COUNT}")
+    size = sum(len(name) + len(value) for name, value in raw)
+    if size > MAX_HEADER_BLOCK_BYTES:
+        raise WebhookRejected(
+            431, "header_too_large", f"headers of {size} bytes in all, over the limit of {MAX_HEADER_BLOCK_BYTES}"
+        )
+
+
+def check_headers(headers: Mapping[str, str]) -> None:
+    """Refuse (431) any header ingress reads whose value is longer than :data:`HEADER_LIMITS` allows."""
+    for name, limit in HEADER_LIMITS.items():
+        value = headers.get(name)
+        if value is not None and len(value) > limit:
+            raise WebhookRejected(
+                431, "header_too_large", f"header {name} is {len(value)} characters, over the limit of {limit}"
+            )
+
+
 def check_size(declared_length: str | None, limit: int) -> None:
     if declared_length is None:
         return
-    try:
-        length = int(declared_length)
-    except ValueError:
-        raise WebhookRejected(400, "bad_content_length", "Content-Length is not a number") from None
+    # int() would also take ' 12', '1_000', non-ASCII digits and numbers of any length.
+    text = declared_length.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > HEADER_LIMITS["content-length"]:
+        raise WebhookRejected(400, "bad_content_length", "Content-Length is not a number of at most 19 digits")
+    length = int(text)
     if length > limit:
         raise WebhookRejected(413, "body_too_large", f"body of {length} bytes is over the limit of {limit}")
 
@@ -92,6 +144,41 @@ def _verify(source: SourceSettings, headers: Mapping[str, str], body: bytes, now
         raise WebhookRejected(401, "invalid_signature", str(exc)) from None
 
 
+def _decode(body: bytes) -> object:
+    """The JSON document, refused (400) when malformed or nested deeper than :data:`MAX_NESTING`."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise WebhookRejected(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise WebhookRejected(400, "nesting_too_deep", f"JSON nests deeper than {MAX_NESTING} levels") from None
+    # Counting brackets runs at C speed and bounds the depth from above, so the usual document
+    # skips the walk; strings holding brackets only send a document to the exact check.
+    if body.count(b"[") + body.count(b"{") > MAX_NESTING and _depth(document) > MAX_NESTING:
+        raise WebhookRejected(400, "nesting_too_deep", f"JSON nests deeper than {MAX_NESTING} levels")
+    return document
+
+
+def _depth(document: object) -> int:
+    """Nesting depth of a decoded JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(document, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[object] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        depth += 1
+        if depth > MAX_NESTING:
+            return depth
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
 def _event_id(value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
@@ -114,12 +201,10 @@ def accept_webhook(
     received_at = now or dt.datetime.now(dt.UTC)
     if len(body) > max_body_bytes:
         raise WebhookRejected(413, "body_too_large", f"body of {len(body)} bytes is over the limit of {max_body_bytes}")
+    check_headers(headers)
     check_content_type(headers.get("content-type"))
     _verify(source, headers, body, received_at.timestamp())
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise WebhookRejected(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    document = _decode(body)
     if not isinstance(document, dict):
         raise WebhookRejected(400, "malformed_json", "body must be a JSON object")
     if source.scheme == "standard-webhooks":
@@ -139,6 +224,7 @@ def accept_webhook(
         raise WebhookRejected(
             422,
             "invalid_event_type",
-            "'event_type' must be lower-case dotted tokens of [a-z0-9_-], e.g. 'order.created'",
+            "'event_type' must be at most 8 lower-case dotted tokens of [a-z0-9_-], each at most 64 characters, "
+            "e.g. 'order.created'",
         )
     return InboundWebhook(source_name, event_id, str(raw_type), body, received_at)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from libs.asyncapi import asyncapi_document
 from libs.bus import connect, jetstream
 from libs.config import StockwireSettings, TopologySettings, load_settings
+from libs.natsserver import sync_warning
 from libs.topology import TopologyError, apply_topology, describe_topology
 
 __all__ = ["register"]
@@ -57,6 +58,9 @@ async def _run(args: argparse.Namespace) -> int:
             try:
                 for line in await apply_topology(js, topology):
                     print(line)
+                warning = await asyncio.to_thread(sync_warning, settings.nats.monitor_url)
+                if warning:
+                    print(f"topology: warning: {warning}", file=sys.stderr)
             except TopologyError as exc:
                 print(f"topology: {exc}", file=sys.stderr)
                 return 1

@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         configure_dev_source=not settings.sources,
         topology=settings.topology,
         nats_port=args.nats_port,
+        embedded_sync_interval=settings.nats.embedded_sync_interval,
+        nats_monitor_url=settings.nats.monitor_url,
     )
     stopping = threading.Event()
 

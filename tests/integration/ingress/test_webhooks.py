@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -165,6 +166,71 @@ _BAD_INPUTS = [
 ]
 
 
+def _nested(levels: int) -> bytes:
+    """A signed-able CE body whose ``data`` holds ``levels`` nested lists (the document is one deeper)."""
+    return b'{"id":"deep","event_type":"order.created","data":' + b"[" * levels + b"]" * levels + b"}"
+
+
+Case = tuple[str, str, bytes, dict[str, Any], int, str]
+
+
+def _signed_ce(name: str, body: bytes, status: int, code: str) -> Case:
+    return (name, "ce", body, _ce(body), status, code)
+
+
+def _sw_with(name: str, header: str, value: str | bytes, status: int, code: str) -> Case:
+    return (name, "sw", _OK_SW, {**_sw_headers(_OK_SW), header: value}, status, code)
+
+
+def _ce_with(name: str, header: str, value: str, status: int, code: str) -> Case:
+    body = ce_body(event_id=f"h-{len(value)}")
+    return (name, "ce", body, {**_ce(body), header: value}, status, code)
+
+
+def _ce_envelope(id_json: bytes, event_type: bytes) -> bytes:
+    return b'{"id":' + id_json + b',"event_type":"' + event_type + b'"}'
+
+
+# Sizes, depths and integers ingress must bound where they enter: each a 4xx, never a 500.
+_UNBOUNDED_INPUTS: list[Case] = [
+    _signed_ce("data nested 5,000 deep", _nested(5000), 400, "nesting_too_deep"),
+    _signed_ce("data nested 900 deep", _nested(900), 400, "nesting_too_deep"),
+    _signed_ce("data nested 32 deep", _nested(32), 400, "nesting_too_deep"),
+    _sw_with("sw timestamp of 400 digits", "webhook-timestamp", "9" * 400, 431, "header_too_large"),
+    _sw_with("sw timestamp of 5,000 digits", "webhook-timestamp", "9" * 5000, 431, "header_too_large"),
+    _sw_with("sw timestamp of 20 digits", "webhook-timestamp", "9" * 20, 401, "invalid_signature"),
+    _sw_with("sw timestamp superscript two", "webhook-timestamp", b"\xb2", 401, "invalid_signature"),
+    _sw_with("sw timestamp negative", "webhook-timestamp", "-1", 401, "invalid_signature"),
+    _sw_with("sw timestamp with underscore", "webhook-timestamp", "1_7", 401, "invalid_signature"),
+    ("sw id of 10,000 characters", "sw", _OK_SW, _sw_headers(_OK_SW, msg_id="m" * 10_000), 431, "header_too_large"),
+    _sw_with("sw signature header of 100 KB", "webhook-signature", "v1,QUJD " * 12_800, 431, "header_too_large"),
+    _ce_with("ce signature header of 100 KB", "x-webhook-signature", "0" * 100_000, 431, "header_too_large"),
+    _ce_with("content type of 10 KB", "content-type", "application/json;" + "x" * 10_000, 431, "header_too_large"),
+    _ce_with("an unread header of 20 KB", "x-padding", "p" * 20_000, 431, "header_too_large"),
+    (
+        "100 headers",
+        "ce",
+        ce_body(event_id="h100"),
+        {**_ce(ce_body(event_id="h100")), **{f"x-h{n}": "v" for n in range(100)}},
+        431,
+        "header_too_large",
+    ),
+    (
+        "source of 10,000 characters",
+        "s" * 10_000,
+        ce_body(event_id="b9"),
+        _ce(ce_body(event_id="b9")),
+        404,
+        "unknown_source",
+    ),
+    _signed_ce("id of 400 digits", _ce_envelope(b"9" * 400, b"order.created"), 422, "missing_id"),
+    _signed_ce("id of 5,000 digits", _ce_envelope(b"9" * 5000, b"order.created"), 400, "malformed_json"),
+    _signed_ce("event_type of 10,000 characters", _ce_envelope(b'"x4"', b"a" * 10_000), 422, "invalid_event_type"),
+    _signed_ce("event_type of 100 levels", _ce_envelope(b'"x5"', b".".join([b"a"] * 100)), 422, "invalid_event_type"),
+]
+_BAD_INPUTS += _UNBOUNDED_INPUTS
+
+
 @pytest.mark.parametrize(
     ("name", "source", "body", "headers", "status", "code"), _BAD_INPUTS, ids=[case[0] for case in _BAD_INPUTS]
 )
@@ -185,6 +251,7 @@ async def test_bad_input_is_refused_clearly_and_nothing_reaches_the_stream(
     payload = response.json()
     assert payload["error"] == code
     assert isinstance(payload["detail"], str) and payload["detail"]
+    assert len(payload["detail"]) < 300, "no input is echoed back at length"
     assert await _stream_messages(js) == 0
     assert any(str(status) in record.getMessage() for record in caplog.records), "a log line names the refusal"
     for secret in (CE_SECRET, SW_SECRET):
@@ -205,3 +272,10 @@ async def test_health_readiness_metrics_and_schema(ingress: AsyncTestClient) -> 
     assert "ingress_spool_depth" in metrics
     schema = (await ingress.get("/schema/openapi.json")).json()
     assert "/webhooks/{source}" in schema["paths"]
+
+
+async def test_a_document_at_the_nesting_limit_is_accepted(ingress: AsyncTestClient, js: JetStreamContext) -> None:
+    body = _nested(31)
+    response = await ingress.post("/webhooks/ce", content=body, headers=_ce(body))
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    assert await _stream_messages(js) == 1

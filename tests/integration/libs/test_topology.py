@@ -16,7 +16,7 @@ async def test_applying_twice_changes_nothing(js: JetStreamContext, topology_set
     assert all("up to date" in line for line in again), again
     described = await describe_topology(js, topology_settings)
     assert set(described["streams"]) == {"COMMERCE", "INVENTORY", "DEADLETTER"}
-    assert set(described["kv"]) == {"availability", "leases"}
+    assert set(described["kv"]) == {"availability", "leases", "event-ids"}
     assert described["consumers"]["COMMERCE/inventory"]["pending"] == 0
 
 

@@ -8,7 +8,14 @@ import pytest
 
 from libs.config import SourceSettings
 from libs.signing import commerce_engine_signature, generate_standard_secret, sign_standard_webhook
-from services.ingress.webhook import WebhookRejected, accept_webhook, check_content_type, check_size
+from services.ingress.webhook import (
+    MAX_NESTING,
+    WebhookRejected,
+    accept_webhook,
+    check_content_type,
+    check_headers,
+    check_size,
+)
 
 CE = SourceSettings(scheme="commerce-engine", secrets=["s"])
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -75,3 +82,67 @@ def test_size_and_content_type_checks() -> None:
     check_content_type("application/cloudevents+json")
     with pytest.raises(WebhookRejected):
         check_content_type("application/x-www-form-urlencoded")
+
+
+@pytest.mark.parametrize("declared", ["9" * 400, "9" * 5000, " 1_0", "\u0661\u0662", "\u00b2", "-1", "+5", "1e3", ""])
+def test_a_content_length_that_is_not_plain_bounded_digits_is_refused(declared: str) -> None:
+    with pytest.raises(WebhookRejected) as refused:
+        check_size(declared, 10**12)
+    assert (refused.value.status, refused.value.code) == (400, "bad_content_length")
+
+
+def test_each_header_ingress_reads_is_bounded() -> None:
+    check_headers({"webhook-id": "m" * 256, "x-other": "y" * 100_000})
+    with pytest.raises(WebhookRejected) as refused:
+        check_headers({"webhook-id": "m" * 257})
+    assert (refused.value.status, refused.value.code) == (431, "header_too_large")
+    assert "webhook-id" in refused.value.detail
+
+
+def _nested_body(depth: int, filler: bytes = b"") -> bytes:
+    inner = b"[" * (depth - 1) + filler + b"]" * (depth - 1)
+    return b'{"id":"d","event_type":"order.created","data":' + inner + b"}"
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING + 1, 200, 999, 1000, 5000, 100_000])
+def test_documents_nested_beyond_the_limit_are_refused_not_raised(depth: int) -> None:
+    body = _nested_body(depth)
+    with pytest.raises(WebhookRejected) as refused:
+        accept_webhook("shop", CE, _ce_headers(body), body, max_body_bytes=1 << 20, now=NOW)
+    assert (refused.value.status, refused.value.code) == (400, "nesting_too_deep")
+
+
+def test_depth_is_measured_not_guessed_from_bracket_counts() -> None:
+    # Many brackets inside strings and many siblings: deep enough in count, shallow in structure.
+    body = _nested_body(MAX_NESTING, filler=b'"' + b"[{" * 500 + b'"')
+    accept_webhook("shop", CE, _ce_headers(body), body, max_body_bytes=1 << 20, now=NOW)
+    wide = b'{"id":"w","event_type":"order.created","data":[' + b",".join([b"[{}]"] * 500) + b"]}"
+    accept_webhook("shop", CE, _ce_headers(wide), wide, max_body_bytes=1 << 20, now=NOW)
+
+
+def test_an_id_key_is_a_valid_kv_key_of_bounded_length_whatever_the_id() -> None:
+    import re
+
+    from services.ingress.identity import id_key
+
+    keys = {id_key(f"shop:{event_id}") for event_id in ["a", "a.b", "ü ~*>", "x" * 256, "A"]}
+    assert len(keys) == 5, "different ids, different keys"
+    assert all(re.fullmatch(r"[-/_=.a-zA-Z0-9]{1,80}", key) for key in keys)
+    assert id_key("shop:a") != id_key("psp:a"), "the source is part of the key"
+
+
+def test_conflict_evidence_keeps_the_body_and_both_digests() -> None:
+    import hashlib
+
+    from services.ingress.identity import conflict_evidence
+    from services.ingress.webhook import InboundWebhook
+
+    event = InboundWebhook("shop", "dup-1", "order.created", b'{"qty":7}', NOW)
+    evidence = conflict_evidence(event, "f" * 64)
+    digest = hashlib.sha256(b'{"qty":7}').hexdigest()
+    assert evidence.subject == "deadletter.ingress.commerce.shop.order.created"
+    assert evidence.payload == b'{"qty":7}'
+    assert evidence.msg_id == evidence.headers["Nats-Msg-Id"] == f"conflict:shop:dup-1:{digest}"
+    assert evidence.headers["Stockwire-First-Body-Digest"] == "f" * 64
+    assert evidence.headers["Stockwire-Body-Digest"] == digest
+    assert evidence.headers["Stockwire-Event-Msg-Id"] == "shop:dup-1"

@@ -1,0 +1,117 @@
+"""One id, one body: tell a re-sent event from an id reused with different content.
+
+JetStream's dedup window (``[topology] duplicate_window_s``) answers "duplicate" for any message with
+a known ``Nats-Msg-Id``, whatever its body, and forgets the id afterwards. So ingress keeps, per
+webhook id, the SHA-256 of the body it first made durable (KV ``event-ids``, as long as COMMERCE keeps
+events), and compares: the same body again is a duplicate; another body is a conflict, answered 409,
+counted by source, and kept as evidence in DEADLETTER. The first body stays the one applied: a
+conflicting body never reaches COMMERCE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js import errors as js_errors
+from nats.js.kv import KeyValue
+
+from libs.contracts import CONFLICT_HEADERS, FirstBody, conflict_msg_id, decode_first_body
+from libs.outbox import OutboxMessage
+from libs.subjects import deadletter_subject
+from libs.topology import KV_EVENT_IDS
+
+from .webhook import InboundWebhook
+
+__all__ = ["CONFLICT_CONSUMER", "EventIds", "body_digest", "conflict_evidence", "id_key"]
+
+log = logging.getLogger("stockwire.ingress")
+
+CONFLICT_CONSUMER = "ingress"
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def id_key(msg_id: str) -> str:
+    """The KV key of ``<source>:<id>``: the source, then a hash of the id (ids may hold any printable
+    character, KV keys only ``[-/_=.a-zA-Z0-9]``; a hash also bounds the length)."""
+    source, _, event_id = msg_id.partition(":")
+    return f"{source}.{hashlib.sha256(event_id.encode()).hexdigest()}"
+
+
+def conflict_evidence(event: InboundWebhook, first_digest: str) -> OutboxMessage:
+    """The DEADLETTER message that keeps a conflicting body, byte for byte, with both digests."""
+    digest = body_digest(event.body)
+    headers = {
+        **event.headers(),
+        "Nats-Msg-Id": conflict_msg_id(event.msg_id, digest),
+        "Stockwire-Consumer": CONFLICT_CONSUMER,
+        "Stockwire-Error": f"conflict: id {event.event_id!r} was first received with another body",
+        "Stockwire-Original-Subject": event.subject,
+        CONFLICT_HEADERS["event_msg_id"]: event.msg_id,
+        CONFLICT_HEADERS["first_digest"]: first_digest,
+        CONFLICT_HEADERS["digest"]: digest,
+    }
+    subject = deadletter_subject(CONFLICT_CONSUMER, event.subject)
+    return OutboxMessage(subject, headers["Nats-Msg-Id"], event.body, headers)
+
+
+class EventIds:
+    """KV ``event-ids``. Bus errors propagate (the caller spools); a missing bucket (topology not
+    applied) is logged and treated as "nothing known", so JetStream's window still dedups."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self._kv: KeyValue | None = None
+        self._warned = False
+
+    async def _bucket(self) -> KeyValue | None:
+        if self._kv is None:
+            try:
+                self._kv = await self.js.key_value(KV_EVENT_IDS)
+            except js_errors.BucketNotFoundError:
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "kv bucket %s is missing (run `stockwire topology apply`): an id reused with another "
+                        "body after the dedup window goes unseen",
+                        KV_EVENT_IDS,
+                    )
+                return None
+        return self._kv
+
+    async def first(self, msg_id: str) -> FirstBody | None:
+        """The body this id was first made durable with, or None if unknown."""
+        kv = await self._bucket()
+        if kv is None:
+            return None
+        try:
+            entry = await kv.get(id_key(msg_id))
+        except (js_errors.KeyNotFoundError, js_errors.KeyDeletedError):
+            return None
+        return _decode(entry.value)
+
+    async def remember(self, msg_id: str, first: FirstBody) -> FirstBody | None:
+        """Record ``first`` unless the id is known; returns what was known before (None: recorded)."""
+        kv = await self._bucket()
+        if kv is None:
+            return None
+        key = id_key(msg_id)
+        try:
+            await kv.create(key, msgspec.json.encode(first))
+        except js_errors.KeyWrongLastSequenceError:
+            entry = await kv.get(key)
+            return _decode(entry.value)
+        return None
+
+
+def _decode(value: bytes | None) -> FirstBody | None:
+    try:
+        return decode_first_body(value or b"")
+    except msgspec.DecodeError:
+        log.warning("kv %s holds an unreadable entry; ignoring it", KV_EVENT_IDS)
+        return None
