@@ -56,9 +56,12 @@ up: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
+# ruff, the type checker (mypy --strict over libs, services and stockwire: see pyproject), then the tests.
 test: tools
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q $(ARGS)
 
 bench: $(STAMP)

@@ -20,7 +20,7 @@ from libs import contracts
 from libs.config import TopologySettings
 from libs.lease import LeaseRecord
 from libs.subjects import COMMERCE_SUBJECT, DEADLETTER_SUBJECT, INVENTORY_SUBJECT, SOURCE_PATTERN
-from libs.topology import DEADLETTER, INVENTORY, KV_AVAILABILITY, KV_LEASES, topology_specs
+from libs.topology import DEADLETTER, INVENTORY, KV_AVAILABILITY, KV_EVENT_IDS, KV_LEASES, topology_specs
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
 
@@ -87,8 +87,14 @@ def _deadletter_headers() -> dict[str, Any]:
         contracts.HEADER_ORIGINAL_STREAM: "The original stream.",
         contracts.HEADER_ORIGINAL_SEQ: "The message's sequence in the original stream (decimal).",
         contracts.HEADER_DELIVERY_COUNT: "How many times the consumer had received it (decimal).",
+        contracts.CONFLICT_HEADERS["first_digest"]: "Conflict evidence (`deadletter.ingress.*`): SHA-256 of the"
+        " body the id was first received with.",
+        contracts.CONFLICT_HEADERS["digest"]: "Conflict evidence: SHA-256 of this (refused) body.",
+        contracts.CONFLICT_HEADERS["event_msg_id"]: "Conflict evidence: the event's `<source>:<id>`.",
     }
-    headers = _headers(described, [contracts.HEADER_MSG_ID, *contracts.DEADLETTER_HEADERS])
+    # Conflict evidence from ingress never sat in a stream: it has no original stream, sequence or count.
+    required = [contracts.HEADER_MSG_ID, contracts.HEADER_CONSUMER, contracts.HEADER_ERROR]
+    headers = _headers(described, [*required, contracts.HEADER_ORIGINAL_SUBJECT])
     # The original message's own headers travel with it.
     headers["additionalProperties"] = _STRING
     return headers
@@ -141,7 +147,7 @@ def asyncapi_document(
     """
     streams, buckets, consumers = topology_specs(settings)
     _, components = msgspec.json.schema_components(
-        [contracts.InventoryEvent, contracts.AvailabilityChanged, LeaseRecord], ref_template=_REF
+        [contracts.InventoryEvent, contracts.AvailabilityChanged, LeaseRecord, contracts.FirstBody], ref_template=_REF
     )
     components["Webhook"] = _WEBHOOK
     stream_notes = {s.name: s for s in streams}
@@ -187,6 +193,12 @@ def asyncapi_document(
             "Who holds a lease and for how long; written by compare-and-set on the key's revision.",
             {"$ref": _REF.format(name="LeaseRecord")},
         ),
+        "FirstBody": _message(
+            "FirstBody",
+            "The body a webhook id was first received with",
+            "Written by ingress under `<source>.<sha256 of the id>`; a later body with the same id is a conflict.",
+            {"$ref": _REF.format(name="FirstBody")},
+        ),
     }
 
     def stream_text(name: str) -> str:
@@ -227,7 +239,7 @@ def asyncapi_document(
             "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
         },
     }
-    kv_documents = {KV_AVAILABILITY: "AvailabilityChanged", KV_LEASES: "LeaseRecord"}
+    kv_documents = {KV_AVAILABILITY: "AvailabilityChanged", KV_LEASES: "LeaseRecord", KV_EVENT_IDS: "FirstBody"}
     for bucket in buckets:
         ttl = f", entries expire after {bucket.ttl_s:g} s" if bucket.ttl_s else ""
         key = "{sku_token}" if bucket.bucket == KV_AVAILABILITY else "{key}"
@@ -267,6 +279,9 @@ def asyncapi_document(
         ),
         "relayHoldsLeases": operation(
             "send", kv_leases, "LeaseRecord", "outbox-relay replicas hold one leader lease per outbox."
+        ),
+        "ingressRecordsFirstBodies": operation(
+            "send", f"kv-{KV_EVENT_IDS}", "FirstBody", "ingress records the digest of each id's first body."
         ),
     }
     channel_of_stream = {"COMMERCE": ("commerce", "Webhook"), INVENTORY: ("inventoryEvents", "InventoryEvent")}

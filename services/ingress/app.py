@@ -137,10 +137,12 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
             await spool.close()
 
     async def spool_writable() -> bool:
-        return await app.state.writer.spool.writable()
+        writer: DurableWriter = app.state.writer
+        return await writer.spool.writable()
 
     async def nats_connected() -> bool:
-        return app.state.writer.bus_connected
+        writer: DurableWriter = app.state.writer
+        return writer.bus_connected
 
     app = create_service_app(
         "ingress",

@@ -18,7 +18,16 @@ from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
-from libs.contracts import CONFLICT_HEADERS, FirstBody, conflict_msg_id, decode_first_body
+from libs.contracts import (
+    CONFLICT_HEADERS,
+    HEADER_CONSUMER,
+    HEADER_ERROR,
+    HEADER_MSG_ID,
+    HEADER_ORIGINAL_SUBJECT,
+    FirstBody,
+    conflict_msg_id,
+    decode_first_body,
+)
 from libs.outbox import OutboxMessage
 from libs.subjects import deadletter_subject
 from libs.topology import KV_EVENT_IDS
@@ -48,16 +57,16 @@ def conflict_evidence(event: InboundWebhook, first_digest: str) -> OutboxMessage
     digest = body_digest(event.body)
     headers = {
         **event.headers(),
-        "Nats-Msg-Id": conflict_msg_id(event.msg_id, digest),
-        "Stockwire-Consumer": CONFLICT_CONSUMER,
-        "Stockwire-Error": f"conflict: id {event.event_id!r} was first received with another body",
-        "Stockwire-Original-Subject": event.subject,
+        HEADER_MSG_ID: conflict_msg_id(event.msg_id, digest),
+        HEADER_CONSUMER: CONFLICT_CONSUMER,
+        HEADER_ERROR: f"conflict: id {event.event_id!r} was first received with another body",
+        HEADER_ORIGINAL_SUBJECT: event.subject,
         CONFLICT_HEADERS["event_msg_id"]: event.msg_id,
         CONFLICT_HEADERS["first_digest"]: first_digest,
         CONFLICT_HEADERS["digest"]: digest,
     }
     subject = deadletter_subject(CONFLICT_CONSUMER, event.subject)
-    return OutboxMessage(subject, headers["Nats-Msg-Id"], event.body, headers)
+    return OutboxMessage(subject, headers[HEADER_MSG_ID], event.body, headers)
 
 
 class EventIds:

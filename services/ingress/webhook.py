@@ -7,12 +7,20 @@ No I/O here: :func:`accept_webhook` takes what the HTTP layer read and returns a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import msgspec
 
 from libs.config import SourceSettings
+from libs.contracts import (
+    HEADER_EVENT_ID,
+    HEADER_EVENT_TYPE,
+    HEADER_MSG_ID,
+    HEADER_RECEIVED_AT,
+    HEADER_SOURCE,
+    commerce_msg_id,
+)
 from libs.signing import SignatureError, verify_commerce_engine, verify_standard_webhook
 from libs.subjects import commerce_subject, is_safe_event_type
 
@@ -63,7 +71,7 @@ class InboundWebhook:
 
     @property
     def msg_id(self) -> str:
-        return f"{self.source}:{self.event_id}"
+        return commerce_msg_id(self.source, self.event_id)
 
     @property
     def subject(self) -> str:
@@ -71,11 +79,11 @@ class InboundWebhook:
 
     def headers(self) -> dict[str, str]:
         return {
-            "Nats-Msg-Id": self.msg_id,
-            "Stockwire-Source": self.source,
-            "Stockwire-Event-Type": self.event_type,
-            "Stockwire-Event-Id": self.event_id,
-            "Stockwire-Received-At": self.received_at.isoformat(timespec="microseconds"),
+            HEADER_MSG_ID: self.msg_id,
+            HEADER_SOURCE: self.source,
+            HEADER_EVENT_TYPE: self.event_type,
+            HEADER_EVENT_ID: self.event_id,
+            HEADER_RECEIVED_AT: self.received_at.isoformat(timespec="microseconds"),
         }
 
 
@@ -84,9 +92,10 @@ MAX_HEADER_COUNT = 64
 MAX_HEADER_BLOCK_BYTES = 16 * 1024
 
 
-def check_header_block(raw: Sequence[tuple[bytes, bytes]]) -> None:
+def check_header_block(headers: Iterable[tuple[bytes, bytes]]) -> None:
     """Refuse (431) a request with more than :data:`MAX_HEADER_COUNT` headers or more than
-    :data:`MAX_HEADER_BLOCK_BYTES` of names and values in all."""
+    :data:`MAX_HEADER_BLOCK_BYTES` of names and values in all (``headers``: the ASGI scope's pairs)."""
+    raw = list(headers)
     if len(raw) > MAX_HEADER_COUNT:
         raise WebhookRejected(431, "header_too_large", f"{len(raw)} headers, over the limit of {MAX_HEADER_COUNT}")
     size = sum(len(name) + len(value) for name, value in raw)
