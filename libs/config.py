@@ -66,6 +66,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class NatsSettings:
+    """``[nats]``: where the servers are and how to authenticate (creds file, nkey seed, user/password, TLS)."""
+
     servers: list[str] = field(default_factory=lambda: [DEFAULT_NATS_URL])
     creds_file: str | None = None
     nkey_seed_file: str | None = None
@@ -88,6 +90,9 @@ class NatsSettings:
 
 @dataclass(frozen=True)
 class SourceSettings:
+    """``[sources.<name>]``: one producer's signature scheme, its secrets (several during a rotation) and,
+    for Standard Webhooks, the accepted clock skew in seconds."""
+
     scheme: Literal["commerce-engine", "standard-webhooks"] = "commerce-engine"
     secrets: list[str] = field(default_factory=list)
     tolerance_s: int = 300
@@ -98,6 +103,9 @@ class SourceSettings:
 
 @dataclass(frozen=True)
 class TopologySettings:
+    """``[topology]``: replicas, retention (days), the duplicate window (seconds) and the durable consumers'
+    delivery limits that :func:`libs.topology.topology_specs` declares."""
+
     replicas: int = 1
     duplicate_window_s: float = 120.0
     commerce_max_age_days: float = 30.0
@@ -111,6 +119,8 @@ class TopologySettings:
 
 @dataclass(frozen=True)
 class StockwireSettings:
+    """What every process shares: the data directory, the admin token, NATS, the topology and the sources."""
+
     data_dir: str = ".data"
     admin_token: str | None = None
     nats: NatsSettings = field(default_factory=NatsSettings)

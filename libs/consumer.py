@@ -66,6 +66,8 @@ _batch_seconds = Histogram(
 
 
 class Disposition(enum.Enum):
+    """How the runner settles a message: acknowledge, retry later (nak with a delay), or dead-letter."""
+
     ACK = "ack"
     RETRY = "retry"
     DEAD_LETTER = "dead_letter"
@@ -73,20 +75,26 @@ class Disposition(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """A handler's verdict on one message: its disposition, why (for logs and dead letters), and for a
+    retry an explicit delay in seconds (default: the retry schedule, :func:`retry_delay_s`)."""
+
     disposition: Disposition
     reason: str = ""
     delay_s: float | None = None
 
     @classmethod
     def ack(cls) -> Decision:
+        """Done with it: acknowledge."""
         return _ACK
 
     @classmethod
     def retry(cls, reason: str, delay_s: float | None = None) -> Decision:
+        """Deliver it again later (dead-lettered at the consumer's ``max_deliver``)."""
         return cls(Disposition.RETRY, reason, delay_s)
 
     @classmethod
     def dead_letter(cls, reason: str) -> Decision:
+        """It can never succeed: publish it to DEADLETTER with ``reason``, then terminate it."""
         return cls(Disposition.DEAD_LETTER, reason)
 
 
@@ -199,9 +207,12 @@ class PullConsumer:
         return self._bound.is_set() and self.failing is None
 
     def stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in hand is settled."""
         self._stopping.set()
 
     async def run(self) -> None:
+        """Bind (creating the durable from its spec where one is given), then fetch, handle and settle
+        batches until :meth:`stop`, re-binding after a stalled fetch or a deleted durable."""
         while not self._stopping.is_set():
             try:
                 sub = await self._bind()

@@ -46,6 +46,7 @@ class ApiError(HTTPException):
 
 
 def error_response(status: int, code: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    """The one error shape of every service: ``{"error": code, "detail": detail, **extra}`` with ``status``."""
     return Response({"error": code, "detail": detail, **extra}, status_code=status)
 
 

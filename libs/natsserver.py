@@ -160,10 +160,12 @@ class NatsServer:
 
     @property
     def url(self) -> str:
+        """The client URL, ``nats://<host>:<port>``."""
         return f"nats://{self.host}:{self.port}"
 
     @property
     def monitor_url(self) -> str | None:
+        """The HTTP monitoring endpoint (``/varz`` …) when a monitor port was given, else None."""
         return None if self.monitor_port is None else f"http://{self.host}:{self.monitor_port}"
 
     def _config_file(self) -> Path:
@@ -173,6 +175,8 @@ class NatsServer:
         return path
 
     def start(self, timeout_s: float = 15.0) -> NatsServer:
+        """Start the server and return once it accepts connections; raises ``RuntimeError`` when the
+        binary is missing (the ``embedded`` extra) or the server does not answer within ``timeout_s``."""
         binary = self.binary or find_binary()
         if binary is None:
             raise RuntimeError(
@@ -200,6 +204,7 @@ class NatsServer:
         raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout_s}s")
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout_s`` seconds."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
@@ -210,6 +215,7 @@ class NatsServer:
             self.process.wait()
 
     def kill(self) -> None:
+        """SIGKILL at once (a crash, for the tests)."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()

@@ -36,10 +36,13 @@ def _hmac(key: bytes, message: bytes) -> bytes:
 
 
 def commerce_engine_signature(secret: str, body: bytes) -> str:
+    """Commerce Engine's ``x-webhook-signature``: lower-case hex HMAC-SHA256 of the raw ``body``."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def verify_commerce_engine(secrets: Sequence[str], body: bytes, signature: str | None) -> None:
+    """Accept ``signature`` if it is the hex HMAC-SHA256 of ``body`` under any of ``secrets`` (compared in
+    constant time); raises :class:`SignatureError` when it is missing or matches none."""
     if not signature:
         raise SignatureError("missing x-webhook-signature header")
     presented = signature.strip().lower().encode()
@@ -57,6 +60,7 @@ def _standard_key(secret: str) -> bytes:
 
 
 def generate_standard_secret() -> str:
+    """A new Standard Webhooks secret: ``whsec_`` and 24 random bytes in base64."""
     import secrets
 
     return _WHSEC + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -64,17 +68,22 @@ def generate_standard_secret() -> str:
 
 @dataclass(frozen=True, slots=True)
 class StandardWebhookHeaders:
+    """The three headers of a Standard Webhooks delivery (standardwebhooks.com)."""
+
     id: str
     timestamp: str
     signature: str
 
     def as_dict(self) -> dict[str, str]:
+        """The headers by their wire names."""
         return {"webhook-id": self.id, "webhook-timestamp": self.timestamp, "webhook-signature": self.signature}
 
 
 def sign_standard_webhook(
     secret: str, msg_id: str, body: bytes, timestamp: int | None = None
 ) -> StandardWebhookHeaders:
+    """Sign ``body`` as Standard Webhooks does: ``v1,`` + base64 HMAC-SHA256 of ``<id>.<timestamp>.<body>``
+    under the secret's decoded key; ``timestamp`` in epoch seconds (default: now)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = _hmac(_standard_key(secret), f"{msg_id}.{ts}.".encode() + body)
     return StandardWebhookHeaders(msg_id, ts, "v1," + base64.b64encode(digest).decode())

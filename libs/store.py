@@ -249,6 +249,7 @@ class WriteHealth:
 
     @property
     def ok(self) -> bool:
+        """No write has failed since the last one that committed."""
         return self.error is None
 
     @property

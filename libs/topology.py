@@ -55,6 +55,8 @@ class TopologyError(RuntimeError):
 
 @dataclass(frozen=True)
 class StreamSpec:
+    """A declared stream: file storage, limits retention, discard old; ages and windows in seconds."""
+
     name: str
     subjects: list[str]
     max_age_s: float
@@ -63,6 +65,7 @@ class StreamSpec:
     description: str
 
     def config(self) -> js_api.StreamConfig:
+        """The stream's configuration as nats-py sends it."""
         return js_api.StreamConfig(
             name=self.name,
             description=self.description,
@@ -118,6 +121,8 @@ class ConsumerSpec:
 
 @dataclass(frozen=True)
 class KvSpec:
+    """A declared KV bucket: ``history`` values kept per key, entries expiring after ``ttl_s`` (None: never)."""
+
     bucket: str
     history: int
     ttl_s: float | None
@@ -125,6 +130,7 @@ class KvSpec:
     description: str
 
     def config(self) -> js_api.KeyValueConfig:
+        """The bucket's configuration as nats-py sends it."""
         return js_api.KeyValueConfig(
             bucket=self.bucket,
             description=self.description,
@@ -136,6 +142,8 @@ class KvSpec:
 
 
 def topology_specs(settings: TopologySettings) -> tuple[list[StreamSpec], list[KvSpec], list[ConsumerSpec]]:
+    """Every stream, KV bucket and durable consumer of design §2, sized by ``settings``: the one place the
+    topology is declared (applied by :func:`apply_topology`, described by :mod:`libs.asyncapi`)."""
     streams = [
         StreamSpec(
             COMMERCE,
