@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +96,27 @@ def _sw_headers(body: bytes, *, msg_id: str = "m1", offset: int = 0, secret: str
 _OK_SW = json.dumps({"type": "order.created", "data": {}}).encode()
 
 
+@dataclass(frozen=True)
+class SignedLater:
+    """Standard Webhooks headers signed when the test runs, not when the table is built: a suite that runs
+    longer than the 5-minute tolerance must not turn a valid timestamp stale (or a future one valid)."""
+
+    body: bytes
+    msg_id: str = "m1"
+    offset: int = 0
+    secret: str = SW_SECRET
+    extra: Mapping[str, str | bytes] = field(default_factory=dict)
+
+    def build(self) -> dict[str, Any]:
+        return {**_sw_headers(self.body, msg_id=self.msg_id, offset=self.offset, secret=self.secret), **self.extra}
+
+
+def _sw(
+    body: bytes, *, msg_id: str = "m1", offset: int = 0, secret: str = SW_SECRET, extra: Mapping[str, Any] | None = None
+) -> SignedLater:
+    return SignedLater(body, msg_id, offset, secret, dict(extra or {}))
+
+
 def _ce(body: bytes, secret: str = CE_SECRET, content_type: str = "application/json") -> dict[str, str]:
     return {"content-type": content_type, "x-webhook-signature": commerce_engine_signature(secret, body)}
 
@@ -104,16 +127,16 @@ _BAD_INPUTS = [
     ("missing signature", "ce", ce_body(event_id="b2"), {"content-type": "application/json"}, 401, "invalid_signature"),
     ("wrong secret", "ce", ce_body(event_id="b3"), _ce(ce_body(event_id="b3"), "wrong"), 401, "invalid_signature"),
     ("tampered body", "ce", ce_body(event_id="b4") + b" ", _ce(ce_body(event_id="b4")), 401, "invalid_signature"),
-    ("sw tampered body", "sw", _OK_SW + b" ", _sw_headers(_OK_SW), 401, "invalid_signature"),
-    ("sw wrong secret", "sw", _OK_SW, _sw_headers(_OK_SW, secret="whsec_" + "QUJD" * 8), 401, "invalid_signature"),
-    ("sw stale timestamp", "sw", _OK_SW, _sw_headers(_OK_SW, offset=-600), 401, "invalid_signature"),
-    ("sw future timestamp", "sw", _OK_SW, _sw_headers(_OK_SW, offset=600), 401, "invalid_signature"),
+    ("sw tampered body", "sw", _OK_SW + b" ", _sw(_OK_SW), 401, "invalid_signature"),
+    ("sw wrong secret", "sw", _OK_SW, _sw(_OK_SW, secret="whsec_" + "QUJD" * 8), 401, "invalid_signature"),
+    ("sw stale timestamp", "sw", _OK_SW, _sw(_OK_SW, offset=-600), 401, "invalid_signature"),
+    ("sw future timestamp", "sw", _OK_SW, _sw(_OK_SW, offset=600), 401, "invalid_signature"),
     ("sw missing headers", "sw", _OK_SW, {"content-type": "application/json"}, 401, "invalid_signature"),
     (
         "sw malformed signature",
         "sw",
         _OK_SW,
-        {**_sw_headers(_OK_SW), "webhook-signature": "v1,%%%"},
+        _sw(_OK_SW, extra={"webhook-signature": "v1,%%%"}),
         401,
         "invalid_signature",
     ),
@@ -145,7 +168,7 @@ _BAD_INPUTS = [
         422,
         "invalid_event_type",
     ),
-    ("sw missing type", "sw", b'{"data":{}}', _sw_headers(b'{"data":{}}'), 422, "missing_event_type"),
+    ("sw missing type", "sw", b'{"data":{}}', _sw(b'{"data":{}}'), 422, "missing_event_type"),
     (
         "wrong content type",
         "ce",
@@ -171,7 +194,7 @@ def _nested(levels: int) -> bytes:
     return b'{"id":"deep","event_type":"order.created","data":' + b"[" * levels + b"]" * levels + b"}"
 
 
-Case = tuple[str, str, bytes, dict[str, Any], int, str]
+Case = tuple[str, str, bytes, "dict[str, Any] | SignedLater", int, str]
 
 
 def _signed_ce(name: str, body: bytes, status: int, code: str) -> Case:
@@ -179,7 +202,7 @@ def _signed_ce(name: str, body: bytes, status: int, code: str) -> Case:
 
 
 def _sw_with(name: str, header: str, value: str | bytes, status: int, code: str) -> Case:
-    return (name, "sw", _OK_SW, {**_sw_headers(_OK_SW), header: value}, status, code)
+    return (name, "sw", _OK_SW, _sw(_OK_SW, extra={header: value}), status, code)
 
 
 def _ce_with(name: str, header: str, value: str, status: int, code: str) -> Case:
@@ -202,7 +225,7 @@ _UNBOUNDED_INPUTS: list[Case] = [
     _sw_with("sw timestamp superscript two", "webhook-timestamp", b"\xb2", 401, "invalid_signature"),
     _sw_with("sw timestamp negative", "webhook-timestamp", "-1", 401, "invalid_signature"),
     _sw_with("sw timestamp with underscore", "webhook-timestamp", "1_7", 401, "invalid_signature"),
-    ("sw id of 10,000 characters", "sw", _OK_SW, _sw_headers(_OK_SW, msg_id="m" * 10_000), 431, "header_too_large"),
+    ("sw id of 10,000 characters", "sw", _OK_SW, _sw(_OK_SW, msg_id="m" * 10_000), 431, "header_too_large"),
     _sw_with("sw signature header of 100 KB", "webhook-signature", "v1,QUJD " * 12_800, 431, "header_too_large"),
     _ce_with("ce signature header of 100 KB", "x-webhook-signature", "0" * 100_000, 431, "header_too_large"),
     _ce_with("content type of 10 KB", "content-type", "application/json;" + "x" * 10_000, 431, "header_too_large"),
@@ -240,13 +263,14 @@ async def test_bad_input_is_refused_clearly_and_nothing_reaches_the_stream(
     name: str,
     source: str,
     body: bytes,
-    headers: dict[str, str],
+    headers: dict[str, str] | SignedLater,
     status: int,
     code: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="stockwire")
-    response = await ingress.post(f"/webhooks/{source}", content=body, headers=headers)
+    sent = headers.build() if isinstance(headers, SignedLater) else headers
+    response = await ingress.post(f"/webhooks/{source}", content=body, headers=sent)
     assert response.status_code == status, response.text
     payload = response.json()
     assert payload["error"] == code
