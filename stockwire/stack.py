@@ -158,6 +158,8 @@ class Stack:
     """Credentials and TLS for an external ``nats_url`` (the embedded server needs none)."""
     hosts: Mapping[str, str] = field(default_factory=dict)
     """Configured listen addresses; the stack talks to a service there (a wildcard: loopback)."""
+    launcher: Sequence[str] = ()
+    """Put before each service's command (e.g. ``nsenter -t PID -m --``: the services in another mount namespace)."""
 
     def url(self, service: str) -> str:
         return local_url(self.hosts.get(service, "127.0.0.1"), self.ports[service])
@@ -219,7 +221,7 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         child = ChildProcess(
             name,
-            [sys.executable, "-m", spec.module],
+            [*self.launcher, sys.executable, "-m", spec.module],
             self.service_env(name),
             sink=self.sink,
             colour_index=position,
