@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from libs.topology import COMMERCE, DEADLETTER, INVENTORY_CONSUMER
+from libs.topology import COMMERCE, DEADLETTER, INVENTORY, INVENTORY_CONSUMER, NOTIFIER_CONSUMER
 from stockwire.demo.flash_sale import Fault
 from tests.support import eventually
 
@@ -33,10 +33,29 @@ POISON = 3
 """Webhooks sent to be dead-lettered before the consumer is deleted (they must not be dead-lettered twice)."""
 
 
+CONSUMES = {"inventory": (COMMERCE, INVENTORY_CONSUMER), "channel-notifier": (INVENTORY, NOTIFIER_CONSUMER)}
+
+
+async def _holding(ctx: ChaosContext, stream: str, durable: str, within_s: float = 5.0) -> int:
+    """Wait (a little) until the consumer has messages delivered and not yet acknowledged: a crash then
+    strands a batch, the case of issue 13, item 4. Returns how many it held when last seen."""
+    deadline = time.monotonic() + within_s
+    pending = 0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            pending = int((await ctx.js.consumer_info(stream, durable, timeout=1)).num_ack_pending or 0)
+            if pending:
+                return pending
+        await asyncio.sleep(0.005)
+    return pending
+
+
 def kill_service(service: str) -> FaultPlan:
     def plan(ctx: ChaosContext) -> list[Fault]:
         async def action() -> None:
             recovery = ctx.record(f"kill -9 {service}")
+            if service in CONSUMES:
+                recovery.notes["held_unacknowledged"] = await _holding(ctx, *CONSUMES[service])
             recovery.injected = time.time()
             ctx.stack.children[service].kill()
             await asyncio.to_thread(ctx.stack.restart_service, service)
@@ -145,29 +164,35 @@ def store_full(ctx: ChaosContext) -> list[Fault]:
     return [Fault(f"data volume full for {ctx.load.fault_s:.0f} s", AT, action)]
 
 
-def consumer_deleted(ctx: ChaosContext) -> list[Fault]:
-    """Poison webhooks are dead-lettered first; then ``COMMERCE/inventory`` is deleted under load.
+def consumer_deleted(stream: str, durable: str) -> FaultPlan:
+    """``<stream>/<durable>`` is deleted under load (for inventory's, after poison webhooks were dead-lettered).
 
-    Right behaviour (issue 13, item 3): inventory re-creates its consumer by itself from where it had
+    Right behaviour (issue 13, item 3): the service re-creates its consumer by itself from where it had
     acknowledged; nothing is applied twice and nothing is dead-lettered twice (checked over the history).
     """
 
-    async def poison() -> None:
-        before = (await ctx.js.stream_info(DEADLETTER)).state.messages
-        for n in range(POISON):
-            status = await ctx.send("inventory.received", f"poison-{n}", sku="POISON", qty="many")
-            assert status == 200, status
+    def plan(ctx: ChaosContext) -> list[Fault]:
+        async def poison() -> None:
+            before = (await ctx.js.stream_info(DEADLETTER)).state.messages
+            for n in range(POISON):
+                status = await ctx.send("inventory.received", f"poison-{n}", sku="POISON", qty="many")
+                assert status == 200, status
 
-        async def dead_lettered() -> bool:
-            return (await ctx.js.stream_info(DEADLETTER)).state.messages >= before + POISON
+            async def dead_lettered() -> bool:
+                return (await ctx.js.stream_info(DEADLETTER)).state.messages >= before + POISON
 
-        await eventually(dead_lettered, timeout=30.0, interval=0.1, what="poison dead-lettered")
+            await eventually(dead_lettered, timeout=30.0, interval=0.1, what="poison dead-lettered")
 
-    async def delete() -> None:
-        marks = await ctx.pipeline.marks()
-        recovery = ctx.record("COMMERCE/inventory consumer deleted")
-        recovery.injected = recovery.healed = time.time()  # nothing outside the service brings it back
-        await ctx.js.delete_consumer(COMMERCE, INVENTORY_CONSUMER)
-        await ctx.pipeline.recover(recovery, marks, timeout_s=ctx.recovery_timeout_s)
+        async def delete() -> None:
+            marks = await ctx.pipeline.marks()
+            recovery = ctx.record(f"{stream}/{durable} consumer deleted")
+            recovery.injected = recovery.healed = time.time()  # nothing outside the service brings it back
+            await ctx.js.delete_consumer(stream, durable)
+            await ctx.pipeline.recover(recovery, marks, timeout_s=ctx.recovery_timeout_s)
 
-    return [Fault("poison webhooks dead-lettered", 0.05, poison), Fault("COMMERCE/inventory deleted", AT, delete)]
+        deletion = Fault(f"{stream}/{durable} deleted", AT, delete)
+        if durable != INVENTORY_CONSUMER:
+            return [deletion]
+        return [Fault("poison webhooks dead-lettered", 0.05, poison), deletion]
+
+    return plan

@@ -229,7 +229,7 @@ class ChaosContext:
     @property
     def recovery_timeout_s(self) -> float:
         # Long enough to measure today's slow paths (a 30 s ack wait), short enough to give up on a stall.
-        return max(60.0, 2 * self.load.fault_s)
+        return max(45.0, 2 * self.load.fault_s)
 
     async def send(self, event_type: str, event_id: str, **data: Any) -> int:
         """One signed webhook from outside the simulator (poison, probes); returns the status."""
