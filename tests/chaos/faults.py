@@ -81,6 +81,17 @@ def kill_nats_server(ctx: ChaosContext) -> list[Fault]:
     return [Fault("nats-server killed (SIGKILL) and restarted", AT, action)]
 
 
+async def _leader(ctx: ChaosContext, stream: str) -> str:
+    """The stream's leader, once the cluster names one (a request may time out while it elects)."""
+
+    async def named() -> str:
+        with contextlib.suppress(Exception):
+            return (await ctx.js.stream_info(stream)).cluster.leader or ""
+        return ""
+
+    return await eventually(named, timeout=30.0, interval=0.2, what=f"a leader for {stream}")
+
+
 def cluster_loses_leader_then_another_node(ctx: ChaosContext) -> list[Fault]:
     """The COMMERCE stream leader is killed; once the cluster has recovered and the node is back, another
     node (the new leader where that is another node) is killed and brought back the same way."""
@@ -90,7 +101,7 @@ def cluster_loses_leader_then_another_node(ctx: ChaosContext) -> list[Fault]:
         assert cluster is not None
         first = ""
         for round_name in ("stream leader", "another node"):
-            leader = (await ctx.js.stream_info(COMMERCE)).cluster.leader or ""
+            leader = await _leader(ctx, COMMERCE)
             victim = leader if round_name == "stream leader" or leader != first else ""
             victim = victim or next(n.name for n in cluster.nodes if n.name != first)
             first = first or victim
@@ -100,7 +111,7 @@ def cluster_loses_leader_then_another_node(ctx: ChaosContext) -> list[Fault]:
             recovery.injected = recovery.healed = time.time()  # the cluster must heal itself: no restart awaited
             await asyncio.to_thread(node.kill)
             await ctx.pipeline.recover(recovery, marks, timeout_s=ctx.recovery_timeout_s)
-            recovery.notes["new_leader"] = (await ctx.js.stream_info(COMMERCE)).cluster.leader
+            recovery.notes["new_leader"] = await _leader(ctx, COMMERCE)
             await asyncio.to_thread(cluster.restart, node)
 
     return [Fault("R3 cluster loses the stream leader, then another node", AT, action)]

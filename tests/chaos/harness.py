@@ -91,11 +91,11 @@ class Load:
 
 def load() -> Load:
     if LONG:
-        return Load(orders=3000, rate=180.0, fault_s=30.0, stop_s=60.0, settle_s=180.0)
+        return Load(orders=2000, rate=180.0, fault_s=30.0, stop_s=60.0, settle_s=180.0)
     return Load(orders=200, rate=100.0, fault_s=4.0, stop_s=8.0, settle_s=60.0)
 
 
-def sale_config(name: str, seed: int, chosen: Load) -> SimConfig:
+def sale_config(seed: int, chosen: Load) -> SimConfig:
     return SimConfig(
         seed=seed,
         orders=chosen.orders,
@@ -271,7 +271,6 @@ class Scenario:
     plan: FaultPlan
     seed: int
     deadletter_allowed: int = 0
-    cluster: bool = False
     private_store_mb: int = 0
     """Non-zero: the services' data dir is a tmpfs of this size in a private mount namespace."""
     recovery_bound_s: float | None = RECOVERY_BOUND_S
@@ -473,7 +472,7 @@ async def run_scenario(tmp_path: Path, scenario: Scenario, cluster: NatsCluster 
             stack,
             sinks,
             SaleOptions(
-                sim=sale_config(scenario.name, scenario.seed, chosen),
+                sim=sale_config(scenario.seed, chosen),
                 settle_timeout_s=chosen.settle_s,
                 faults=_guarded(context, scenario.plan(context)),
                 deadletter_allowed=scenario.deadletter_allowed,

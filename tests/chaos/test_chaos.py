@@ -81,6 +81,7 @@ async def test_the_sale_survives(tmp_path: Path, chosen: Scenario) -> None:
         assert any(status != 200 for status in seen), f"/readyz answered {seen} while the store was full"
 
 
+@ITEM_2
 @ITEM_4
 async def test_an_r3_cluster_loses_the_stream_leader_then_another_node(
     tmp_path: Path, nats_cluster: NatsCluster
