@@ -7,6 +7,7 @@ import contextlib
 import errno
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -149,6 +150,27 @@ def _fill(path: Path) -> int:
     return written
 
 
+@contextlib.asynccontextmanager
+async def readiness(ctx: ChaosContext, service: str) -> AsyncIterator[set[int]]:
+    """Every status the service's ``/readyz`` answers (polled every 0.2 s) while the block runs."""
+    seen: set[int] = set()
+
+    async def poll() -> None:
+        async with httpx.AsyncClient(timeout=1) as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    seen.add((await client.get(f"{ctx.stack.url(service)}/readyz")).status_code)
+                await asyncio.sleep(0.2)
+
+    polling = asyncio.create_task(poll())
+    try:
+        yield seen
+    finally:
+        polling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await polling
+
+
 def store_full(ctx: ChaosContext) -> list[Fault]:
     """The services' data volume (inventory store, ingress spool, notifier store) fills up, then is freed."""
 
@@ -158,18 +180,13 @@ def store_full(ctx: ChaosContext) -> list[Fault]:
         recovery = ctx.record(f"data volume full {seconds:.0f} s, then freed")
         recovery.injected = time.time()
         recovery.notes["filled_bytes"] = await asyncio.to_thread(_fill, filler)
-        readiness: set[int] = set()
         try:
-            deadline = time.monotonic() + seconds
-            async with httpx.AsyncClient(timeout=1) as client:
-                while time.monotonic() < deadline:
-                    with contextlib.suppress(httpx.HTTPError):
-                        readiness.add((await client.get(f"{ctx.stack.url('inventory')}/readyz")).status_code)
-                    await asyncio.sleep(0.2)
+            async with readiness(ctx, "inventory") as seen:
+                await asyncio.sleep(seconds)  # the fault itself, not a wait for anything
         finally:
             filler.unlink()
         recovery.healed = time.time()
-        recovery.notes["inventory_readyz_while_full"] = sorted(readiness)
+        recovery.notes["inventory_readyz_while_full"] = sorted(seen)
         await ctx.pipeline.recover(recovery, timeout_s=ctx.recovery_timeout_s)
 
     return [Fault(f"data volume full for {ctx.load.fault_s:.0f} s", AT, action)]
@@ -198,8 +215,14 @@ def consumer_deleted(stream: str, durable: str) -> FaultPlan:
             marks = await ctx.pipeline.marks()
             recovery = ctx.record(f"{stream}/{durable} consumer deleted")
             recovery.injected = recovery.healed = time.time()  # nothing outside the service brings it back
-            await ctx.js.delete_consumer(stream, durable)
-            await ctx.pipeline.recover(recovery, marks, timeout_s=ctx.recovery_timeout_s)
+            service = "inventory" if durable == INVENTORY_CONSUMER else "channel-notifier"
+            # Recorded, not asserted: a service that re-creates its consumer at once may never look unready.
+            async with readiness(ctx, service) as seen:
+                await ctx.js.delete_consumer(stream, durable)
+                try:
+                    await ctx.pipeline.recover(recovery, marks, timeout_s=ctx.recovery_timeout_s)
+                finally:
+                    recovery.notes[f"{service}_readyz_until_recovered"] = sorted(seen)
 
         deletion = Fault(f"{stream}/{durable} deleted", AT, delete)
         if durable != INVENTORY_CONSUMER:

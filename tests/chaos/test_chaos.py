@@ -62,13 +62,13 @@ SCENARIOS = [
     scenario("SIGSTOP inventory", faults.stop_inventory, 106),
     scenario("data volume full", faults.store_full, 107, ITEM_4, private_store_mb=256 if LONG else 64),
     scenario(
-        "inventory's consumer deleted",
+        "inventory consumer deleted",
         faults.consumer_deleted(COMMERCE, INVENTORY_CONSUMER),
         108,
         ITEM_3,
         deadletter_allowed=faults.POISON,
     ),
-    scenario("notifier's consumer deleted", faults.consumer_deleted(INVENTORY, NOTIFIER_CONSUMER), 110, ITEM_3),
+    scenario("notifier consumer deleted", faults.consumer_deleted(INVENTORY, NOTIFIER_CONSUMER), 110, ITEM_3),
 ]
 
 
