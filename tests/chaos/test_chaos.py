@@ -41,12 +41,8 @@ from .store import StoreReader
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800 if LONG else 300)]
 
-# Marks to remove once the fixes are merged: each scenario fails today only because of the fault named.
+# To remove once fix/ingress is merged: these fail today only because of item 2.
 ITEM_2 = pytest.mark.xfail(strict=False, reason="needs fix/ingress: spooled events overtaken (issue 13, item 2)")
-ITEM_3 = pytest.mark.xfail(strict=False, reason="needs fix/consumers: deleted consumer not re-created (item 3)")
-ITEM_4 = pytest.mark.xfail(
-    strict=False, reason="needs fix/consumers: consumers resume after the 30 s ack wait (item 4)"
-)
 
 
 def scenario(name: str, plan: faults.FaultPlan, seed: int, *marks: pytest.MarkDecorator, **options: Any) -> Any:
@@ -55,20 +51,19 @@ def scenario(name: str, plan: faults.FaultPlan, seed: int, *marks: pytest.MarkDe
 
 SCENARIOS = [
     scenario("kill -9 ingress", faults.kill_service("ingress"), 101),
-    scenario("kill -9 inventory", faults.kill_service("inventory"), 102, ITEM_4),
+    scenario("kill -9 inventory", faults.kill_service("inventory"), 102),
     scenario("kill -9 outbox-relay", faults.kill_service("outbox-relay"), 103),
-    scenario("kill -9 channel-notifier", faults.kill_service("channel-notifier"), 104, ITEM_4),
-    scenario("kill -9 nats-server", faults.kill_nats_server, 105, ITEM_2, ITEM_4),
+    scenario("kill -9 channel-notifier", faults.kill_service("channel-notifier"), 104),
+    scenario("kill -9 nats-server", faults.kill_nats_server, 105, ITEM_2),
     scenario("SIGSTOP inventory", faults.stop_inventory, 106),
-    scenario("data volume full", faults.store_full, 107, ITEM_4, private_store_mb=256 if LONG else 64),
+    scenario("data volume full", faults.store_full, 107, private_store_mb=256 if LONG else 64),
     scenario(
         "inventory consumer deleted",
         faults.consumer_deleted(COMMERCE, INVENTORY_CONSUMER),
         108,
-        ITEM_3,
         deadletter_allowed=faults.POISON,
     ),
-    scenario("notifier consumer deleted", faults.consumer_deleted(INVENTORY, NOTIFIER_CONSUMER), 110, ITEM_3),
+    scenario("notifier consumer deleted", faults.consumer_deleted(INVENTORY, NOTIFIER_CONSUMER), 110),
 ]
 
 
@@ -82,7 +77,6 @@ async def test_the_sale_survives(tmp_path: Path, chosen: Scenario) -> None:
 
 
 @ITEM_2
-@ITEM_4
 async def test_an_r3_cluster_loses_the_stream_leader_then_another_node(
     tmp_path: Path, nats_cluster: NatsCluster
 ) -> None:
