@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test lint bench clean tools
+.PHONY: install demo up test lint bench clean tools chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ test: tools
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q $(ARGS)
+
+# The fault-injection suite in its long form (`make test` runs it bounded): thousands of orders per
+# fault, a 60 s SIGSTOP, 30 s outages. Results: .data/chaos/long.jsonl (python -m tests.chaos.table).
+chaos: tools
+	STOCKWIRE_CHAOS=long $(BIN)/pytest -q -m chaos tests/chaos $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

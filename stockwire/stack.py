@@ -160,6 +160,8 @@ class Stack:
     """Configured listen addresses; the stack talks to a service there (a wildcard: loopback)."""
     embedded_sync_interval: str = DEFAULT_SYNC_INTERVAL
     nats_monitor_url: str | None = None
+    launcher: Sequence[str] = ()
+    """Put before each service's command (e.g. ``nsenter -t PID -m --``: the services in another mount namespace)."""
 
     def url(self, service: str) -> str:
         return local_url(self.hosts.get(service, "127.0.0.1"), self.ports[service])
@@ -227,7 +229,7 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         child = ChildProcess(
             name,
-            [sys.executable, "-m", spec.module],
+            [*self.launcher, sys.executable, "-m", spec.module],
             self.service_env(name),
             sink=self.sink,
             colour_index=position,

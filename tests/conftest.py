@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from libs.config import TopologySettings
 from libs.natsserver import NatsServer, find_binary
 from libs.topology import apply_topology
+from tests.support import NatsCluster
 
 POSTGRES_DSN = os.environ.get("STOCKWIRE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -45,6 +46,18 @@ def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three nats-servers of this test's own, clustered on loopback, for tests that kill nodes."""
+    if find_binary() is None:
+        pytest.skip("a cluster needs the nats-server binary")
+    cluster = NatsCluster(tmp_path / "cluster").start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @contextlib.contextmanager

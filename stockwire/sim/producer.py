@@ -137,6 +137,8 @@ class Producer:
         self.stats = DeliveryStats()
         self.delivered_at: dict[str, float] = {}
         """Event id → wall-clock time the first successful attempt was sent."""
+        self.acknowledged_at: dict[str, float] = {}
+        """Event id → wall-clock time its first 2xx answer arrived (what a history checker orders by)."""
         self.response_times: list[float] = []
         """Seconds each successful attempt took, request to answer."""
         self.on_answer: Callable[[Webhook, dict[str, object]], None] | None = None
@@ -193,6 +195,7 @@ class Producer:
                 setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
                 if webhook.event_id not in self.delivered_at:
                     self.delivered_at[webhook.event_id] = started
+                    self.acknowledged_at[webhook.event_id] = time.time()
                     self.on_delivered(webhook, started)
                 if self.on_answer is not None:
                     self.on_answer(webhook, _json(response))

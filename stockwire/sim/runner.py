@@ -52,6 +52,8 @@ class SimResult:
     follow_ups_sent: int = 0
     follow_ups_dropped: int = 0
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    acknowledged_at: dict[str, float] = field(default_factory=dict)
+    """Event id → when its first 2xx answer arrived."""
 
 
 class SaleRunner:
@@ -230,6 +232,7 @@ class SaleRunner:
             follow_ups_sent=self.follow_ups_sent,
             follow_ups_dropped=self.follow_ups_dropped,
             phase_seconds=phase_seconds,
+            acknowledged_at=self.producer.acknowledged_at,
         )
 
     async def _sale(self) -> None:

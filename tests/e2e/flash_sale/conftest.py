@@ -7,6 +7,7 @@ import contextlib
 import io
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,9 +26,15 @@ class _Discard(io.StringIO):
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    data_dir: Path, services: Sequence[str] | None = None, *, ttl_s: float = 4.0, env: dict[str, str] | None = None
+    data_dir: Path,
+    services: Sequence[str] | None = None,
+    *,
+    ttl_s: float = 4.0,
+    env: dict[str, str] | None = None,
+    **stack_options: Any,
 ) -> AsyncIterator[Stack]:
-    """The stack, started from a worker thread (``Stack.start`` runs its own event loop)."""
+    """The stack, started from a worker thread (``Stack.start`` runs its own event loop); ``stack_options``
+    are further :class:`Stack` fields (a given ``nats_url``, ``topology``, ``launcher``)."""
     chosen = list(services or [s.name for s in SERVICES])
     stack = Stack(
         data_dir=data_dir,
@@ -36,6 +43,7 @@ async def running_stack(
         nats_port=free_port(),
         env={**demo_env(ttl_s), **(env or {})},
         sink=_Discard(),
+        **stack_options,
     )
     try:
         await asyncio.to_thread(stack.start, 60)
