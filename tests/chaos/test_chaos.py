@@ -41,10 +41,6 @@ from .store import StoreReader
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800 if LONG else 300)]
 
-# To remove once fix/ingress is merged: these fail today only because of item 2.
-ITEM_2 = pytest.mark.xfail(strict=False, reason="needs fix/ingress: spooled events overtaken (issue 13, item 2)")
-
-
 def scenario(name: str, plan: faults.FaultPlan, seed: int, *marks: pytest.MarkDecorator, **options: Any) -> Any:
     return pytest.param(Scenario(name, plan, seed, **options), id=name, marks=marks)
 
@@ -54,7 +50,7 @@ SCENARIOS = [
     scenario("kill -9 inventory", faults.kill_service("inventory"), 102),
     scenario("kill -9 outbox-relay", faults.kill_service("outbox-relay"), 103),
     scenario("kill -9 channel-notifier", faults.kill_service("channel-notifier"), 104),
-    scenario("kill -9 nats-server", faults.kill_nats_server, 105, ITEM_2),
+    scenario("kill -9 nats-server", faults.kill_nats_server, 105),
     scenario("SIGSTOP inventory", faults.stop_inventory, 106),
     scenario("data volume full", faults.store_full, 107, private_store_mb=256 if LONG else 64),
     scenario(
@@ -76,7 +72,6 @@ async def test_the_sale_survives(tmp_path: Path, chosen: Scenario) -> None:
         assert any(status != 200 for status in seen), f"/readyz answered {seen} while the store was full"
 
 
-@ITEM_2
 async def test_an_r3_cluster_loses_the_stream_leader_then_another_node(
     tmp_path: Path, nats_cluster: NatsCluster
 ) -> None:
@@ -84,7 +79,6 @@ async def test_an_r3_cluster_loses_the_stream_leader_then_another_node(
     assert_survived(await run_scenario(tmp_path, scenario, nats_cluster))
 
 
-@ITEM_2
 async def test_events_spooled_in_an_outage_are_not_overtaken(tmp_path: Path) -> None:
     """Issue 13, item 2: a receipt for X and a write-off for Y are spooled while nats-server is down;
     orders for X and Y sent the moment ingress answers ``accepted`` again must see both."""
