@@ -79,6 +79,11 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 _MAX_BODY = 64 * 1024
 _MAX_DELAY_S = 600.0
 _WEBHOOK_PATH = "/webhook"
+# Encoded once: every accepted delivery of a benchmark answers it.
+_OK = b'{"status":"ok"}'
+
+Answer = dict[str, Any] | bytes
+"""A JSON answer: a document, or its bytes already encoded."""
 
 
 def free_port() -> int:
@@ -133,6 +138,10 @@ class SinkSpec:
         if not isinstance(secrets, list) or not secrets or not all(isinstance(s, str) for s in secrets):
             raise ValueError(f"sink {document.get('name')!r}: secrets must be a non-empty list of strings")
         return cls(str(document["name"]), int(document["port"]), tuple(secrets), dict(document.get("behaviour", {})))
+
+
+def _retry_after(behaviour: SinkBehaviour) -> bytes | None:
+    return behaviour.retry_after.encode() if behaviour.retry_after else None
 
 
 def _occurred_at(text: object) -> float | None:
@@ -255,14 +264,14 @@ class ChannelSink:
                 continue
         return False
 
-    async def receive(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any], bytes | None]:
+    async def receive(self, body: bytes, headers: dict[str, str]) -> tuple[int, Answer, bytes | None]:
         """Verify and apply one delivery: (status, JSON answer, ``Retry-After`` or None)."""
         arrived = time.time()
         status, answer, retry_after = await self._decide(body, headers)
         self.requests.append((arrived, status))
         return status, answer, retry_after
 
-    async def _decide(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any], bytes | None]:
+    async def _decide(self, body: bytes, headers: dict[str, str]) -> tuple[int, Answer, bytes | None]:
         if not self._verified(body, headers):
             self._count("invalid_signature")
             return 401, {"error": "invalid_signature", "detail": "no secret of this sink matches"}, None
@@ -283,13 +292,12 @@ class ChannelSink:
         behaviour = self.behaviour
         if behaviour.delay_s > 0:
             await asyncio.sleep(behaviour.delay_s)
-        retry_after = behaviour.retry_after.encode() if behaviour.retry_after else None
         if behaviour.fail_ratio and self._rng.random() < behaviour.fail_ratio:
             self._count("failed_on_purpose")
-            return 503, {"error": "unavailable", "detail": "failing on purpose"}, retry_after
+            return 503, {"error": "unavailable", "detail": "failing on purpose"}, _retry_after(behaviour)
         if not 200 <= behaviour.status < 300:
             self._count("refused_on_purpose")
-            return behaviour.status, {"error": "refused", "detail": "refused by the test sink"}, retry_after
+            return behaviour.status, {"error": "refused", "detail": "refused by the test sink"}, _retry_after(behaviour)
         self._count("received")
         self.webhook_ids.add(headers.get("webhook-id", ""))
         self.versions.setdefault(sku, []).append(version)
@@ -304,7 +312,7 @@ class ChannelSink:
         occurred = _occurred_at(payload.get("occurred_at"))
         if occurred is not None:
             self.latencies.append(now - occurred)
-        return 200, {"status": "ok"}, None
+        return 200, _OK, None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -336,7 +344,7 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 async def _respond(send: Send, status: int, document: object, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps(document).encode()
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
