@@ -2,7 +2,7 @@
 
 ``python -m bench.channel_notifier [--rate 500] [--seconds 10] [--burst 6000]``
 
-Everything runs on this machine: a nats-server, the three sinks (one process, ``bench.sinks``), the
+Everything runs on this machine: a nats-server, the three sinks (one process, ``stockwire.demo.sinks``), the
 notifier as a real process (``python -m services.channel_notifier``), and this driver publishing.
 
 1. Baselines, same run: the sinks driven directly with signed webhooks by an httpx AsyncClient, once
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import io
 import os
 import subprocess
 import sys
@@ -36,11 +36,11 @@ from libs.config import TopologySettings
 from libs.contracts import AvailabilityChanged, availability_msg_id, availability_subject, encode, utc_now_iso
 from libs.natsserver import NatsServer, free_port
 from libs.outbound import guarded_client
-from libs.signing import generate_standard_secret
 from libs.topology import apply_topology
 from libs.urlpolicy import UrlPolicy
 from services.channel_notifier.domain.payload import signed_headers, webhook_body, webhook_id
 from stockwire.demo.analysis import percentile
+from stockwire.demo.channels import AsyncSinkReader, DemoChannel, SinkProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = {"storefront": 0, "marketplace": 2, "b2b": 5}  # name -> buffer
@@ -62,36 +62,33 @@ def _update(sku: str, version: int, available: int) -> AvailabilityChanged:
 
 
 class Sinks:
-    """The three sinks in one child process."""
+    """The three sinks in one child process (``stockwire.demo.sinks``), read through its control port."""
 
-    def __init__(self, secrets: dict[str, str]) -> None:
-        self.secrets = secrets
-        self.ports: dict[str, int] = {}
-        self.process: subprocess.Popen[str] | None = None
+    def __init__(self, work: Path) -> None:
+        channels = [DemoChannel(name, buffer) for name, buffer in CHANNELS.items()]
+        self.process = SinkProcess(channels, sink=io.StringIO(), log_dir=work)
+        self.secrets = {name: self.process.secret(name) for name in CHANNELS}
+        self.reader = AsyncSinkReader(self.process)
 
     def start(self) -> None:
-        args = [sys.executable, "-m", "bench.sinks"]
-        for name, secret in self.secrets.items():
-            args += ["--sink", f"{name}:0:{secret}"]
-        self.process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        self.ports = json.loads(line)["ready"]
+        self.process.start()
 
-    def url(self, name: str, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.ports[name]}{path}"
+    def url(self, name: str) -> str:
+        return self.process.url(name)
 
-    async def stats(self, client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
-        return {name: (await client.get(self.url(name, "/stats"), timeout=30)).json() for name in self.secrets}
+    async def stats(self) -> dict[str, dict[str, Any]]:
+        return {name: await self.reader.stats(name) for name in self.secrets}
 
-    async def reset(self, client: httpx.AsyncClient) -> None:
+    async def delivered(self) -> list[int]:
+        return [int((await self.reader.count(name))["delivered"]) for name in self.secrets]
+
+    async def reset(self) -> None:
         for name in self.secrets:
-            await client.post(self.url(name, "/reset"))
+            await self.reader.reset(name)
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+    async def stop(self) -> None:
+        await self.reader.close()
+        self.process.stop()
 
 
 async def baseline(sinks: Sinks, seconds: float, concurrency: int, guarded: bool) -> dict[str, float]:
@@ -176,15 +173,12 @@ async def wait_ready(port: int, timeout_s: float = 60) -> None:
 async def wait_delivered(sinks: Sinks, expected: int, timeout_s: float) -> float:
     """Wait until every sink has ``expected`` deliveries; returns when (perf_counter)."""
     deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            counts = []
-            for name in sinks.secrets:
-                stats = (await client.get(sinks.url(name, "/count"), timeout=30)).json()
-                counts.append(stats["delivered"])
-            if min(counts) >= expected:
-                return time.perf_counter()
-            await asyncio.sleep(0.1)
+    counts: list[int] = []
+    while time.monotonic() < deadline:
+        counts = await sinks.delivered()
+        if min(counts) >= expected:
+            return time.perf_counter()
+        await asyncio.sleep(0.1)
     raise RuntimeError(f"sinks did not receive {expected} deliveries each within {timeout_s}s (have {counts})")
 
 
@@ -228,11 +222,10 @@ def _row(label: str, values: dict[str, float]) -> str:
 
 
 async def run(args: argparse.Namespace) -> int:
-    secrets = {name: generate_standard_secret() for name in CHANNELS}
     with tempfile.TemporaryDirectory(prefix="bench-notifier-") as tmp:
         work = Path(tmp)
         server = NatsServer(store_dir=work / "nats").start()
-        sinks = Sinks(secrets)
+        sinks = Sinks(work)
         notifier: subprocess.Popen[bytes] | None = None
         try:
             nc = await nats.connect(server.url)
@@ -243,8 +236,7 @@ async def run(args: argparse.Namespace) -> int:
 
             stock = await baseline(sinks, args.baseline_seconds, args.concurrency, guarded=False)
             base = await baseline(sinks, args.baseline_seconds, args.concurrency, guarded=True)
-            async with httpx.AsyncClient() as client:
-                await sinks.reset(client)
+            await sinks.reset()
 
             port = free_port()
             config = work / "stockwire.toml"
@@ -255,16 +247,14 @@ async def run(args: argparse.Namespace) -> int:
             # Warm-up: connections opened, code paths hot.
             await publish_paced(js, "WARM", 200, 400)
             await wait_delivered(sinks, 200, 60)
-            async with httpx.AsyncClient() as client:
-                await sinks.reset(client)
+            await sinks.reset()
 
             count = int(args.rate * args.seconds)
             first = await publish_paced(js, "SUST", count, args.rate)
             published = time.perf_counter()
             done = await wait_delivered(sinks, count, 120)
-            async with httpx.AsyncClient() as client:
-                stats = await sinks.stats(client)
-                await sinks.reset(client)
+            stats = await sinks.stats()
+            await sinks.reset()
             latencies = [x for s in stats.values() for x in s["latencies"]]
             sustained = {
                 "rate": 3 * count / (done - first),
@@ -280,8 +270,7 @@ async def run(args: argparse.Namespace) -> int:
 
             first = await publish_burst(js, "BURST", args.burst)
             done = await wait_delivered(sinks, args.burst, 300)
-            async with httpx.AsyncClient() as client:
-                stats = await sinks.stats(client)
+            stats = await sinks.stats()
             latencies = [x for s in stats.values() for x in s["latencies"]]
             burst = {
                 "rate": 3 * args.burst / (done - first),
@@ -296,7 +285,7 @@ async def run(args: argparse.Namespace) -> int:
             if notifier is not None and notifier.poll() is None:
                 notifier.terminate()
                 notifier.wait(20)
-            sinks.stop()
+            await sinks.stop()
             server.stop()
 
     print("\nresults (deliveries/s count every sink; latency = occurred_at -> sink 2xx for the notifier rows)")

@@ -54,7 +54,7 @@ class SinkProcess:
         except ImportError as exc:
             raise RuntimeError(DEMO_EXTRA_MISSING) from exc
         self.channels = list(channels)
-        self.specs = [SinkSpec(c.name, free_port(), generate_standard_secret()) for c in self.channels]
+        self.specs = [SinkSpec(c.name, free_port(), (generate_standard_secret(),)) for c in self.channels]
         self.control_port = free_port()
         self.token = secrets.token_urlsafe(18)
         spec = {"control_port": self.control_port, "token": self.token, "sinks": [s.as_json() for s in self.specs]}
@@ -76,7 +76,7 @@ class SinkProcess:
         return f"http://127.0.0.1:{spec.port}/webhook"
 
     def secret(self, name: str) -> str:
-        return next(s for s in self.specs if s.name == name).secret
+        return next(s for s in self.specs if s.name == name).secrets[0]
 
     def start(self, timeout_s: float = 20.0) -> SinkProcess:
         self.child.start()
@@ -142,15 +142,26 @@ class AsyncSinkReader:
             timeout=10,
         )
 
-    async def state(self, name: str, since: int = 0) -> dict[str, Any]:
-        response = await self.client.get(f"/state/{name}", params={"since": since})
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = await self.client.request(method, path, **kwargs)
         response.raise_for_status()
         return dict(response.json())
 
+    async def state(self, name: str, since: int = 0) -> dict[str, Any]:
+        return await self._call("GET", f"/state/{name}", params={"since": since})
+
+    async def stats(self, name: str) -> dict[str, Any]:
+        """Requests, deliveries, bad signatures, versions gone backwards and every delivery's latency."""
+        return await self._call("GET", f"/stats/{name}")
+
+    async def count(self, name: str) -> dict[str, Any]:
+        return await self._call("GET", f"/count/{name}")
+
+    async def reset(self, name: str) -> dict[str, Any]:
+        return await self._call("POST", f"/reset/{name}")
+
     async def control(self, name: str, **change: Any) -> dict[str, Any]:
-        response = await self.client.post(f"/control/{name}", json=change)
-        response.raise_for_status()
-        return dict(response.json())
+        return await self._call("POST", f"/control/{name}", json=change)
 
     async def caches(self) -> dict[str, dict[str, tuple[int, int]]]:
         out = {}

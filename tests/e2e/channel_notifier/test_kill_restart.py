@@ -16,10 +16,10 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from bench.sinks import AvailabilitySink, SinkServer
 from libs.contracts import AvailabilityChanged
 from libs.natsserver import NatsServer, free_port
 from libs.signing import generate_standard_secret
+from stockwire.demo.sinks import ChannelSink, SinkServer
 from tests.integration.channel_notifier.support import availability, converged, publish, until
 from tests.support import eventually
 
@@ -89,7 +89,7 @@ async def _ack_floor(js: JetStreamContext) -> int:
 async def sink_servers() -> AsyncIterator[dict[str, SinkServer]]:
     servers = {}
     for name in BUFFERS:
-        servers[name] = await SinkServer(AvailabilitySink(name, [generate_standard_secret()])).start()
+        servers[name] = await SinkServer(ChannelSink(name, [generate_standard_secret()])).start()
     yield servers
     for server in servers.values():
         await server.stop()

@@ -12,7 +12,6 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
 
-from bench.sinks import AvailabilitySink, SinkBehaviour, SinkServer
 from libs.config import NatsSettings, StockwireSettings
 from libs.natsserver import NatsServer
 from libs.signing import generate_standard_secret
@@ -20,6 +19,7 @@ from libs.urlpolicy import Resolver, system_resolver
 from services.channel_notifier.app import build_app
 from services.channel_notifier.runtime import NotifierRuntime
 from services.channel_notifier.settings import ChannelNotifierSettings
+from stockwire.demo.sinks import ChannelSink, SinkBehaviour, SinkServer
 from tests.support import eventually
 
 from .support import ADMIN_TOKEN, AUTH
@@ -108,7 +108,7 @@ async def notifier(notifier_factory: NotifierFactory) -> AsyncIterator[Notifier]
 
 @dataclass
 class RunningSink:
-    sink: AvailabilitySink
+    sink: ChannelSink
     server: SinkServer
     secret: str
 
@@ -123,7 +123,7 @@ async def sinks() -> AsyncIterator[Callable[..., Any]]:
 
     async def make(name: str, *, secrets: Sequence[str] | None = None, **behaviour: Any) -> RunningSink:
         secret = generate_standard_secret()
-        sink = AvailabilitySink(name, list(secrets) if secrets else [secret], SinkBehaviour(**behaviour))
+        sink = ChannelSink(name, list(secrets) if secrets else [secret], SinkBehaviour(**behaviour))
         server = await SinkServer(sink).start()
         started.append(server)
         return RunningSink(sink, server, secret)

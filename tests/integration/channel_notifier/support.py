@@ -10,9 +10,9 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from bench.sinks import AvailabilitySink
 from libs.contracts import AvailabilityChanged, availability_msg_id, availability_subject, encode, utc_now_iso
 from libs.topology import INVENTORY
+from stockwire.demo.sinks import ChannelSink
 from tests.support import eventually
 
 ADMIN_TOKEN = "channel-notifier-test-token"
@@ -42,7 +42,7 @@ async def publish(js: JetStreamContext, update: AvailabilityChanged) -> None:
     )
 
 
-def converged(sink: AvailabilitySink, final: dict[str, AvailabilityChanged], buffer: int = 0) -> bool:
+def converged(sink: ChannelSink, final: dict[str, AvailabilityChanged], buffer: int = 0) -> bool:
     return all(sink.cache.get(sku) == (u.version, max(0, u.available - buffer)) for sku, u in final.items())
 
 

@@ -7,8 +7,8 @@ import random
 
 from nats.js import JetStreamContext
 
-from bench.sinks import AvailabilitySink
 from libs.contracts import AvailabilityChanged
+from stockwire.demo.sinks import ChannelSink
 from tests.support import eventually
 
 from .conftest import Notifier, NotifierFactory
@@ -28,7 +28,7 @@ async def _burst(
     return final
 
 
-def _latency_max(sink: AvailabilitySink) -> float:
+def _latency_max(sink: ChannelSink) -> float:
     return max(sink.latencies) if sink.latencies else float("inf")
 
 
