@@ -103,7 +103,7 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         spool = await Spool.open(database_url(settings.database_url, shared.data_dir, "ingress"))
-        writer = DurableWriter(spool, settings.publish_timeout_s)
+        writer = DurableWriter(spool, settings.publish_timeout_s, settings.startup_wait_s)
         app.state.writer = writer
 
         async def connect_bus() -> None:

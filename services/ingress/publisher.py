@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -53,7 +54,16 @@ _MAX_RECORDING = 4000
 
 
 class DurableWriter:
-    def __init__(self, spool: Spool, publish_timeout_s: float) -> None:
+    """Writes each event to JetStream, or to the spool when JetStream cannot take it.
+
+    ``startup_wait_s``: for that long after start, an event that arrives before the first NATS
+    connection waits for it rather than being spooled at once. A spooled event holds every later one
+    behind it until the relay has drained the spool (see :class:`Spool`), so a freshly started ingress
+    that spooled its first requests while a healthy JetStream was one connect away would queue the
+    whole stream behind the relay. Past that time (NATS really away), events are spooled at once.
+    """
+
+    def __init__(self, spool: Spool, publish_timeout_s: float, startup_wait_s: float = 0.0) -> None:
         self.spool = spool
         self.publish_timeout_s = publish_timeout_s
         self.nc: Client | None = None
@@ -61,10 +71,21 @@ class DurableWriter:
         self.ids: EventIds | None = None
         self._remembered_up_to = 0
         self._recording: set[asyncio.Task[None]] = set()
+        self._attached = asyncio.Event()
+        self._startup_deadline = time.monotonic() + startup_wait_s
 
     def attach(self, nc: Client, js: JetStreamContext) -> None:
+        """Use ``nc``/``js`` from now on (called once the first connection is up)."""
         self.nc, self.js = nc, js
         self.ids = EventIds(js)
+        self._attached.set()
+
+    async def _first_connection(self) -> None:
+        """Wait, while the start-up window lasts, for the first NATS connection (see the class docstring)."""
+        remaining = self._startup_deadline - time.monotonic()
+        if remaining > 0 and not self._attached.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._attached.wait(), remaining)
 
     @property
     def bus_connected(self) -> bool:
@@ -80,6 +101,10 @@ class DurableWriter:
             return True
 
     async def write(self, event: InboundWebhook) -> Durability:
+        """Make ``event`` durable: JetStream (awaiting the PubAck) unless earlier events still wait in the
+        spool or JetStream cannot take it, the spool otherwise. Raises :class:`StoreUnavailable` when
+        neither can."""
+        await self._first_connection()
         digest = body_digest(event.body)
         if self.js is not None and self.ids is not None and self.bus_connected:
             try:

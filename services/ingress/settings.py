@@ -17,4 +17,7 @@ class IngressSettings:
     database_url: str = ""
     max_body_bytes: int = 256 * 1024
     publish_timeout_s: float = 2.0
+    # At start, an event waits up to this long for the first NATS connection instead of being spooled:
+    # a spooled event holds every later one behind it until the relay drains the spool.
+    startup_wait_s: float = 2.0
     spool_depth_interval_s: float = 2.0

@@ -11,9 +11,11 @@ from pathlib import Path
 import nats
 import sqlalchemy as sa
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from libs.natsserver import NatsServer
 from libs.store import database_url
+from services.ingress.publisher import DurableWriter, Outcome
 from services.ingress.spool import Spool, spool_table
 from services.ingress.webhook import InboundWebhook
 from tests.support import ce_body, ce_headers, eventually
@@ -260,3 +262,37 @@ async def test_no_answer_after_a_spooled_write_ever_finds_the_gate_open_while_th
         for spool in (writer, checker, relay):
             await spool.close()
     assert violations == []
+
+
+async def test_an_event_that_arrives_before_the_first_connection_waits_for_it_rather_than_spooling(
+    js: JetStreamContext, nats_server: NatsServer, data_dir: Path
+) -> None:
+    # A freshly started ingress that spooled its first events would hold every later event behind the
+    # spool until the relay drains it, although JetStream is only one connect away.
+    spool = await Spool.open(database_url("", data_dir, "ingress"))
+    writer = DurableWriter(spool, publish_timeout_s=2.0, startup_wait_s=10.0)
+    nc = await nats.connect(nats_server.url)
+
+    async def connect_a_moment_later() -> None:
+        await asyncio.sleep(0.3)  # stands for the connect that is still under way: not a wait for anything
+        writer.attach(nc, nc.jetstream())
+
+    try:
+        connecting = asyncio.create_task(connect_a_moment_later())
+        written = await writer.write(_inbound("evt-early"))
+        await connecting
+        assert written.outcome is Outcome.ACCEPTED and written.stream_seq is not None
+        assert await spool.depth() == 0
+    finally:
+        await nc.close()
+        await spool.close()
+
+
+async def test_past_the_start_up_window_an_event_is_spooled_at_once(data_dir: Path) -> None:
+    spool = await Spool.open(database_url("", data_dir, "ingress"))
+    writer = DurableWriter(spool, publish_timeout_s=2.0, startup_wait_s=0.0)
+    try:
+        assert (await writer.write(_inbound("evt-no-bus"))).outcome is Outcome.SPOOLED
+        assert await spool.depth() == 1
+    finally:
+        await spool.close()
