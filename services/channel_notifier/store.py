@@ -117,8 +117,8 @@ class NotifierStore:
         )
         self._lock_file: IO[bytes] | None = None
         insert = postgresql.insert if is_postgres(engine) else sqlite.insert
-        self.record = record_statement(insert)
-        self.replay_statement = replay_statement(insert)
+        self.record_upsert = record_statement(insert)
+        self.replay_upsert = replay_statement(insert)
 
     @classmethod
     async def open(cls, url: str) -> NotifierStore:
@@ -244,7 +244,7 @@ class SqlTransaction:
     def offer(self, offers: Sequence[Offer], now: float) -> None:
         if offers:
             params = [delivery_row(channel_id, sku, version, doc, now) for channel_id, sku, version, doc in offers]
-            execute_many(self._conn, self._store.record, params)
+            execute_many(self._conn, self._store.record_upsert, params)
 
     def claim(self, channel_id: int, owner: str, limit: int, now: float, lease_s: float) -> list[ClaimedDelivery]:
         if limit <= 0:
@@ -296,7 +296,7 @@ class SqlTransaction:
     def replay(self, channel_id: int, offers: Sequence[tuple[str, int, bytes]], now: float) -> None:
         params = [delivery_row(channel_id, sku, version, doc, now) for sku, version, doc in offers]
         if params:
-            execute_many(self._conn, self._store.replay_statement, params)
+            execute_many(self._conn, self._store.replay_upsert, params)
 
     def channel_skus(self, channel_id: int) -> list[tuple[int, str]]:
         rows = self._conn.execute(sa.select(_D.id, _D.sku).where(_D.channel_id == channel_id)).all()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from libs.contracts import AvailabilityChanged
 
@@ -69,19 +68,15 @@ def newest_per_sku(updates: Iterable[AvailabilityChanged]) -> dict[str, Availabi
     return newest
 
 
-class Offer(NamedTuple):
-    """An update offered to one channel's row for the SKU (``document`` is the update as published)."""
-
-    channel_id: int
-    sku: str
-    version: int
-    document: bytes
+Offer = tuple[int, str, int, bytes]
+"""An update offered to one channel's row for the SKU: ``(channel_id, sku, version, document)``, the
+document as published. A plain tuple: a batch makes one per (channel, SKU), on the hot path."""
 
 
 def fan_out(newest: Mapping[str, tuple[int, bytes]], channels: Sequence[Channel]) -> list[Offer]:
     """One offer per (channel, SKU) the channel wants, from ``newest`` (SKU -> (version, document))."""
     return [
-        Offer(channel.id, sku, version, document)
+        (channel.id, sku, version, document)
         for sku, (version, document) in newest.items()
         for channel in channels
         if channel.wants(sku)

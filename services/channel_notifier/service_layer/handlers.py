@@ -46,7 +46,7 @@ async def record_updates(uow: UnitOfWork, newest: Newest, channels: Sequence[Cha
 
     def work(tx: Transaction) -> None:
         tx.offer(offers, now)
-        tx.wake({offer.channel_id for offer in offers})
+        tx.wake({channel_id for channel_id, *_ in offers})
 
     await uow.run(work)
     return len(offers)
@@ -54,7 +54,7 @@ async def record_updates(uow: UnitOfWork, newest: Newest, channels: Sequence[Cha
 
 async def replay(uow: UnitOfWork, channel: Channel, newest: Newest, now: float) -> int:
     """Send ``channel`` again what ``newest`` holds for the SKUs it wants, even what it already has."""
-    offers = [(o.sku, o.version, o.document) for o in fan_out(newest, [channel])]
+    offers = [(sku, version, document) for _, sku, version, document in fan_out(newest, [channel])]
     if offers:
 
         def work(tx: Transaction) -> None:

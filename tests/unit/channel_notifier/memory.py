@@ -133,7 +133,7 @@ class MemoryTransaction:
         for sku, version, document in offers:
             row = self._row(channel_id, sku)
             if row is None:
-                self.offer([Offer(channel_id, sku, version, document)], now)
+                self.offer([(channel_id, sku, version, document)], now)
                 continue
             if version > row.model.version:
                 row.model.version, row.document = version, document

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.channel_notifier.domain.channel import Channel, ChannelFilters
-from services.channel_notifier.domain.pending import DeliveryStatus, FailurePlan, Offer
+from services.channel_notifier.domain.pending import DeliveryStatus, FailurePlan
 from services.channel_notifier.domain.records import DeliveryRecord, DuplicateChannel, Settlement
 from services.channel_notifier.service_layer import handlers
 from services.channel_notifier.service_layer.unit_of_work import NewChannel, Transaction
@@ -184,7 +184,7 @@ async def test_a_failed_transaction_leaves_nothing_and_wakes_nobody(uow: MemoryU
         await channel(uow, "shop")
 
     def offer_then_fail(tx: Transaction) -> None:
-        tx.offer([Offer(shop.id, "A", 1, doc("A", 1))], 1.0)
+        tx.offer([(shop.id, "A", 1, doc("A", 1))], 1.0)
         tx.wake({shop.id})
         raise RuntimeError("the store went away")
 
