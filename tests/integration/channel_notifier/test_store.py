@@ -257,3 +257,26 @@ async def test_a_claim_walks_the_due_index_instead_of_sorting_the_channel_backlo
         assert '"Sort"' not in json.dumps(plan), plan
     finally:
         await store.close()
+
+
+async def test_the_unit_of_work_wakes_channels_only_after_a_commit(store: NotifierStore) -> None:
+    channel_id = await _channel(store)
+    woken: list[set[int]] = []
+    uow = store.unit_of_work(woken.append)
+
+    def offer_then_fail(tx: Transaction) -> None:
+        tx.offer([(channel_id, "A", 1, _doc(1))], 0.0)
+        tx.wake({channel_id})
+        raise RuntimeError("the batch handler failed after writing")
+
+    with pytest.raises(RuntimeError):
+        await uow.run(offer_then_fail)
+    assert woken == [] and await run(store, lambda tx: tx.deliveries(channel_id, None, 10)) == []
+
+    def offer(tx: Transaction) -> None:
+        tx.offer([(channel_id, "A", 1, _doc(1))], 0.0)
+        tx.wake({channel_id})
+
+    await uow.run(offer)
+    assert woken == [{channel_id}]
+    assert [r.sku for r in await run(store, lambda tx: tx.deliveries(channel_id, None, 10))] == ["A"]
