@@ -37,9 +37,7 @@ _Url = Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)]
 
 class FiltersIn(msgspec.Struct, forbid_unknown_fields=True):
     skus: Annotated[list[_Text], msgspec.Meta(max_length=1024)] = []
-    kinds: Annotated[list[_Text], msgspec.Meta(max_length=16)] = msgspec.field(
-        default_factory=lambda: ["availability"]
-    )
+    kinds: Annotated[list[_Text], msgspec.Meta(max_length=16)] = msgspec.field(default_factory=lambda: ["availability"])
 
     def build(self) -> ChannelFilters:
         return ChannelFilters.build(self.skus, self.kinds)
@@ -145,7 +143,7 @@ class ChannelsController(Controller):
 
     @get("/", summary="List channels")
     async def list_channels(self, state: State) -> dict[str, Any]:
-        channels = await _registry(state).store.list_channels()
+        channels = await _registry(state).uow.run(lambda tx: tx.channels())
         return {"channels": [channel_view(c) for c in channels]}
 
     @get("/{name:str}", summary="One channel")

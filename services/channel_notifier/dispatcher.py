@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
 
 from .domain.channel import Channel
+from .domain.records import Settlement
 from .metrics import CIRCUIT_OPEN
-from .store import NotifierStore, Settlement
+from .service_layer import handlers
+from .service_layer.unit_of_work import UnitOfWork
+from .store import NotifierStore
 from .worker import ChannelWorker, GoneHandler, WorkerConfig
 
 __all__ = ["Dispatcher", "ResultWriter"]
@@ -19,11 +22,11 @@ log = logging.getLogger("stockwire.channel_notifier.dispatcher")
 
 
 class ResultWriter:
-    """Collects settlements and writes whatever has accumulated in one transaction, then wakes workers."""
+    """Collects settlements and writes whatever has accumulated in one transaction (the unit of work
+    wakes their channels' workers once it commits)."""
 
-    def __init__(self, store: NotifierStore, on_flushed: Callable[[set[int]], None]) -> None:
-        self.store = store
-        self.on_flushed = on_flushed
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
         self._queue: list[tuple[int, Settlement]] = []
         self._ready = asyncio.Event()
         self._stopping = False
@@ -42,7 +45,7 @@ class ResultWriter:
                 continue
             batch, self._queue = self._queue, []
             try:
-                await self.store.settle([s for _, s in batch])
+                await handlers.settle(self.uow, batch)
             except Exception:
                 # The leases stay until written or expired, so nothing is sent twice in the meantime.
                 log.exception("writing %d delivery results failed; retrying", len(batch))
@@ -50,7 +53,6 @@ class ResultWriter:
                 await asyncio.sleep(0.5)
                 self._ready.set()
                 continue
-            self.on_flushed({channel_id for channel_id, _ in batch})
 
     async def flush_and_stop(self, task: asyncio.Task[None]) -> None:
         self._stopping = True
@@ -73,13 +75,14 @@ class Dispatcher:
         on_gone: GoneHandler,
         resolve: Resolver = system_resolver,
     ) -> None:
-        self.store = store
+        self.uow = store.unit_of_work(self.wake)
+        """Transactions on the store that wake the channels they gave work to, once committed."""
         self.config = config
         self.policy = policy
         self.owner = owner
         self.on_gone = on_gone
         self.resolve = resolve
-        self.results = ResultWriter(store, self.wake)
+        self.results = ResultWriter(self.uow)
         self.workers: dict[int, ChannelWorker] = {}
         self._results_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -99,7 +102,7 @@ class Dispatcher:
                 if running is None:
                     worker = ChannelWorker(
                         channel,
-                        store=self.store,
+                        uow=self.uow,
                         results=self.results,
                         config=self.config,
                         policy=self.policy,

@@ -2,11 +2,11 @@
 
 Per fetched batch: decode the availability changes (ledger events are for jetstream channels, which
 pull them on their own), keep the newest per SKU, bring the ``availability`` KV bucket up to date,
-then record one pending delivery per (channel, SKU) in one transaction and wake the workers. A
-message is acknowledged only once both are done; on redelivery both steps are no-ops for what
-already happened (a KV failure retries the message on the runner's schedule but does not hold its
-deliveries back). A store that cannot record fails the batch as a whole: the runner holds it and
-retries it in place, so a full disk uses up no message's deliveries.
+then record one pending delivery per (channel, SKU) in one transaction (the unit of work wakes the
+workers once it commits). A message is acknowledged only once both are done; on redelivery both
+steps are no-ops for what already happened (a KV failure retries the message on the runner's
+schedule but does not hold its deliveries back). A store that cannot record fails the batch as a
+whole: the runner holds it and retries it in place, so a full disk uses up no message's deliveries.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 from nats.aio.msg import Msg
@@ -27,7 +27,8 @@ from .domain.channel import AVAILABILITY, Channel
 from .domain.pending import newest_per_sku
 from .kv import AvailabilityKv
 from .metrics import UPDATES
-from .store import NotifierStore
+from .service_layer import handlers
+from .service_layer.unit_of_work import UnitOfWork
 
 __all__ = ["AvailabilityIngest"]
 
@@ -37,17 +38,15 @@ log = logging.getLogger("stockwire.channel_notifier.ingest")
 class AvailabilityIngest:
     def __init__(
         self,
-        store: NotifierStore,
+        uow: UnitOfWork,
         kv: AvailabilityKv,
         channels: Callable[[], Sequence[Channel]],
-        wake: Callable[[Iterable[int]], None],
         *,
         kv_concurrency: int = 64,
     ) -> None:
-        self.store = store
+        self.uow = uow
         self.kv = kv
         self.channels = channels
-        self.wake = wake
         self._kv_slots = asyncio.Semaphore(kv_concurrency)
 
     async def handle(self, batch: Sequence[Msg]) -> list[Decision]:
@@ -75,15 +74,8 @@ class AvailabilityIngest:
         # The bucket first, the channel list after: a channel registered meanwhile either is in the list
         # or seeds itself from a bucket that already holds these updates, so it cannot miss them.
         failed = await self._update_kv(newest, documents)
-        targets = [c for c in self.channels() if c.is_webhook]
-        rows = [
-            (channel.id, sku, update.version, documents[id(update)])
-            for sku, update in newest.items()
-            for channel in targets
-            if channel.wants(sku)
-        ]
-        await self.store.record_updates(rows, time.time())
-        self.wake({channel_id for channel_id, *_ in rows})
+        versions = {sku: (update.version, documents[id(update)]) for sku, update in newest.items()}
+        await handlers.record_updates(self.uow, versions, self.channels(), time.time())
         for index, update, _ in updates:
             if update.sku in failed:
                 decisions[index] = Decision.retry(f"kv: {failed[update.sku]}")

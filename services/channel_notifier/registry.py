@@ -33,6 +33,7 @@ from .domain.channel import (
     validate_name,
     validate_secret,
 )
+from .domain.records import DeliveryRecord
 from .jetstream import (
     availability_kv_stream,
     provision_channel_consumer,
@@ -40,8 +41,9 @@ from .jetstream import (
     remove_channel_consumer,
 )
 from .metrics import forget_channel
+from .service_layer import handlers
+from .service_layer.unit_of_work import NewChannel, UnitOfWork
 from .settings import DeclaredChannel
-from .store import DeliveryRecord, NotifierStore
 
 __all__ = ["ChannelChanges", "ChannelRegistry", "NotFound", "Unavailable"]
 
@@ -74,7 +76,7 @@ class CreatedChannel:
 
 @dataclass
 class ChannelRegistry:
-    store: NotifierStore
+    uow: UnitOfWork
     policy: UrlPolicy
     resolve: Resolver = system_resolver
     js: JetStreamContext | None = None
@@ -84,7 +86,6 @@ class ChannelRegistry:
     refreshed its channel list, so an update another replica recorded without the channel is in the
     bucket (the consumer writes the bucket before it reads the channel list)."""
     on_change: Callable[[Sequence[Channel]], Any] | None = None
-    wake: Callable[[set[int]], None] | None = None
     _channels: list[Channel] = field(default_factory=list)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -96,7 +97,7 @@ class ChannelRegistry:
         return self._channels
 
     async def refresh(self) -> list[Channel]:
-        self._channels = await self.store.list_channels()
+        self._channels = await self.uow.run(lambda tx: tx.channels())
         if self.on_change is not None:
             result = self.on_change(self._channels)
             if asyncio.iscoroutine(result):
@@ -151,22 +152,14 @@ class ChannelRegistry:
             raise ChannelError("invalid_secret", "a jetstream channel has no secret")
         async with self._lock:
             js = self._require_js() if kind == "jetstream" else None
-            channel = await self.store.insert_channel(
-                name=name,
-                kind=kind,
-                url=url,
-                secrets=secrets,
-                filters=filters,
-                buffer=buffer,
-                enabled=enabled,
-                now=time.time(),
-            )
+            new = NewChannel(name, kind, url, secrets, filters, buffer, enabled)
+            channel = await handlers.create_channel(self.uow, new, time.time())
             if js is not None:
                 try:
                     await provision_channel_consumer(js, channel)
                 except Exception as exc:
                     # No channel without its consumer: take the row back out.
-                    await self.store.delete_channel(channel.id)
+                    await handlers.delete_channel(self.uow, channel.id)
                     raise Unavailable(f"could not create the channel's consumer on JetStream: {exc}") from exc
             await self.refresh()
         log.info("channel %s (%s) created", name, kind)
@@ -208,25 +201,25 @@ class ChannelRegistry:
             if current.kind == "jetstream" and "filters" in values:
                 # The consumer first: if JetStream refuses, the channel is left as it was.
                 await provision_channel_consumer(self._require_js(), replace(current, filters=values["filters"]))
-            channel = await self.store.update_channel(current.id, **values)
+            channel = await handlers.change_channel(self.uow, current, values, time.time())
             if channel is None:
                 raise NotFound(name)
             await self.refresh()
         log.info("channel %s updated (%s)", name, ", ".join(sorted(values)))
         if channel.is_webhook:
             if "filters" in values:
-                await self._drop_unwanted(channel)
+                await handlers.drop_unwanted(self.uow, channel)
                 await self.seed_from_kv(channel)
                 self._reseed_later(channel)
             if "buffer" in values:
                 # Every SKU's visible availability changed without a new version: send them all again.
-                await self.store.resend_channel(channel.id, time.time())
-                self._wake(channel)
+                await handlers.resend_channel(self.uow, channel.id, time.time())
         return CreatedChannel(channel, generated)
 
     async def set_enabled(self, channel: Channel, enabled: bool, reason: str | None) -> None:
         async with self._lock:
-            await self.store.set_enabled(channel.id, enabled, reason)
+            values = {"enabled": enabled, "disabled_reason": None if enabled else reason}
+            await handlers.change_channel(self.uow, channel, values, time.time())
             await self.refresh()
 
     async def delete(self, name: str) -> None:
@@ -234,13 +227,13 @@ class ChannelRegistry:
         async with self._lock:
             if current.kind == "jetstream":
                 await remove_channel_consumer(self._require_js(), current.name)
-            await self.store.delete_channel(current.id)
+            await handlers.delete_channel(self.uow, current.id)
             await self.refresh()
         forget_channel(current.name)
         log.info("channel %s deleted", name)
 
     async def get(self, name: str) -> Channel:
-        channel = await self.store.get_channel(name)
+        channel = await self.uow.run(lambda tx: tx.channel(name))
         if channel is None:
             raise NotFound(name)
         return channel
@@ -264,7 +257,7 @@ class ChannelRegistry:
         secrets = spec.all_secrets()
         if spec.kind == "webhook" and not secrets:
             raise ChannelError("invalid_secret", "a declared webhook channel needs a secret")
-        existing = await self.store.get_channel(spec.name)
+        existing = await self.uow.run(lambda tx: tx.channel(spec.name))
         if existing is None:
             await self.create(
                 name=spec.name,
@@ -294,14 +287,12 @@ class ChannelRegistry:
 
     async def deliveries(self, name: str, status: str | None, limit: int, after_id: int) -> list[DeliveryRecord]:
         channel = await self.get(name)
-        return await self.store.list_deliveries(channel.id, status, limit, after_id)
+        return await self.uow.run(lambda tx: tx.deliveries(channel.id, status, limit, after_id))
 
     async def retry(self, delivery_id: int) -> DeliveryRecord:
-        record = await self.store.resend(delivery_id, time.time())
+        record = await handlers.retry(self.uow, delivery_id, time.time())
         if record is None:
             raise NotFound(str(delivery_id))
-        if self.wake is not None:
-            self.wake({record.channel_id})
         return record
 
     async def replay(self, name: str, since: dt.datetime) -> dict[str, int]:
@@ -319,8 +310,7 @@ class ChannelRegistry:
         read = await read_stream(
             js, INVENTORY, "inventory.availability.>", visit, since=since, max_messages=self.replay_max_messages
         )
-        await self.store.replay(channel.id, ((sku, v, doc) for sku, (v, doc) in newest.items()), time.time())
-        self._wake(channel)
+        await handlers.replay(self.uow, channel, newest, time.time())
         log.info("channel %s: replay since %s: %d messages, %d SKUs", name, since.isoformat(), read, len(newest))
         return {"messages": read, "skus": len(newest)}
 
@@ -344,10 +334,7 @@ class ChannelRegistry:
                 exc,
             )
             return 0
-        rows = [(channel.id, sku, version, doc) for sku, (version, doc) in newest.items()]
-        await self.store.record_updates(rows, time.time())
-        self._wake(channel)
-        return len(rows)
+        return await handlers.record_updates(self.uow, newest, [channel], time.time())
 
     def _reseed_later(self, channel: Channel) -> None:
         if not self.reseed_after_s:
@@ -355,7 +342,7 @@ class ChannelRegistry:
 
         async def reseed() -> None:
             await asyncio.sleep(self.reseed_after_s or 0)
-            current = await self.store.get_channel(channel.name)
+            current = await self.uow.run(lambda tx: tx.channel(channel.name))
             if current is not None and current.id == channel.id and current.is_webhook:
                 await self.seed_from_kv(current)
 
@@ -369,15 +356,6 @@ class ChannelRegistry:
         for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-    async def _drop_unwanted(self, channel: Channel) -> None:
-        unwanted = [row_id for row_id, sku in await self.store.channel_skus(channel.id) if not channel.wants(sku)]
-        if unwanted:
-            await self.store.delete_deliveries(unwanted)
-
-    def _wake(self, channel: Channel) -> None:
-        if self.wake is not None:
-            self.wake({channel.id})
 
 
 def _keep_newest(channel: Channel, msg: Msg, newest: dict[str, tuple[int, bytes]]) -> None:

@@ -92,13 +92,12 @@ class NotifierRuntime:
             self._store, WorkerConfig.from_settings(self.settings), self.policy, self.owner, self._on_gone, self.resolve
         )
         self._registry = ChannelRegistry(
-            self._store,
+            self._dispatcher.uow,
             self.policy,
             self.resolve,
             replay_max_messages=self.settings.replay_max_messages,
             reseed_after_s=self.settings.registry_refresh_s + 1.0,
             on_change=self._dispatcher.apply,
-            wake=self._dispatcher.wake,
         )
         self._dispatcher.start()
         await self._registry.refresh()
@@ -124,7 +123,7 @@ class NotifierRuntime:
             await self._dispatcher.close()
         if self._store is not None:
             with contextlib.suppress(Exception):
-                await self._store.release_leases(self.owner)
+                await self._store.unit_of_work().run(lambda tx: tx.release_leases(self.owner))
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
@@ -155,10 +154,9 @@ class NotifierRuntime:
         await self._declare_channels()
         await self._reconcile_consumers()
         ingest = AvailabilityIngest(
-            self.store,
+            self.dispatcher.uow,
             AvailabilityKv(kv),
             lambda: self.registry.channels,
-            self.dispatcher.wake,
             kv_concurrency=self.settings.kv_concurrency,
         )
         self.consumer = PullConsumer(
@@ -233,7 +231,7 @@ class NotifierRuntime:
     async def _pending_loop(self) -> None:
         while True:
             try:
-                counts = await self.store.pending_counts()
+                counts = await self.dispatcher.uow.run(lambda tx: tx.pending_counts())
                 for channel in self.registry.channels:
                     if channel.is_webhook:
                         PENDING.labels(channel.name).set(counts.get(channel.id, 0))

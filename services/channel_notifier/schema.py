@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .domain.channel import Channel, ChannelFilters
-from .domain.pending import DeliveryStatus, FailurePlan
+from .domain.pending import DeliveryStatus
+from .domain.records import ClaimedDelivery, DeliveryRecord, DuplicateChannel, Settlement
 
 __all__ = [
     "COMPONENT",
@@ -102,93 +102,6 @@ _D = deliveries_table.c
 PENDING = DeliveryStatus.PENDING.value
 DELIVERED = DeliveryStatus.DELIVERED.value
 FAILED = DeliveryStatus.FAILED.value
-
-
-class DuplicateChannel(Exception):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
-    id: int
-    channel_id: int
-    sku: str
-    version: int
-    document: bytes
-    attempts: int
-    pending_since: float
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRecord:
-    id: int
-    channel_id: int
-    sku: str
-    version: int
-    delivered_version: int
-    status: str
-    attempts: int
-    next_attempt_at: float
-    pending_since: float | None
-    last_status: int | None
-    last_error: str | None
-    delivered_at: float | None
-    updated_at: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "sku": self.sku,
-            "version": self.version,
-            "delivered_version": self.delivered_version,
-            "status": self.status,
-            "attempts": self.attempts,
-            "next_attempt_at": self.next_attempt_at if self.status == PENDING else None,
-            "pending_since": self.pending_since,
-            "last_status": self.last_status,
-            "last_error": self.last_error,
-            "delivered_at": self.delivered_at,
-            "updated_at": self.updated_at,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """The result of one delivery, written in a batch with others."""
-
-    delivery_id: int
-    owner: str
-    now: float
-    sent_version: int = 0
-    succeeded: bool = False
-    failure: FailurePlan | None = None
-    status_code: int | None = None
-    error: str | None = None
-    not_before: float | None = None
-    dropped: bool = False
-
-    @classmethod
-    def success(cls, delivery_id: int, owner: str, sent_version: int, status_code: int, now: float) -> Settlement:
-        return cls(delivery_id, owner, now, sent_version=sent_version, succeeded=True, status_code=status_code)
-
-    @classmethod
-    def failed(
-        cls, delivery_id: int, owner: str, plan: FailurePlan, status_code: int | None, error: str, now: float
-    ) -> Settlement:
-        return cls(delivery_id, owner, now, failure=plan, status_code=status_code, error=error[:1000])
-
-    @classmethod
-    def released(
-        cls, delivery_id: int, owner: str, now: float, error: str | None = None, not_before: float | None = None
-    ) -> Settlement:
-        """Not attempted (or not held against the delivery): give the lease back, due at ``not_before``
-        (a channel's ``Retry-After`` or open circuit) or at once."""
-        return cls(delivery_id, owner, now, error=error, not_before=not_before)
-
-    @classmethod
-    def drop(cls, delivery_id: int, owner: str, now: float) -> Settlement:
-        """The channel no longer wants this SKU (its filters changed): the row goes."""
-        return cls(delivery_id, owner, now, dropped=True)
 
 
 def channel_from_row(row: Any) -> Channel:

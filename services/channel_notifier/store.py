@@ -8,7 +8,9 @@ The transitions are those of :class:`.domain.pending.PendingDelivery`.
 Each transaction is a plain function of a SQLAlchemy ``Connection``, run in one step: on SQLite in
 the store's own thread (one hand-off per transaction rather than one per statement, which under a
 busy event loop cost ~10 ms per transaction; the single thread is also SQLite's single writer), on
-PostgreSQL through ``AsyncConnection.run_sync`` over asyncpg.
+PostgreSQL through ``AsyncConnection.run_sync`` over asyncpg. The service layer gets them through
+:class:`SqlUnitOfWork`: one ``run`` is one such transaction, its body a function of a
+:class:`SqlTransaction` (the statements of :mod:`.transactions` in the notifier's terms).
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import fcntl
-import functools
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.store import SQLITE_BUSY_TIMEOUT_S, WriteHealth, create_engine, is_postgres, migrate, sqlite_transactions
 
-from .domain.channel import Channel, ChannelFilters
+from .domain.channel import Channel
+from .domain.pending import Offer
 from .schema import (
     COMPONENT,
     MIGRATIONS,
@@ -42,6 +43,7 @@ from .schema import (
     Settlement,
     deliveries_table,
 )
+from .service_layer.unit_of_work import AfterCommit, NewChannel, Transaction
 from .transactions import (
     claim,
     delete_channel,
@@ -60,7 +62,15 @@ from .transactions import (
     update_channel,
 )
 
-__all__ = ["ClaimedDelivery", "DeliveryRecord", "DuplicateChannel", "NotifierStore", "Settlement"]
+__all__ = [
+    "ClaimedDelivery",
+    "DeliveryRecord",
+    "DuplicateChannel",
+    "NotifierStore",
+    "Settlement",
+    "SqlTransaction",
+    "SqlUnitOfWork",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("stockwire.channel_notifier.store")
@@ -107,8 +117,8 @@ class NotifierStore:
         )
         self._lock_file: IO[bytes] | None = None
         insert = postgresql.insert if is_postgres(engine) else sqlite.insert
-        self._record = record_statement(insert)
-        self._replay = replay_statement(insert)
+        self.record_upsert = record_statement(insert)
+        self.replay_upsert = replay_statement(insert)
 
     @classmethod
     async def open(cls, url: str) -> NotifierStore:
@@ -158,73 +168,88 @@ class NotifierStore:
             await self.run(lambda conn: conn.execute(sa.text("SELECT 1")))
         return self.write_health.ok
 
+    def unit_of_work(self, after_commit: AfterCommit | None = None) -> SqlUnitOfWork:
+        """Transactions on this store; ``after_commit`` gets the channels each one woke."""
+        return SqlUnitOfWork(self, after_commit)
+
+
+class SqlUnitOfWork:
+    """The unit of work on a :class:`NotifierStore`: each ``run`` is one :meth:`NotifierStore.run`."""
+
+    def __init__(self, store: NotifierStore, after_commit: AfterCommit | None = None) -> None:
+        self.store = store
+        self.after_commit = after_commit
+
+    async def run(self, work: Callable[[Transaction], T]) -> T:
+        woken: set[int] = set()
+        result = await self.store.run(lambda conn: work(SqlTransaction(self.store, conn, woken)))
+        if woken and self.after_commit is not None:
+            self.after_commit(woken)
+        return result
+
+
+class SqlTransaction:
+    """One open transaction on the store: the statements of :mod:`.transactions` in the notifier's terms."""
+
+    __slots__ = ("_conn", "_store", "_woken")
+
+    def __init__(self, store: NotifierStore, conn: Connection, woken: set[int]) -> None:
+        self._store = store
+        self._conn = conn
+        self._woken = woken
+
+    def wake(self, channel_ids: Iterable[int]) -> None:
+        self._woken.update(channel_ids)
+
     # -- channels ---------------------------------------------------------------------------------
 
-    async def list_channels(self) -> list[Channel]:
-        return await self.run(list_channels)
+    def channels(self) -> list[Channel]:
+        return list_channels(self._conn)
 
-    async def get_channel(self, name: str) -> Channel | None:
-        return await self.run(functools.partial(get_channel, name=name))
+    def channel(self, name: str) -> Channel | None:
+        return get_channel(self._conn, name)
 
-    async def insert_channel(
-        self,
-        *,
-        name: str,
-        kind: str,
-        url: str | None,
-        secrets: Sequence[str],
-        filters: ChannelFilters,
-        buffer: int,
-        enabled: bool,
-        now: float,
-    ) -> Channel:
+    def add_channel(self, new: NewChannel, now: float) -> Channel:
         values = {
-            "name": name,
-            "kind": kind,
-            "url": url,
-            "secrets": json_list(secrets),
-            "filters": json.dumps(filters.as_dict()),
-            "buffer": buffer,
-            "enabled": enabled,
+            "name": new.name,
+            "kind": new.kind,
+            "url": new.url,
+            "secrets": json_list(new.secrets),
+            "filters": json.dumps(new.filters.as_dict()),
+            "buffer": new.buffer,
+            "enabled": new.enabled,
             "disabled_reason": None,
             "created_at": now,
             "updated_at": now,
         }
-        return await self.run(functools.partial(insert_channel, values=values))
+        return insert_channel(self._conn, values)
 
-    async def update_channel(self, channel_id: int, **changes: Any) -> Channel | None:
-        values: dict[str, Any] = {}
-        for key, value in changes.items():
+    def change_channel(self, channel_id: int, values: dict[str, Any], now: float) -> Channel | None:
+        row: dict[str, Any] = {}
+        for key, value in values.items():
             if key == "secrets":
-                values["secrets"] = json_list(value)
+                row["secrets"] = json_list(value)
             elif key == "filters":
-                values["filters"] = json.dumps(value.as_dict())
+                row["filters"] = json.dumps(value.as_dict())
             else:
-                values[key] = value
-        values.setdefault("updated_at", time.time())
-        return await self.run(functools.partial(update_channel, channel_id=channel_id, values=values))
+                row[key] = value
+        row.setdefault("updated_at", now)
+        return update_channel(self._conn, channel_id, row)
 
-    async def delete_channel(self, channel_id: int) -> None:
-        await self.run(functools.partial(delete_channel, channel_id=channel_id))
-
-    async def set_enabled(self, channel_id: int, enabled: bool, reason: str | None) -> Channel | None:
-        return await self.update_channel(channel_id, enabled=enabled, disabled_reason=None if enabled else reason)
+    def remove_channel(self, channel_id: int) -> None:
+        delete_channel(self._conn, channel_id)
 
     # -- deliveries: the hot path -----------------------------------------------------------------
 
-    async def record_updates(self, rows: Sequence[tuple[int, str, int, bytes]], now: float) -> None:
-        """Offer ``(channel_id, sku, version, document)`` updates; only a newer version replaces a row's."""
-        if rows:
-            params = [delivery_row(channel_id, sku, version, doc, now) for channel_id, sku, version, doc in rows]
-            await self.run(functools.partial(execute_many, statement=self._record, params=params))
+    def offer(self, offers: Sequence[Offer], now: float) -> None:
+        if offers:
+            params = [delivery_row(channel_id, sku, version, doc, now) for channel_id, sku, version, doc in offers]
+            execute_many(self._conn, self._store.record_upsert, params)
 
-    async def claim(self, channel_id: int, owner: str, limit: int, now: float, lease_s: float) -> list[ClaimedDelivery]:
-        """Lease up to ``limit`` due deliveries of a channel (``SKIP LOCKED`` on PostgreSQL)."""
+    def claim(self, channel_id: int, owner: str, limit: int, now: float, lease_s: float) -> list[ClaimedDelivery]:
         if limit <= 0:
             return []
-        rows = await self.run(
-            functools.partial(claim, channel_id=channel_id, owner=owner, limit=limit, now=now, lease_s=lease_s)
-        )
+        rows = claim(self._conn, channel_id=channel_id, owner=owner, limit=limit, now=now, lease_s=lease_s)
         claimed = [
             ClaimedDelivery(
                 int(r.id),
@@ -240,68 +265,50 @@ class NotifierStore:
         claimed.sort(key=lambda c: c.id)
         return claimed
 
-    async def next_due(self, channel_id: int) -> float | None:
-        """When the channel's earliest pending delivery may be claimed (its backoff or its lease ending)."""
-        return await self.run(functools.partial(next_due, channel_id=channel_id))
+    def next_due(self, channel_id: int) -> float | None:
+        return next_due(self._conn, channel_id)
 
-    async def settle(self, settlements: Sequence[Settlement]) -> None:
-        """Write a batch of results; a row whose lease another worker took meanwhile is left alone."""
+    def settle(self, settlements: Sequence[Settlement]) -> None:
         if settlements:
-            await self.run(functools.partial(settle, settlements=list(settlements)))
+            settle(self._conn, settlements)
 
-    async def release_leases(self, owner: str) -> None:
-        """On a clean shutdown: hand back every lease this instance holds."""
-        await self.run(
-            lambda conn: conn.execute(
-                sa.update(deliveries_table).where(_D.lease_owner == owner).values(lease_owner=None, lease_until=None)
-            )
+    def release_leases(self, owner: str) -> None:
+        self._conn.execute(
+            sa.update(deliveries_table).where(_D.lease_owner == owner).values(lease_owner=None, lease_until=None)
         )
 
     # -- deliveries: admin ------------------------------------------------------------------------
 
-    async def list_deliveries(
-        self, channel_id: int, status: str | None, limit: int, after_id: int = 0
-    ) -> list[DeliveryRecord]:
+    def deliveries(self, channel_id: int, status: str | None, limit: int, after_id: int = 0) -> list[DeliveryRecord]:
         where = [_D.channel_id == channel_id, _D.id > after_id]
         if status:
             where.append(_D.status == status)
-        return await self.run(lambda conn: records(conn, *where, limit=limit))
+        return records(self._conn, *where, limit=limit)
 
-    async def resend(self, delivery_id: int, now: float) -> DeliveryRecord | None:
-        """Send the row's newest version again, from a fresh schedule (``POST /deliveries/{id}/retry``)."""
-
-        def work(conn: Connection) -> list[DeliveryRecord]:
-            resend(conn, _D.id == delivery_id, now)
-            return records(conn, _D.id == delivery_id, limit=1)
-
-        found = await self.run(work)
+    def resend(self, delivery_id: int, now: float) -> DeliveryRecord | None:
+        resend(self._conn, _D.id == delivery_id, now)
+        found = records(self._conn, _D.id == delivery_id, limit=1)
         return found[0] if found else None
 
-    async def resend_channel(self, channel_id: int, now: float) -> int:
-        """Every row of the channel pending again (its buffer changed: what it was shown is stale)."""
-        return await self.run(functools.partial(resend, where=_D.channel_id == channel_id, now=now))
+    def resend_channel(self, channel_id: int, now: float) -> int:
+        return resend(self._conn, _D.channel_id == channel_id, now)
 
-    async def replay(self, channel_id: int, updates: Iterable[tuple[str, int, bytes]], now: float) -> int:
-        """Make ``(sku, version, document)`` pending again, even if delivered or given up; never older."""
-        params = [delivery_row(channel_id, sku, version, doc, now) for sku, version, doc in updates]
+    def replay(self, channel_id: int, offers: Sequence[tuple[str, int, bytes]], now: float) -> None:
+        params = [delivery_row(channel_id, sku, version, doc, now) for sku, version, doc in offers]
         if params:
-            await self.run(functools.partial(execute_many, statement=self._replay, params=params))
-        return len(params)
+            execute_many(self._conn, self._store.replay_upsert, params)
 
-    async def channel_skus(self, channel_id: int) -> list[tuple[int, str]]:
-        rows = await self.run(
-            lambda conn: conn.execute(sa.select(_D.id, _D.sku).where(_D.channel_id == channel_id)).all()
-        )
+    def channel_skus(self, channel_id: int) -> list[tuple[int, str]]:
+        rows = self._conn.execute(sa.select(_D.id, _D.sku).where(_D.channel_id == channel_id)).all()
         return [(int(r.id), r.sku) for r in rows]
 
-    async def delete_deliveries(self, ids: Sequence[int]) -> None:
-        def work(conn: Connection) -> None:
-            for start in range(0, len(ids), 500):
-                conn.execute(sa.delete(deliveries_table).where(_D.id.in_(ids[start : start + 500])))
+    def delete_deliveries(self, ids: Sequence[int]) -> None:
+        for start in range(0, len(ids), 500):
+            self._conn.execute(sa.delete(deliveries_table).where(_D.id.in_(ids[start : start + 500])))
 
-        await self.run(work)
-
-    async def pending_counts(self) -> dict[int, int]:
-        statement = sa.select(_D.channel_id, sa.func.count()).where(_D.status == PENDING).group_by(_D.channel_id)
-        rows = await self.run(lambda conn: conn.execute(statement).all())
+    def pending_counts(self) -> dict[int, int]:
+        rows = self._conn.execute(_PENDING_COUNTS).all()
         return {int(channel_id): int(count) for channel_id, count in rows}
+
+
+_PENDING_COUNTS = sa.select(_D.channel_id, sa.func.count()).where(_D.status == PENDING).group_by(_D.channel_id)

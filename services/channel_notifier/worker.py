@@ -28,11 +28,13 @@ from .domain.channel import Channel
 from .domain.outcome import AttemptOutcome
 from .domain.payload import signed_headers, webhook_body, webhook_id
 from .domain.pending import DeliveryStatus, plan_failure
+from .domain.records import ClaimedDelivery, Settlement
 from .domain.retry import RetrySchedule
 from .metrics import CIRCUIT_OPEN, DELIVERIES, DELIVERY_LATENCY
 from .sender import Attempt, WebhookSender
+from .service_layer import handlers
+from .service_layer.unit_of_work import UnitOfWork
 from .settings import ChannelNotifierSettings
-from .store import ClaimedDelivery, NotifierStore, Settlement
 
 __all__ = ["ChannelWorker", "GoneHandler", "SettlementQueue", "WorkerConfig"]
 
@@ -106,7 +108,7 @@ class ChannelWorker:
         self,
         channel: Channel,
         *,
-        store: NotifierStore,
+        uow: UnitOfWork,
         results: SettlementQueue,
         config: WorkerConfig,
         policy: UrlPolicy,
@@ -116,7 +118,7 @@ class ChannelWorker:
         rng: random.Random | None = None,
     ) -> None:
         self.channel = channel
-        self.store = store
+        self.uow = uow
         self.results = results
         self.config = config
         self.owner = owner
@@ -227,7 +229,7 @@ class ChannelWorker:
             await asyncio.sleep(spacing)
         self._more = False
         self._last_claim = time.monotonic()
-        claimed = await self.store.claim(channel.id, self.owner, wanted, time.time(), self.config.lease_s)
+        claimed = await handlers.claim_due(self.uow, channel.id, self.owner, wanted, time.time(), self.config.lease_s)
         if len(claimed) == wanted:
             self._more = True  # there may be more behind these
         if claimed:
@@ -237,7 +239,7 @@ class ChannelWorker:
         if self._inflight or self._queue:
             await self._idle(self.config.poll_interval_s)
             return
-        due = await self.store.next_due(channel.id)
+        due = await handlers.next_due(self.uow, channel.id)
         if due is None:
             await self._idle(self.config.poll_interval_s)
         else:

@@ -13,14 +13,15 @@ one delivery per (channel, SKU) is in flight, and what it sends is always the ro
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from libs.contracts import AvailabilityChanged
 
+from .channel import Channel
 from .retry import RetrySchedule
 
-__all__ = ["DeliveryStatus", "FailurePlan", "PendingDelivery", "newest_per_sku", "plan_failure"]
+__all__ = ["DeliveryStatus", "FailurePlan", "Offer", "PendingDelivery", "fan_out", "newest_per_sku", "plan_failure"]
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -65,6 +66,21 @@ def newest_per_sku(updates: Iterable[AvailabilityChanged]) -> dict[str, Availabi
         if current is None or update.version > current.version:
             newest[update.sku] = update
     return newest
+
+
+Offer = tuple[int, str, int, bytes]
+"""An update offered to one channel's row for the SKU: ``(channel_id, sku, version, document)``, the
+document as published. A plain tuple: a batch makes one per (channel, SKU), on the hot path."""
+
+
+def fan_out(newest: Mapping[str, tuple[int, bytes]], channels: Sequence[Channel]) -> list[Offer]:
+    """One offer per (channel, SKU) the channel wants, from ``newest`` (SKU -> (version, document))."""
+    return [
+        (channel.id, sku, version, document)
+        for sku, (version, document) in newest.items()
+        for channel in channels
+        if channel.wants(sku)
+    ]
 
 
 @dataclass

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from operator import methodcaller
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -15,8 +17,11 @@ from libs.store import create_engine, database_url, migrate
 from services.channel_notifier.domain.channel import ChannelFilters
 from services.channel_notifier.domain.pending import DeliveryStatus, FailurePlan, PendingDelivery
 from services.channel_notifier.schema import COMPONENT, MIGRATIONS
+from services.channel_notifier.service_layer.unit_of_work import NewChannel, Transaction
 from services.channel_notifier.store import NotifierStore, Settlement
 from services.channel_notifier.transactions import _CLAIM
+
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -35,17 +40,14 @@ async def store(store_url: str) -> AsyncIterator[NotifierStore]:
         await opened.close()
 
 
+async def run(store: NotifierStore, work: Callable[[Transaction], T]) -> T:
+    """``work`` in one transaction of the store's unit of work."""
+    return await store.unit_of_work().run(work)
+
+
 async def _channel(store: NotifierStore, name: str = "c") -> int:
-    channel = await store.insert_channel(
-        name=name,
-        kind="webhook",
-        url="http://localhost/x",
-        secrets=["s"],
-        filters=ChannelFilters(),
-        buffer=0,
-        enabled=True,
-        now=0.0,
-    )
+    new = NewChannel(name, "webhook", "http://localhost/x", ["s"], ChannelFilters(), 0, True)
+    channel = await run(store, lambda tx: tx.add_channel(new, 0.0))
     return channel.id
 
 
@@ -65,14 +67,14 @@ async def test_random_histories_match_the_reference_model(store: NotifierStore) 
         action = rng.choice(["offer", "offer", "claim", "ok", "fail", "giveup", "resend"])
         if action == "offer":
             batch = {sku: rng.randint(1, 40) for sku in rng.sample(skus, 3)}
-            await store.record_updates([(channel_id, s, v, _doc(v)) for s, v in batch.items()], now)
+            await run(store, methodcaller("offer", [(channel_id, s, v, _doc(v)) for s, v in batch.items()], now))
             for sku, version in batch.items():
                 if sku in models:
                     models[sku].offer(version, now)
                 else:
                     models[sku] = PendingDelivery.first(version, now)
         elif action == "claim":
-            claimed = await store.claim(channel_id, "me", 3, now, lease_s=50)
+            claimed = await run(store, methodcaller("claim", channel_id, "me", 3, now, lease_s=50))
             expected = [s for s, m in sorted(models.items()) if m.claimable(now)]
             assert len(claimed) == min(3, len(expected))
             for row in claimed:
@@ -83,20 +85,22 @@ async def test_random_histories_match_the_reference_model(store: NotifierStore) 
             sku = rng.choice(sorted(in_flight))
             row_id, sent = in_flight.pop(sku)
             if action == "ok":
-                await store.settle([Settlement.success(row_id, "me", sent, 200, now)])
+                await run(store, methodcaller("settle", [Settlement.success(row_id, "me", sent, 200, now)]))
                 models[sku].succeeded(sent, now)
             else:
                 status = DeliveryStatus.PENDING if action == "fail" else DeliveryStatus.FAILED
                 plan = FailurePlan(status, models[sku].attempts + 1, now + rng.choice([0, 5]))
-                await store.settle([Settlement.failed(row_id, "me", plan, 500, "HTTP 500", now)])
+                await run(store, methodcaller("settle", [Settlement.failed(row_id, "me", plan, 500, "HTTP 500", now)]))
                 models[sku].failed(plan)
         elif action == "resend" and models:
             sku = rng.choice(sorted(models))
             if sku not in in_flight:
-                record = next(r for r in await store.list_deliveries(channel_id, None, 100) if r.sku == sku)
-                await store.resend(record.id, now)
+                record = next(
+                    r for r in await run(store, lambda tx: tx.deliveries(channel_id, None, 100)) if r.sku == sku
+                )
+                await run(store, methodcaller("resend", record.id, now))
                 models[sku].resend(now)
-        rows = {r.sku: r for r in await store.list_deliveries(channel_id, None, 100)}
+        rows = {r.sku: r for r in await run(store, lambda tx: tx.deliveries(channel_id, None, 100))}
         for sku, model in models.items():
             row = rows[sku]
             assert (row.version, row.delivered_version, row.status, row.attempts) == (
@@ -109,50 +113,52 @@ async def test_random_histories_match_the_reference_model(store: NotifierStore) 
 
 async def test_a_row_is_claimed_once_until_its_lease_expires(store: NotifierStore) -> None:
     channel_id = await _channel(store)
-    await store.record_updates([(channel_id, "A", 1, _doc(1))], 0.0)
-    assert [r.sku for r in await store.claim(channel_id, "one", 10, 1.0, lease_s=5)] == ["A"]
-    assert await store.claim(channel_id, "two", 10, 2.0, lease_s=5) == []
-    assert await store.next_due(channel_id) == 6.0
-    taken = await store.claim(channel_id, "two", 10, 6.5, lease_s=5)
+    await run(store, lambda tx: tx.offer([(channel_id, "A", 1, _doc(1))], 0.0))
+    assert [r.sku for r in await run(store, lambda tx: tx.claim(channel_id, "one", 10, 1.0, lease_s=5))] == ["A"]
+    assert await run(store, lambda tx: tx.claim(channel_id, "two", 10, 2.0, lease_s=5)) == []
+    assert await run(store, lambda tx: tx.next_due(channel_id)) == 6.0
+    taken = await run(store, lambda tx: tx.claim(channel_id, "two", 10, 6.5, lease_s=5))
     assert [r.sku for r in taken] == ["A"]
     # The first owner's late result does not clobber the row the second owner holds now.
-    await store.settle([Settlement.success(taken[0].id, "one", 1, 200, 7.0)])
-    assert (await store.list_deliveries(channel_id, "delivered", 10)) == []
-    await store.settle([Settlement.success(taken[0].id, "two", 1, 200, 7.0)])
-    assert [r.sku for r in await store.list_deliveries(channel_id, "delivered", 10)] == ["A"]
+    await run(store, lambda tx: tx.settle([Settlement.success(taken[0].id, "one", 1, 200, 7.0)]))
+    assert (await run(store, lambda tx: tx.deliveries(channel_id, "delivered", 10))) == []
+    await run(store, lambda tx: tx.settle([Settlement.success(taken[0].id, "two", 1, 200, 7.0)]))
+    assert [r.sku for r in await run(store, lambda tx: tx.deliveries(channel_id, "delivered", 10))] == ["A"]
 
 
 async def test_release_keeps_the_row_due_without_counting_an_attempt(store: NotifierStore) -> None:
     channel_id = await _channel(store)
-    await store.record_updates([(channel_id, "A", 1, _doc(1))], 0.0)
-    (row,) = await store.claim(channel_id, "me", 1, 1.0, lease_s=5)
-    await store.settle([Settlement.released(row.id, "me", 2.0, "circuit open")])
-    (record,) = await store.list_deliveries(channel_id, "pending", 10)
+    await run(store, lambda tx: tx.offer([(channel_id, "A", 1, _doc(1))], 0.0))
+    (row,) = await run(store, lambda tx: tx.claim(channel_id, "me", 1, 1.0, lease_s=5))
+    await run(store, lambda tx: tx.settle([Settlement.released(row.id, "me", 2.0, "circuit open")]))
+    (record,) = await run(store, lambda tx: tx.deliveries(channel_id, "pending", 10))
     assert (record.attempts, record.last_error) == (0, "circuit open")
-    assert [r.sku for r in await store.claim(channel_id, "me", 1, 2.0, lease_s=5)] == ["A"]
+    assert [r.sku for r in await run(store, lambda tx: tx.claim(channel_id, "me", 1, 2.0, lease_s=5))] == ["A"]
 
 
 async def test_replay_makes_rows_pending_again_but_never_older(store: NotifierStore) -> None:
     channel_id = await _channel(store)
-    await store.record_updates([(channel_id, "A", 5, _doc(5))], 0.0)
-    (row,) = await store.claim(channel_id, "me", 1, 1.0, lease_s=5)
-    await store.settle([Settlement.success(row.id, "me", 5, 200, 2.0)])
-    await store.replay(channel_id, [("A", 3, _doc(3)), ("B", 1, _doc(1))], 3.0)
-    rows = {r.sku: r for r in await store.list_deliveries(channel_id, "pending", 10)}
+    await run(store, lambda tx: tx.offer([(channel_id, "A", 5, _doc(5))], 0.0))
+    (row,) = await run(store, lambda tx: tx.claim(channel_id, "me", 1, 1.0, lease_s=5))
+    await run(store, lambda tx: tx.settle([Settlement.success(row.id, "me", 5, 200, 2.0)]))
+    await run(store, lambda tx: tx.replay(channel_id, [("A", 3, _doc(3)), ("B", 1, _doc(1))], 3.0))
+    rows = {r.sku: r for r in await run(store, lambda tx: tx.deliveries(channel_id, "pending", 10))}
     assert (rows["A"].version, rows["B"].version) == (5, 1)
-    claimed = {r.sku: r for r in await store.claim(channel_id, "me", 10, 3.0, lease_s=5)}
+    claimed = {r.sku: r for r in await run(store, lambda tx: tx.claim(channel_id, "me", 10, 3.0, lease_s=5))}
     assert claimed["A"].document == _doc(5)
 
 
 async def test_pending_counts_and_resend_channel(store: NotifierStore) -> None:
     first, second = await _channel(store, "first"), await _channel(store, "second")
-    await store.record_updates([(first, "A", 1, _doc(1)), (first, "B", 1, _doc(1)), (second, "A", 1, _doc(1))], 0.0)
-    assert await store.pending_counts() == {first: 2, second: 1}
-    for row in await store.claim(first, "me", 10, 1.0, lease_s=5):
-        await store.settle([Settlement.success(row.id, "me", row.version, 200, 1.0)])
-    assert await store.pending_counts() == {second: 1}
-    assert await store.resend_channel(first, 2.0) == 2
-    assert await store.pending_counts() == {first: 2, second: 1}
+    await run(
+        store, lambda tx: tx.offer([(first, "A", 1, _doc(1)), (first, "B", 1, _doc(1)), (second, "A", 1, _doc(1))], 0.0)
+    )
+    assert await run(store, lambda tx: tx.pending_counts()) == {first: 2, second: 1}
+    for row in await run(store, lambda tx: tx.claim(first, "me", 10, 1.0, lease_s=5)):
+        await run(store, methodcaller("settle", [Settlement.success(row.id, "me", row.version, 200, 1.0)]))
+    assert await run(store, lambda tx: tx.pending_counts()) == {second: 1}
+    assert await run(store, lambda tx: tx.resend_channel(first, 2.0)) == 2
+    assert await run(store, lambda tx: tx.pending_counts()) == {first: 2, second: 1}
 
 
 @pytest.mark.postgres
@@ -160,12 +166,12 @@ async def test_concurrent_claims_on_postgres_never_share_a_row(postgres_url: str
     stores = [await NotifierStore.open(postgres_url) for _ in range(3)]
     try:
         channel_id = await _channel(stores[0])
-        await stores[0].record_updates([(channel_id, f"S{n}", 1, _doc(1)) for n in range(200)], 0.0)
+        await run(stores[0], lambda tx: tx.offer([(channel_id, f"S{n}", 1, _doc(1)) for n in range(200)], 0.0))
 
         async def claimer(store: NotifierStore, name: str) -> list[str]:
             got: list[str] = []
             while True:
-                rows = await store.claim(channel_id, name, 7, 1.0, lease_s=60)
+                rows = await run(store, lambda tx: tx.claim(channel_id, name, 7, 1.0, lease_s=60))
                 if not rows:
                     return got
                 got.extend(r.sku for r in rows)
@@ -181,33 +187,36 @@ async def test_concurrent_claims_on_postgres_never_share_a_row(postgres_url: str
 
 async def test_release_not_before_and_drop(store: NotifierStore) -> None:
     channel_id = await _channel(store)
-    await store.record_updates([(channel_id, "A", 1, _doc(1)), (channel_id, "B", 1, _doc(1))], 0.0)
-    rows = {r.sku: r for r in await store.claim(channel_id, "me", 2, 1.0, lease_s=5)}
-    await store.settle(
-        [
-            Settlement.released(rows["A"].id, "me", 2.0, "retry-after", not_before=30.0),
-            Settlement.drop(rows["B"].id, "me", 2.0),
-        ]
+    await run(store, lambda tx: tx.offer([(channel_id, "A", 1, _doc(1)), (channel_id, "B", 1, _doc(1))], 0.0))
+    rows = {r.sku: r for r in await run(store, lambda tx: tx.claim(channel_id, "me", 2, 1.0, lease_s=5))}
+    await run(
+        store,
+        lambda tx: tx.settle(
+            [
+                Settlement.released(rows["A"].id, "me", 2.0, "retry-after", not_before=30.0),
+                Settlement.drop(rows["B"].id, "me", 2.0),
+            ]
+        ),
     )
-    (record,) = await store.list_deliveries(channel_id, None, 10)
+    (record,) = await run(store, lambda tx: tx.deliveries(channel_id, None, 10))
     assert (record.sku, record.next_attempt_at, record.attempts) == ("A", 30.0, 0)
-    assert await store.claim(channel_id, "me", 2, 29.0, lease_s=5) == []
-    assert [r.sku for r in await store.claim(channel_id, "me", 2, 30.0, lease_s=5)] == ["A"]
+    assert await run(store, lambda tx: tx.claim(channel_id, "me", 2, 29.0, lease_s=5)) == []
+    assert [r.sku for r in await run(store, lambda tx: tx.claim(channel_id, "me", 2, 30.0, lease_s=5))] == ["A"]
 
 
 async def test_one_notifier_per_sqlite_file_and_a_dead_ones_leases_are_freed(data_dir: Path) -> None:
     url = database_url("", data_dir, "channel-notifier")
     first = await NotifierStore.open(url)
     channel_id = await _channel(first)
-    await first.record_updates([(channel_id, "A", 1, _doc(1))], 0.0)
-    assert len(await first.claim(channel_id, "first", 1, 1.0, lease_s=3600)) == 1
+    await run(first, lambda tx: tx.offer([(channel_id, "A", 1, _doc(1))], 0.0))
+    assert len(await run(first, lambda tx: tx.claim(channel_id, "first", 1, 1.0, lease_s=3600))) == 1
     second = asyncio.create_task(NotifierStore.open(url))
     done, _ = await asyncio.wait({second}, timeout=0.3)
     assert not done  # waits while the first holds the file
     await first.close()  # the first goes away without handing its lease back
     store = await asyncio.wait_for(second, 10)
     try:
-        assert [r.sku for r in await store.claim(channel_id, "second", 1, 2.0, lease_s=5)] == ["A"]
+        assert [r.sku for r in await run(store, lambda tx: tx.claim(channel_id, "second", 1, 2.0, lease_s=5))] == ["A"]
     finally:
         await store.close()
 
@@ -236,7 +245,7 @@ async def test_a_claim_walks_the_due_index_instead_of_sorting_the_channel_backlo
     store = await NotifierStore.open(postgres_url)
     try:
         channel_id = await _channel(store)
-        await store.record_updates([(channel_id, f"S{n}", 1, _doc(1)) for n in range(30_000)], 0.0)
+        await run(store, lambda tx: tx.offer([(channel_id, f"S{n}", 1, _doc(1)) for n in range(30_000)], 0.0))
         params = {"c_channel": channel_id, "c_now": 1.0, "c_limit": 64, "c_owner": "x", "c_until": 61.0}
         async with store.engine.connect() as conn:
             claim = _CLAIM.compile(dialect=conn.dialect)
@@ -248,3 +257,26 @@ async def test_a_claim_walks_the_due_index_instead_of_sorting_the_channel_backlo
         assert '"Sort"' not in json.dumps(plan), plan
     finally:
         await store.close()
+
+
+async def test_the_unit_of_work_wakes_channels_only_after_a_commit(store: NotifierStore) -> None:
+    channel_id = await _channel(store)
+    woken: list[set[int]] = []
+    uow = store.unit_of_work(woken.append)
+
+    def offer_then_fail(tx: Transaction) -> None:
+        tx.offer([(channel_id, "A", 1, _doc(1))], 0.0)
+        tx.wake({channel_id})
+        raise RuntimeError("the batch handler failed after writing")
+
+    with pytest.raises(RuntimeError):
+        await uow.run(offer_then_fail)
+    assert woken == [] and await run(store, lambda tx: tx.deliveries(channel_id, None, 10)) == []
+
+    def offer(tx: Transaction) -> None:
+        tx.offer([(channel_id, "A", 1, _doc(1))], 0.0)
+        tx.wake({channel_id})
+
+    await uow.run(offer)
+    assert woken == [{channel_id}]
+    assert [r.sku for r in await run(store, lambda tx: tx.deliveries(channel_id, None, 10))] == ["A"]
