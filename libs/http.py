@@ -5,26 +5,31 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import sqlalchemy.exc
 from litestar import Litestar, Request, Response, get
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ControllerRouterHandler, LifespanHook
 
 from libs.metrics import CONTENT_TYPE_LATEST, render_metrics
 
 __all__ = [
+    "ADMIN_SECURITY",
     "MAX_INT64",
     "ApiError",
+    "ErrorBody",
     "ReadinessCheck",
     "admin_guard",
     "create_service_app",
     "error_response",
+    "error_responses",
 ]
 
 log = logging.getLogger("stockwire.http")
@@ -43,6 +48,52 @@ class ApiError(HTTPException):
         super().__init__(status_code=status_code, detail=detail)
         self.code = code
         self.fields = extra
+
+
+class ErrorBody(msgspec.Struct):
+    """The body of every 4xx/5xx answer, as the OpenAPI documents show it. Some errors add fields
+    (``problems``, ``short``, ``first_body_sha256``): the schema leaves extra properties open."""
+
+    error: Annotated[str, msgspec.Meta(min_length=1, description="A stable machine-readable code, e.g. `not_found`.")]
+    detail: Annotated[str, msgspec.Meta(min_length=1, description="What went wrong, for a human.")]
+
+
+ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+"""The OpenAPI ``security`` of every operation behind :func:`admin_guard`."""
+
+_SECURITY_SCHEMES = {
+    "bearer": SecurityScheme(
+        type="http",
+        scheme="bearer",
+        description="The admin token (STOCKWIRE_ADMIN_TOKEN or [admin] token), as `Authorization: Bearer <token>`.",
+    )
+}
+
+_ERROR_DESCRIPTIONS = {
+    400: "The request is malformed: a parameter or body that does not fit its schema",
+    401: "No valid admin bearer token",
+    403: "The admin API is disabled (no admin token configured)",
+    404: "No such resource",
+    409: "Conflicts with what is stored",
+    413: "The body is over the size limit",
+    415: "The body is not JSON",
+    422: "Well-formed, but a value cannot be used",
+    431: "A header, or the header block, is over its limit",
+    503: "A dependency (NATS, the store) is unavailable; retry",
+}
+
+
+def error_responses(*statuses: int, **descriptions: str) -> dict[int, ResponseSpec]:
+    """OpenAPI ``responses=`` for a handler: each of ``statuses`` answered with :class:`ErrorBody`.
+    ``descriptions`` (keyed ``s409`` and so on) replace the default description of a status."""
+    return {
+        status: ResponseSpec(
+            ErrorBody,
+            description=descriptions.get(f"s{status}", _ERROR_DESCRIPTIONS.get(status, "Error")),
+            generate_examples=False,
+        )
+        for status in statuses
+    }
 
 
 def error_response(status: int, code: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
@@ -127,11 +178,16 @@ def admin_guard(token: str | None) -> Callable[[ASGIConnection[Any, Any, Any, An
 
 
 def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRouterHandler]:
-    @get("/healthz", include_in_schema=False, sync_to_thread=False)
+    @get("/healthz", sync_to_thread=False, summary="Liveness", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/readyz", include_in_schema=False)
+    @get(
+        "/readyz",
+        summary="Readiness: each check and whether it passes",
+        tags=["health"],
+        responses={503: ResponseSpec(dict[str, Any], description="A check fails", generate_examples=False)},
+    )
     async def readyz() -> Response[dict[str, Any]]:
         results: dict[str, bool] = {}
         for name, check in checks.items():
@@ -145,7 +201,13 @@ def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRou
             {"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503
         )
 
-    @get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE_LATEST, sync_to_thread=False)
+    @get(
+        "/metrics",
+        media_type=CONTENT_TYPE_LATEST,
+        sync_to_thread=False,
+        summary="Prometheus metrics (text exposition format)",
+        tags=["health"],
+    )
     def metrics() -> Response[bytes]:
         return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
@@ -176,7 +238,11 @@ def create_service_app(
         on_shutdown=list(on_shutdown),
         lifespan=list(lifespan),
         openapi_config=OpenAPIConfig(
-            title=f"Stockwire {service}", version="0.1.0", description=description, path="/schema"
+            title=f"Stockwire {service}",
+            version="0.1.0",
+            description=description,
+            path="/schema",
+            components=Components(security_schemes=dict(_SECURITY_SCHEMES)),
         ),
         request_max_body_size=request_max_body_size,
         response_headers=None,

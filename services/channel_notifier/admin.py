@@ -10,7 +10,7 @@ from litestar import Controller, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 
-from libs.http import MAX_INT64, ApiError, admin_guard
+from libs.http import ADMIN_SECURITY, MAX_INT64, ApiError, admin_guard, error_responses
 from libs.urlpolicy import MAX_URL_LENGTH
 
 from .domain.channel import (
@@ -37,9 +37,7 @@ _Url = Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)]
 
 class FiltersIn(msgspec.Struct, forbid_unknown_fields=True):
     skus: Annotated[list[_Text], msgspec.Meta(max_length=1024)] = []
-    kinds: Annotated[list[_Text], msgspec.Meta(max_length=16)] = msgspec.field(
-        default_factory=lambda: ["availability"]
-    )
+    kinds: Annotated[list[_Text], msgspec.Meta(max_length=16)] = msgspec.field(default_factory=lambda: ["availability"])
 
     def build(self) -> ChannelFilters:
         return ChannelFilters.build(self.skus, self.kinds)
@@ -126,7 +124,9 @@ class ChannelsController(Controller):
     path = "/channels"
     tags = ["channels"]
 
-    @post("/", summary="Register a channel", status_code=201)
+    @post(
+        "/", summary="Register a channel", status_code=201, responses=error_responses(400, 401, 403, 409, 413, 422, 503)
+    )
     async def create_channel(self, state: State, data: ChannelIn) -> Response[dict[str, Any]]:
         try:
             filters = (data.filters or FiltersIn()).build()
@@ -143,19 +143,23 @@ class ChannelsController(Controller):
             raise _translate(exc) from None
         return _created(result, 201)
 
-    @get("/", summary="List channels")
+    @get("/", summary="List channels", responses=error_responses(401, 403))
     async def list_channels(self, state: State) -> dict[str, Any]:
         channels = await _registry(state).store.list_channels()
         return {"channels": [channel_view(c) for c in channels]}
 
-    @get("/{name:str}", summary="One channel")
+    @get("/{name:str}", summary="One channel", responses=error_responses(401, 403, 404, 503))
     async def get_channel(self, state: State, name: str) -> dict[str, Any]:
         try:
             return channel_view(await _registry(state).get(_known(name)))
         except _EXPECTED as exc:
             raise _translate(exc) from None
 
-    @patch("/{name:str}", summary="Change a channel (url, secrets, filters, buffer, enabled)")
+    @patch(
+        "/{name:str}",
+        summary="Change a channel (url, secrets, filters, buffer, enabled)",
+        responses=error_responses(400, 401, 403, 404, 413, 422, 503),
+    )
     async def update_channel(self, state: State, name: str, data: ChannelPatch) -> Response[dict[str, Any]]:
         try:
             changes = ChannelChanges(
@@ -171,14 +175,23 @@ class ChannelsController(Controller):
             raise _translate(exc) from None
         return _created(result, 200)
 
-    @delete("/{name:str}", summary="Delete a channel (and a jetstream channel's consumer)", status_code=204)
+    @delete(
+        "/{name:str}",
+        summary="Delete a channel (and a jetstream channel's consumer)",
+        status_code=204,
+        responses=error_responses(401, 403, 404, 503),
+    )
     async def delete_channel(self, state: State, name: str) -> None:
         try:
             await _registry(state).delete(_known(name))
         except _EXPECTED as exc:
             raise _translate(exc) from None
 
-    @get("/{name:str}/deliveries", summary="A channel's deliveries (one per SKU), by status")
+    @get(
+        "/{name:str}/deliveries",
+        summary="A channel's deliveries (one per SKU), by status",
+        responses=error_responses(400, 401, 403, 404, 503),
+    )
     async def list_deliveries(
         self,
         state: State,
@@ -198,7 +211,12 @@ class ChannelsController(Controller):
             "next_after_id": records[-1].id if len(records) == limit else None,
         }
 
-    @post("/{name:str}/replay", summary="Send again what changed since a point in time", status_code=202)
+    @post(
+        "/{name:str}/replay",
+        summary="Send again what changed since a point in time",
+        status_code=202,
+        responses=error_responses(400, 401, 403, 404, 413, 422, 503),
+    )
     async def replay_channel(self, state: State, name: str, data: ReplayIn) -> dict[str, Any]:
         since = data.since if data.since.tzinfo else data.since.replace(tzinfo=dt.UTC)
         try:
@@ -212,7 +230,12 @@ class DeliveriesController(Controller):
     path = "/deliveries"
     tags = ["deliveries"]
 
-    @post("/{delivery_id:int}/retry", summary="Send one delivery again, from a fresh schedule", status_code=202)
+    @post(
+        "/{delivery_id:int}/retry",
+        summary="Send one delivery again, from a fresh schedule",
+        status_code=202,
+        responses=error_responses(400, 401, 403, 404, 422, 503),
+    )
     async def retry_delivery(
         self, state: State, delivery_id: Annotated[int, Parameter(ge=1, le=MAX_INT64)]
     ) -> dict[str, Any]:
@@ -224,4 +247,9 @@ class DeliveriesController(Controller):
 
 
 def admin_router(token: str | None) -> Router:
-    return Router(path="/", route_handlers=[ChannelsController, DeliveriesController], guards=[admin_guard(token)])
+    return Router(
+        path="/",
+        route_handlers=[ChannelsController, DeliveriesController],
+        guards=[admin_guard(token)],
+        security=ADMIN_SECURITY,
+    )
