@@ -15,6 +15,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ControllerRouterHandler, LifespanHook
 
@@ -214,6 +215,29 @@ def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRou
     return [healthz, readyz, metrics]
 
 
+class _AllowedMethods:
+    """Litestar answers ``OPTIONS`` from the route of one of the handlers declared at a path, naming only
+    its methods (``OPTIONS /channels/x`` named DELETE, not GET and PATCH). This ``before_request`` hook
+    answers it instead, with every method of the path (the app's merged routes, known once it is built)."""
+
+    def __init__(self) -> None:
+        self.by_path: dict[str, str] = {}
+
+    def learn(self, app: Litestar) -> Litestar:
+        for route in app.routes:
+            if isinstance(route, HTTPRoute):
+                self.by_path[route.path] = ", ".join(sorted(route.methods))
+        return app
+
+    def __call__(self, request: Request[Any, Any, Any]) -> Response[None] | None:
+        if request.method != "OPTIONS":
+            return None
+        allowed = next((self.by_path[p] for p in request.route_handler.paths if p in self.by_path), None)
+        if allowed is None:
+            return None
+        return Response(None, status_code=204, headers={"Allow": allowed})
+
+
 def create_service_app(
     service: str,
     route_handlers: Sequence[ControllerRouterHandler],
@@ -227,7 +251,8 @@ def create_service_app(
     **kwargs: Any,
 ) -> Litestar:
     """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``."""
-    return Litestar(
+    allowed = _AllowedMethods()
+    app = Litestar(
         route_handlers=[*route_handlers, *_health_handlers(readiness or {})],
         exception_handlers={
             HTTPException: _http_exception_handler,
@@ -248,5 +273,7 @@ def create_service_app(
         response_headers=None,
         # Logging is configured once per process by libs.logs; Litestar's own config would replace it.
         logging_config=None,
+        before_request=allowed,
         **kwargs,
     )
+    return allowed.learn(app)

@@ -148,7 +148,7 @@ class ChannelsController(Controller):
         channels = await _registry(state).store.list_channels()
         return {"channels": [channel_view(c) for c in channels]}
 
-    @get("/{name:str}", summary="One channel", responses=error_responses(401, 403, 404, 503))
+    @get("/{name:str}", summary="One channel", responses=error_responses(400, 401, 403, 404, 503))
     async def get_channel(self, state: State, name: str) -> dict[str, Any]:
         try:
             return channel_view(await _registry(state).get(_known(name)))
@@ -179,7 +179,7 @@ class ChannelsController(Controller):
         "/{name:str}",
         summary="Delete a channel (and a jetstream channel's consumer)",
         status_code=204,
-        responses=error_responses(401, 403, 404, 503),
+        responses=error_responses(400, 401, 403, 404, 503),
     )
     async def delete_channel(self, state: State, name: str) -> None:
         try:
