@@ -10,14 +10,17 @@ from typing import Annotated, Any
 import msgspec
 import sqlalchemy.exc
 from litestar import Litestar, Request, Response, get
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components, Schema, SecurityScheme
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ControllerRouterHandler, LifespanHook
+from litestar.typing import FieldDefinition
 
 from libs.metrics import CONTENT_TYPE_LATEST, render_metrics
 
@@ -215,6 +218,22 @@ def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRou
     return [healthz, readyz, metrics]
 
 
+class _ClosedStructs(StructSchemaPlugin):
+    """A msgspec Struct declared ``forbid_unknown_fields`` is refused (400) with any other field: its schema
+    says so with ``additionalProperties: false``, which Litestar's own Struct plugin leaves out."""
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        if not super().is_plugin_supported_field(field_definition):
+            return False
+        info = msgspec.inspect.type_info(field_definition.type_)
+        return isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        schema.additional_properties = False
+        return schema
+
+
 class _AllowedMethods:
     """Litestar answers ``OPTIONS`` from the route of one of the handlers declared at a path, naming only
     its methods (``OPTIONS /channels/x`` named DELETE, not GET and PATCH). This ``before_request`` hook
@@ -274,6 +293,7 @@ def create_service_app(
         # Logging is configured once per process by libs.logs; Litestar's own config would replace it.
         logging_config=None,
         before_request=allowed,
+        plugins=[_ClosedStructs(), *kwargs.pop("plugins", [])],
         **kwargs,
     )
     return allowed.learn(app)

@@ -135,3 +135,11 @@ def test_options_names_every_method_of_the_path(tmp_path: Path) -> None:
     notifier, inventory = TestClient(apps["channel-notifier"]), TestClient(apps["inventory"])
     assert notifier.options("/channels/x", headers=auth).headers["allow"] == "DELETE, GET, OPTIONS, PATCH"
     assert inventory.options("/reservations/r1", headers=auth).headers["allow"] == "DELETE, GET, OPTIONS"
+
+
+def test_bodies_that_refuse_unknown_fields_say_so(tmp_path: Path) -> None:
+    schemas = _document(_apps(tmp_path)["channel-notifier"])["components"]["schemas"]
+    for name in ["ChannelIn", "ChannelPatch", "FiltersIn", "ReplayIn"]:
+        assert schemas[name]["additionalProperties"] is False, name
+    assert schemas["ChannelIn"]["properties"]["name"]["pattern"]
+    assert schemas["ChannelIn"]["properties"]["kind"]["enum"] == ["webhook", "jetstream"]
