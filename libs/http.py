@@ -17,6 +17,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, Schema, SecurityScheme
+from litestar.params import Parameter
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ControllerRouterHandler, LifespanHook
@@ -34,6 +35,7 @@ __all__ = [
     "create_service_app",
     "error_response",
     "error_responses",
+    "int64_parameter",
 ]
 
 log = logging.getLogger("stockwire.http")
@@ -43,6 +45,12 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 MAX_INT64 = 2**63 - 1
 """The largest integer a BIGINT column (SQLite INTEGER, PostgreSQL BIGINT) holds: the bound of every id,
 version or cursor an API takes (``Parameter(le=MAX_INT64)``, ``msgspec.Meta(le=MAX_INT64)``)."""
+
+
+def int64_parameter(**kwargs: Any) -> Any:
+    """``Parameter(...)`` for an id, version or cursor: at most :data:`MAX_INT64`, and so in the document
+    (Litestar writes ``le`` as a float, 2^63, which would let one value too many through)."""
+    return Parameter(le=MAX_INT64, schema_extra={"maximum": MAX_INT64}, **kwargs)
 
 
 class ApiError(HTTPException):

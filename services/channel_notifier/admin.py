@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
+from litestar.openapi.spec import OpenAPIType
 from litestar.params import Parameter
 
-from libs.http import ADMIN_SECURITY, MAX_INT64, ApiError, admin_guard, error_responses
+from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_responses, int64_parameter
 from libs.urlpolicy import MAX_URL_LENGTH
 
 from .domain.channel import (
@@ -54,6 +55,13 @@ def _documented(**schema: Any) -> msgspec.Meta:
 _Name = Annotated[_Text, _documented(pattern=CHANNEL_NAME_PATTERN.pattern)]
 _Kind = Annotated[_Text, _documented(enum=list(CHANNEL_KINDS))]
 _Buffer = Annotated[int, _documented(minimum=0, maximum=MAX_BUFFER)]
+
+
+# A path name that does not match is answered 404 (no channel can have it).
+_ChannelName = Annotated[
+    str, Parameter(description="A channel name", schema_extra={"pattern": CHANNEL_NAME_PATTERN.pattern})
+]
+_STATUSES = [s.value for s in DeliveryStatus]
 
 
 class ChannelIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -162,7 +170,7 @@ class ChannelsController(Controller):
         return {"channels": [channel_view(c) for c in channels]}
 
     @get("/{name:str}", summary="One channel", responses=error_responses(400, 401, 403, 404, 503))
-    async def get_channel(self, state: State, name: str) -> dict[str, Any]:
+    async def get_channel(self, state: State, name: _ChannelName) -> dict[str, Any]:
         try:
             return channel_view(await _registry(state).get(_known(name)))
         except _EXPECTED as exc:
@@ -173,7 +181,7 @@ class ChannelsController(Controller):
         summary="Change a channel (url, secrets, filters, buffer, enabled)",
         responses=error_responses(400, 401, 403, 404, 413, 422, 503),
     )
-    async def update_channel(self, state: State, name: str, data: ChannelPatch) -> Response[dict[str, Any]]:
+    async def update_channel(self, state: State, name: _ChannelName, data: ChannelPatch) -> Response[dict[str, Any]]:
         try:
             changes = ChannelChanges(
                 url=data.url,
@@ -194,7 +202,7 @@ class ChannelsController(Controller):
         status_code=204,
         responses=error_responses(400, 401, 403, 404, 503),
     )
-    async def delete_channel(self, state: State, name: str) -> None:
+    async def delete_channel(self, state: State, name: _ChannelName) -> None:
         try:
             await _registry(state).delete(_known(name))
         except _EXPECTED as exc:
@@ -208,10 +216,12 @@ class ChannelsController(Controller):
     async def list_deliveries(
         self,
         state: State,
-        name: str,
-        status: str | None = None,
+        name: _ChannelName,
+        status: str | None = Parameter(
+            default=None, schema_extra={"one_of": None, "type": OpenAPIType.STRING, "enum": _STATUSES}
+        ),
         limit: int = Parameter(default=100, ge=1, le=_MAX_PAGE),
-        after_id: int = Parameter(default=0, ge=0, le=MAX_INT64),
+        after_id: int = int64_parameter(default=0, ge=0),
     ) -> dict[str, Any]:
         if status is not None and status not in {s.value for s in DeliveryStatus}:
             raise ApiError(400, "invalid_status", f"status must be one of {', '.join(s.value for s in DeliveryStatus)}")
@@ -230,7 +240,7 @@ class ChannelsController(Controller):
         status_code=202,
         responses=error_responses(400, 401, 403, 404, 413, 422, 503),
     )
-    async def replay_channel(self, state: State, name: str, data: ReplayIn) -> dict[str, Any]:
+    async def replay_channel(self, state: State, name: _ChannelName, data: ReplayIn) -> dict[str, Any]:
         since = data.since if data.since.tzinfo else data.since.replace(tzinfo=dt.UTC)
         try:
             counts = await _registry(state).replay(_known(name), since)
@@ -250,7 +260,9 @@ class DeliveriesController(Controller):
         responses=error_responses(400, 401, 403, 404, 422, 503),
     )
     async def retry_delivery(
-        self, state: State, delivery_id: Annotated[int, Parameter(ge=1, le=MAX_INT64)]
+        self,
+        state: State,
+        delivery_id: Annotated[int, int64_parameter(ge=1)],
     ) -> dict[str, Any]:
         try:
             record = await _registry(state).retry(delivery_id)

@@ -16,7 +16,7 @@ from litestar.openapi.spec import OpenAPIType
 from litestar.params import KwargDefinition, Parameter
 from litestar.types import ControllerRouterHandler
 
-from libs.http import ADMIN_SECURITY, MAX_INT64, ApiError, admin_guard, error_responses
+from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_responses, int64_parameter
 
 from .domain.events import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
 from .domain.ledger import CartAnswer, CartResult
@@ -216,13 +216,7 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
                 schema_extra={"type": OpenAPIType.STRING, "format": None, "min_length": 1},
             ),
         ],
-        after: int = Parameter(
-            default=0,
-            ge=0,
-            le=MAX_INT64,
-            description="Ledger: rows with a version above this",
-            schema_extra={"maximum": MAX_INT64},
-        ),
+        after: int = int64_parameter(default=0, ge=0, description="Ledger: rows with a version above this"),
         limit: int = Parameter(default=100, ge=1, le=1000, description="Ledger: at most this many rows"),
     ) -> dict[str, Any]:
         segments = _segments(request, "/skus/")

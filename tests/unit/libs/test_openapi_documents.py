@@ -74,6 +74,9 @@ def test_every_document_is_valid_openapi_and_every_error_is_error_detail(tmp_pat
                 assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
         for parameter in op.get("parameters", []):
             assert parameter["schema"].get("format") != "uri", (method, path, parameter["name"])
+            # A float bound past 2^53 is not the integer meant (2^63 - 1 written as 2^63).
+            maximum = parameter["schema"].get("maximum")
+            assert not (isinstance(maximum, float) and maximum > 2**53), (method, path, parameter["name"])
 
 
 @pytest.mark.parametrize("service", ["inventory", "channel-notifier"])
