@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -14,20 +15,22 @@ from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIType
 from litestar.params import KwargDefinition, Parameter
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
-from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_responses, int64_parameter
+from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_response, error_responses, int64_parameter
 
 from .domain.events import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
 from .domain.ledger import CartAnswer, CartResult
 from .domain.model import LedgerEntry, Reservation
 from .metrics import OVERSELL_REJECTIONS
 from .service_layer import handlers
-from .service_layer.unit_of_work import UnitOfWorkFactory
+from .service_layer.unit_of_work import StoreUnavailable, UnitOfWorkFactory
 from .settings import InventorySettings
 from .store.reads import InventoryReader, reservation_json
 
 __all__ = ["LineIn", "ReservationRequest", "route_handlers"]
+
+log = logging.getLogger("stockwire.inventory")
 
 
 # The bounds below are documentation (KwargDefinition, which msgspec ignores): the handler checks the
@@ -133,6 +136,15 @@ def _ttl(request: ReservationRequest, settings: InventorySettings) -> float:
     return ttl
 
 
+def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """The store cannot write (locked past its timeout, a PostgreSQL server gone): nothing was applied."""
+    log.warning("%s %s -> 503: the store cannot write: %s", request.method, request.url.path, exc)
+    return error_response(503, "unavailable", "the store cannot write now; nothing was applied; retry")
+
+
+_WRITES_UNAVAILABLE: ExceptionHandlersMap = {StoreUnavailable: _unavailable}
+
+
 def route_handlers(settings: InventorySettings, admin_token: str | None) -> list[ControllerRouterHandler]:
     guard = admin_guard(admin_token)
     request_type = _request_type(settings)
@@ -145,13 +157,16 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
         summary="Reserve every line, or none",
         description="201 with the reservation; 409 naming each short line; repeating a request returns 200.",
         signature_namespace={"ReservationRequest": request_type},
+        exception_handlers=_WRITES_UNAVAILABLE,
         responses={
             200: ResponseSpec(
                 dict[str, Any],
                 description="The same request again: the reservation as it stands",
                 generate_examples=False,
             ),
-            **error_responses(400, 401, 403, 409, 413, 422, s409="Not enough stock, or the id names another request"),
+            **error_responses(
+                400, 401, 403, 409, 413, 422, 503, s409="Not enough stock, or the id names another request"
+            ),
         },
     )
     async def create_reservation(data: ReservationRequest, state: State) -> Response[dict[str, Any]]:
@@ -170,7 +185,8 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
         security=ADMIN_SECURITY,
         status_code=200,
         summary="Release a checkout reservation",
-        responses=error_responses(400, 401, 403, 404),
+        responses=error_responses(400, 401, 403, 404, 503),
+        exception_handlers=_WRITES_UNAVAILABLE,
     )
     async def release_reservation(
         request: Request[Any, Any, Any], state: State, reservation_id: _PathId
