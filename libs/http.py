@@ -5,26 +5,37 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import sqlalchemy.exc
 from litestar import Litestar, Request, Response, get
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Components, Schema, SecurityScheme
+from litestar.params import Parameter
+from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ControllerRouterHandler, LifespanHook
+from litestar.typing import FieldDefinition
 
 from libs.metrics import CONTENT_TYPE_LATEST, render_metrics
 
 __all__ = [
+    "ADMIN_SECURITY",
     "MAX_INT64",
     "ApiError",
+    "ErrorBody",
     "ReadinessCheck",
     "admin_guard",
     "create_service_app",
     "error_response",
+    "error_responses",
+    "int64_parameter",
 ]
 
 log = logging.getLogger("stockwire.http")
@@ -36,6 +47,12 @@ MAX_INT64 = 2**63 - 1
 version or cursor an API takes (``Parameter(le=MAX_INT64)``, ``msgspec.Meta(le=MAX_INT64)``)."""
 
 
+def int64_parameter(**kwargs: Any) -> Any:
+    """``Parameter(...)`` for an id, version or cursor: at most :data:`MAX_INT64`, and so in the document
+    (Litestar writes ``le`` as a float, 2^63, which would let one value too many through)."""
+    return Parameter(le=MAX_INT64, schema_extra={"maximum": MAX_INT64}, **kwargs)
+
+
 class ApiError(HTTPException):
     """An error with a stable machine-readable ``code`` besides the human ``detail``."""
 
@@ -43,6 +60,52 @@ class ApiError(HTTPException):
         super().__init__(status_code=status_code, detail=detail)
         self.code = code
         self.fields = extra
+
+
+class ErrorBody(msgspec.Struct):
+    """The body of every 4xx/5xx answer, as the OpenAPI documents show it. Some errors add fields
+    (``problems``, ``short``, ``first_body_sha256``): the schema leaves extra properties open."""
+
+    error: Annotated[str, msgspec.Meta(min_length=1, description="A stable machine-readable code, e.g. `not_found`.")]
+    detail: Annotated[str, msgspec.Meta(min_length=1, description="What went wrong, for a human.")]
+
+
+ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+"""The OpenAPI ``security`` of every operation behind :func:`admin_guard`."""
+
+_SECURITY_SCHEMES = {
+    "bearer": SecurityScheme(
+        type="http",
+        scheme="bearer",
+        description="The admin token (STOCKWIRE_ADMIN_TOKEN or [admin] token), as `Authorization: Bearer <token>`.",
+    )
+}
+
+_ERROR_DESCRIPTIONS = {
+    400: "The request is malformed: a parameter or body that does not fit its schema",
+    401: "No valid admin bearer token",
+    403: "The admin API is disabled (no admin token configured)",
+    404: "No such resource",
+    409: "Conflicts with what is stored",
+    413: "The body is over the size limit",
+    415: "The body is not JSON",
+    422: "Well-formed, but a value cannot be used",
+    431: "A header, or the header block, is over its limit",
+    503: "A dependency (NATS, the store) is unavailable; retry",
+}
+
+
+def error_responses(*statuses: int, **descriptions: str) -> dict[int, ResponseSpec]:
+    """OpenAPI ``responses=`` for a handler: each of ``statuses`` answered with :class:`ErrorBody`.
+    ``descriptions`` (keyed ``s409`` and so on) replace the default description of a status."""
+    return {
+        status: ResponseSpec(
+            ErrorBody,
+            description=descriptions.get(f"s{status}", _ERROR_DESCRIPTIONS.get(status, "Error")),
+            generate_examples=False,
+        )
+        for status in statuses
+    }
 
 
 def error_response(status: int, code: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
@@ -127,11 +190,16 @@ def admin_guard(token: str | None) -> Callable[[ASGIConnection[Any, Any, Any, An
 
 
 def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRouterHandler]:
-    @get("/healthz", include_in_schema=False, sync_to_thread=False)
+    @get("/healthz", sync_to_thread=False, summary="Liveness", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/readyz", include_in_schema=False)
+    @get(
+        "/readyz",
+        summary="Readiness: each check and whether it passes",
+        tags=["health"],
+        responses={503: ResponseSpec(dict[str, Any], description="A check fails", generate_examples=False)},
+    )
     async def readyz() -> Response[dict[str, Any]]:
         results: dict[str, bool] = {}
         for name, check in checks.items():
@@ -145,11 +213,56 @@ def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRou
             {"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503
         )
 
-    @get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE_LATEST, sync_to_thread=False)
+    @get(
+        "/metrics",
+        media_type=CONTENT_TYPE_LATEST,
+        sync_to_thread=False,
+        summary="Prometheus metrics (text exposition format)",
+        tags=["health"],
+    )
     def metrics() -> Response[bytes]:
         return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
     return [healthz, readyz, metrics]
+
+
+class _ClosedStructs(StructSchemaPlugin):
+    """A msgspec Struct declared ``forbid_unknown_fields`` is refused (400) with any other field: its schema
+    says so with ``additionalProperties: false``, which Litestar's own Struct plugin leaves out."""
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        if not super().is_plugin_supported_field(field_definition):
+            return False
+        info = msgspec.inspect.type_info(field_definition.type_)
+        return isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        schema.additional_properties = False
+        return schema
+
+
+class _AllowedMethods:
+    """Litestar answers ``OPTIONS`` from the route of one of the handlers declared at a path, naming only
+    its methods (``OPTIONS /channels/x`` named DELETE, not GET and PATCH). This ``before_request`` hook
+    answers it instead, with every method of the path (the app's merged routes, known once it is built)."""
+
+    def __init__(self) -> None:
+        self.by_path: dict[str, str] = {}
+
+    def learn(self, app: Litestar) -> Litestar:
+        for route in app.routes:
+            if isinstance(route, HTTPRoute):
+                self.by_path[route.path] = ", ".join(sorted(route.methods))
+        return app
+
+    def __call__(self, request: Request[Any, Any, Any]) -> Response[None] | None:
+        if request.method != "OPTIONS":
+            return None
+        allowed = next((self.by_path[p] for p in request.route_handler.paths if p in self.by_path), None)
+        if allowed is None:
+            return None
+        return Response(None, status_code=204, headers={"Allow": allowed})
 
 
 def create_service_app(
@@ -165,7 +278,8 @@ def create_service_app(
     **kwargs: Any,
 ) -> Litestar:
     """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``."""
-    return Litestar(
+    allowed = _AllowedMethods()
+    app = Litestar(
         route_handlers=[*route_handlers, *_health_handlers(readiness or {})],
         exception_handlers={
             HTTPException: _http_exception_handler,
@@ -176,11 +290,18 @@ def create_service_app(
         on_shutdown=list(on_shutdown),
         lifespan=list(lifespan),
         openapi_config=OpenAPIConfig(
-            title=f"Stockwire {service}", version="0.1.0", description=description, path="/schema"
+            title=f"Stockwire {service}",
+            version="0.1.0",
+            description=description,
+            path="/schema",
+            components=Components(security_schemes=dict(_SECURITY_SCHEMES)),
         ),
         request_max_body_size=request_max_body_size,
         response_headers=None,
         # Logging is configured once per process by libs.logs; Litestar's own config would replace it.
         logging_config=None,
+        before_request=allowed,
+        plugins=[_ClosedStructs(), *kwargs.pop("plugins", [])],
         **kwargs,
     )
+    return allowed.learn(app)

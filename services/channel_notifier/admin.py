@@ -8,13 +8,16 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
+from litestar.openapi.spec import OpenAPIType
 from litestar.params import Parameter
 
-from libs.http import MAX_INT64, ApiError, admin_guard
+from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_responses, int64_parameter
 from libs.urlpolicy import MAX_URL_LENGTH
 
 from .domain.channel import (
+    CHANNEL_KINDS,
     CHANNEL_NAME_PATTERN,
+    MAX_BUFFER,
     Channel,
     ChannelError,
     ChannelFilters,
@@ -43,14 +46,32 @@ class FiltersIn(msgspec.Struct, forbid_unknown_fields=True):
         return ChannelFilters.build(self.skus, self.kinds)
 
 
+def _documented(**schema: Any) -> msgspec.Meta:
+    """Bounds for the OpenAPI document only (Litestar reads ``extra_json_schema["extra"]``): the domain
+    checks them and answers 422 naming the rule, where msgspec would answer a bare 400."""
+    return msgspec.Meta(extra_json_schema={"extra": schema})
+
+
+_Name = Annotated[_Text, _documented(pattern=CHANNEL_NAME_PATTERN.pattern)]
+_Kind = Annotated[_Text, _documented(enum=list(CHANNEL_KINDS))]
+_Buffer = Annotated[int, _documented(minimum=0, maximum=MAX_BUFFER)]
+
+
+# A path name that does not match is answered 404 (no channel can have it).
+_ChannelName = Annotated[
+    str, Parameter(description="A channel name", schema_extra={"pattern": CHANNEL_NAME_PATTERN.pattern})
+]
+_STATUSES = [s.value for s in DeliveryStatus]
+
+
 class ChannelIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: _Text
-    kind: _Text = "webhook"
+    name: _Name
+    kind: _Kind = "webhook"
     url: _Url | None = None
     secret: _Text | None = None
     secrets: _Secrets = []
     filters: FiltersIn | None = None
-    buffer: int = 0
+    buffer: _Buffer = 0
     enabled: bool = True
 
 
@@ -61,7 +82,7 @@ class ChannelPatch(msgspec.Struct, forbid_unknown_fields=True):
     generate_secret: bool = False
     """Add a newly generated secret in front of the others; the answer carries it once."""
     filters: FiltersIn | None = None
-    buffer: int | None = None
+    buffer: _Buffer | None = None
     enabled: bool | None = None
 
 
@@ -124,7 +145,9 @@ class ChannelsController(Controller):
     path = "/channels"
     tags = ["channels"]
 
-    @post("/", summary="Register a channel", status_code=201)
+    @post(
+        "/", summary="Register a channel", status_code=201, responses=error_responses(400, 401, 403, 409, 413, 422, 503)
+    )
     async def create_channel(self, state: State, data: ChannelIn) -> Response[dict[str, Any]]:
         try:
             filters = (data.filters or FiltersIn()).build()
@@ -141,20 +164,24 @@ class ChannelsController(Controller):
             raise _translate(exc) from None
         return _created(result, 201)
 
-    @get("/", summary="List channels")
+    @get("/", summary="List channels", responses=error_responses(401, 403))
     async def list_channels(self, state: State) -> dict[str, Any]:
         channels = await _registry(state).uow.run(lambda tx: tx.channels())
         return {"channels": [channel_view(c) for c in channels]}
 
-    @get("/{name:str}", summary="One channel")
-    async def get_channel(self, state: State, name: str) -> dict[str, Any]:
+    @get("/{name:str}", summary="One channel", responses=error_responses(400, 401, 403, 404, 503))
+    async def get_channel(self, state: State, name: _ChannelName) -> dict[str, Any]:
         try:
             return channel_view(await _registry(state).get(_known(name)))
         except _EXPECTED as exc:
             raise _translate(exc) from None
 
-    @patch("/{name:str}", summary="Change a channel (url, secrets, filters, buffer, enabled)")
-    async def update_channel(self, state: State, name: str, data: ChannelPatch) -> Response[dict[str, Any]]:
+    @patch(
+        "/{name:str}",
+        summary="Change a channel (url, secrets, filters, buffer, enabled)",
+        responses=error_responses(400, 401, 403, 404, 413, 422, 503),
+    )
+    async def update_channel(self, state: State, name: _ChannelName, data: ChannelPatch) -> Response[dict[str, Any]]:
         try:
             changes = ChannelChanges(
                 url=data.url,
@@ -169,21 +196,32 @@ class ChannelsController(Controller):
             raise _translate(exc) from None
         return _created(result, 200)
 
-    @delete("/{name:str}", summary="Delete a channel (and a jetstream channel's consumer)", status_code=204)
-    async def delete_channel(self, state: State, name: str) -> None:
+    @delete(
+        "/{name:str}",
+        summary="Delete a channel (and a jetstream channel's consumer)",
+        status_code=204,
+        responses=error_responses(400, 401, 403, 404, 503),
+    )
+    async def delete_channel(self, state: State, name: _ChannelName) -> None:
         try:
             await _registry(state).delete(_known(name))
         except _EXPECTED as exc:
             raise _translate(exc) from None
 
-    @get("/{name:str}/deliveries", summary="A channel's deliveries (one per SKU), by status")
+    @get(
+        "/{name:str}/deliveries",
+        summary="A channel's deliveries (one per SKU), by status",
+        responses=error_responses(400, 401, 403, 404, 503),
+    )
     async def list_deliveries(
         self,
         state: State,
-        name: str,
-        status: str | None = None,
+        name: _ChannelName,
+        status: str | None = Parameter(
+            default=None, schema_extra={"one_of": None, "type": OpenAPIType.STRING, "enum": _STATUSES}
+        ),
         limit: int = Parameter(default=100, ge=1, le=_MAX_PAGE),
-        after_id: int = Parameter(default=0, ge=0, le=MAX_INT64),
+        after_id: int = int64_parameter(default=0, ge=0),
     ) -> dict[str, Any]:
         if status is not None and status not in {s.value for s in DeliveryStatus}:
             raise ApiError(400, "invalid_status", f"status must be one of {', '.join(s.value for s in DeliveryStatus)}")
@@ -196,8 +234,13 @@ class ChannelsController(Controller):
             "next_after_id": records[-1].id if len(records) == limit else None,
         }
 
-    @post("/{name:str}/replay", summary="Send again what changed since a point in time", status_code=202)
-    async def replay_channel(self, state: State, name: str, data: ReplayIn) -> dict[str, Any]:
+    @post(
+        "/{name:str}/replay",
+        summary="Send again what changed since a point in time",
+        status_code=202,
+        responses=error_responses(400, 401, 403, 404, 413, 422, 503),
+    )
+    async def replay_channel(self, state: State, name: _ChannelName, data: ReplayIn) -> dict[str, Any]:
         since = data.since if data.since.tzinfo else data.since.replace(tzinfo=dt.UTC)
         try:
             counts = await _registry(state).replay(_known(name), since)
@@ -210,9 +253,16 @@ class DeliveriesController(Controller):
     path = "/deliveries"
     tags = ["deliveries"]
 
-    @post("/{delivery_id:int}/retry", summary="Send one delivery again, from a fresh schedule", status_code=202)
+    @post(
+        "/{delivery_id:int}/retry",
+        summary="Send one delivery again, from a fresh schedule",
+        status_code=202,
+        responses=error_responses(400, 401, 403, 404, 422, 503),
+    )
     async def retry_delivery(
-        self, state: State, delivery_id: Annotated[int, Parameter(ge=1, le=MAX_INT64)]
+        self,
+        state: State,
+        delivery_id: Annotated[int, int64_parameter(ge=1)],
     ) -> dict[str, Any]:
         try:
             record = await _registry(state).retry(delivery_id)
@@ -222,4 +272,9 @@ class DeliveriesController(Controller):
 
 
 def admin_router(token: str | None) -> Router:
-    return Router(path="/", route_handlers=[ChannelsController, DeliveriesController], guards=[admin_guard(token)])
+    return Router(
+        path="/",
+        route_handlers=[ChannelsController, DeliveriesController],
+        guards=[admin_guard(token)],
+        security=ADMIN_SECURITY,
+    )

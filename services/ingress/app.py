@@ -7,23 +7,30 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from litestar import Litestar, Request, Response, post
 from litestar.datastructures import State
+from litestar.enums import ParamType
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.openapi.spec import Parameter as OpenAPIParameter
+from litestar.params import Parameter
 
 from libs.bus import connect, jetstream
 from libs.config import SourceSettings, StockwireSettings, load_service_config
-from libs.http import create_service_app, error_response
+from libs.http import create_service_app, error_response, error_responses
 from libs.logs import setup_logging
 from libs.natsserver import sync_warning
 from libs.store import database_url
+from libs.subjects import EVENT_TYPE_PATTERN, SOURCE_PATTERN
 
 from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
 from .publisher import DurableWriter, Outcome, StoreUnavailable
 from .settings import IngressSettings
 from .spool import Spool
-from .webhook import WebhookRejected, accept_webhook, check_header_block, check_size
+from .webhook import HEADER_LIMITS, WebhookRejected, accept_webhook, check_header_block, check_size
 
 __all__ = ["build_app", "create_app"]
 
@@ -38,16 +45,119 @@ def _reject(source: str, exc: WebhookRejected, started: float) -> Response[dict[
     return error_response(exc.status, exc.code, exc.detail)
 
 
+_SIGNATURE_HEADERS = {
+    "x-webhook-signature": "Commerce Engine sources: `sha256=<hex HMAC-SHA256 of the body>`; several, comma-separated, "
+    "during a secret rotation.",
+    "webhook-id": "Standard Webhooks sources: the event id (also the id ingress deduplicates on).",
+    "webhook-timestamp": "Standard Webhooks sources: Unix seconds; refused outside the source's tolerance.",
+    "webhook-signature": "Standard Webhooks sources: `v1,<base64 HMAC-SHA256>`, space-separated.",
+}
+
+
+@dataclass
+class _WebhookOperation(Operation):
+    """The webhook operation as the handler reads it: the raw body, never parsed before the signature
+    holds (so no ``data`` argument), and the signature headers of each source scheme."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            description="The producer's event, as signed (at most `max_body_bytes`, nesting at most 32 levels). "
+            "Commerce Engine: `id` and `event_type` in the body; Standard Webhooks: the id in `webhook-id`, "
+            "the type in `type` (or `event_type`).",
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        properties={
+                            "id": Schema(
+                                one_of=[
+                                    Schema(type=OpenAPIType.STRING, min_length=1, max_length=256),
+                                    Schema(type=OpenAPIType.INTEGER),
+                                ]
+                            ),
+                            "event_type": Schema(type=OpenAPIType.STRING, pattern=EVENT_TYPE_PATTERN.pattern),
+                            "type": Schema(type=OpenAPIType.STRING, pattern=EVENT_TYPE_PATTERN.pattern),
+                        },
+                    )
+                )
+            },
+        )
+        headers = [
+            OpenAPIParameter(
+                name=name,
+                param_in=ParamType.HEADER,
+                required=False,
+                description=description,
+                schema=Schema(type=OpenAPIType.STRING, max_length=HEADER_LIMITS[name]),
+            )
+            for name, description in _SIGNATURE_HEADERS.items()
+        ]
+        self.parameters = [*(self.parameters or []), *headers]
+
+
+_ACCEPTED = ResponseSpec(
+    dict[str, Any],
+    description='Durable in JetStream (`{"status": "accepted", "stream_seq": n}`), or already received with '
+    'the same body (`{"status": "duplicate"}`)',
+    generate_examples=False,
+)
+_SPOOLED = ResponseSpec(
+    dict[str, Any],
+    description="JetStream is away: the event is durable in the local spool and will be published "
+    '(`{"status": "spooled"}`)',
+    generate_examples=False,
+)
+
+
+_SourceName = Annotated[str, Parameter(description="A configured source name")]
+"""The path parameter; each app's document lists its configured names (see ``signature_namespace``)."""
+
+
 def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSettings) -> Any:
     limit = settings.max_body_bytes
+    # Any other name is answered 404: the document lists the configured ones.
+    source_schema: dict[str, Any] = (
+        {"enum": sorted(sources)} if sources else {"pattern": SOURCE_PATTERN.pattern, "max_length": 64}
+    )
 
     @post(
         "/webhooks/{source:str}",
         request_max_body_size=limit + 1,
         summary="Receive a signed webhook",
         description="Verifies the source's signature and answers once the event is durable (design §3).",
+        status_code=200,
+        operation_class=_WebhookOperation,
+        signature_namespace={
+            "_SourceName": Annotated[str, Parameter(description="A configured source name", schema_extra=source_schema)]
+        },
+        responses={
+            200: _ACCEPTED,
+            202: _SPOOLED,
+            **error_responses(
+                400,
+                401,
+                404,
+                409,
+                413,
+                415,
+                422,
+                431,
+                503,
+                s400="Malformed JSON, a body nested too deeply, or a bad Content-Length",
+                s401="The signature does not verify (missing, wrong secret, or a timestamp out of tolerance)",
+                s404="No source of that name is configured",
+                s409="The event id was first received with another body; the first stands "
+                "(`first_body_sha256` names it)",
+                s422="Signed, but the event has no usable id or event type",
+                s503="Neither JetStream nor the spool can take the event; retry",
+            ),
+        },
     )
-    async def receive_webhook(source: str, request: Request[Any, Any, State]) -> Response[dict[str, Any]]:
+    async def receive_webhook(
+        source: _SourceName,
+        request: Request[Any, Any, State],
+    ) -> Response[dict[str, Any]]:
         started = time.perf_counter()
         config = sources.get(source)
         if config is None:

@@ -2,42 +2,77 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import quote, unquote
 
+import msgspec
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
-from litestar.types import ControllerRouterHandler
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIType
+from litestar.params import KwargDefinition, Parameter
+from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
-from libs.http import MAX_INT64, ApiError, admin_guard
+from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_response, error_responses, int64_parameter
 
 from .domain.events import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
 from .domain.ledger import CartAnswer, CartResult
 from .domain.model import LedgerEntry, Reservation
 from .metrics import OVERSELL_REJECTIONS
 from .service_layer import handlers
-from .service_layer.unit_of_work import UnitOfWorkFactory
+from .service_layer.unit_of_work import StoreUnavailable, UnitOfWorkFactory
 from .settings import InventorySettings
 from .store.reads import InventoryReader, reservation_json
 
 __all__ = ["LineIn", "ReservationRequest", "route_handlers"]
 
-
-@dataclass
-class LineIn:
-    sku: str
-    qty: int
+log = logging.getLogger("stockwire.inventory")
 
 
-@dataclass
-class ReservationRequest:
-    reservation_id: str
+# The bounds below are documentation (KwargDefinition, which msgspec ignores): the handler checks the
+# same bounds and answers 422 naming the field, as it always has; the OpenAPI document now says so.
+_Id = Annotated[
+    str, KwargDefinition(min_length=1, max_length=MAX_ID_LENGTH, description="1 to 200 printable characters")
+]
+
+
+class LineIn(msgspec.Struct):
+    sku: _Id
+    qty: Annotated[int, KwargDefinition(ge=1, le=MAX_QTY)]
+
+
+class ReservationRequest(msgspec.Struct):
+    reservation_id: _Id
     lines: list[LineIn]
     ttl_s: float | None = None
+
+
+def _request_type(settings: InventorySettings) -> type[ReservationRequest]:
+    """:class:`ReservationRequest` with this configuration's bounds on ``lines`` and ``ttl_s`` in its schema."""
+    lines = Annotated[list[LineIn], KwargDefinition(min_items=1, max_items=settings.max_lines)]
+    ttl = Annotated[float | None, KwargDefinition(ge=1, le=settings.max_reservation_ttl_s)]
+    return msgspec.defstruct(  # type: ignore[return-value]
+        "ReservationRequest",
+        [("lines", lines), ("ttl_s", ttl, None)],
+        bases=(ReservationRequest,),
+        module=__name__,
+    )
+
+
+# A path segment as the handlers read it: an id or SKU, with `/` in it sent as `%2F`.
+_PathId = Annotated[
+    Path,
+    Parameter(
+        description="1 to 200 printable characters; a `/` in it is sent encoded (`%2F`)",
+        # In the schema only: the value reaches the handler as a Path (the raw path is what it reads).
+        schema_extra={"type": OpenAPIType.STRING, "format": None, "min_length": 1, "max_length": MAX_ID_LENGTH},
+    ),
+]
+_CART = ResponseSpec(dict[str, Any], description="The reservation", generate_examples=False)
 
 
 def _segments(request: Request[Any, Any, Any], prefix: str) -> list[str]:
@@ -101,15 +136,38 @@ def _ttl(request: ReservationRequest, settings: InventorySettings) -> float:
     return ttl
 
 
+def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """The store cannot write (locked past its timeout, a PostgreSQL server gone): nothing was applied."""
+    log.warning("%s %s -> 503: the store cannot write: %s", request.method, request.url.path, exc)
+    return error_response(503, "unavailable", "the store cannot write now; nothing was applied; retry")
+
+
+_WRITES_UNAVAILABLE: ExceptionHandlersMap = {StoreUnavailable: _unavailable}
+
+
 def route_handlers(settings: InventorySettings, admin_token: str | None) -> list[ControllerRouterHandler]:
     guard = admin_guard(admin_token)
+    request_type = _request_type(settings)
 
     @post(
         "/reservations",
         guards=[guard],
+        security=ADMIN_SECURITY,
         status_code=201,
         summary="Reserve every line, or none",
         description="201 with the reservation; 409 naming each short line; repeating a request returns 200.",
+        signature_namespace={"ReservationRequest": request_type},
+        exception_handlers=_WRITES_UNAVAILABLE,
+        responses={
+            200: ResponseSpec(
+                dict[str, Any],
+                description="The same request again: the reservation as it stands",
+                generate_examples=False,
+            ),
+            **error_responses(
+                400, 401, 403, 409, 413, 422, 503, s409="Not enough stock, or the id names another request"
+            ),
+        },
     )
     async def create_reservation(data: ReservationRequest, state: State) -> Response[dict[str, Any]]:
         lines = _validated_lines(data, settings)
@@ -124,26 +182,35 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
     @delete(
         "/reservations/{reservation_id:path}",
         guards=[guard],
+        security=ADMIN_SECURITY,
         status_code=200,
         summary="Release a checkout reservation",
+        responses=error_responses(400, 401, 403, 404, 503),
+        exception_handlers=_WRITES_UNAVAILABLE,
     )
-    async def release_reservation(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-        reservation_id = _one_segment(request, "/reservations/", "unknown_reservation")
+    async def release_reservation(
+        request: Request[Any, Any, Any], state: State, reservation_id: _PathId
+    ) -> dict[str, Any]:
+        cart_id = _one_segment(request, "/reservations/", "unknown_reservation")
         units: UnitOfWorkFactory = state.units
         now = time.time()
-        result, _rows = await handlers.release(units(), reservation_id, now=now, ttl_s=settings.reservation_ttl_s)
+        result, _rows = await handlers.release(units(), cart_id, now=now, ttl_s=settings.reservation_ttl_s)
         if result.answer == CartAnswer.UNKNOWN or result.reservation is None:
-            raise ApiError(404, "unknown_reservation", result.detail or f"no reservation {reservation_id!r}")
-        return _cart_json(reservation_id, result.reservation, now)
+            raise ApiError(404, "unknown_reservation", result.detail or f"no reservation {cart_id!r}")
+        return _cart_json(cart_id, result.reservation, now)
 
-    @get("/reservations/{reservation_id:path}", summary="A checkout reservation")
-    async def get_reservation(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-        reservation_id = _one_segment(request, "/reservations/", "unknown_reservation")
+    @get(
+        "/reservations/{reservation_id:path}",
+        summary="A checkout reservation",
+        responses=error_responses(400, 404),
+    )
+    async def get_reservation(request: Request[Any, Any, Any], state: State, reservation_id: _PathId) -> dict[str, Any]:
+        cart_id = _one_segment(request, "/reservations/", "unknown_reservation")
         reader: InventoryReader = state.reader
-        reservation = await reader.cart(reservation_id)
+        reservation = await reader.cart(cart_id)
         if reservation is None:
-            raise ApiError(404, "unknown_reservation", f"no reservation {reservation_id!r}")
-        return _cart_json(reservation_id, reservation, time.time())
+            raise ApiError(404, "unknown_reservation", f"no reservation {cart_id!r}")
+        return _cart_json(cart_id, reservation, time.time())
 
     @get(
         "/skus/{sku_path:path}",
@@ -153,11 +220,19 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
             "count as released). `GET /skus/{sku}/ledger?after=&limit=`: the SKU's ledger rows, its audit trail, "
             "oldest first. A SKU holding `/` is sent with it encoded (`%2F`)."
         ),
+        responses=error_responses(400, 404),
     )
     async def get_sku(
         request: Request[Any, Any, Any],
         state: State,
-        after: int = Parameter(default=0, ge=0, le=MAX_INT64, description="Ledger: rows with a version above this"),
+        sku_path: Annotated[
+            Path,
+            Parameter(
+                description="`{sku}` or `{sku}/ledger`; a `/` inside the SKU is sent encoded (`%2F`)",
+                schema_extra={"type": OpenAPIType.STRING, "format": None, "min_length": 1},
+            ),
+        ],
+        after: int = int64_parameter(default=0, ge=0, description="Ledger: rows with a version above this"),
         limit: int = Parameter(default=100, ge=1, le=1000, description="Ledger: at most this many rows"),
     ) -> dict[str, Any]:
         segments = _segments(request, "/skus/")
@@ -185,15 +260,19 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
             "version": view.version,
         }
 
-    @get("/orders/{order_id:path}", summary="An order's reservation state and the events applied to it")
-    async def get_order(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-        order_id = _one_segment(request, "/orders/", "unknown_order")
+    @get(
+        "/orders/{order_id:path}",
+        summary="An order's reservation state and the events applied to it",
+        responses=error_responses(400, 404),
+    )
+    async def get_order(request: Request[Any, Any, Any], state: State, order_id: _PathId) -> dict[str, Any]:
+        order = _one_segment(request, "/orders/", "unknown_order")
         reader: InventoryReader = state.reader
-        reservation, events, parked = await reader.order(order_id)
+        reservation, events, parked = await reader.order(order)
         if reservation is None and not events:
-            raise ApiError(404, "unknown_order", f"no event has named order {order_id!r}")
+            raise ApiError(404, "unknown_order", f"no event has named order {order!r}")
         now = time.time()
-        body: dict[str, Any] = {"order_id": order_id}
+        body: dict[str, Any] = {"order_id": order}
         if reservation is None:
             body.update({"state": "awaiting", "lines": [], "expires_at": None})
         else:
