@@ -96,9 +96,17 @@ class SourceSettings:
     scheme: Literal["commerce-engine", "standard-webhooks"] = "commerce-engine"
     secrets: list[str] = field(default_factory=list)
     tolerance_s: int = 300
+    profile: str | None = None
+    """The source profile its payloads are read with (``libs/profiles/data``); None: the scheme's default
+    (``commerce-engine`` for the commerce-engine scheme, ``stockwire`` for standard-webhooks)."""
+    mapping: dict[str, Any] = field(default_factory=dict)
+    """An override of the profile (its ``envelope``, ``common``, ``events`` and ``kinds`` tables; see
+    docs/profiles.md), merged over the shipped file when the profile is loaded."""
 
     def __repr__(self) -> str:  # secrets never reach a log line
-        return f"SourceSettings(scheme={self.scheme!r}, secrets=<{len(self.secrets)} hidden>)"
+        return (
+            f"SourceSettings(scheme={self.scheme!r}, profile={self.profile!r}, secrets=<{len(self.secrets)} hidden>)"
+        )
 
 
 @dataclass(frozen=True)
@@ -393,11 +401,16 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
         settings = msgspec.convert(_split_lists(StockwireSettings, shared), StockwireSettings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"configuration: {exc}") from exc
+    from libs.profiles import ProfileError, source_profile
     from libs.subjects import SOURCE_PATTERN
 
-    for source in settings.sources:
+    for source, source_settings in settings.sources.items():
         if not SOURCE_PATTERN.fullmatch(source):
             raise ConfigError(f"[sources.{source}]: a source name must match {SOURCE_PATTERN.pattern}")
+        try:
+            source_profile(source, source_settings)
+        except ProfileError as exc:
+            raise ConfigError(str(exc)) from None
     return settings
 
 

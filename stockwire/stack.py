@@ -219,6 +219,7 @@ class Stack:
         }
         if self.configure_dev_source:
             env["STOCKWIRE__SOURCES__SHOP__SCHEME"] = "commerce-engine"
+            env["STOCKWIRE__SOURCES__SHOP__PROFILE"] = "stockwire"
             env["STOCKWIRE__SOURCES__SHOP__SECRETS"] = dev_source_secret(self.data_dir)
         return {**env, **self.env}
 

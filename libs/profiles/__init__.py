@@ -18,15 +18,27 @@ from libs.profiles.profile import (
     parse_profile,
     profile_names,
 )
+from libs.profiles.sources import (
+    CANONICAL_PROFILE,
+    SCHEME_DEFAULT_PROFILES,
+    SourceProfiles,
+    profile_name,
+    source_profile,
+)
 
 __all__ = [
+    "CANONICAL_PROFILE",
     "DEFAULT_MAX_BODY_BYTES",
+    "SCHEME_DEFAULT_PROFILES",
     "UNMAPPED",
     "MappingError",
     "Profile",
     "ProfileError",
+    "SourceProfiles",
     "canonical",
     "load_profile",
     "parse_profile",
+    "profile_name",
     "profile_names",
+    "source_profile",
 ]

@@ -1,0 +1,83 @@
+"""Which profile reads which source: ``[sources.<name>] profile`` (and ``mapping``), resolved once.
+
+A source that names no profile gets its signature scheme's default: ``commerce-engine`` for the
+``commerce-engine`` scheme (Commerce Engine's own payloads), ``stockwire`` (the canonical dialect) for
+``standard-webhooks``. A profile that implies a scheme must agree with the source's ``scheme``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from libs.config import SourceSettings
+from libs.profiles.profile import Profile, ProfileError, load_profile
+
+__all__ = ["CANONICAL_PROFILE", "SCHEME_DEFAULT_PROFILES", "SourceProfiles", "profile_name", "source_profile"]
+
+log = logging.getLogger("stockwire.profiles")
+
+CANONICAL_PROFILE = "stockwire"
+"""Stockwire's own dialect (``order_id``/``lines``): tests, ``stockwire send``, custom producers."""
+SCHEME_DEFAULT_PROFILES: Mapping[str, str] = {
+    "commerce-engine": "commerce-engine",
+    "standard-webhooks": CANONICAL_PROFILE,
+}
+"""The profile a source gets when it names none, by its signature scheme."""
+
+
+def profile_name(settings: SourceSettings) -> str:
+    """The profile ``settings`` names, else its scheme's default (:data:`SCHEME_DEFAULT_PROFILES`)."""
+    return settings.profile or SCHEME_DEFAULT_PROFILES.get(settings.scheme, CANONICAL_PROFILE)
+
+
+def source_profile(source: str, settings: SourceSettings) -> Profile:
+    """Load and compile the profile of ``[sources.<source>]``, its ``mapping`` merged over it.
+
+    Raises :class:`ProfileError` naming ``[sources.<source>]`` and the key at fault: an unknown profile,
+    a bad override, or a profile whose signature scheme differs from the source's ``scheme``.
+    """
+    name = profile_name(settings)
+    try:
+        profile = load_profile(name, settings.mapping or None)
+    except ProfileError as exc:
+        key = "mapping" if settings.mapping and "unknown profile" not in str(exc) else "profile"
+        raise ProfileError(f"[sources.{source}] {key}: {exc}") from None
+    if profile.scheme is not None and profile.scheme != settings.scheme:
+        raise ProfileError(
+            f"[sources.{source}] scheme: {settings.scheme!r} does not agree with profile {name!r}, "
+            f"which implies {profile.scheme!r}"
+        )
+    return profile
+
+
+class SourceProfiles:
+    """Every configured source's compiled profile; a source nobody configured is read as the canonical
+    dialect (and logged once), so a consumer never drops an event for want of configuration.
+
+    Raises :class:`ProfileError` at construction for any source whose profile cannot be loaded.
+    """
+
+    def __init__(self, sources: Mapping[str, SourceSettings]) -> None:
+        self._profiles = {name: source_profile(name, settings) for name, settings in sources.items()}
+        self._fallback: Profile | None = None
+        self._warned: set[str] = set()
+
+    def __contains__(self, source: str) -> bool:
+        return source in self._profiles
+
+    def names(self) -> dict[str, str]:
+        """Source name -> the name of the profile that reads it."""
+        return {source: profile.name for source, profile in self._profiles.items()}
+
+    def for_source(self, source: str) -> Profile:
+        """The profile of ``source``; the canonical one for a source that is not configured."""
+        profile = self._profiles.get(source)
+        if profile is not None:
+            return profile
+        if source not in self._warned and len(self._warned) < 100:
+            self._warned.add(source)
+            log.warning("source %r is not configured: its events are read as the %r dialect", source, CANONICAL_PROFILE)
+        if self._fallback is None:
+            self._fallback = load_profile(CANONICAL_PROFILE)
+        return self._fallback
