@@ -23,10 +23,12 @@ __all__ = [
     "HEADER_EVENT_ID",
     "HEADER_EVENT_TYPE",
     "HEADER_MSG_ID",
+    "HEADER_ORIGINAL_MSG_ID",
     "HEADER_ORIGINAL_SEQ",
     "HEADER_ORIGINAL_STREAM",
     "HEADER_ORIGINAL_SUBJECT",
     "HEADER_RECEIVED_AT",
+    "HEADER_REPLAY_OF",
     "HEADER_SOURCE",
     "INVENTORY_KINDS",
     "AvailabilityChanged",
@@ -163,6 +165,13 @@ HEADER_ORIGINAL_SEQ = "Stockwire-Original-Seq"
 """DEADLETTER: the message's sequence in its original stream (decimal)."""
 HEADER_DELIVERY_COUNT = "Stockwire-Delivery-Count"
 """DEADLETTER: how many times the consumer had received it (decimal)."""
+HEADER_ORIGINAL_MSG_ID = "Stockwire-Original-Msg-Id"
+"""DEADLETTER: the original message's ``Nats-Msg-Id`` (absent on dead letters of earlier releases:
+then ``<Stockwire-Source>:<Stockwire-Event-Id>`` names a COMMERCE message)."""
+HEADER_REPLAY_OF = "Stockwire-Replay-Of"
+"""A message republished from DEADLETTER: the dead letter's sequence in DEADLETTER (decimal). Its
+consumer keys it by ``Stockwire-Original-Msg-Id``, so an event applied once is never applied again,
+while one that was dead-lettered may now be."""
 DEADLETTER_HEADERS = (
     HEADER_CONSUMER,
     HEADER_ERROR,
@@ -205,6 +214,8 @@ def deadletter_headers(
     """Headers of a dead letter: the original message's own headers (its ``Nats-Msg-Id`` replaced by the
     dead letter's), plus who gave up on it, why (cut to 1,000 characters), and where it came from."""
     headers = {k: v for k, v in original.items() if k != HEADER_MSG_ID}
+    if HEADER_MSG_ID in original:
+        headers[HEADER_ORIGINAL_MSG_ID] = original[HEADER_MSG_ID]
     headers.update(
         {
             HEADER_CONSUMER: consumer,
