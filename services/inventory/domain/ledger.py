@@ -367,6 +367,9 @@ class Inventory:
         order.shipments[ref] = record
         if order.state is S.COMMITTED and not order.held() and not order.backordered:
             self._set_state(order, S.SHIPPED)
+        elif order.state is S.CANCELLED and all(order.shipped.get(sku, 0) >= n for sku, n in order.lines.items()):
+            # Everything left before the cancellation was reported: the cancellation came too late.
+            self._set_state(order, S.SHIPPED)
         else:
             self._set_state(order, order.state)
         return Result(Outcome.APPLIED, "; ".join(notes))

@@ -63,8 +63,9 @@ S = ReservationState
 _TERMINAL = frozenset({S.REJECTED, S.CANCELLED})
 # Before payment: what a successful payment may still bring back to life (if the stock is there).
 _REVIVABLE = frozenset({S.EXPIRED, S.PAYMENT_FAILED})
-# The order may still ship more (so a return of units not shipped yet waits for them).
-_MAY_SHIP = frozenset({S.RESERVED, S.COMMITTED}) | _REVIVABLE
+# A shipment of the order may still be reported (so a return of units not shipped yet waits for it):
+# also once it is cancelled, since units that left before the cancellation may be reported after it.
+_MAY_SHIP = frozenset({S.RESERVED, S.COMMITTED, S.CANCELLED}) | _REVIVABLE
 
 
 def shipment_units(event: Shipment) -> dict[str, int]:
