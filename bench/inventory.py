@@ -6,8 +6,9 @@ same messages (fetch + ack, no work), measured in the same run.
 A fresh nats-server on a free port (temporary store) is pre-loaded with ``--orders`` order histories
 (receipts first, then order.created → payment → shipment updates, with some cancellations and failed
 payments, a few hot SKUs short of stock so that some orders are rejected), in Commerce Engine's own
-dialect (``--dialect stockwire`` for Stockwire's), bodies and headers exactly as ingress writes them. The baseline drains them through a second durable consumer in this
-process (uvloop, fetch 256, ack each). Then inventory runs as real processes (``python -m
+dialect (``--dialect stockwire`` for Stockwire's), bodies and headers exactly as ingress writes them.
+The baseline drains them through a second durable consumer in this process (uvloop, fetch 256, ack
+each). Then inventory runs as real processes (``python -m
 services.inventory``): one on SQLite, then ``--replicas`` on a temporary PostgreSQL database. Each
 figure runs from the first acknowledgement to the consumer being drained (process start-up is not
 counted), and every event is checked to be in the inbox exactly once afterwards.
