@@ -93,6 +93,9 @@ class InventoryEvent(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     occurred_at: str
     order_id: str | None = None
+    """The order as its producer numbers it (Commerce Engine: ``order_number``)."""
+    order_source: str | None = None
+    """The source whose order it is (``[sources.<name>]``): the same number from two sources is two orders."""
     reservation_id: str | None = None
     source_event_id: str | None = None
     reason: str | None = None
@@ -136,9 +139,15 @@ def inventory_event_msg_id(sku: str, version: int) -> str:
 
 
 def rejection_msg_id(event: InventoryEvent) -> str:
-    """``rejected:<order id>:<sku>`` (or ``rejected:cart:<reservation id>:<sku>``): one rejection per
-    order (or checkout hold) and SKU, however often the order is re-delivered."""
-    owner = event.order_id if event.order_id is not None else f"cart:{event.reservation_id}"
+    """``rejected:<source>:<order id>:<sku>`` (``rejected:<order id>:<sku>`` for an order with no source;
+    ``rejected:cart:<reservation id>:<sku>`` for a checkout hold): one rejection per order (or hold) and
+    SKU, however often the order is re-delivered."""
+    if event.order_id is None:
+        owner = f"cart:{event.reservation_id}"
+    elif event.order_source:
+        owner = f"{event.order_source}:{event.order_id}"
+    else:
+        owner = event.order_id
     return f"rejected:{owner}:{event.sku}"
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "SkuState",
     "cart_key",
     "order_key",
+    "order_ref",
     "split_key",
 ]
 
@@ -73,8 +74,18 @@ class ReservationState(enum.StrEnum):
     """A checkout hold an order took over."""
 
 
-def order_key(order_id: str) -> str:
-    return f"order:{order_id}"
+def order_key(order_id: str, orders: str = "") -> str:
+    """An order's reservation key: ``order:<orders>:<order_id>``, ``orders`` being the namespace of the
+    source whose order it is (a source name, which holds no ``:``), so that the same number from two
+    sources is two orders. Without a namespace: ``order:<order_id>``, the key of orders recorded by a
+    release that had none (their ledger rows still carry it)."""
+    return f"order:{orders}:{order_id}" if orders else f"order:{order_id}"
+
+
+def order_ref(ref: str) -> tuple[str | None, str]:
+    """The (namespace, order id) of an order key's reference (what follows ``order:``)."""
+    namespace, sep, order_id = ref.partition(":")
+    return (namespace, order_id) if sep else (None, ref)
 
 
 def cart_key(reservation_id: str) -> str:
