@@ -81,6 +81,9 @@ class CommerceEvent:
     """Whose orders the event's order key names: its source's name, or the source its configuration
     names (``orders_source``: a payment provider reporting a storefront's orders)."""
 
+    def __deepcopy__(self, memo: dict[int, object]) -> CommerceEvent:
+        return self  # immutable: a copy of a workspace shares its events
+
     @property
     def order_id(self) -> str | None:
         """The order as the inbox records it: ``<orders>:<order key>``; None for events of no order."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,6 +139,9 @@ class ShipmentRecord:
     """It came back to origin and its units were put back on hand."""
     lost: bool = False
 
+    def copy(self) -> ShipmentRecord:
+        return ShipmentRecord(self.status, dict(self.deducted), self.left, self.back, self.lost)
+
     def as_json(self) -> dict[str, object]:
         return {
             "status": self.status,
@@ -258,7 +260,7 @@ class Reservation:
         return self.state is ReservationState.RESERVED and self.expires_at is not None and self.expires_at <= now
 
     def copy(self) -> Reservation:
-        out = Reservation(
+        return Reservation(
             self.key,
             self.state,
             dict(self.lines),
@@ -266,9 +268,16 @@ class Reservation:
             self.updated_at,
             self.expires_at,
             dict(self.returned),
+            dict(self.backordered),
+            dict(self.shipped),
+            {ref: record.copy() for ref, record in self.shipments.items()},
+            list(self.returns),
+            dict(self.products),
+            dict(self.unattributed),
         )
-        out.load_detail(copy.deepcopy(self.detail_json()))
-        return out
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Reservation:
+        return self.copy()
 
 
 @dataclass(frozen=True, slots=True)
