@@ -6,7 +6,8 @@
 - :mod:`.replay`: :func:`replay_deadletters` (by sequence) and :func:`replay_matching` (by filters).
 
 Errors: ``ValueError`` for arguments out of range, :class:`DeadLetterNotFound`, and
-:class:`DeadLettersUnavailable` when DEADLETTER is missing or NATS does not answer.
+:class:`DeadLettersUnavailable` when NATS does not answer (:class:`DeadLetterStreamMissing`, one of them,
+when there is no DEADLETTER stream).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .reading import (
     MAX_SEQ,
     DeadLetterError,
     DeadLetterNotFound,
+    DeadLetterStreamMissing,
     DeadLettersUnavailable,
     Page,
     list_deadletters,
@@ -45,6 +47,7 @@ __all__ = [
     "DeadLetterFilter",
     "DeadLetterMessage",
     "DeadLetterNotFound",
+    "DeadLetterStreamMissing",
     "DeadLettersUnavailable",
     "Page",
     "ReplayOutcome",

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_SEQ",
     "DeadLetterError",
     "DeadLetterNotFound",
+    "DeadLetterStreamMissing",
     "DeadLettersUnavailable",
     "Page",
     "Scan",
@@ -60,6 +61,10 @@ class DeadLetterNotFound(DeadLetterError):
 
 class DeadLettersUnavailable(DeadLetterError):
     """DEADLETTER cannot be read: NATS does not answer in time, or the stream does not exist."""
+
+
+class DeadLetterStreamMissing(DeadLettersUnavailable):
+    """The DEADLETTER stream does not exist (the topology was never applied to this server)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,7 @@ async def _stream_bounds(js: JetStreamContext) -> tuple[int, int]:
     try:
         info = await js.stream_info(DEADLETTER)
     except js_errors.NotFoundError:
-        raise DeadLettersUnavailable(f"stream {DEADLETTER} does not exist (run `stockwire topology apply`)") from None
+        raise DeadLetterStreamMissing(f"stream {DEADLETTER} does not exist (run `stockwire topology apply`)") from None
     except (nats.errors.Error, TimeoutError) as exc:
         raise unavailable(exc) from exc
     return info.state.first_seq or 1, info.state.last_seq or 0

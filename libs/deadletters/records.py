@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,20 @@ class DeadLetterMessage:
     record: DeadLetter
     headers: dict[str, str]
     body: bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the record's fields, ``headers``, ``body`` (the body as text when it is UTF-8, else
+        None) and ``body_base64`` (the exact bytes, standard base64)."""
+        try:
+            text: str | None = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        return {
+            **self.record.as_dict(),
+            "headers": dict(self.headers),
+            "body": text,
+            "body_base64": base64.b64encode(self.body).decode("ascii"),
+        }
 
 
 def _decimal(value: str | None) -> int | None:

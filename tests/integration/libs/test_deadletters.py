@@ -4,7 +4,6 @@ subject with the original headers, once per dead letter."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -19,73 +18,19 @@ from libs.contracts import (
     DIRECT_GET_HEADERS,
     HEADER_MSG_ID,
     HEADER_ORIGINAL_MSG_ID,
-    deadletter_headers,
 )
 from libs.deadletters import (
     DeadLetterFilter,
     DeadLetterNotFound,
-    DeadLettersUnavailable,
+    DeadLetterStreamMissing,
     ReplayOutcome,
     list_deadletters,
     replay_deadletters,
     replay_matching,
     show_deadletter,
 )
-from libs.subjects import deadletter_subject
 from libs.topology import COMMERCE, DEADLETTER, INVENTORY
-from tests.support import eventually
-
-
-def _commerce_headers(event_id: str, event_type: str = "order.created", source: str = "shop") -> dict[str, str]:
-    return {
-        HEADER_MSG_ID: f"{source}:{event_id}",
-        "Stockwire-Source": source,
-        "Stockwire-Event-Type": event_type,
-        "Stockwire-Event-Id": event_id,
-        "Stockwire-Received-At": "2026-12-01T10:00:00.000000+00:00",
-    }
-
-
-_original_seqs = itertools.count(1000)
-
-
-async def dead_letter(
-    js: JetStreamContext,
-    *,
-    event_id: str,
-    event_type: str = "order.created",
-    consumer: str = "inventory",
-    reason: str = "malformed: data.lines: expected a list",
-    stream: str = COMMERCE,
-    stream_seq: int | None = None,
-    body: bytes = b'{"id": "x"}',
-    earlier_release: bool = False,
-    original: dict[str, str] | None = None,
-) -> int:
-    """A dead letter as the consumer runner writes it (or, ``earlier_release``, as releases before
-    ``Stockwire-Original-Msg-Id`` did); returns its DEADLETTER sequence. Each gets an original sequence
-    of its own unless told: the dead letter's id is made of it, and DEADLETTER drops a repeated id."""
-    subject = f"commerce.shop.{event_type}"
-    headers = deadletter_headers(
-        _commerce_headers(event_id, event_type) if original is None else original,
-        consumer=consumer,
-        reason=reason,
-        subject=subject,
-        stream=stream,
-        stream_seq=next(_original_seqs) if stream_seq is None else stream_seq,
-        delivery_count=8,
-    )
-    if earlier_release:
-        headers.pop(HEADER_ORIGINAL_MSG_ID, None)
-    ack = await js.publish(deadletter_subject(consumer, subject), body, headers=headers)
-    assert ack.stream == DEADLETTER
-    return ack.seq
-
-
-async def _stored(js: JetStreamContext, stream: str, seq: int) -> tuple[str, dict[str, str], bytes]:
-    msg = await js.get_msg(stream, seq, direct=True)
-    headers = {k: v for k, v in (msg.headers or {}).items() if k not in DIRECT_GET_HEADERS}
-    return msg.subject or "", headers, msg.data or b""
+from tests.support import commerce_headers, dead_letter, eventually, stored_message
 
 
 async def _messages(js: JetStreamContext, stream: str) -> int:
@@ -177,7 +122,7 @@ async def test_show_returns_the_record_every_stored_header_and_the_raw_body(js: 
     shown = await show_deadletter(js, seq)
     assert shown.body == body
     assert shown.record.reason == reason and shown.record.body_size == len(body)
-    _subject, stored, _body = await _stored(js, DEADLETTER, seq)
+    _subject, stored, _body = await stored_message(js, DEADLETTER, seq)
     assert shown.headers == stored
     assert shown.headers[HEADER_MSG_ID] == "deadletter:inventory:COMMERCE:7"
     assert not set(DIRECT_GET_HEADERS) & shown.headers.keys()
@@ -191,9 +136,9 @@ async def test_show_returns_the_record_every_stored_header_and_the_raw_body(js: 
 
 async def test_a_missing_deadletter_stream_is_unavailable_not_empty(js: JetStreamContext) -> None:
     await js.delete_stream(DEADLETTER)
-    with pytest.raises(DeadLettersUnavailable, match="does not exist"):
+    with pytest.raises(DeadLetterStreamMissing, match="does not exist"):
         await list_deadletters(js)
-    with pytest.raises(DeadLettersUnavailable, match="does not exist"):
+    with pytest.raises(DeadLetterStreamMissing, match="does not exist"):
         await show_deadletter(js, 1)
 
 
@@ -213,7 +158,7 @@ async def test_replay_publishes_to_the_original_subject_with_the_original_header
         COMMERCE,
         "replay:1:shop:e1",
     )
-    subject, headers, stored_body = await _stored(js, COMMERCE, result.stream_seq or 0)
+    subject, headers, stored_body = await stored_message(js, COMMERCE, result.stream_seq or 0)
     assert subject == "commerce.shop.order.created" and stored_body == body
     assert headers == {
         "Stockwire-Source": "shop",
@@ -243,7 +188,7 @@ async def test_a_dead_letter_of_an_earlier_release_is_replayed_under_source_and_
     assert HEADER_ORIGINAL_MSG_ID not in (await show_deadletter(js, seq)).headers
     (result,) = (await replay_deadletters(js, [seq], max_payload=nc.max_payload)).results
     assert result.outcome is ReplayOutcome.REPLAYED and result.msg_id == "replay:1:shop:old-1"
-    _subject, headers, _body = await _stored(js, COMMERCE, result.stream_seq or 0)
+    _subject, headers, _body = await stored_message(js, COMMERCE, result.stream_seq or 0)
     assert headers[HEADER_ORIGINAL_MSG_ID] == "shop:old-1"
     assert headers["Stockwire-Replay-Of"] == "1" and headers[HEADER_MSG_ID] == "replay:1:shop:old-1"
 
@@ -257,7 +202,7 @@ async def test_what_cannot_be_replayed_is_skipped_with_why_and_nothing_is_publis
         js,
         event_id="e3",
         consumer="ingress",
-        original={**_commerce_headers("e3"), CONFLICT_HEADERS["event_msg_id"]: "x"},
+        original={**commerce_headers("e3"), CONFLICT_HEADERS["event_msg_id"]: "x"},
     )
     bare = await dead_letter(js, event_id="e4", earlier_release=True, original={"Stockwire-Event-Type": "x"})
     big = await dead_letter(js, event_id="e5", body=b"x" * 600)

@@ -101,6 +101,15 @@ def test_missing_or_unreadable_headers_are_none_and_the_subject_fills_in() -> No
     assert (odd.consumer, odd.original_subject, odd.delivery_count) == (None, None, None)
 
 
+def test_a_shown_dead_letter_carries_its_body_exactly_and_as_text_when_it_is_text() -> None:
+    headers = _dead_headers()
+    shown = DeadLetterMessage(_record(headers), headers, b'{"sku": "\xc3\x84"}').as_dict()
+    assert shown["body"] == '{"sku": "Ä"}' and shown["body_base64"] == "eyJza3UiOiAiw4QifQ=="
+    assert shown["headers"] == headers and shown["seq"] == 7
+    binary = DeadLetterMessage(_record(headers), headers, b"\xff\x00").as_dict()
+    assert binary["body"] is None and binary["body_base64"] == "/wA="
+
+
 # -- filters -----------------------------------------------------------------------------------------------
 
 
