@@ -148,6 +148,9 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
             .where(t.c.msg_id == sa.bindparam("b_msg_id"))
             .values(
                 stream_seq=sa.bindparam("b_seq"),
+                subject=sa.bindparam("b_subject"),
+                event_type=sa.bindparam("b_type"),
+                order_id=sa.bindparam("b_order"),
                 outcome=sa.bindparam("b_outcome"),
                 detail=sa.bindparam("b_detail"),
                 settled_at=sa.bindparam("b_at"),
@@ -156,6 +159,9 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
                 {
                     "b_msg_id": record.msg_id,
                     "b_seq": record.stream_seq,
+                    "b_subject": record.subject[: _length(schema.inbox.c.subject)],
+                    "b_type": record.event_type[: _length(schema.inbox.c.event_type)],
+                    "b_order": record.order_id,
                     "b_outcome": record.outcome.value,
                     "b_detail": record.detail,
                     "b_at": record.settled_at,
