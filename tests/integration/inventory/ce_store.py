@@ -7,10 +7,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.config import SourceSettings
 from libs.contracts import HEADER_ORIGINAL_MSG_ID, HEADER_REPLAY_OF, deadletter_headers
 from libs.profiles import SourceProfiles
+from libs.store import create_engine, migrate
 from libs.topology import COMMERCE, INVENTORY_CONSUMER
 from services.inventory.adapters.wire import Envelope, read_event
 from services.inventory.consumer import incoming
@@ -28,6 +30,7 @@ __all__ = [
     "replayed",
     "select",
     "sku_rows",
+    "v1_engine",
 ]
 
 TTL_S = 900.0
@@ -39,6 +42,13 @@ CONFIGURED = SourceProfiles(
 async def open_store(url: str, profiles: SourceProfiles = CONFIGURED) -> InventoryStore:
     """Opened as the service opens it (migrations run), parked events read back with ``profiles``."""
     return await InventoryStore.open(url, durable_commits=False, reader=lambda e: read_event(e, profiles))
+
+
+async def v1_engine(url: str) -> AsyncEngine:
+    """An engine on a store migrated to version 1 only."""
+    engine = create_engine(url)
+    assert await migrate(engine, schema.COMPONENT, schema.MIGRATIONS[:1]) == 1
+    return engine
 
 
 async def apply(

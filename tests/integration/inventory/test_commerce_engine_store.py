@@ -1,5 +1,5 @@
 """Commerce Engine's order model on real stores, SQLite and PostgreSQL: backorders kept between
-transactions, and dead letters replayed under their original key."""
+transactions, a version 1 store migrated at open, and dead letters replayed under their original key."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.config import SourceSettings
 from libs.profiles import SourceProfiles
@@ -21,7 +22,7 @@ from services.inventory.store.reads import InventoryReader
 from services.inventory.store.repository import InventoryStore
 from tests.commerce_engine import BOX, JACKET, MUG, ORDER_A, TEE, WHITE_TEE, as_published, load, receipt
 
-from .ce_store import apply, open_store, replayed, select, sku_rows
+from .ce_store import apply, open_store, replayed, select, sku_rows, v1_engine
 
 T0 = 1_790_000_000.0
 # The source `ce` before anyone configured its profile: read as Stockwire's own dialect, where a
@@ -173,6 +174,105 @@ async def test_backorders_placed_in_one_batch_are_filled_in_stream_order(store: 
     assert await order_detail(store, "order:ORD-Z", "order:ORD-Y") == {
         "order:ORD-Z": ("reserved", {}), "order:ORD-Y": ("reserved", {JACKET: 1}),
     }  # fmt: skip
+
+
+# --- migration 2 -----------------------------------------------------------------------------------
+async def _columns(engine: AsyncEngine, table: str) -> set[str]:
+    async with engine.connect() as conn:
+        names: list[str] = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns(table)])
+    return set(names)
+
+
+async def _tables(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+
+
+EARLIER_RELEASE = "an earlier release's version 1"
+
+
+async def _version_1_store(database: str, history: list[Envelope], release: str) -> None:
+    """A store at schema version 1 holding ``history``, closed. Version 1 creates today's tables; the
+    release that shipped it had neither ``skus.backordered`` nor ``reservations.detail`` (its tables
+    are today's without those two columns), so for that release they are dropped again."""
+    engine = await v1_engine(database)
+    try:
+        assert await outcomes(InventoryStore(engine), history, now=T0) == [Outcome.APPLIED] * len(history)
+        assert "backorders" not in await _tables(engine)
+        if release == EARLIER_RELEASE:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("ALTER TABLE skus DROP COLUMN backordered"))
+                await conn.execute(sa.text("ALTER TABLE reservations DROP COLUMN detail"))
+            assert "backordered" not in await _columns(engine, "skus")
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("release", ["today's version 1", EARLIER_RELEASE])
+async def test_a_version_1_store_is_migrated_at_open_and_reads_back(database: str, release: str) -> None:
+    history = [
+        received("A", 5, seq=1),
+        shop_event("order.created", "c1", seq=2, order_id="o1", lines=[{"sku": "A", "qty": 2}]),
+        shop_event("order.created", "c2", seq=3, order_id="o2", lines=[{"sku": "A", "qty": 1}]),
+        shop_event("payment.successful", "p2", seq=4, order_id="o2"),
+    ]
+    await _version_1_store(database, history, release)
+    store = await open_store(database)
+    try:
+        version = sa.text("SELECT version FROM stockwire_schema WHERE component = 'inventory'")
+        assert await select(store, version) == [(2,)]
+        assert "backorders" in await _tables(store.engine)
+        assert await sku_rows(store, ["A"]) == {"A": (5, 1 + 1, 1, 0)}
+        reader = InventoryReader(store.engine)
+        for key, state, lines in (("order:o1", "reserved", {"A": 2}), ("order:o2", "committed", {"A": 1})):
+            order = await reader.reservation(key)
+            assert order is not None and (order.state.value, order.lines) == (state, lines)
+            assert order.detail_json() == {
+                "backordered": {}, "shipped": {}, "shipments": {}, "returns": [], "products": {}, "unattributed": {},
+            }  # fmt: skip
+        if release == EARLIER_RELEASE:
+            t = schema.reservations
+            assert await select(store, sa.select(t.c.detail).order_by(t.c.key)) == [("{}",), ("{}",)]
+        await assert_verified(store, rows=4)
+
+        # The old inbox still answers; old orders move on; a new order may wait for stock.
+        assert await outcomes(store, history[:1], now=T0 + 10) == [Outcome.DUPLICATE]
+        later = [
+            shop_event("shipment.shipped", "s2", seq=5, order_id="o2"),
+            shop_event("payment.successful", "p1", seq=6, order_id="o1"),
+            backorder("ORD-NEW", 1, seq=7),
+        ]
+        assert await outcomes(store, later, now=T0 + 10) == [Outcome.APPLIED] * 3
+        assert await sku_rows(store, ["A", JACKET]) == {"A": (4, 0, 2, 0), JACKET: (0, 0, 0, 1)}
+        assert await backorder_queue(store) == [("order:ORD-NEW", JACKET, 1, T0 + 10, 7)]
+        await assert_verified(store, rows=7)
+    finally:
+        await store.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="migration 2 leaves an order shipped under version 1 with an empty reservations.detail, so "
+    "Reservation.shipped is {} and unreturned() is 0: a return.received after the upgrade restocks nothing "
+    "('A: 1 returned but only 0 shipped and not yet returned'), where version 1 restocked up to lines - returned",
+)
+async def test_an_order_shipped_before_the_upgrade_can_still_be_returned(database: str) -> None:
+    history = [
+        received("A", 5, seq=1),
+        shop_event("order.created", "c3", seq=2, order_id="o3", lines=[{"sku": "A", "qty": 2}]),
+        shop_event("payment.successful", "p3", seq=3, order_id="o3"),
+        shop_event("shipment.shipped", "s3", seq=4, order_id="o3"),
+    ]
+    await _version_1_store(database, history, EARLIER_RELEASE)
+    store = await open_store(database)
+    try:
+        assert await sku_rows(store, ["A"]) == {"A": (3, 0, 0, 0)}
+        back = shop_event("return.received", "r3", seq=5, order_id="o3", lines=[{"sku": "A", "qty": 1}], restock=True)
+        [result] = (await apply(store, [back], now=T0 + 10)).results
+        assert (result.outcome, result.detail) == (Outcome.APPLIED, "")
+        assert await sku_rows(store, ["A"]) == {"A": (4, 0, 0, 0)}
+    finally:
+        await store.close()
 
 
 # --- replaying dead letters ------------------------------------------------------------------------
