@@ -16,13 +16,15 @@ from libs.config import SourceSettings
 from libs.profiles import SourceProfiles
 from services.inventory.adapters.wire import Envelope
 from services.inventory.domain.workspace import Outcome
+from services.inventory.service_layer import handlers
 from services.inventory.store import schema
 from services.inventory.store.maintenance import verify_store
 from services.inventory.store.reads import InventoryReader
 from services.inventory.store.repository import InventoryStore
+from services.inventory.store.unit_of_work import SqlUnitOfWork
 from tests.commerce_engine import BOX, JACKET, MUG, ORDER_A, TEE, WHITE_TEE, as_published, load, receipt
 
-from .ce_store import apply, open_store, replayed, select, sku_rows, v1_engine
+from .ce_store import TTL_S, apply, open_store, replayed, select, sku_rows, v1_engine
 
 T0 = 1_790_000_000.0
 # The source `ce` before anyone configured its profile: read as Stockwire's own dialect, where a
@@ -174,6 +176,23 @@ async def test_backorders_placed_in_one_batch_are_filled_in_stream_order(store: 
     assert await order_detail(store, "order:ORD-Z", "order:ORD-Y") == {
         "order:ORD-Z": ("reserved", {}), "order:ORD-Y": ("reserved", {JACKET: 1}),
     }  # fmt: skip
+
+
+async def test_a_backorder_whose_order_expires_is_dropped_by_the_sweep(store: InventoryStore) -> None:
+    placed = [backorder("ORD-X", 2, seq=1), received(JACKET, 1, seq=2)]
+    assert await outcomes(store, placed, now=T0) == [Outcome.APPLIED] * 2
+    assert await sku_rows(store, [JACKET]) == {JACKET: (1, 1, 0, 1)}
+    assert await backorder_queue(store) == [("order:ORD-X", JACKET, 1, T0, 1)]
+
+    expired, _outbox_rows = await handlers.expire_overdue(SqlUnitOfWork(store), now=T0 + TTL_S + 1, ttl_s=TTL_S)
+    assert expired == 1
+    assert await sku_rows(store, [JACKET]) == {JACKET: (1, 0, 0, 0)}
+    assert await backorder_queue(store) == []
+    assert [(kind, qty, source) for kind, qty, _, _, _, source in await jacket_rows(store)] == [
+        ("backordered", 2, "ce:evt-ORD-X"), ("received", 1, "shop:recv-2"), ("filled", 1, "shop:recv-2"),
+        ("expired", 1, "ttl"), ("dropped", 1, "ttl"),
+    ]  # fmt: skip
+    await assert_verified(store, rows=5)
 
 
 # --- migration 2 -----------------------------------------------------------------------------------
@@ -338,28 +357,46 @@ async def test_a_plain_redelivery_of_a_dead_lettered_event_stays_a_duplicate(sto
     assert await InventoryReader(store.engine).reservation("order:ORD-2026-000102") is None
 
 
-async def test_an_event_parked_past_the_limit_is_applied_when_replayed_after_its_order(store: InventoryStore) -> None:
+async def _shipment_given_up(store: InventoryStore) -> tuple[Envelope, str]:
+    """Shipment 1 of order A parked before its order was known, then given up by the sweeper: the
+    message it dead-lettered (the parked row's own), and the reason."""
     await _stock(store, (TEE, 10), (MUG, 5), (BOX, 2))
-    shipped = as_published(load(7), seq=4)
-    assert await outcomes(store, [shipped], now=T0) == [Outcome.PARKED]  # order A is not known yet
+    assert await outcomes(store, [as_published(load(7), seq=4)], now=T0) == [Outcome.PARKED]
     assert await store.claim_stale_parked(older_than=T0 + 1) == 1
     [row] = await store.dead_lettering()
     await store.forget_parked([row.msg_id])
-    key = f"ce:{load(7)['id']}"
-    assert [outcome for _, outcome, _, _ in await _inbox(store, key)] == ["dead_lettered"]
+    assert [outcome for _, outcome, _, _ in await _inbox(store, row.msg_id)] == ["dead_lettered"]
+    return Envelope(row.subject, row.body, row.headers, row.stream_seq), f"parked: {row.reason}"
 
+
+async def test_an_event_parked_past_the_limit_is_applied_when_replayed_after_its_order(store: InventoryStore) -> None:
+    parked, reason = await _shipment_given_up(store)
     placed_and_paid = [as_published(load(1), seq=5), as_published(load(2), seq=6)]
     assert await outcomes(store, placed_and_paid, now=T0 + 2) == [Outcome.APPLIED] * 2
     # The sweeper gave the shipment up: the order's arrival does not bring it back.
     assert await sku_rows(store, [TEE]) == {TEE: (10, 0, 3, 0)}
 
-    # Replayed as the sweeper dead-lettered it: the parked row's own message.
-    parked = Envelope(row.subject, row.body, row.headers, row.stream_seq)
-    replay = replayed(parked, reason=f"parked: {row.reason}", deadletter_seq=1, seq=7)
+    replay = replayed(parked, reason=reason, deadletter_seq=1, seq=7)
     assert await outcomes(store, [replay], now=T0 + 3) == [Outcome.APPLIED]
     assert await sku_rows(store, [TEE, MUG, BOX]) == {TEE: (7, 0, 0, 0), MUG: (4, 0, 0, 0), BOX: (1, 0, 0, 0)}
-    assert [(seq, outcome) for seq, outcome, _, _ in await _inbox(store, key)] == [(7, "applied")]
+    assert [(seq, outcome) for seq, outcome, _, _ in await _inbox(store, parked.msg_id)] == [(7, "applied")]
     assert await outcomes(store, [replay], now=T0 + 4) == [Outcome.DUPLICATE]
     order = await InventoryReader(store.engine).reservation(f"order:{ORDER_A}")
     assert order is not None and order.shipped == {TEE: 3, MUG: 1, BOX: 1}
     await assert_verified(store, rows=13)
+
+
+async def test_a_replay_that_comes_before_its_order_waits_again_and_applies_when_it_arrives(
+    store: InventoryStore,
+) -> None:
+    parked, reason = await _shipment_given_up(store)
+    replay = replayed(parked, reason=reason, deadletter_seq=1, seq=7)
+    assert await outcomes(store, [replay], now=T0 + 2) == [Outcome.PARKED]
+    assert await _inbox(store, parked.msg_id) == [(7, "parked", "waiting for order.created", T0 + 2)]
+    assert await store.parked_count() == 1
+
+    placed_and_paid = [as_published(load(1), seq=8), as_published(load(2), seq=9)]
+    assert await outcomes(store, placed_and_paid, now=T0 + 3) == [Outcome.APPLIED] * 2
+    assert await sku_rows(store, [TEE, MUG, BOX]) == {TEE: (7, 0, 0, 0), MUG: (4, 0, 0, 0), BOX: (1, 0, 0, 0)}
+    assert await _inbox(store, parked.msg_id) == [(7, "applied", "", T0 + 3)]
+    assert await store.parked_count() == 0
