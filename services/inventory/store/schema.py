@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -150,7 +152,18 @@ def _backorders_and_shipments_v2(conn: Connection) -> None:
             default = col.server_default.arg if col.server_default is not None else None  # type: ignore[attr-defined]
             conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} {ddl} NOT NULL DEFAULT '{default}'"))
     backorders.create(conn, checkfirst=True)
+    _shipped_orders_remember_their_units(conn)
     _orders_keyed_by_source(conn)
+
+
+def _shipped_orders_remember_their_units(conn: Connection) -> None:
+    """Version 1 knew an order only as shipped or not: a shipped one shipped all its lines, which is
+    what a later return may restock (less what came back already)."""
+    r = reservations
+    rows = conn.execute(sa.select(r.c.key, r.c.lines).where(r.c.state == "shipped", r.c.detail == "{}")).all()
+    for key, lines in rows:
+        detail = json.dumps({"shipped": json.loads(lines)}, sort_keys=True, separators=(",", ":"))
+        conn.execute(sa.update(r).where(r.c.key == key).values(detail=detail))
 
 
 def _orders_keyed_by_source(conn: Connection) -> None:
@@ -164,6 +177,8 @@ def _orders_keyed_by_source(conn: Connection) -> None:
         order_id = key.removeprefix("order:")
         first = conn.execute(sa.select(i.c.msg_id).where(i.c.order_id == order_id).limit(1)).scalar()
         source = first.partition(":")[0] if first and ":" in first else ""
+        if source and order_id.startswith(f"{source}:"):
+            continue  # already keyed by its source
         if not SOURCE_NAME.fullmatch(source):
             source = "unknown"  # no readable source: still one namespace, never merged with a real one
         new_key = f"order:{source}:{order_id}"
