@@ -3,8 +3,9 @@
 The phases before the sale (stocktake, receipts, write-offs) are each delivered and then awaited —
 until inventory shows the stock the ground truth expects — so that counts and write-offs apply to
 known stock. The sale is paced (with its burst), reordered and duplicated as the producer config
-says; an order's shipment and return are sent once its payment was delivered and inventory is known
-to have accepted the order (dropped when it rejected it).
+says; an order's follow-ups (confirmation, shipments, returns, completion, refunds) are sent one after
+the other once its payment was delivered and inventory is known to have accepted the order (dropped
+when it rejected it).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ __all__ = ["DecisionSource", "SaleRunner", "SimResult", "wait_for_ledger"]
 
 log = logging.getLogger("stockwire.sim")
 
-_PAYMENTS = frozenset({"payment.successful", "payment.captured"})
+# The payment an order's follow-ups wait for: Stockwire's names, Commerce Engine's current and earlier one.
+_PAYMENTS = frozenset({"payment.successful", "payment.captured", "payment.success"})
 
 
 class DecisionSource(Protocol):
