@@ -4,10 +4,11 @@ same messages (fetch + ack, no work), measured in the same run.
     python -m bench.inventory [--orders 10000] [--mode sqlite|postgres|both] [--replicas 2] [--batch-size 256]
 
 A fresh nats-server on a free port (temporary store) is pre-loaded with ``--orders`` order histories
-(receipts first, then order.created → payment → shipment, with some cancellations and failed payments,
-a few hot SKUs short of stock so that some orders are rejected), Commerce Engine bodies and headers
-exactly as ingress writes them. The baseline drains them through a second durable consumer in this
-process (uvloop, fetch 256, ack each). Then inventory runs as real processes (``python -m
+(receipts first, then order.created → payment → shipment updates, with some cancellations and failed
+payments, a few hot SKUs short of stock so that some orders are rejected), in Commerce Engine's own
+dialect (``--dialect stockwire`` for Stockwire's), bodies and headers exactly as ingress writes them.
+The baseline drains them through a second durable consumer in this process (uvloop, fetch 256, ack
+each). Then inventory runs as real processes (``python -m
 services.inventory``): one on SQLite, then ``--replicas`` on a temporary PostgreSQL database. Each
 figure runs from the first acknowledgement to the consumer being drained (process start-up is not
 counted), and every event is checked to be in the inbox exactly once afterwards.
@@ -49,41 +50,73 @@ class Event:
     headers: dict[str, str]
 
 
-def _event(event_type: str, event_id: str, data: dict) -> Event:
+def _event(event_type: str, event_id: str, data: dict, *, source: str = "ce") -> Event:
     body = json.dumps(
         {"id": event_id, "event_type": event_type, "created_at": "2026-11-28T10:00:00Z", "data": data}
     ).encode()
     headers = {
-        "Nats-Msg-Id": f"ce:{event_id}",
-        "Stockwire-Source": "ce",
+        "Nats-Msg-Id": f"{source}:{event_id}",
+        "Stockwire-Source": source,
         "Stockwire-Event-Type": event_type,
         "Stockwire-Event-Id": event_id,
         "Stockwire-Received-At": "2026-11-28T10:00:00.000000+00:00",
     }
-    return Event(f"commerce.ce.{event_type}", body, headers)
+    return Event(f"commerce.{source}.{event_type}", body, headers)
 
 
-def histories(orders: int, *, skus: int = 500, hot: int = 5, seed: int = 42) -> list[Event]:
+def _order(number: str, items: list[tuple[str, int]]) -> dict:
+    """A Commerce Engine ``Order`` with the fields inventory reads (the fixtures carry the whole shape)."""
+    return {
+        "order_number": number,
+        "status": "pending",
+        "payment_status": "pending",
+        "order_items": [
+            {"product_id": f"prd-{sku}", "variant_id": None, "sku": sku, "quantity": qty, "free_quantity": 0,
+             "product_type": "physical", "backorder": False}
+            for sku, qty in items
+        ],
+    }  # fmt: skip
+
+
+def histories(
+    orders: int, *, skus: int = 500, hot: int = 5, seed: int = 42, dialect: str = "commerce-engine"
+) -> list[Event]:
+    """Receipts (Stockwire's dialect, through ``shop``), then each order's life in ``dialect`` through ``ce``."""
     rng = random.Random(seed)
     run = uuid.uuid4().hex[:8]
     names = [f"SKU-{i:04d}" for i in range(skus)]
-    events = [_event("inventory.received", f"{run}-r-{s}", {"sku": s, "qty": 10_000}) for s in names[hot:]]
-    events += [_event("inventory.received", f"{run}-r-{s}", {"sku": s, "qty": orders // 20}) for s in names[:hot]]
+    stock = [(s, 10_000) for s in names[hot:]] + [(s, orders // 20) for s in names[:hot]]
+    events = [_event("inventory.received", f"{run}-r-{s}", {"sku": s, "qty": q}, source="shop") for s, q in stock]
     for n in range(orders):
         order_id = f"{run}-o{n}"
         pool = names[:hot] if rng.random() < 0.2 else names[hot:]
-        lines = [{"sku": s, "qty": rng.randint(1, 2)} for s in rng.sample(pool, rng.randint(1, 3))]
-        events.append(_event("order.created", f"{order_id}-c", {"order_id": order_id, "lines": lines}))
+        items = [(s, rng.randint(1, 2)) for s in rng.sample(pool, rng.randint(1, 3))]
         fate = rng.random()
-        if fate < 0.1:
-            events.append(_event("order.cancelled", f"{order_id}-x", {"order_id": order_id}))
-        elif fate < 0.2:
-            events.append(_event("payment.failed", f"{order_id}-f", {"order_id": order_id}))
-        elif fate < 0.3:
-            continue
+        if dialect == "stockwire":
+            data: dict = {"order_id": order_id}
+            life = [("order.created", {**data, "lines": [{"sku": s, "qty": q} for s, q in items]})]
+            paid = [("payment.successful", data), ("shipment.shipped", data)]
         else:
-            events.append(_event("payment.successful", f"{order_id}-p", {"order_id": order_id}))
-            events.append(_event("shipment.shipped", f"{order_id}-s", {"order_id": order_id}))
+            data = _order(order_id, items)
+            life = [("order.created", data)]
+            shipment = {
+                "order_number": order_id,
+                "reference_number": f"{order_id}-shp",
+                "shipment_items": [{"sku": s, "quantity": q, "free_quantity": 0} for s, q in items],
+            }
+            paid = [
+                ("payment.success", data),
+                ("shipment.updated", {**shipment, "status": "packed"}),
+                ("shipment.updated", {**shipment, "status": "shipped"}),
+                ("shipment.delivered", {**shipment, "status": "delivered"}),
+            ]
+        if fate < 0.1:
+            life.append(("order.cancelled", data))
+        elif fate < 0.2:
+            life.append(("payment.failed", data))
+        elif fate >= 0.3:
+            life += paid
+        events += [_event(event_type, f"{order_id}-{i}", body) for i, (event_type, body) in enumerate(life)]
     return events
 
 
@@ -160,6 +193,9 @@ def _service(nats_url: str, data_dir: Path, batch_size: int, database_url: str =
         "STOCKWIRE__INVENTORY__PORT": str(port),
         "STOCKWIRE__INVENTORY__BATCH_SIZE": str(batch_size),
         "STOCKWIRE__INVENTORY__DATABASE_URL": database_url,
+        # Orders come in through a Commerce Engine source; stock through `shop` (Stockwire's dialect).
+        "STOCKWIRE__SOURCES__CE__PROFILE": "commerce-engine",
+        "STOCKWIRE__SOURCES__SHOP__PROFILE": "stockwire",
     }
     return Service([sys.executable, "-m", "services.inventory"], env, f"http://127.0.0.1:{port}/healthz")
 
@@ -205,7 +241,7 @@ async def run_postgres(
 
 
 async def main(args: argparse.Namespace) -> int:
-    events = histories(args.orders)
+    events = histories(args.orders, dialect=args.dialect)
     topology = TopologySettings()
     with tempfile.TemporaryDirectory(prefix="bench-inventory-") as tmp:
         work = Path(tmp)
@@ -262,6 +298,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--replicas", type=int, default=2, help="inventory processes on PostgreSQL")
     parser.add_argument("--batch-size", type=int, default=256, help="[inventory] batch_size")
+    parser.add_argument(
+        "--dialect",
+        choices=["commerce-engine", "stockwire"],
+        default="commerce-engine",
+        help="the orders' payloads: Commerce Engine's own (shipments by status updates) or Stockwire's",
+    )
     return parser.parse_args(argv)
 
 

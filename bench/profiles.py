@@ -4,10 +4,10 @@
 
 Rows: the Commerce Engine ``order.created`` fixture (5 lines) through the ``commerce-engine`` profile
 (raw bytes → canonical event, and already-decoded → canonical event); a ``shipment.updated``
-fixture; the same order in the ``stockwire`` dialect through the ``stockwire`` profile; and two
-baselines measured in the same run: msgspec decoding the same body alone, and today's inventory
-parser (``services/inventory/domain/events.parse_event``) on the ``stockwire`` body. Each figure is
-the median of ``--repeats`` runs of ``--seconds``.
+fixture; the same order in the ``stockwire`` dialect through the ``stockwire`` profile; what inventory's
+consumer does per message (``services/inventory/adapters/wire.read_event``: headers, the source's
+profile, the event) for the Commerce Engine order; and the baseline measured in the same run: msgspec
+decoding the same body alone. Each figure is the median of ``--repeats`` runs of ``--seconds``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 import msgspec
 
 from bench.support import machine, median, print_table
-from libs.profiles import load_profile
-from services.inventory.domain.events import Envelope, parse_event
+from libs.config import SourceSettings
+from libs.profiles import SourceProfiles, load_profile
+from services.inventory.adapters.wire import Envelope, read_event
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "commerce_engine"
 
@@ -57,7 +58,9 @@ def main() -> None:
         {"id": "evt-1", "event_type": "order.created", "created_at": order_document["created_at"],
          "data": {"order_id": order_document["data"]["order_number"], "lines": lines}}
     ).encode()  # fmt: skip
-    envelope = Envelope("commerce.shop.order.created", stockwire_body, {"Stockwire-Event-Type": "order.created"})
+    headers = {"Stockwire-Event-Type": "order.created", "Stockwire-Source": "store", "Nats-Msg-Id": "store:evt-1"}
+    envelope = Envelope("commerce.store.order.created", order_body, headers)
+    sources = SourceProfiles({"store": SourceSettings(profile="commerce-engine")})
     decoder = msgspec.json.Decoder()
 
     cases: list[tuple[str, int, Callable[[], object]]] = [
@@ -66,7 +69,7 @@ def main() -> None:
         ("commerce-engine order.created, decoded", len(order_body), lambda: ce.map(order_document)),
         ("commerce-engine shipment.updated, bytes", len(shipment_body), lambda: ce.map_body(shipment_body)),
         ("stockwire order.created, bytes", len(stockwire_body), lambda: sw.map_body(stockwire_body)),
-        ("today's parse_event, stockwire body (baseline)", len(stockwire_body), lambda: parse_event(envelope)),
+        ("inventory's read_event, commerce-engine order", len(order_body), lambda: read_event(envelope, sources)),
     ]
     rows = []
     for label, size, call in cases:

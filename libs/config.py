@@ -104,9 +104,7 @@ class SourceSettings:
     docs/profiles.md), merged over the shipped file when the profile is loaded."""
 
     def __repr__(self) -> str:  # secrets never reach a log line
-        return (
-            f"SourceSettings(scheme={self.scheme!r}, profile={self.profile!r}, secrets=<{len(self.secrets)} hidden>)"
-        )
+        return f"SourceSettings(scheme={self.scheme!r}, profile={self.profile!r}, secrets=<{len(self.secrets)} hidden>)"
 
 
 @dataclass(frozen=True)

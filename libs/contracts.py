@@ -49,7 +49,8 @@ __all__ = [
     "utc_now_iso",
 ]
 
-# The kinds of design §2; each is the second token of `inventory.<kind>.<sku-token>`.
+# The kinds of design §2; each is the second token of `inventory.<kind>.<sku-token>`. `backordered`,
+# `filled` and `dropped` follow a SKU's backordered units; `lost` records a shipment the carrier lost.
 INVENTORY_KINDS = (
     "received",
     "adjusted",
@@ -60,6 +61,10 @@ INVENTORY_KINDS = (
     "released",
     "expired",
     "returned",
+    "backordered",
+    "filled",
+    "dropped",
+    "lost",
     "availability",
 )
 

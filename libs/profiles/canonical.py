@@ -11,6 +11,7 @@ Storefront API schema, ``@commercengine/storefront-sdk`` 0.15.0, ``components["s
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Literal
 
 import msgspec
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "MAX_QTY",
     "MAX_TIME",
+    "ORDER_EVENTS",
     "SKU",
     "TIME",
     "CanonicalEvent",
@@ -29,6 +31,7 @@ __all__ = [
     "OrderCancelled",
     "OrderCompleted",
     "OrderConfirmed",
+    "OrderEvent",
     "OrderLine",
     "OrderPlaced",
     "OrderShipped",
@@ -131,6 +134,9 @@ class OrderPlaced(_OrderEvent, frozen=True, kw_only=True):
     lines: Annotated[tuple[OrderLine, ...], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
     reservation_id: Key | None = None
     """A checkout reservation the order takes over, if the producer names one."""
+    confirmed: bool = False
+    """The order was already confirmed or paid when it was placed (Commerce Engine: an ``Order`` whose
+    ``status`` is past ``confirmed``, or whose ``payment_status`` is ``success``): it commits at once."""
 
 
 class OrderConfirmed(_OrderEvent, frozen=True, kw_only=True):
@@ -151,6 +157,11 @@ class PaymentSucceeded(_OrderEvent, frozen=True, kw_only=True):
 
 class PaymentFailed(_OrderEvent, frozen=True, kw_only=True):
     """A payment attempt for the order failed."""
+
+    release: bool = False
+    """Whether the failure gives the order's hold back at once. Commerce Engine retries payments
+    (``payment.retried``), so there the hold stays until the order is cancelled or its reservation
+    expires; Stockwire's own dialect releases (``release = "`true`"`` in its profile)."""
 
 
 class PaymentRetried(_OrderEvent, frozen=True, kw_only=True):
@@ -273,6 +284,23 @@ CanonicalEvent = (
     | StockAdjusted
     | Unmapped
 )
+
+OrderEvent = (
+    OrderPlaced
+    | OrderConfirmed
+    | OrderCancelled
+    | OrderCompleted
+    | PaymentSucceeded
+    | PaymentFailed
+    | PaymentRetried
+    | PaymentRefunded
+    | Shipment
+    | OrderShipped
+    | Return
+    | ReturnReceived
+)
+"""The events that name an order (``order_key``); the others are stock events or :class:`Unmapped`."""
+ORDER_EVENTS: tuple[type[_OrderEvent], ...] = typing.get_args(OrderEvent)
 
 KINDS: dict[str, type[msgspec.Struct]] = {
     "order_placed": OrderPlaced,

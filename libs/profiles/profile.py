@@ -15,6 +15,7 @@ Two kinds of error, never mixed:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import tomllib
 import types
@@ -38,6 +39,7 @@ __all__ = [
     "MappingError",
     "Profile",
     "ProfileError",
+    "event_type_label",
     "load_profile",
     "parse_profile",
     "profile_names",
@@ -51,6 +53,7 @@ _LIST_SOURCE = "from"
 # The plain path an expression starts with (`data.status || 'shipped'` → data.status): the wire field
 # an error names. An expression that starts otherwise (`sum([...])`) is named by its canonical field.
 _LEADING_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?=\s*(?:\|\||$))")
+_PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _MSGSPEC_AT = re.compile(r"^(?P<detail>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
@@ -165,18 +168,31 @@ class _Expr:
     """The plain dotted path the expression starts with, if any: the wire field it names."""
     keys: tuple[str, ...] | None
     """The keys of an expression that is nothing but a plain path: then it is evaluated by lookups."""
+    alternatives: tuple[tuple[str, ...], ...] = ()
+    """The paths of an expression that is nothing but plain paths joined by ``||``, in order. It is read
+    as "the first of them that is there" (present and not null): JMESPath's ``||`` would also pass over
+    ``""``, ``[]`` and ``false``, and so hide a value that is there but wrong."""
 
     def search(self, value: object) -> object:
-        keys = self.keys
-        if keys is None:
+        if self.alternatives:
+            for path in self.alternatives:
+                found = _lookup(value, path)
+                if found is not None:
+                    return found
+            return None
+        if self.keys is None:
             return self.parsed.search(value)
         # What JMESPath does for a field chain, without walking its tree: a field of anything but an
         # object is null.
-        for key in keys:
-            if type(value) is not dict:
-                return None
-            value = value.get(key)
-        return value
+        return _lookup(value, self.keys)
+
+
+def _lookup(value: object, keys: tuple[str, ...]) -> object:
+    for key in keys:
+        if type(value) is not dict:
+            return None
+        value = value.get(key)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +227,11 @@ class _Compiler:
             leading = _LEADING_PATH.match(stripped)
             path = leading.group(0) if leading else None
             keys = tuple(path.split(".")) if path is not None and path == stripped else None
-            cached = _Expr(text, parsed, path, keys)
+            parts = [part.strip() for part in stripped.split("||")]
+            alternatives: tuple[tuple[str, ...], ...] = ()
+            if len(parts) > 1 and all(_PLAIN_PATH.fullmatch(part) for part in parts):
+                alternatives = tuple(tuple(part.split(".")) for part in parts)
+            cached = _Expr(text, parsed, path, keys, alternatives)
             self._cache[text] = cached
         return cached
 
@@ -542,19 +562,25 @@ class Profile:
 
     @staticmethod
     def _time(expr: _Expr, document: object) -> float | None:
-        try:
-            found = expr.search(document)
-        except (JMESPathError, TypeError, ValueError, OverflowError, RecursionError):
+        """The producer's time: None when absent; a time that is there but unreadable or outside
+        0..MAX_TIME raises :class:`MappingError` (it orders an order's events, so it is never guessed)."""
+        where = expr.path or "occurred_at"
+        found = _search(expr, document, "", "occurred_at")
+        if found is None:
             return None
-        if isinstance(found, bool) or found is None:
-            return None
-        try:
-            value = _as_time(found, "")
-        except MappingError:
-            return None
-        if isinstance(value, int | float) and 0 <= value <= canonical.MAX_TIME:
-            return float(value)
-        return None
+        for keys in expr.alternatives:  # `created_at || timestamp`: name the one that is there
+            if _lookup(document, keys) is not None:
+                where = ".".join(keys)
+                break
+        if isinstance(found, bool) or not isinstance(found, int | float | str):
+            raise MappingError(where, f"must be an ISO 8601 time or epoch seconds, got {_json_type(found)}")
+        value = _as_time(found, where)
+        if isinstance(value, int) and not 0 <= value <= canonical.MAX_TIME:
+            raise MappingError(where, f"must be between 0 and {canonical.MAX_TIME:.0f} epoch seconds")
+        assert isinstance(value, int | float)
+        if not 0 <= value <= canonical.MAX_TIME:  # NaN fails this too
+            raise MappingError(where, f"must be between 0 and {canonical.MAX_TIME:.0f} epoch seconds")
+        return float(value)
 
 
 _decoder = msgspec.json.Decoder()
@@ -653,6 +679,28 @@ def profile_names() -> tuple[str, ...]:
     """The names of the profiles shipped with Stockwire, sorted."""
     folder = resources.files(__package__ or "libs.profiles").joinpath(_DATA)
     return tuple(sorted(entry.name.removesuffix(".toml") for entry in folder.iterdir() if entry.name.endswith(".toml")))
+
+
+@functools.cache
+def _shipped_event_types() -> tuple[frozenset[str], tuple[str, ...]]:
+    exact: set[str] = set()
+    patterns: set[str] = set()
+    for name in profile_names():
+        for event_type in load_profile(name).event_types:
+            (patterns if event_type.endswith("*") else exact).add(event_type)
+    return frozenset(exact), tuple(sorted(patterns, key=len, reverse=True))
+
+
+def event_type_label(event_type: str) -> str:
+    """A bounded metric label for ``event_type``: the type itself when a shipped profile maps it, the
+    pattern (``payment.refund.*``) that maps it, else ``other``."""
+    exact, patterns = _shipped_event_types()
+    if event_type in exact:
+        return event_type
+    for pattern in patterns:
+        if event_type.startswith(pattern[:-1]):
+            return pattern
+    return "other"
 
 
 def load_profile(name: str, override: Mapping[str, Any] | None = None) -> Profile:

@@ -19,7 +19,7 @@ from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
 from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_response, error_responses, int64_parameter
 
-from .domain.events import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
+from .adapters.wire import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
 from .domain.ledger import CartAnswer, CartResult
 from .domain.model import LedgerEntry, Reservation
 from .metrics import OVERSELL_REJECTIONS
@@ -216,7 +216,8 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
         "/skus/{sku_path:path}",
         summary="Stock of one SKU, or its ledger",
         description=(
-            "`GET /skus/{sku}`: on_hand, reserved, committed, available, version (reservations past their TTL "
+            "`GET /skus/{sku}`: on_hand, reserved, committed, available, backordered (units orders accepted "
+            "without stock wait for; never part of available), version (reservations past their TTL "
             "count as released). `GET /skus/{sku}/ledger?after=&limit=`: the SKU's ledger rows, its audit trail, "
             "oldest first. A SKU holding `/` is sent with it encoded (`%2F`)."
         ),
@@ -257,6 +258,7 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
             "reserved": view.reserved,
             "committed": view.committed,
             "available": view.available,
+            "backordered": view.backordered,
             "version": view.version,
         }
 

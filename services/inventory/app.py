@@ -15,9 +15,11 @@ from libs.config import StockwireSettings, load_service_config
 from libs.consumer import PullConsumer
 from libs.http import create_service_app
 from libs.logs import setup_logging
+from libs.profiles import SourceProfiles
 from libs.store import ConsumerFloors, database_url
 from libs.topology import COMMERCE, INVENTORY_CONSUMER, consumer_spec
 
+from .adapters.wire import read_event
 from .api import route_handlers
 from .consumer import EventHandler
 from .nudge import RelayNudge
@@ -39,11 +41,14 @@ def store_url(shared: StockwireSettings, settings: InventorySettings) -> str:
 def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        profiles = SourceProfiles(shared.sources)
+        log.info("sources and their profiles: %s", profiles.names() or "none configured")
         store = await InventoryStore.open(
             store_url(shared, settings),
             durable_commits=settings.durable_commits,
             pool_size=settings.pool_size,
             expire_batch=settings.expire_batch,
+            reader=lambda envelope: read_event(envelope, profiles),
         )
         nudge = RelayNudge()
 
@@ -67,7 +72,12 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
                     js,
                     COMMERCE,
                     INVENTORY_CONSUMER,
-                    EventHandler(units, max_deliver=shared.topology.max_deliver, ttl_s=settings.reservation_ttl_s),
+                    EventHandler(
+                        units,
+                        max_deliver=shared.topology.max_deliver,
+                        ttl_s=settings.reservation_ttl_s,
+                        profiles=profiles,
+                    ),
                     batch_size=settings.batch_size,
                     fetch_timeout_s=settings.fetch_timeout_s,
                     watchdog_s=settings.watchdog_s,

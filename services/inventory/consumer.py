@@ -16,34 +16,58 @@ from collections.abc import Sequence
 from nats.aio.msg import Msg
 
 from libs.consumer import Decision
+from libs.profiles import SourceProfiles
+from libs.profiles.canonical import Unmapped
 
-from .domain.events import Envelope
+from .adapters.wire import Envelope, MalformedEvent, read_event
+from .domain.events import CommerceEvent
 from .domain.workspace import Outcome
 from .metrics import APPLIED, APPLY_SECONDS, OVERSELL_REJECTIONS, event_type_label
 from .service_layer import handlers
 from .service_layer.unit_of_work import UnitOfWorkFactory
 
-__all__ = ["EventHandler", "envelope_of"]
+__all__ = ["EventHandler", "envelope_of", "incoming"]
 
 log = logging.getLogger("stockwire.inventory")
 
+
 def envelope_of(msg: Msg) -> Envelope:
     return Envelope(msg.subject, msg.data, dict(msg.headers or {}), msg.metadata.sequence.stream)
+
+
+def incoming(envelope: Envelope, profiles: SourceProfiles) -> handlers.Incoming:
+    """One message read through its source's profile, or the reason it can never apply."""
+    try:
+        return handlers.Incoming(read_event(envelope, profiles))
+    except MalformedEvent as exc:
+        keys = CommerceEvent(
+            envelope.msg_id,
+            envelope.event_type,
+            Unmapped(event_type=envelope.event_type),
+            envelope.stream_seq,
+            envelope=envelope,
+            replay=envelope.replay,
+        )
+        return handlers.Incoming(keys, str(exc))
 
 
 class EventHandler:
     """The consumer's batch handler: ``units`` opens a unit of work per batch; ``ttl_s`` is the lifetime of
     an order's reservation; ``max_deliver`` tells the last delivery of a failing event (then dead-lettered)."""
 
-    def __init__(self, units: UnitOfWorkFactory, *, max_deliver: int, ttl_s: float) -> None:
+    def __init__(
+        self, units: UnitOfWorkFactory, *, max_deliver: int, ttl_s: float, profiles: SourceProfiles | None = None
+    ) -> None:
         self.units = units
         self.max_deliver = max_deliver
         self.ttl_s = ttl_s
+        self.profiles = profiles or SourceProfiles({})
 
     async def __call__(self, batch: Sequence[Msg]) -> list[Decision]:
         envelopes = [envelope_of(msg) for msg in batch]
         started = time.perf_counter()
-        applied = await handlers.apply_batch(self.units(), envelopes, now=time.time(), ttl_s=self.ttl_s)
+        items = [incoming(envelope, self.profiles) for envelope in envelopes]
+        applied = await handlers.apply_batch(self.units(), items, now=time.time(), ttl_s=self.ttl_s)
         APPLY_SECONDS.observe(time.perf_counter() - started)
         if applied.oversell_rejections:
             OVERSELL_REJECTIONS.labels("event").inc(applied.oversell_rejections)

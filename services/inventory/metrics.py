@@ -1,12 +1,11 @@
-"""inventory metrics (no SKU or order ids in labels; event types outside the handled set are ``other``)."""
+"""inventory metrics (no SKU or order ids in labels; event types no shipped profile maps are ``other``)."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from libs.metrics import LATENCY_BUCKETS
-
-from .domain.events import HANDLED_EVENT_TYPES
+from libs.profiles import event_type_label
 
 __all__ = [
     "APPLIED",
@@ -36,7 +35,3 @@ OVERSELL_REJECTIONS = Counter(
     "inventory_oversell_rejections_total", "Reservations refused because the stock was not there", ["path"]
 )
 EXPIRED = Counter("inventory_reservations_expired_total", "Reservations released because their TTL passed")
-
-
-def event_type_label(event_type: str) -> str:
-    return event_type if event_type in HANDLED_EVENT_TYPES else "other"

@@ -18,7 +18,7 @@ from libs.contracts import deadletter_headers
 from libs.subjects import deadletter_subject
 from libs.topology import COMMERCE, INVENTORY_CONSUMER
 
-from .domain.events import Envelope
+from .adapters.wire import Envelope
 from .domain.workspace import Outcome
 from .metrics import APPLIED, CONSUMER_PENDING, EXPIRED, PARKED, event_type_label
 from .service_layer import handlers

@@ -168,6 +168,16 @@ def _print(trail: dict[str, Any]) -> None:
         r = trail["reservation"]
         lines = ", ".join(f"{line['sku']} x{line['qty']}" for line in r.get("lines", []))
         print(f"Order {trail['order_id']}: {r['state']}" + (f" ({lines})" if lines else ""))
+        for name in ("backordered", "shipped", "returned"):
+            if r.get(name):
+                print(f"  {name}: " + ", ".join(f"{sku} x{qty}" for sku, qty in sorted(r[name].items())))
+        for ref, shipment in r.get("shipments", {}).items():
+            units = ", ".join(f"{sku} x{qty}" for sku, qty in sorted(shipment["deducted"].items()))
+            marks = [m for m in ("back", "lost") if shipment.get(m)]
+            extra = f" [{', '.join('back to origin' if m == 'back' else m for m in marks)}]" if marks else ""
+            print(f"  shipment {ref}: {shipment['status']}" + (f", took {units}" if units else "") + extra)
+        if r.get("returns"):
+            print("  returns restocked: " + ", ".join(r["returns"]))
         for p in trail["parked"]:
             print(f"  parked: {p['msg_id']} (seq {p['stream_seq']}): {p['reason']}")
     else:

@@ -14,33 +14,41 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from libs.contracts import InventoryEvent
-
-from .chain import entry_hash
-from .events import (
-    Adjusted,
-    CommerceEvent,
+from libs.profiles.canonical import (
     OrderCancelled,
-    OrderCreated,
-    OrderEvent,
+    OrderCompleted,
+    OrderConfirmed,
+    OrderPlaced,
+    OrderShipped,
     PaymentFailed,
     PaymentSucceeded,
-    Received,
+    Return,
     ReturnReceived,
-    Shipped,
-    Unhandled,
-    summed_lines,
+    Shipment,
+    StockAdjusted,
+    StockReceived,
+    Unmapped,
 )
+
+from .chain import entry_hash
+from .events import CommerceEvent, OrderEvent, stocked_lines, summed_lines
 from .model import (
+    BACKORDER_KINDS,
+    Backorder,
     LedgerEntry,
     LedgerKind,
     Reservation,
     ReservationKind,
     ReservationState,
+    ShipmentRecord,
     cart_key,
     order_key,
 )
-from .rules import Shortage, Step, decide_reservation, order_step
+from .rules import Shortage, Step, decide_reservation, order_step, return_units, shipment_units
 from .workspace import Outcome, ParkedEvent, Workspace
+
+# Parked, these mean the goods already left: the order's hold must not lapse meanwhile.
+_GOODS_LEFT = (Shipment, OrderShipped, OrderCompleted, Return, ReturnReceived)
 
 __all__ = ["CartAnswer", "CartResult", "InvariantViolation", "Inventory", "Result", "iso_time"]
 
@@ -94,35 +102,39 @@ class Inventory:
 
     # --- events ------------------------------------------------------------------------------------
     def apply(self, event: CommerceEvent) -> Result:
-        """Apply one COMMERCE event exactly once (a duplicate changes nothing)."""
+        """Apply one COMMERCE event exactly once (a duplicate changes nothing; a replay of a dead-lettered
+        event is applied as if it came for the first time)."""
         previous = self.ws.seen(event.msg_id)
-        if previous is not None:
+        if previous is not None and not (event.replay and previous is Outcome.DEAD_LETTERED):
             return Result(Outcome.DUPLICATE, previous.value)
         payload = event.payload
-        if isinstance(payload, Unhandled):
+        if isinstance(payload, Unmapped):
             result = Result(Outcome.IGNORED, f"inventory does not act on {event.event_type!r}")
-        elif isinstance(payload, Received):
+        elif isinstance(payload, StockReceived):
             result = self._received(event, payload)
-        elif isinstance(payload, Adjusted):
+        elif isinstance(payload, StockAdjusted):
             result = self._adjusted(event, payload)
         else:
-            return self._order_event(event, payload)
+            result = self._order_event(event, payload)
+            self._fill_backorders(event.msg_id)
+            return result
         self.ws.record(event, result.outcome, result.detail, self.now)
+        self._fill_backorders(event.msg_id)
         return result
 
     def dead_letter(self, event: CommerceEvent, reason: str) -> Result:
         """Record an event that can never be applied (it is published to DEADLETTER by the consumer)."""
         previous = self.ws.seen(event.msg_id)
-        if previous is not None:
+        if previous is not None and not (event.replay and previous is Outcome.DEAD_LETTERED):
             return Result(Outcome.DUPLICATE, previous.value)
         self.ws.record(event, Outcome.DEAD_LETTERED, reason, self.now)
         return Result(Outcome.DEAD_LETTERED, reason)
 
-    def _received(self, event: CommerceEvent, payload: Received) -> Result:
-        self._move(payload.sku, K.RECEIVED, payload.qty, on_hand=payload.qty, source=event.msg_id)
+    def _received(self, event: CommerceEvent, payload: StockReceived) -> Result:
+        self._move(payload.sku, K.RECEIVED, payload.quantity, on_hand=payload.quantity, source=event.msg_id)
         return Result(Outcome.APPLIED)
 
-    def _adjusted(self, event: CommerceEvent, payload: Adjusted) -> Result:
+    def _adjusted(self, event: CommerceEvent, payload: StockAdjusted) -> Result:
         state = self.ws.sku(payload.sku)
         held = state.reserved + state.committed
         if payload.delta is not None:
@@ -134,7 +146,7 @@ class Inventory:
                 reason = f"requested {payload.delta}; {held} units are held by reservations, applied {applied}"
             self._move(payload.sku, K.ADJUSTED, applied, on_hand=applied, source=event.msg_id, reason=reason)
             return Result(Outcome.APPLIED, reason)
-        counted_at = payload.counted_at or 0.0
+        counted_at = payload.counted_at or event.source_ts
         assert payload.on_hand is not None
         if state.counted_at is not None and counted_at < state.counted_at:
             reason = (
@@ -155,9 +167,9 @@ class Inventory:
 
     # --- orders ------------------------------------------------------------------------------------
     def _order_event(self, event: CommerceEvent, payload: OrderEvent) -> Result:
-        key = order_key(payload.order_id)
+        key = order_key(payload.order_key)
         current = self.ws.reservation(key)
-        step, why = order_step(current.state if current else None, payload)
+        step, why = order_step(current, payload)
         if step is Step.PARK:
             self.ws.record(event, Outcome.PARKED, why, self.now)
             self.ws.park(key, ParkedEvent(event, self.now, why))
@@ -178,7 +190,7 @@ class Inventory:
         order = self.ws.reservation(key)
         if order is None or order.state is not S.RESERVED or order.expires_at is None:
             return
-        if any(isinstance(p.event.payload, Shipped | ReturnReceived) for p in self.ws.parked_for(key)):
+        if any(isinstance(p.event.payload, _GOODS_LEFT) for p in self.ws.parked_for(key)):
             order.expires_at = None
             order.updated_at = self.now
             self.ws.put_reservation(order)
@@ -190,9 +202,9 @@ class Inventory:
             progress = False
             for parked in self.ws.parked_for(key):
                 payload = parked.event.payload
-                assert not isinstance(payload, Received | Adjusted | Unhandled)
+                assert not isinstance(payload, StockReceived | StockAdjusted | Unmapped)
                 current = self.ws.reservation(key)
-                step, why = order_step(current.state if current else None, payload)
+                step, why = order_step(current, payload)
                 if step is Step.PARK:
                     continue
                 if step is Step.IGNORE:
@@ -204,39 +216,70 @@ class Inventory:
                 break
 
     def _transition(self, event: CommerceEvent, payload: OrderEvent, current: Reservation | None) -> Result:
-        if isinstance(payload, OrderCreated):
-            return self._order_created(event, payload)
+        if isinstance(payload, OrderPlaced):
+            return self._order_placed(event, payload)
         assert current is not None
-        if isinstance(payload, PaymentSucceeded):
-            return self._payment_succeeded(event, current)
+        if isinstance(payload, PaymentSucceeded | OrderConfirmed):
+            return self._commit(event, current)
         if isinstance(payload, PaymentFailed):
             return self._release(event.msg_id, current, S.PAYMENT_FAILED, "payment failed")
         if isinstance(payload, OrderCancelled):
             return self._release(event.msg_id, current, S.CANCELLED, "order cancelled")
-        if isinstance(payload, Shipped):
-            return self._shipped(event, current)
+        if isinstance(payload, OrderShipped):
+            return self._shipped_whole(event, current, "order shipped")
+        if isinstance(payload, OrderCompleted):
+            return self._shipped_whole(event, current, "order completed: units no shipment reported left stock")
+        if isinstance(payload, Shipment):
+            return self._shipment(event, payload, current)
+        if isinstance(payload, Return):
+            return self._return(event, payload, current)
         if isinstance(payload, ReturnReceived):
             return self._returned(event, payload, current)
-        raise TypeError(f"not an order event: {payload!r}")
+        raise TypeError(f"not an order event to apply: {payload!r}")
 
-    def _order_created(self, event: CommerceEvent, payload: OrderCreated) -> Result:
-        key = order_key(payload.order_id)
-        lines = summed_lines(payload.lines)
+    def _order_placed(self, event: CommerceEvent, payload: OrderPlaced) -> Result:
+        key = order_key(payload.order_key)
+        lines = stocked_lines(payload.lines)
+        demand = summed_lines(lines)
+        # Units of backorder lines may wait for stock; every other unit must be there now.
+        firm = summed_lines(line for line in lines if not line.backorder)
         cart = self._usable_cart(payload.reservation_id)
         held_by_cart = cart.lines if cart else {}
-        available = {sku: self.ws.sku(sku).available + held_by_cart.get(sku, 0) for sku in lines}
-        shortages = decide_reservation(lines, available)
+        available = {sku: self.ws.sku(sku).available + held_by_cart.get(sku, 0) for sku in demand}
+        shortages = decide_reservation(firm, available)
         if shortages:
             detail = "insufficient stock: " + _describe_shortages(shortages)
-            self._reject(event.msg_id, key, lines, shortages, detail)
-            self.ws.put_reservation(Reservation(key, S.REJECTED, lines, self.now, self.now))
+            self._reject(event.msg_id, key, demand, shortages, detail)
+            self.ws.put_reservation(Reservation(key, S.REJECTED, demand, self.now, self.now))
             return Result(Outcome.REJECTED, detail)
         if cart is not None:
-            self._give_back(cart, K.RELEASED, S.CONVERTED, event.msg_id, f"taken over by order {payload.order_id}")
-        for sku, qty in lines.items():
-            self._move(sku, K.RESERVED, qty, reserved=qty, reservation=key, source=event.msg_id)
-        self.ws.put_reservation(Reservation(key, S.RESERVED, lines, self.now, self.now, self.now + self.ttl_s))
-        return Result(Outcome.APPLIED)
+            self._give_back(cart, K.RELEASED, S.CONVERTED, event.msg_id, f"taken over by order {payload.order_key}")
+        order = Reservation(key, S.RESERVED, demand, self.now, self.now, self.now + self.ttl_s)
+        notes = []
+        for sku, qty in demand.items():
+            take = min(qty, max(0, self.ws.sku(sku).available))
+            if take:
+                self._move(sku, K.RESERVED, take, reserved=take, reservation=key, source=event.msg_id)
+            if qty > take:
+                wait = qty - take
+                reason = f"backorder: {wait} of {qty} accepted without stock"
+                self._move(sku, K.BACKORDERED, wait, reservation=key, source=event.msg_id, reason=reason)
+                order.backordered[sku] = wait
+                self.ws.put_backorder(Backorder(sku, key, wait, self.now, event.stream_seq))
+                notes.append(f"{sku}: {wait} backordered")
+        for line in lines:
+            if line.product_id is not None:
+                order.products.setdefault(line.product_id, line.sku)
+                if line.variant_id is not None:
+                    order.products[f"{line.product_id}/{line.variant_id}"] = line.sku
+        digital = len(payload.lines) - len(lines)
+        if digital:
+            notes.append(f"{digital} digital line{'s' if digital > 1 else ''}: no stock")
+        self.ws.put_reservation(order)
+        if payload.confirmed:
+            self._commit(event, order)
+            notes.append("placed confirmed: committed at once")
+        return Result(Outcome.APPLIED, "; ".join(notes))
 
     def _usable_cart(self, reservation_id: str | None) -> Reservation | None:
         if reservation_id is None:
@@ -246,9 +289,9 @@ class Inventory:
             return None
         return cart
 
-    def _payment_succeeded(self, event: CommerceEvent, order: Reservation) -> Result:
+    def _commit(self, event: CommerceEvent, order: Reservation) -> Result:
         if order.state is S.RESERVED:
-            for sku, qty in order.lines.items():
+            for sku, qty in order.held().items():
                 self._move(
                     sku, K.COMMITTED, qty, reserved=-qty, committed=qty, reservation=order.key, source=event.msg_id
                 )
@@ -257,15 +300,17 @@ class Inventory:
         # Paid after the hold lapsed (expired, or an earlier payment failed): take the stock again if it
         # is there, straight into committed; otherwise the order is rejected, never oversold.
         was = order.state.value
-        available = {sku: self.ws.sku(sku).available for sku in order.lines}
-        shortages = decide_reservation(order.lines, available)
+        needed = {sku: qty - order.shipped.get(sku, 0) for sku, qty in order.lines.items()}
+        needed = {sku: qty for sku, qty in needed.items() if qty > 0}
+        available = {sku: self.ws.sku(sku).available for sku in needed}
+        shortages = decide_reservation(needed, available)
         if shortages:
             detail = f"paid after the reservation was {was}, and stock is short: " + _describe_shortages(shortages)
-            self._reject(event.msg_id, order.key, order.lines, shortages, detail)
+            self._reject(event.msg_id, order.key, needed, shortages, detail)
             self._set_state(order, S.REJECTED)
             return Result(Outcome.REJECTED, detail)
         reason = f"paid after the reservation was {was}: committed again from available stock"
-        for sku, qty in order.lines.items():
+        for sku, qty in needed.items():
             self._move(sku, K.COMMITTED, qty, committed=qty, reservation=order.key, source=event.msg_id, reason=reason)
         self._set_state(order, S.COMMITTED)
         return Result(Outcome.APPLIED, reason)
@@ -277,28 +322,163 @@ class Inventory:
         self._set_state(order, to)
         return Result(Outcome.APPLIED, f"nothing held any more (the reservation was {order.state.value})")
 
-    def _shipped(self, event: CommerceEvent, order: Reservation) -> Result:
-        for sku, qty in order.lines.items():
-            self._move(sku, K.DEDUCTED, qty, on_hand=-qty, committed=-qty, reservation=order.key, source=event.msg_id)
+    def _shipped_whole(self, event: CommerceEvent, order: Reservation, why: str) -> Result:
+        """Everything the order still holds left the warehouse (no shipment named it)."""
+        for sku, qty in order.held().items():
+            self._deduct(order, sku, qty, event.msg_id, why)
+            order.unattributed[sku] = order.unattributed.get(sku, 0) + qty
+        self._drop_backorders(order, event.msg_id, why)
         self._set_state(order, S.SHIPPED)
         return Result(Outcome.APPLIED)
+
+    def _deduct(self, order: Reservation, sku: str, qty: int, source: str, why: str, *, held: bool = True) -> None:
+        """``qty`` units of ``sku`` left the warehouse for ``order``: from what it holds (committed), or
+        (``held`` false: the order was cancelled before the shipment was reported) from on hand."""
+        if qty <= 0:
+            return
+        committed = -qty if held else 0
+        self._move(
+            sku, K.DEDUCTED, qty, on_hand=-qty, committed=committed, reservation=order.key, source=source, reason=why
+        )
+        order.shipped[sku] = order.shipped.get(sku, 0) + qty
+
+    def _shipment(self, event: CommerceEvent, payload: Shipment, order: Reservation) -> Result:
+        ref = payload.reference
+        record = order.shipments.get(ref) or ShipmentRecord(payload.status)
+        notes = []
+        if not record.left:
+            notes += self._ship(event, payload, order, record)
+        record.status = payload.status
+        if payload.status == "return_to_origin" and not record.back:
+            why = f"shipment {ref} returned to origin"
+            for sku, qty in record.deducted.items():
+                back = min(qty, order.unreturned(sku))
+                if back:
+                    self._move(
+                        sku, K.RETURNED, back, on_hand=back, reservation=order.key, source=event.msg_id, reason=why
+                    )
+                    order.returned[sku] = order.returned.get(sku, 0) + back
+            record.back = True
+        elif payload.status == "lost" and not record.lost and not record.back:
+            for sku, qty in record.deducted.items():
+                why = f"shipment {ref} lost by the carrier: {qty} units stay deducted"
+                self._move(sku, K.LOST, qty, reservation=order.key, source=event.msg_id, reason=why)
+            record.lost = True
+        order.shipments[ref] = record
+        if order.state is S.COMMITTED and not order.held() and not order.backordered:
+            self._set_state(order, S.SHIPPED)
+        elif order.state is S.CANCELLED and all(order.shipped.get(sku, 0) >= n for sku, n in order.lines.items()):
+            # Everything left before the cancellation was reported: the cancellation came too late.
+            self._set_state(order, S.SHIPPED)
+        else:
+            self._set_state(order, order.state)
+        return Result(Outcome.APPLIED, "; ".join(notes))
+
+    def _ship(self, event: CommerceEvent, payload: Shipment, order: Reservation, record: ShipmentRecord) -> list[str]:
+        """Deduct a shipment's units, once: from what the order holds (committed), or, for an order
+        cancelled before the shipment was reported, from on hand (the units left before the cancellation)."""
+        why = f"shipment {payload.reference} {payload.status}"
+        notes = []
+        held = order.held()
+        for sku, units in shipment_units(payload).items():
+            named = min(units, order.unattributed.get(sku, 0))
+            if named:  # already deducted when the order was reported shipped as a whole
+                order.unattributed[sku] -= named
+            if order.state is S.CANCELLED:
+                take = min(units - named, order.lines.get(sku, 0) - order.shipped.get(sku, 0))
+                take = max(0, min(take, self.ws.sku(sku).available))
+                self._deduct(
+                    order, sku, take, event.msg_id, why + " (reported after the order was cancelled)", held=False
+                )
+            else:
+                take = min(units - named, held.get(sku, 0))
+                self._deduct(order, sku, take, event.msg_id, why)
+            if named + take:
+                record.deducted[sku] = record.deducted.get(sku, 0) + named + take
+            if named + take < units:
+                notes.append(f"{sku}: {units} in the shipment, {named + take} left stock for this order")
+        record.left = True
+        return notes
+
+    def _return(self, event: CommerceEvent, payload: Return, order: Reservation) -> Result:
+        units, notes = return_units(payload, order)
+        why = f"return {payload.request_number} {payload.status}"
+        for sku, qty in units.items():
+            back = min(qty, order.unreturned(sku))
+            if back < qty:
+                notes.append(f"{sku}: {qty} returned but only {back} shipped and not yet returned")
+            if back:
+                self._move(sku, K.RETURNED, back, on_hand=back, reservation=order.key, source=event.msg_id, reason=why)
+                order.returned[sku] = order.returned.get(sku, 0) + back
+        order.returns.append(payload.request_number)
+        self._set_state(order, order.state)
+        return Result(Outcome.APPLIED, "; ".join(notes))
 
     def _returned(self, event: CommerceEvent, payload: ReturnReceived, order: Reservation) -> Result:
         notes = []
         for line in payload.lines:
-            remaining = order.lines.get(line.sku, 0) - order.returned.get(line.sku, 0)
-            qty = min(line.qty, max(0, remaining))
-            if qty < line.qty:
-                notes.append(
-                    f"{line.sku}: {line.qty} returned but only {max(0, remaining)} shipped and not yet returned"
-                )
+            remaining = order.unreturned(line.sku)
+            qty = min(line.quantity, remaining)
+            if qty < line.quantity:
+                notes.append(f"{line.sku}: {line.quantity} returned but only {remaining} shipped and not yet returned")
             if qty <= 0:
                 continue
             order.returned[line.sku] = order.returned.get(line.sku, 0) + qty
-            if line.restock:
+            if payload.restocks(line):
                 self._move(line.sku, K.RETURNED, qty, on_hand=qty, reservation=order.key, source=event.msg_id)
         self._set_state(order, order.state)
         return Result(Outcome.APPLIED, "; ".join(notes))
+
+    # --- backorders --------------------------------------------------------------------------------
+    def _fill_backorders(self, source: str) -> None:
+        """Stock that appeared for a backordered SKU goes to its backorders first, oldest first, before
+        it is available to anyone else."""
+        for sku in sorted(self.ws.dirty_skus):
+            state = self.ws.skus[sku]
+            if state.backordered <= 0 or state.available <= 0:
+                continue
+            for backorder in self.ws.backorders_for(sku):
+                if state.available <= 0:
+                    break
+                order = self.ws.reservation(backorder.order)
+                if order is None:
+                    break  # not loaded (another replica holds it): the oldest keeps its turn
+                qty = min(backorder.qty, state.available)
+                why = f"backorder filled: {qty} of {backorder.qty}"
+                if order.state is S.COMMITTED:
+                    self._move(
+                        sku,
+                        K.FILLED,
+                        qty,
+                        committed=qty,
+                        reservation=order.key,
+                        source=source,
+                        reason=why,
+                    )
+                else:
+                    self._move(
+                        sku,
+                        K.FILLED,
+                        qty,
+                        reserved=qty,
+                        reservation=order.key,
+                        source=source,
+                        reason=why,
+                    )
+                left = order.backordered.get(sku, 0) - qty
+                if left > 0:
+                    order.backordered[sku] = left
+                else:
+                    order.backordered.pop(sku, None)
+                self.ws.put_backorder(Backorder(sku, order.key, backorder.qty - qty, backorder.since, backorder.seq))
+                self._set_state(order, order.state)
+                self._release_parked(order.key)
+
+    def _drop_backorders(self, order: Reservation, source: str, why: str) -> None:
+        for sku, qty in sorted(order.backordered.items()):
+            self._move(sku, K.DROPPED, qty, reservation=order.key, source=source, reason=why)
+            self.ws.put_backorder(Backorder(sku, order.key, 0, self.now))
+        order.backordered = {}
 
     # --- reservations by TTL and at checkout ---------------------------------------------------------
     def expire(self, key: str) -> bool:
@@ -307,6 +487,7 @@ class Inventory:
         if reservation is None or not reservation.overdue(self.now):
             return False
         self._give_back(reservation, K.EXPIRED, S.EXPIRED, "ttl", "reservation TTL passed")
+        self._fill_backorders("ttl")
         return True
 
     def reserve(self, reservation_id: str, lines: Mapping[str, int], ttl_s: float) -> CartResult:
@@ -343,17 +524,19 @@ class Inventory:
         if reservation.state is not S.RESERVED:
             return CartResult(CartAnswer.UNCHANGED, reservation)
         self._give_back(reservation, K.RELEASED, S.RELEASED, f"http:{reservation_id}", "released at checkout")
+        self._fill_backorders(f"http:{reservation_id}")
         return CartResult(CartAnswer.RELEASED, reservation)
 
     # --- movements ---------------------------------------------------------------------------------
     def _give_back(
         self, reservation: Reservation, kind: LedgerKind, to: ReservationState, source: str, why: str
     ) -> None:
-        for sku, qty in reservation.lines.items():
+        for sku, qty in reservation.held().items():
             if reservation.state is S.RESERVED:
                 self._move(sku, kind, qty, reserved=-qty, reservation=reservation.key, source=source, reason=why)
             elif reservation.state is S.COMMITTED:
                 self._move(sku, kind, qty, committed=-qty, reservation=reservation.key, source=source, reason=why)
+        self._drop_backorders(reservation, source, why)
         self._set_state(reservation, to)
 
     def _set_state(self, reservation: Reservation, state: ReservationState) -> None:
@@ -403,7 +586,14 @@ class Inventory:
             state.reserved + reserved,
             state.committed + committed,
         )
-        if after_reserved < 0 or after_committed < 0 or after_on_hand - after_reserved - after_committed < 0:
+        # A backorder's units are counted by the kind of the row, so a rebuild from the ledger finds them.
+        after_backordered = state.backordered + BACKORDER_KINDS.get(kind, 0) * qty
+        if (
+            after_reserved < 0
+            or after_committed < 0
+            or after_backordered < 0
+            or after_on_hand - after_reserved - after_committed < 0
+        ):
             raise InvariantViolation(
                 f"{kind.value} of {qty} on {sku!r} would leave on_hand={after_on_hand} reserved={after_reserved} "
                 f"committed={after_committed}"
@@ -439,6 +629,7 @@ class Inventory:
             digest,
         )
         state.on_hand, state.reserved, state.committed = after_on_hand, after_reserved, after_committed
+        state.backordered = after_backordered
         state.version, state.last_hash = version, digest
         self.ws.touch_sku(state)
         self.ws.entries.append(entry)

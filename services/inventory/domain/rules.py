@@ -1,4 +1,4 @@
-"""Two pure rules: reserve every line or none, and what an order event does in each order state."""
+"""Pure rules: reserve every line or none, and what an order event does in each order state."""
 
 from __future__ import annotations
 
@@ -6,18 +6,33 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .events import (
+from libs.profiles.canonical import (
     OrderCancelled,
-    OrderCreated,
-    OrderEvent,
+    OrderCompleted,
+    OrderConfirmed,
+    OrderPlaced,
+    OrderShipped,
     PaymentFailed,
+    PaymentRefunded,
+    PaymentRetried,
     PaymentSucceeded,
+    Return,
     ReturnReceived,
-    Shipped,
+    Shipment,
 )
-from .model import ReservationState
 
-__all__ = ["Shortage", "Step", "decide_reservation", "order_step"]
+from .events import AFTER_SHIPPING, OrderEvent
+from .model import Reservation, ReservationState
+
+__all__ = [
+    "Shortage",
+    "Step",
+    "decide_reservation",
+    "order_step",
+    "restocking",
+    "return_units",
+    "shipment_units",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +63,71 @@ S = ReservationState
 _TERMINAL = frozenset({S.REJECTED, S.CANCELLED})
 # Before payment: what a successful payment may still bring back to life (if the stock is there).
 _REVIVABLE = frozenset({S.EXPIRED, S.PAYMENT_FAILED})
+# A shipment of the order may still be reported (so a return of units not shipped yet waits for it):
+# also once it is cancelled, since units that left before the cancellation may be reported after it.
+_MAY_SHIP = frozenset({S.RESERVED, S.COMMITTED, S.CANCELLED}) | _REVIVABLE
 
 
-def order_step(state: ReservationState | None, event: OrderEvent) -> tuple[Step, str]:
-    """What ``event`` does to an order in ``state`` (None: ``order.created`` not applied yet).
+def shipment_units(event: Shipment) -> dict[str, int]:
+    """Units per SKU a shipment carries, paid and free (items naming one SKU added up)."""
+    out: dict[str, int] = {}
+    for item in event.items:
+        if item.units:
+            out[item.sku] = out.get(item.sku, 0) + item.units
+    return out
+
+
+def restocking(event: Return) -> bool:
+    """A return puts units back only once they are back: status ``complete``, or ``received_at`` set
+    (Commerce Engine's ``OrderReturn``)."""
+    return event.status == "complete" or event.received_at is not None
+
+
+def return_units(event: Return, order: Reservation) -> tuple[dict[str, int], list[str]]:
+    """The SKUs a return's products are, through the order's own lines: (units per SKU, notes on items
+    that name a product the order does not hold)."""
+    out: dict[str, int] = {}
+    notes: list[str] = []
+    for item in event.items:
+        sku = None
+        if item.variant_id is not None:
+            sku = order.products.get(f"{item.product_id}/{item.variant_id}")
+        sku = sku or order.products.get(item.product_id)
+        if sku is None:
+            what = item.product_id + (f"/{item.variant_id}" if item.variant_id else "")
+            notes.append(f"product {what} is not a line of the order: not restocked")
+            continue
+        out[sku] = out.get(sku, 0) + item.quantity
+    return out, notes
+
+
+def order_step(order: Reservation | None, event: OrderEvent) -> tuple[Step, str]:
+    """What ``event`` does to ``order`` (None: the order has not been placed yet).
 
     Orders only move forward: an event delivered after a later fact was applied (a payment, a
     shipment, a cancellation) is ignored, never allowed to undo it. Stock leaves ``committed`` only
     through ``order.cancelled`` (released) or a shipment (deducted); see design §4.
     """
-    if isinstance(event, OrderCreated):
+    state = order.state if order is not None else None
+    if isinstance(event, OrderPlaced):
         return (Step.APPLY, "") if state is None else (Step.IGNORE, "the order already exists")
-    if state is None:
+    if isinstance(event, PaymentRetried | PaymentRefunded):
+        return Step.IGNORE, f"{_name(event)} moves no stock"
+    if isinstance(event, PaymentFailed) and not event.release:
+        return Step.IGNORE, "a failed payment moves no stock: the hold stays until the order is cancelled or expires"
+    if isinstance(event, Shipment) and event.status not in AFTER_SHIPPING:
+        return Step.IGNORE, f"shipment {event.reference} is {event.status}: nothing has left the warehouse"
+    if isinstance(event, Return) and not restocking(event):
+        return Step.IGNORE, f"return {event.request_number} is {event.status}: units come back once it is complete"
+    if state is None or order is None:
         return Step.PARK, "waiting for order.created"
+    if isinstance(event, Shipment):
+        return _shipment_step(order, event)
+    if isinstance(event, Return):
+        return _return_step(order, event)
     if state in _TERMINAL:
         return Step.IGNORE, f"the order is {state.value}"
-    if isinstance(event, PaymentSucceeded):
+    if isinstance(event, PaymentSucceeded | OrderConfirmed):
         if state is S.RESERVED or state in _REVIVABLE:
             return Step.APPLY, ""
         return Step.IGNORE, f"the order is already {state.value}"
@@ -80,7 +144,7 @@ def order_step(state: ReservationState | None, event: OrderEvent) -> tuple[Step,
         if state in (S.RESERVED, S.COMMITTED) or state in _REVIVABLE:
             return Step.APPLY, ""
         return Step.IGNORE, f"nothing to release: the order is {state.value}"
-    if isinstance(event, Shipped):
+    if isinstance(event, OrderShipped | OrderCompleted):
         if state is S.COMMITTED:
             return Step.APPLY, ""
         if state is S.SHIPPED:
@@ -91,3 +155,42 @@ def order_step(state: ReservationState | None, event: OrderEvent) -> tuple[Step,
             return Step.APPLY, ""
         return Step.PARK, "waiting for the shipment"
     raise TypeError(f"not an order event: {event!r}")
+
+
+def _shipment_step(order: Reservation, event: Shipment) -> tuple[Step, str]:
+    state = order.state
+    record = order.shipments.get(event.reference)
+    if record is not None and record.left:
+        if event.status == "return_to_origin" and not record.back:
+            return Step.APPLY, ""
+        if event.status == "lost" and not record.lost and not record.back:
+            return Step.APPLY, ""
+        return Step.IGNORE, f"shipment {event.reference} already left stock ({event.status} changes nothing)"
+    if state is S.REJECTED:
+        return Step.IGNORE, "the order is rejected: it holds no stock"
+    if state in (S.COMMITTED, S.SHIPPED, S.CANCELLED):
+        # A cancelled order's shipment that left before the cancellation still took its units.
+        held = order.held()
+        for sku, units in shipment_units(event).items():
+            if units > held.get(sku, 0) and order.backordered.get(sku, 0) > 0:
+                return Step.PARK, f"waiting for stock of backordered {sku}"
+        return Step.APPLY, ""
+    return Step.PARK, "waiting for the order to be confirmed or paid"
+
+
+def _return_step(order: Reservation, event: Return) -> tuple[Step, str]:
+    if event.request_number in order.returns:
+        return Step.IGNORE, f"return {event.request_number} was already restocked"
+    if order.state is S.REJECTED:
+        return Step.IGNORE, "the order is rejected: nothing was shipped"
+    units, _ = return_units(event, order)
+    if order.state in _MAY_SHIP:
+        for sku, qty in units.items():
+            # More is back than has shipped, and more of it may still ship: the shipment is late.
+            if qty > order.unreturned(sku) and order.lines.get(sku, 0) > order.shipped.get(sku, 0):
+                return Step.PARK, "waiting for the shipment"
+    return Step.APPLY, ""
+
+
+def _name(event: OrderEvent) -> str:
+    return {PaymentRetried: "a payment retry", PaymentRefunded: "a refund"}.get(type(event), type(event).__name__)

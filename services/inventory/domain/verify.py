@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .chain import entry_hash
-from .model import LedgerEntry, Reservation, SkuState
+from .model import BACKORDER_KINDS, LedgerEntry, Reservation, SkuState
 
 __all__ = ["LedgerVerifier", "Problem"]
 
@@ -59,6 +59,7 @@ class LedgerVerifier:
         )
         if recomputed != entry.hash:
             self.problems.append(Problem(entry.sku, f"{where}: content does not match its hash: the row was edited"))
+        state.backordered += BACKORDER_KINDS.get(entry.kind, 0) * entry.qty
         state.on_hand += entry.on_hand_delta
         state.reserved += entry.reserved_delta
         state.committed += entry.committed_delta
@@ -120,4 +121,7 @@ class LedgerVerifier:
 
 
 def _quantities(state: SkuState) -> str:
-    return f"on_hand={state.on_hand} reserved={state.reserved} committed={state.committed} version={state.version}"
+    return (
+        f"on_hand={state.on_hand} reserved={state.reserved} committed={state.committed} "
+        f"backordered={state.backordered} version={state.version}"
+    )

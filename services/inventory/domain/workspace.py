@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from libs.contracts import InventoryEvent
 
 from .events import CommerceEvent
-from .model import LedgerEntry, Reservation, SkuState
+from .model import Backorder, LedgerEntry, Reservation, SkuState
 
 __all__ = ["InboxRecord", "NotLoaded", "Outcome", "ParkedEvent", "Workspace"]
 
@@ -68,6 +68,8 @@ class Workspace:
     strict: bool = True
     """Strict: a SKU the store did not load is an error. Otherwise a new SKU starts at zero."""
     loaded_skus: set[str] = field(default_factory=set)
+    backorders: dict[str, list[Backorder]] = field(default_factory=dict)
+    """Each SKU's backorders, oldest first, as far as they were loaded (every SKU with backordered units)."""
 
     entries: list[LedgerEntry] = field(default_factory=list)
     rejections: list[InventoryEvent] = field(default_factory=list)
@@ -82,6 +84,10 @@ class Workspace:
     """Every parked event applied or ignored in this transaction, with its outcome (for metrics)."""
     initial_available: dict[str, int] = field(default_factory=dict)
     cause: dict[str, str] = field(default_factory=dict)
+    backorder_changes: dict[tuple[str, str], Backorder | None] = field(default_factory=dict)
+    """(order key, SKU) -> the backorder as it is now; None: filled or dropped (deleted)."""
+    replaced_inbox: set[str] = field(default_factory=set)
+    """Inbox rows of dead-lettered events that a replay recorded again."""
 
     # --- reads -------------------------------------------------------------------------------------
     def sku(self, sku: str) -> SkuState:
@@ -117,8 +123,22 @@ class Workspace:
         self.reservations[reservation.key] = reservation
         self.dirty_reservations.add(reservation.key)
 
+    def backorders_for(self, sku: str) -> list[Backorder]:
+        return list(self.backorders.get(sku, ()))
+
+    def put_backorder(self, backorder: Backorder) -> None:
+        """Add or change a backorder (``qty`` 0: it is filled or dropped, and removed)."""
+        queue = [b for b in self.backorders.get(backorder.sku, []) if b.order != backorder.order]
+        if backorder.qty > 0:
+            queue.append(backorder)
+            queue.sort(key=lambda b: b.sort_key)
+        self.backorders[backorder.sku] = queue
+        self.backorder_changes[(backorder.order, backorder.sku)] = backorder if backorder.qty > 0 else None
+
     def record(self, event: CommerceEvent, outcome: Outcome, detail: str, now: float) -> None:
         subject = event.envelope.subject if event.envelope else ""
+        if event.msg_id in self.inbox and event.msg_id not in self.new_inbox:
+            self.replaced_inbox.add(event.msg_id)
         self.new_inbox[event.msg_id] = InboxRecord(
             event.msg_id, event.stream_seq, subject, event.event_type, event.order_id, outcome, detail, now
         )
@@ -165,3 +185,5 @@ class Workspace:
         self.settled_events = []
         self.initial_available = {}
         self.cause = {}
+        self.backorder_changes = {}
+        self.replaced_inbox = set()

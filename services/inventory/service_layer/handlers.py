@@ -18,13 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from ..domain.events import CommerceEvent, Envelope, MalformedEvent, Unhandled, parse_event
+from ..domain.events import CommerceEvent
 from ..domain.ledger import CartResult, Inventory, Result
 from ..domain.model import cart_key, order_key
 from ..domain.workspace import Outcome
 from .unit_of_work import Scope, StoreUnavailable, UnitOfWork
 
-__all__ = ["BatchResult", "StoreUnavailable", "apply_batch", "expire_overdue", "release", "reserve"]
+__all__ = ["BatchResult", "Incoming", "StoreUnavailable", "apply_batch", "expire_overdue", "release", "reserve"]
 
 log = logging.getLogger("stockwire.inventory.handlers")
 
@@ -44,7 +44,10 @@ class BatchResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Item:
+class Incoming:
+    """One message of a batch as the wire adapter read it: its event, or why it can never apply
+    (``malformed``; then ``event`` carries only its keys and is dead-lettered)."""
+
     event: CommerceEvent
     malformed: str | None = None
 
@@ -58,15 +61,7 @@ class _Done(Generic[T]):
     settled: list[tuple[str, Outcome]]
 
 
-def _read(envelope: Envelope) -> _Item:
-    try:
-        return _Item(parse_event(envelope))
-    except MalformedEvent as exc:
-        event = CommerceEvent(envelope.msg_id, envelope.event_type, Unhandled(), envelope.stream_seq, 0.0, envelope)
-        return _Item(event, str(exc))
-
-
-def _scope(items: Sequence[_Item]) -> Scope:
+def _scope(items: Sequence[Incoming]) -> Scope:
     keys: set[str] = set()
     skus: set[str] = set()
     keyless: list[str] = []
@@ -84,7 +79,7 @@ def _scope(items: Sequence[_Item]) -> Scope:
     return Scope(keys=keys, skus=skus, msg_ids=[i.event.msg_id for i in items], keyless=keyless)
 
 
-def _apply_one(book: Inventory, item: _Item) -> Result:
+def _apply_one(book: Inventory, item: Incoming) -> Result:
     if item.malformed is not None:
         return book.dead_letter(item.event, item.malformed)
     return book.apply(item.event)
@@ -113,13 +108,12 @@ async def _transact(
     return done
 
 
-async def apply_batch(uow: UnitOfWork, envelopes: Sequence[Envelope], *, now: float, ttl_s: float) -> BatchResult:
-    """Apply a fetched batch of COMMERCE events in stream order; one result per envelope, in order.
+async def apply_batch(uow: UnitOfWork, items: Sequence[Incoming], *, now: float, ttl_s: float) -> BatchResult:
+    """Apply a fetched batch of COMMERCE events in stream order; one result per item, in order.
 
     ``now`` is epoch seconds; ``ttl_s`` the lifetime of an order's reservation. Raises
     :class:`StoreUnavailable` when the store cannot write (the caller retries the batch as it is).
     """
-    items = [_read(e) for e in envelopes]
 
     def apply_all(book: Inventory) -> list[Result]:
         return [_apply_one(book, item) for item in items]
@@ -137,13 +131,14 @@ async def apply_batch(uow: UnitOfWork, envelopes: Sequence[Envelope], *, now: fl
     return await _apply_isolated(uow, items, now=now, ttl_s=ttl_s)
 
 
-async def _apply_isolated(uow: UnitOfWork, items: Sequence[_Item], *, now: float, ttl_s: float) -> BatchResult:
+async def _apply_isolated(uow: UnitOfWork, items: Sequence[Incoming], *, now: float, ttl_s: float) -> BatchResult:
     batch = BatchResult([])
     async with uow:
         # Every lock the batch needs is taken here, in one go and in order, before any event is applied.
         await uow.load(_scope(items), now=now, expire=False)
         for item in items:
-            def apply_item(book: Inventory, item: _Item = item) -> Result:
+
+            def apply_item(book: Inventory, item: Incoming = item) -> Result:
                 return _apply_one(book, item)
 
             try:

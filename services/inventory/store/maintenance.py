@@ -89,6 +89,7 @@ async def rebuild_projection(engine: AsyncEngine, *, force: bool = False) -> Reb
                 "on_hand": want.on_hand,
                 "reserved": want.reserved,
                 "committed": want.committed,
+                "backordered": want.backordered,
                 "version": want.version,
                 "last_hash": want.last_hash,
                 "updated_at": now,
@@ -96,10 +97,11 @@ async def rebuild_projection(engine: AsyncEngine, *, force: bool = False) -> Reb
             if have is None:
                 changed.append(sku)
                 await conn.execute(sa.insert(schema.skus).values(sku=sku, counted_at=None, **values))
-            elif (have.on_hand, have.reserved, have.committed, have.version, have.last_hash) != (
+            elif (have.on_hand, have.reserved, have.committed, have.backordered, have.version, have.last_hash) != (
                 want.on_hand,
                 want.reserved,
                 want.committed,
+                want.backordered,
                 want.version,
                 want.last_hash,
             ):

@@ -35,6 +35,8 @@ class SkuView:
     version: int
     lapsed: int
     """Units held by reservations past their TTL, already counted as released here."""
+    backordered: int = 0
+    """Units orders accepted without stock and wait for (never part of ``available``)."""
 
 
 def entry_from_row(row: sa.Row[Any]) -> LedgerEntry:
@@ -64,6 +66,10 @@ def reservation_json(reservation: Reservation, now: float) -> dict[str, Any]:
         "created_at": reservation.created_at,
         "updated_at": reservation.updated_at,
         "returned": reservation.returned,
+        "backordered": reservation.backordered,
+        "shipped": reservation.shipped,
+        "shipments": {ref: record.as_json() for ref, record in sorted(reservation.shipments.items())},
+        "returns": reservation.returns,
     }
 
 
@@ -82,7 +88,7 @@ class InventoryReader:
             row = (await conn.execute(sa.select(t).where(t.c.sku == sku))).first()
             if row is None:
                 return None
-            lapsed = sum(r.lines.get(sku, 0) for r in await self._lapsed(conn, now) if r.overdue(now))
+            lapsed = sum(r.reserved_qty().get(sku, 0) for r in await self._lapsed(conn, now) if r.overdue(now))
         state = sku_from_row(row)
         reserved = state.reserved - lapsed
         return SkuView(
@@ -93,6 +99,7 @@ class InventoryReader:
             state.on_hand - reserved - state.committed,
             state.version,
             lapsed,
+            state.backordered,
         )
 
     async def ledger_page(self, sku: str, *, after: int = 0, limit: int = 100) -> list[LedgerEntry]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -20,12 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.store import WriteHealth, create_engine, is_postgres, migrate
 
-from ..domain.events import Envelope, MalformedEvent, parse_event
-from ..domain.model import Reservation, SkuState
+from ..adapters.wire import Envelope, MalformedEvent, parse_event
+from ..domain.events import CommerceEvent
+from ..domain.model import Backorder, Reservation, SkuState
 from ..domain.workspace import Outcome, ParkedEvent, Workspace
 from . import schema
 from .locks import lock_keys, try_lock_keys
-from .rows import reservation_from_row, sku_from_row
+from .rows import backorder_from_row, reservation_from_row, sku_from_row
 
 __all__ = ["InventoryStore", "ParkedRow"]
 
@@ -50,8 +51,11 @@ class InventoryStore:
         engine: AsyncEngine,
         *,
         expire_batch: int = 200,
+        reader: Callable[[Envelope], CommerceEvent] = parse_event,
     ) -> None:
         self.engine = engine
+        self.reader = reader
+        """Reads a parked message back into its event (with its source's profile)."""
         self.expire_batch = expire_batch
         self.postgres = is_postgres(engine)
         self.write_health = WriteHealth().watch(engine)
@@ -64,10 +68,11 @@ class InventoryStore:
         durable_commits: bool = True,
         pool_size: int = 10,
         expire_batch: int = 200,
+        reader: Callable[[Envelope], CommerceEvent] = parse_event,
     ) -> InventoryStore:
         engine = create_engine(url, durable_commits=durable_commits, pool_size=pool_size)
         await migrate(engine, schema.COMPONENT, schema.MIGRATIONS)
-        return cls(engine, expire_batch=expire_batch)
+        return cls(engine, expire_batch=expire_batch, reader=reader)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -107,15 +112,65 @@ class InventoryStore:
                 sku_set |= p.event.skus
         if self.postgres:
             await lock_keys(conn, "s", sku_set)
+        sku_states = {s.sku: s for s in await self._skus(conn, sku_set)}
+        backorders = await self._backorders(conn, [sku for sku, s in sku_states.items() if s.backordered > 0])
+        waiting = sorted({b.order for queue in backorders.values() for b in queue} - set(reservations))
+        if waiting:
+            await self._load_waiting(conn, waiting, reservations, parked, sku_states, sku_set)
         ws = Workspace(
-            skus={s.sku: s for s in await self._skus(conn, sku_set)},
+            skus=sku_states,
             reservations=reservations,
             parked=parked,
             inbox=await self._inbox(conn, msg_ids),
             strict=True,
+            backorders=backorders,
         )
         ws.loaded_skus = sku_set
         return ws, overdue
+
+    async def _load_waiting(
+        self,
+        conn: AsyncConnection,
+        waiting: list[str],
+        reservations: dict[str, Reservation],
+        parked: dict[str, dict[str, ParkedEvent]],
+        sku_states: dict[str, SkuState],
+        sku_set: set[str],
+    ) -> None:
+        """The orders waiting for a loaded SKU's stock, with their parked events and SKUs, so a fill can
+        release what waited for it (a shipment of the backordered units).
+
+        Locked after the SKUs, so never waited for: an order (or one of its SKUs) another replica
+        holds right now is left out, and filling stops at it — the oldest keeps its turn.
+        """
+        if self.postgres:
+            waiting = await try_lock_keys(conn, "r", waiting)
+        found = await self._reservations(conn, waiting)
+        their_parked = await self._parked(conn, [k for k in found if k.startswith("order:")])
+        needs = {
+            key: set(order.lines) | {sku for p in their_parked.get(key, {}).values() for sku in p.event.skus}
+            for key, order in found.items()
+        }
+        extra = sorted(set().union(*needs.values()) - sku_set)
+        locked = set(await try_lock_keys(conn, "s", extra)) if self.postgres else set(extra)
+        for state in await self._skus(conn, locked):
+            sku_states[state.sku] = state
+        sku_set |= locked
+        for key, order in found.items():
+            if needs[key] <= sku_set:
+                reservations[key] = order
+                if key in their_parked:
+                    parked[key] = their_parked[key]
+
+    async def _backorders(self, conn: AsyncConnection, skus: Collection[str]) -> dict[str, list[Backorder]]:
+        if not skus:
+            return {}
+        t = schema.backorders
+        query = sa.select(t).where(t.c.sku.in_(sorted(skus))).order_by(t.c.sku, t.c.since, t.c.seq, t.c.order_key)
+        out: dict[str, list[Backorder]] = {}
+        for row in await conn.execute(query):
+            out.setdefault(row.sku, []).append(backorder_from_row(row))
+        return out
 
     async def _reservations(self, conn: AsyncConnection, keys: Collection[str]) -> dict[str, Reservation]:
         if not keys:
@@ -133,7 +188,7 @@ class InventoryStore:
         for row in await conn.execute(query):
             envelope = Envelope(row.subject, row.body, json.loads(row.headers), row.stream_seq)
             try:
-                event = parse_event(envelope)
+                event = self.reader(envelope)
             except MalformedEvent:  # it parsed when it was parked; never expected
                 log.error("parked event %s no longer parses; leaving it to the sweeper", row.msg_id)
                 continue

@@ -10,6 +10,7 @@ from libs.outbox import create_outbox_schema, outbox_table
 __all__ = [
     "COMPONENT",
     "MIGRATIONS",
+    "backorders",
     "inbox",
     "ledger",
     "metadata",
@@ -37,6 +38,8 @@ skus = sa.Table(
     sa.Column("last_hash", sa.String(64), nullable=False),
     sa.Column("counted_at", sa.Float, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Units accepted without stock and waiting for it (version 2).
+    sa.Column("backordered", sa.BigInteger, nullable=False, server_default="0"),
     # The last line of defence: whatever a bug or a race might try, the database refuses to oversell.
     sa.CheckConstraint(
         "reserved >= 0 AND committed >= 0 AND on_hand - reserved - committed >= 0", name="ck_skus_never_oversold"
@@ -76,8 +79,23 @@ reservations = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=True),
+    # Backordered and shipped units, shipments, restocked returns, products -> SKU (JSON; version 2).
+    sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
 )
 sa.Index("ix_reservations_expires_at", reservations.c.expires_at)
+
+backorders = sa.Table(
+    "backorders",
+    metadata,
+    sa.Column("order_key", sa.String(_KEY + 8), primary_key=True),
+    sa.Column("sku", sa.String(_KEY), primary_key=True),
+    sa.Column("qty", sa.BigInteger, nullable=False),
+    sa.Column("since", sa.Float, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("qty > 0", name="ck_backorders_positive"),
+)
+# Filling takes a SKU's backorders oldest first.
+sa.Index("ix_backorders_sku_since", backorders.c.sku, backorders.c.since, backorders.c.seq, backorders.c.order_key)
 
 inbox = sa.Table(
     "inbox",
@@ -120,4 +138,17 @@ def _create_v1(conn: Connection) -> None:
     create_outbox_schema(conn, outbox)
 
 
-MIGRATIONS = [_create_v1]
+def _backorders_and_shipments_v2(conn: Connection) -> None:
+    """Backorders, partial shipments and returns by product (a store of version 1 gains the columns;
+    a new one has them from version 1's ``create``)."""
+    inspector = sa.inspect(conn)
+    for table, column in ((skus, "backordered"), (reservations, "detail")):
+        if column not in {c["name"] for c in inspector.get_columns(table.name)}:
+            col = table.c[column]
+            ddl = col.type.compile(dialect=conn.dialect)
+            default = col.server_default.arg if col.server_default is not None else None  # type: ignore[attr-defined]
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} {ddl} NOT NULL DEFAULT '{default}'"))
+    backorders.create(conn, checkfirst=True)
+
+
+MIGRATIONS = [_create_v1, _backorders_and_shipments_v2]

@@ -44,6 +44,20 @@ async def _upsert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, o
     await conn.execute(insert.on_conflict_do_update(index_elements=[key], set_=update), rows)
 
 
+async def _write_backorders(conn: AsyncConnection, ws: Workspace) -> None:
+    t = schema.backorders
+    changed = sorted(ws.backorder_changes)
+    for order, sku in changed:
+        await conn.execute(sa.delete(t).where(t.c.order_key == order, t.c.sku == sku))
+    rows = [
+        {"order_key": b.order, "sku": b.sku, "qty": b.qty, "since": b.since, "seq": b.seq}
+        for b in (ws.backorder_changes[key] for key in changed)
+        if b is not None
+    ]
+    if rows:
+        await conn.execute(sa.insert(t), rows)
+
+
 async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int:
     """Write everything the workspace changed; returns how many outbox rows were added."""
     if ws.entries:
@@ -81,6 +95,7 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
                     "version": s.version,
                     "last_hash": s.last_hash,
                     "counted_at": s.counted_at,
+                    "backordered": s.backordered,
                     "updated_at": now,
                 }
             )
@@ -98,6 +113,7 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
                     "created_at": r.created_at,
                     "updated_at": r.updated_at,
                     "expires_at": r.expires_at,
+                    "detail": json.dumps(r.detail_json(), sort_keys=True, separators=(",", ":")),
                 }
             )
         await _upsert(conn, schema.reservations, rows, "key")
@@ -119,6 +135,31 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
                 for r in ws.new_inbox.values()
             ],
         )
+    if ws.replaced_inbox:
+        # A replayed dead letter: its inbox row now says what the replay did.
+        t = schema.inbox
+        await conn.execute(
+            sa.update(t)
+            .where(t.c.msg_id == sa.bindparam("b_msg_id"))
+            .values(
+                stream_seq=sa.bindparam("b_seq"),
+                outcome=sa.bindparam("b_outcome"),
+                detail=sa.bindparam("b_detail"),
+                settled_at=sa.bindparam("b_at"),
+            ),
+            [
+                {
+                    "b_msg_id": record.msg_id,
+                    "b_seq": record.stream_seq,
+                    "b_outcome": record.outcome.value,
+                    "b_detail": record.detail,
+                    "b_at": record.settled_at,
+                }
+                for record in (ws.new_inbox[msg_id] for msg_id in sorted(ws.replaced_inbox))
+            ],
+        )
+    if ws.backorder_changes:
+        await _write_backorders(conn, ws)
     if ws.settled_parked:
         t = schema.inbox
         await conn.execute(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from nats.js import JetStreamContext
 
-from services.inventory.domain.events import Envelope
+from services.inventory.adapters.wire import Envelope
 from tests.support import service_process
 from tests.unit.inventory.histories import envelope
 

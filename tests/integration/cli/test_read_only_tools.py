@@ -14,6 +14,7 @@ from libs.store import create_engine, migrate
 from services.inventory.store import schema
 from stockwire.cli import main as stockwire
 
+CURRENT = len(schema.MIGRATIONS)
 READ_ONLY_COMMANDS = [["ledger", "verify"], ["audit", "order", "o-1"], ["audit", "sku", "A"]]
 EVERY_STORE_COMMAND = [*READ_ONLY_COMMANDS, ["ledger", "rebuild"]]
 
@@ -77,10 +78,10 @@ def test_a_store_at_another_schema_version_is_refused_untouched(
     if version is None:
         assert "holds no inventory schema" in err
     elif version == 0:
-        assert "inventory schema is at version 0, this stockwire reads version 1" in err
+        assert f"inventory schema is at version 0, this stockwire reads version {CURRENT}" in err
         assert "start inventory (it migrates its own store)" in err
     else:
-        assert "version 99, newer than this stockwire knows (1)" in err
+        assert f"version 99, newer than this stockwire knows ({CURRENT})" in err
     assert _digest(db) == before, "nothing was migrated or written"
 
 
@@ -147,7 +148,7 @@ async def test_an_older_postgresql_schema_is_refused_and_not_migrated(
     finally:
         await conn.close()
     # The current schema reads fine, in a session that cannot write.
-    await asyncio.to_thread(_set_version, postgres_url, 1)
+    await asyncio.to_thread(_set_version, postgres_url, CURRENT)
     assert await asyncio.to_thread(_run, ["ledger", "verify"], postgres_url) == 0
 
 

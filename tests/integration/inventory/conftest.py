@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
 
-from libs.config import NatsSettings, StockwireSettings, TopologySettings
+from libs.config import NatsSettings, SourceSettings, StockwireSettings, TopologySettings
 from libs.natsserver import NatsServer
 from services.inventory.app import build_app
 from services.inventory.settings import InventorySettings
@@ -23,12 +23,18 @@ AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 ClientFactory = Callable[..., AbstractAsyncContextManager[AsyncTestClient]]
 
 
+# `store` speaks Commerce Engine's own payloads; `ce` and every other source nobody configured are
+# read as Stockwire's own dialect.
+SOURCES = {"store": SourceSettings(profile="commerce-engine")}
+
+
 def shared_settings(nats_url: str, data_dir: Path, topology: TopologySettings | None = None) -> StockwireSettings:
     return StockwireSettings(
         data_dir=str(data_dir),
         admin_token=ADMIN_TOKEN,
         nats=NatsSettings(servers=[nats_url], reconnect_wait_s=0.05, reconnect_wait_max_s=0.2),
         topology=topology or TopologySettings(),
+        sources=dict(SOURCES),
     )
 
 

@@ -82,3 +82,37 @@ async def test_audit_sku_prints_every_movement_with_its_webhook(
     subjects = [m["subject"] for m in trail["emitted"]]
     assert "inventory.availability.MUG" in subjects
     assert "inventory.rejected.MUG" in subjects
+
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "commerce_engine"
+
+
+async def _publish_fixture(js: JetStreamContext, number: int) -> None:
+    [path] = FIXTURES.glob(f"{number:02d}-*.json")
+    document = json.loads(path.read_text())
+    await publish(js, document["event_type"], document["id"], document["data"], source="store")
+
+
+async def test_audit_of_a_commerce_engine_order_shows_its_shipments_and_returns(
+    audited: None, js: JetStreamContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for sku, qty in (("TEE-ORG-BLK-M", 5), ("MUG-CER-350-WHT", 5), ("BNDL-GIFT-BOX-01", 5)):
+        await publish(js, "inventory.received", f"r-{sku}", {"sku": sku, "qty": qty})
+    for number in (1, 2, 7, 11, 12):  # placed, paid, shipment 1 shipped; shipment 2 waits for the jacket
+        await _publish_fixture(js, number)
+    await publish(js, "inventory.received", "r-jacket", {"sku": "JKT-RAIN-NVY-L", "qty": 1})
+    await _publish_fixture(js, 15)  # the return, complete
+    await eventually(lambda: drained(js), what="the order applied")
+
+    assert await asyncio.to_thread(stockwire, ["audit", "order", "ORD-2026-000101"]) == 0
+    text = capsys.readouterr().out
+    assert "Order ORD-2026-000101: shipped" in text
+    assert "  shipment SHP-000101-1: shipped, took BNDL-GIFT-BOX-01 x1, MUG-CER-350-WHT x1, TEE-ORG-BLK-M x3" in text
+    assert "  shipment SHP-000101-2: out_for_delivery, took JKT-RAIN-NVY-L x1" in text
+    assert "  returned: TEE-ORG-BLK-M x1" in text
+    assert "  returns restocked: RET-000101-1" in text
+    assert await asyncio.to_thread(stockwire, ["audit", "order", "ORD-2026-000101", "--json"]) == 0
+    trail = json.loads(capsys.readouterr().out)
+    kinds = [(e["sku"], e["kind"]) for e in trail["ledger"] if e["sku"] == "JKT-RAIN-NVY-L"]
+    assert kinds == [("JKT-RAIN-NVY-L", "backordered"), ("JKT-RAIN-NVY-L", "filled"), ("JKT-RAIN-NVY-L", "deducted")]
+    assert trail["reservation"]["shipments"]["SHP-000101-2"]["deducted"] == {"JKT-RAIN-NVY-L": 1}

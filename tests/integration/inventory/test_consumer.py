@@ -46,6 +46,7 @@ async def test_events_are_applied_and_announced_through_the_outbox(
         "reserved": 0,
         "committed": 2,
         "available": 3,
+        "backordered": 0,
         "version": 3,
     }
     rows = _outbox(data_dir)
@@ -134,6 +135,7 @@ async def test_a_late_payment_failure_never_frees_a_paid_unit_for_another_order(
         "reserved": 0,
         "committed": 0,
         "available": 0,
+        "backordered": 0,
         "version": 4,
     }
 
@@ -159,6 +161,7 @@ async def test_fifty_concurrent_orders_for_the_last_unit_reserve_exactly_one(
         "reserved": 1,
         "committed": 0,
         "available": 0,
+        "backordered": 0,
         "version": 2,
     }
     assert await _metric(inventory, "inventory_oversell_rejections_total", path="event") == rejections_before + 49
@@ -207,8 +210,8 @@ async def test_poison_fields_are_dead_lettered_at_once_and_their_batch_neighbour
         reasons = {d.headers["Stockwire-Original-Seq"]: d.headers["Stockwire-Error"] for d in dead}
         assert sorted(reasons) == ["2", "3", "4"]
         assert reasons["2"].startswith("malformed: created_at: ")
-        assert reasons["3"].startswith("malformed: counted_at: ")
-        assert reasons["4"].startswith("malformed: qty: ")
+        assert reasons["3"].startswith("malformed: data.counted_at: ")
+        assert reasons["4"].startswith("malformed: data.qty: ")
         # Settled on the first delivery: nothing waited for a retry.
         assert (await js.consumer_info("COMMERCE", "inventory")).num_redelivered == 0
 

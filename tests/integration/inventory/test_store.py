@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.inventory.domain.events import MAX_EVENT_TYPE_LENGTH, MAX_MSG_ID_LENGTH, MAX_SUBJECT_LENGTH, Envelope
+from libs.profiles import SourceProfiles
+from services.inventory.adapters.wire import MAX_EVENT_TYPE_LENGTH, MAX_MSG_ID_LENGTH, MAX_SUBJECT_LENGTH, Envelope
+from services.inventory.consumer import incoming
 from services.inventory.domain.workspace import Outcome
 from services.inventory.service_layer import handlers
 from services.inventory.service_layer.handlers import BatchResult
@@ -36,6 +38,7 @@ from tests.unit.inventory.histories import (
 )
 
 TTL_S = 900.0
+PROFILES = SourceProfiles({})
 
 
 async def _open(url: str) -> InventoryStore:
@@ -45,7 +48,8 @@ async def _open(url: str) -> InventoryStore:
 async def apply(store: InventoryStore, envelopes: list[Envelope], *, now: float | None = None) -> BatchResult:
     """The consumer's use case on a real store: one batch, one SQL unit of work."""
     moment = time.time() if now is None else now
-    return await handlers.apply_batch(SqlUnitOfWork(store), envelopes, now=moment, ttl_s=TTL_S)
+    items = [incoming(e, PROFILES) for e in envelopes]
+    return await handlers.apply_batch(SqlUnitOfWork(store), items, now=moment, ttl_s=TTL_S)
 
 
 async def expire(store: InventoryStore, *, now: float) -> tuple[int, int]:
@@ -165,9 +169,7 @@ async def test_order_and_payment_applied_by_two_replicas_at_once_never_stay_park
         async def paid(i: int) -> None:
             await apply(two, [envelope("payment.successful", f"p{i}", {"order_id": f"o{i}"}, seq=500 + i)])
 
-        await apply(two,
-            [envelope("inventory.received", f"rb{b}", {"sku": f"B{b}", "qty": 100}) for b in range(3)]
-        )
+        await apply(two, [envelope("inventory.received", f"rb{b}", {"sku": f"B{b}", "qty": 100}) for b in range(3)])
         tasks = []
         for i in range(orders):
             pair = [created(i), paid(i)]
@@ -227,7 +229,8 @@ async def test_a_known_shipment_keeps_an_unpaid_hold_past_its_ttl_in_the_store(t
     store = await _open(f"sqlite+aiosqlite:///{tmp_path}/inventory.db")
     try:
         one = {"order_id": "o1", "lines": [{"sku": "A", "qty": 1}]}
-        await apply(store,
+        await apply(
+            store,
             [
                 envelope("inventory.received", "r1", {"sku": "A", "qty": 1}, seq=1),
                 envelope("shipment.shipped", "s1", {"order_id": "o1"}, seq=2),
@@ -288,13 +291,14 @@ async def test_overlong_message_headers_never_make_an_event_fail_on_postgresql(p
 async def _seeded(url: str) -> None:
     store = await _open(url)
     try:
-        await apply(store,
+        await apply(
+            store,
             [
                 envelope("inventory.received", "r1", {"sku": "A", "qty": 5}, seq=1),
                 envelope("order.created", "c1", {"order_id": "o1", "lines": [{"sku": "A", "qty": 2}]}, seq=2),
                 envelope("payment.successful", "p1", {"order_id": "o1"}, seq=3),
                 envelope("inventory.received", "r2", {"sku": "B", "qty": 1}, seq=4),
-            ]
+            ],
         )
     finally:
         await store.close()

@@ -19,7 +19,11 @@ from typing import Any, TypeVar, cast
 
 from hypothesis import strategies as st
 
-from services.inventory.domain.events import Envelope, Received, parse_event
+from libs.config import SourceSettings
+from libs.profiles import SourceProfiles
+from libs.profiles.canonical import StockReceived
+from services.inventory.adapters.wire import Envelope
+from services.inventory.consumer import incoming
 from services.inventory.domain.ledger import CartResult, Result
 from services.inventory.domain.model import LedgerEntry, LedgerKind, ReservationState
 from services.inventory.domain.workspace import Outcome, Workspace
@@ -259,6 +263,13 @@ class MemoryInventory:
     ttl_s: float = 900.0
     uow: MemoryUnitOfWork = field(default_factory=MemoryUnitOfWork)
     received: dict[str, int] = field(default_factory=dict)
+    profiles: SourceProfiles = field(default_factory=lambda: SourceProfiles({}))
+    """No source configured: every source speaks the canonical dialect (see :func:`commerce_engine`)."""
+
+    @classmethod
+    def commerce_engine(cls, source: str = "ce") -> MemoryInventory:
+        """An inventory whose ``source`` speaks Commerce Engine's own payloads; others the canonical one."""
+        return cls(profiles=SourceProfiles({source: SourceSettings(profile="commerce-engine")}))
 
     @property
     def ws(self) -> Workspace:
@@ -283,11 +294,11 @@ class MemoryInventory:
         return result
 
     def deliver(self, envelope: Envelope) -> Result:
-        [result] = run_now(handlers.apply_batch(self.uow, [envelope], now=self.now, ttl_s=self.ttl_s)).results
-        if result.outcome is Outcome.APPLIED and envelope.event_type == "inventory.received":
-            payload = parse_event(envelope).payload
-            assert isinstance(payload, Received)
-            self.received[payload.sku] = self.received.get(payload.sku, 0) + payload.qty
+        item = incoming(envelope, self.profiles)
+        [result] = run_now(handlers.apply_batch(self.uow, [item], now=self.now, ttl_s=self.ttl_s)).results
+        payload = item.event.payload
+        if result.outcome is Outcome.APPLIED and isinstance(payload, StockReceived):
+            self.received[payload.sku] = self.received.get(payload.sku, 0) + payload.quantity
         return result
 
     def deliver_all(self, envelopes: Sequence[Envelope]) -> list[Result]:

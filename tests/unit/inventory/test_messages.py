@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from libs.contracts import decode_availability, decode_inventory_event
-from services.inventory.domain.events import parse_event
+from services.inventory.adapters.wire import parse_event
 from services.inventory.domain.ledger import Inventory
 from services.inventory.domain.messages import outbox_messages
 from services.inventory.domain.model import SkuState

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import pytest
 
-from services.inventory.domain.events import (
+from libs.profiles.canonical import (
     OrderCancelled,
-    OrderCreated,
-    OrderEvent,
+    OrderLine,
+    OrderPlaced,
+    OrderShipped,
     PaymentFailed,
     PaymentSucceeded,
+    ReturnLine,
     ReturnReceived,
-    Shipped,
 )
-from services.inventory.domain.model import LedgerKind, ReservationState, order_key
+from services.inventory.domain.events import OrderEvent
+from services.inventory.domain.model import LedgerKind, Reservation, ReservationState, order_key
 from services.inventory.domain.rules import Step, order_step
 from services.inventory.domain.workspace import Outcome
 
@@ -27,13 +29,14 @@ S = ReservationState
 K = LedgerKind
 APPLY, PARK, IGN = Step.APPLY, Step.PARK, Step.IGNORE
 
+# Stockwire's own dialect: a payment failure releases the hold (Commerce Engine's keeps it).
 _EVENTS: tuple[OrderEvent, ...] = (
-    OrderCreated("o", ()),
-    PaymentSucceeded("o"),
-    PaymentFailed("o"),
-    OrderCancelled("o"),
-    Shipped("o"),
-    ReturnReceived("o", ()),
+    OrderPlaced(order_key="o", lines=(OrderLine(sku="A", quantity=1),)),
+    PaymentSucceeded(order_key="o"),
+    PaymentFailed(order_key="o", release=True),
+    OrderCancelled(order_key="o"),
+    OrderShipped(order_key="o"),
+    ReturnReceived(order_key="o", lines=(ReturnLine(sku="A", quantity=1),)),
 )
 # Columns: created, paid, payment failed, cancelled, shipped, returned.
 _TABLE: dict[ReservationState | None, tuple[Step, ...]] = {
@@ -55,7 +58,11 @@ def test_the_table_covers_every_order_state() -> None:
 
 @pytest.mark.parametrize("state", list(_TABLE), ids=lambda s: getattr(s, "value", "none"))
 def test_every_transition_of_the_order_state_machine(state: ReservationState | None) -> None:
-    steps = tuple(order_step(state, event)[0] for event in _EVENTS)
+    order = None if state is None else Reservation(order_key("o"), state, {"A": 1}, 0.0, 0.0)
+    if state is S.SHIPPED:
+        assert order is not None
+        order.shipped = {"A": 1}
+    steps = tuple(order_step(order, event)[0] for event in _EVENTS)
     assert steps == _TABLE[state]
 
 

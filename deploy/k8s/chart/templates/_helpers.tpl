@@ -273,7 +273,10 @@ the processes as environment variables from Secrets (STOCKWIRE__SECTION__KEY) or
 {{- $topology := merge (dict "replicas" $v.topology.replicas "duplicate_window_s" $v.topology.duplicateWindowSeconds) (deepCopy $v.topology.settings) }}
 {{- $sources := dict }}
 {{- range $name, $source := $v.sources }}
-{{- $_ := set $sources $name (dict "scheme" ($source.scheme | default "commerce-engine") "tolerance_s" ($source.toleranceSeconds | default 300)) }}
+{{- $entry := dict "scheme" ($source.scheme | default "commerce-engine") "tolerance_s" ($source.toleranceSeconds | default 300) }}
+{{- if $source.profile }}{{ $_ := set $entry "profile" $source.profile }}{{ end }}
+{{- if $source.mapping }}{{ $_ := set $entry "mapping" (deepCopy $source.mapping) }}{{ end }}
+{{- $_ := set $sources $name $entry }}
 {{- end }}
 {{- $tree := dict "nats" $nats "topology" $topology "sources" $sources }}
 {{- range $name := include "stockwire.serviceNames" . | fromJsonArray }}

@@ -1,0 +1,1 @@
+"""Inventory's adapters: reading the wire into the domain's events."""
