@@ -125,7 +125,7 @@ def create_app() -> Litestar:
                 if (await conn.execute(sa.select(seen).where(seen.c.event_id == event_id))).first():
                     return Response({"status": "duplicate"}, status_code=200)
                 tx = Tx(conn)
-                decision = await apply(tx, dialects[source], mapped.event)
+                decision = await apply(tx, mapped.event)
                 changed = await tx.flush()
                 await conn.execute(sa.insert(seen).values(event_id=event_id))
         except NotYet as exc:

@@ -50,7 +50,6 @@ orders = sa.Table(
     metadata,
     sa.Column("order_id", sa.String, primary_key=True),
     sa.Column("state", sa.String, nullable=False),
-    sa.Column("dialect", sa.String, nullable=False),
     sa.Column("book", sa.Text, nullable=False),
 )
 backorders = sa.Table(
@@ -95,7 +94,6 @@ class Level:
 class _Order:
     order_id: str
     state: str
-    dialect: str
     book: dict[str, Any]
     """``lines`` [[sku, units, backorder, product_id, variant_id]], ``held``, ``out`` (shipped, not back),
     ``returned``: units per SKU."""
@@ -135,7 +133,7 @@ class Tx:
 
     async def order(self, order_id: str) -> _Order | None:
         row = (await self.conn.execute(sa.select(orders).where(orders.c.order_id == order_id))).first()
-        return None if row is None else _Order(row.order_id, row.state, row.dialect, json.loads(row.book))
+        return None if row is None else _Order(row.order_id, row.state, json.loads(row.book))
 
     async def known(self, order_id: str) -> _Order:
         order = await self.order(order_id)
@@ -144,7 +142,7 @@ class Tx:
         return order
 
     async def save(self, order: _Order, new: bool = False) -> None:
-        values = {"state": order.state, "dialect": order.dialect, "book": json.dumps(order.book)}
+        values = {"state": order.state, "book": json.dumps(order.book)}
         if new:
             await self.conn.execute(sa.insert(orders).values(order_id=order.order_id, **values))
         else:
@@ -166,24 +164,27 @@ class Tx:
         return changed
 
 
-async def apply(tx: Tx, dialect: str, event: CanonicalEvent) -> str | None:
+async def apply(tx: Tx, event: CanonicalEvent) -> str | None:
     """Apply one event, then give units that turned up to backorders; returns the decision on an order."""
-    decision = await _apply(tx, dialect, event)
+    decision = await _apply(tx, event)
     await _fill(tx)
     return decision
 
 
-async def _apply(tx: Tx, dialect: str, event: CanonicalEvent) -> str | None:
+async def _apply(tx: Tx, event: CanonicalEvent) -> str | None:
     if isinstance(event, StockReceived):
         await tx.move(event.sku, on_hand=event.quantity)
     elif isinstance(event, StockAdjusted):
         await _adjust(tx, event)
     elif isinstance(event, OrderPlaced):
-        return await _place(tx, dialect, event)
-    elif isinstance(event, PaymentSucceeded) or (isinstance(event, OrderConfirmed) and dialect == "commerce-engine"):
+        return await _place(tx, event)
+    elif isinstance(event, PaymentSucceeded | OrderConfirmed):
         await _commit(tx, await tx.known(event.order_key))
-    elif isinstance(event, OrderCancelled) or (isinstance(event, PaymentFailed) and dialect == "stockwire"):
-        await _release(tx, await tx.known(event.order_key))
+    elif isinstance(event, OrderCancelled):
+        await _release(tx, await tx.known(event.order_key), ("reserved", "committed"))
+    elif isinstance(event, PaymentFailed) and event.release:
+        # A payment outlives a failure: a failure only gives back what is not committed yet.
+        await _release(tx, await tx.known(event.order_key), ("reserved",))
     elif isinstance(event, OrderShipped):
         await _ship_whole(tx, await tx.known(event.order_key))
     elif isinstance(event, ReturnReceived):
@@ -211,7 +212,7 @@ async def _adjust(tx: Tx, event: StockAdjusted) -> None:
         await tx.move(event.sku, on_hand=target - level.on_hand)
 
 
-async def _place(tx: Tx, dialect: str, event: OrderPlaced) -> str:
+async def _place(tx: Tx, event: OrderPlaced) -> str:
     existing = await tx.order(event.order_key)
     if existing is not None:  # the same order placed again under a new event id
         return "rejected" if existing.state == "rejected" else "reserved"
@@ -221,7 +222,7 @@ async def _place(tx: Tx, dialect: str, event: OrderPlaced) -> str:
             (waiting if line.backorder else firm)[line.sku] += line.quantity
     short = [sku for sku, units in firm.items() if (await tx.level(sku)).available < units]
     lines = [[line.sku, line.quantity, line.backorder, line.product_id, line.variant_id] for line in event.lines]
-    order = _Order(event.order_key, "rejected" if short else "reserved", dialect, {"lines": lines, "held": {}})
+    order = _Order(event.order_key, "rejected" if short else "reserved", {"lines": lines, "held": {}})
     if not short:
         for sku, units in firm.items():
             await tx.hold(order, sku, units)
@@ -232,7 +233,10 @@ async def _place(tx: Tx, dialect: str, event: OrderPlaced) -> str:
             if units > take:
                 await tx.conn.execute(sa.insert(backorders).values(order_id=order.order_id, sku=sku, qty=units - take))
     await tx.save(order, new=True)
-    return order.state
+    decision = order.state
+    if event.confirmed and decision == "reserved":
+        await _commit(tx, order)
+    return decision
 
 
 async def _committed(tx: Tx, order_id: str) -> _Order:
@@ -250,8 +254,8 @@ async def _commit(tx: Tx, order: _Order) -> None:
         await tx.save(order)
 
 
-async def _release(tx: Tx, order: _Order) -> None:
-    if order.state in ("reserved", "committed"):
+async def _release(tx: Tx, order: _Order, states: tuple[str, ...]) -> None:
+    if order.state in states:
         for sku, units in order.counter("held").items():
             await tx.move(sku, **{order.state: -units})
         order.state, order.book["held"] = "released", {}

@@ -71,13 +71,14 @@ def draw_order(rng: random.Random, config: SimConfig, index: int, shop: Assortme
     if shop.digital and rng.random() < mix.digital:
         lines.append(_line(shop, rng.choice(shop.digital), 1))
     if fate in _PAID_FATES and rng.random() < mix.backorder:
-        open_hot = [sku for sku in shop.hot if sku not in skus]
-        if open_hot:
-            lines.append(_line(shop, rng.choice(open_hot), 1, backorder=True))
+        # The hottest SKU the order does not hold already: the one most likely sold out when it comes.
+        hottest = next((sku for sku in shop.hot if sku not in skus), None)
+        if hottest is not None:
+            lines.append(_line(shop, hottest, rng.randint(1, catalogue.max_qty + 1), backorder=True))
     return PlannedOrder(config.order_number(index), tuple(lines), fate)
 
 
-def _placed(order: PlannedOrder) -> OrderPlaced:
+def _placed(order: PlannedOrder, paid: bool) -> OrderPlaced:
     lines = tuple(
         OrderLine(
             sku=line.sku,
@@ -89,7 +90,7 @@ def _placed(order: PlannedOrder) -> OrderPlaced:
         )
         for line in order.lines
     )
-    return OrderPlaced(order_key=order.order_id, lines=lines)
+    return OrderPlaced(order_key=order.order_id, lines=lines, confirmed=paid)
 
 
 def _groups(rng: random.Random, lines: Sequence[Line]) -> list[list[Line]]:
@@ -170,11 +171,13 @@ class _Story:
         """What comes before anyone knows whether inventory took the order: placing it and paying."""
         rng, mix, oid, fate = self.rng, self.config.mix, self.order.order_id, self.order.fate
         gap: Callable[[], float] = lambda: rng.uniform(*mix.follow_up_gap)  # noqa: E731
-        timed = [(position, self.order_event("order.created", "pending", "pending", _placed(self.order)))]
+        # Paid at checkout: the order comes confirmed and paid, and no payment event follows.
+        prepaid = fate in (*_PAID_FATES, Fate.CANCELLED_PAID) and rng.random() < mix.placed_paid
+        status, payment = ("confirmed", "success") if prepaid else ("pending", "pending")
+        timed = [(position, self.order_event("order.created", status, payment, _placed(self.order, prepaid)))]
         if rng.random() < mix.placed_again:
-            timed.append(
-                (position + gap(), self.order_event("order.created", "pending", "pending", _placed(self.order)))
-            )
+            again = self.order_event("order.created", status, payment, _placed(self.order, prepaid))
+            timed.append((position + gap(), again))
         at = position + gap()
 
         def failed() -> Webhook:
@@ -196,13 +199,9 @@ class _Story:
                 *timed,
                 (at, self.order_event("order.cancelled", "cancelled", "pending", OrderCancelled(order_key=oid))),
             ]
-        if rng.random() < mix.payment_retried:
-            timed.append((at, failed()))
-            at += gap()
-            timed.append((at, retried()))
-            at += gap()
-        name = "payment.successful" if rng.random() < mix.aliases else "payment.success"
-        timed.append((at, self.order_event(name, "confirmed", "success", PaymentSucceeded(order_key=oid))))
+        if not prepaid:
+            timed += self.payment(at, failed, retried)
+            at = timed[-1][0]
         if rng.random() < mix.late_failure:
             timed.append(
                 (at + gap(), self.order_event("payment.failed", "confirmed", "failed", PaymentFailed(order_key=oid)))
@@ -213,6 +212,19 @@ class _Story:
                 (at, self.order_event("order.cancelled", "cancelled", "success", OrderCancelled(order_key=oid)))
             )
             timed += [(at + gap(), webhook) for webhook in self.refund("cancelled", after=False)]
+        return timed
+
+    def payment(self, at: float, failed: Callable[[], Webhook], retried: Callable[[], Webhook]) -> Timed:
+        """A payment that succeeds, at once or after a failure and a retry."""
+        rng, mix, oid = self.rng, self.config.mix, self.order.order_id
+        timed: Timed = []
+        if rng.random() < mix.payment_retried:
+            timed.append((at, failed()))
+            at += rng.uniform(*mix.follow_up_gap)
+            timed.append((at, retried()))
+            at += rng.uniform(*mix.follow_up_gap)
+        name = "payment.successful" if rng.random() < mix.aliases else "payment.success"
+        timed.append((at, self.order_event(name, "confirmed", "success", PaymentSucceeded(order_key=oid))))
         return timed
 
     def refund(self, status: str, after: bool = True) -> list[Webhook]:

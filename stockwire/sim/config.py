@@ -76,6 +76,8 @@ class OrderMix:
     """Share of orders with a digital line (never stocked, never shipped)."""
     backorder: float = 0.04
     """Share of paid orders with a backorder line on a hot SKU (waits in a scheduled shipment)."""
+    placed_paid: float = 0.03
+    """Share of paid orders placed already confirmed and paid (no payment event follows)."""
     payment_retried: float = 0.08
     """Share of paid orders whose first payment fails and is retried."""
     late_failure: float = 0.01
@@ -123,6 +125,7 @@ _SHARES = (
     "bundle",
     "digital",
     "backorder",
+    "placed_paid",
     "payment_retried",
     "late_failure",
     "placed_again",

@@ -12,6 +12,8 @@ import itertools
 import random
 from collections import Counter
 
+from libs.profiles.canonical import OrderPlaced, PaymentSucceeded
+
 from . import commerce_engine, stockwire_dialect
 from .catalogue import Assortment, assortment, sku_names, stock_phase, stock_webhook
 from .config import SimConfig
@@ -72,12 +74,14 @@ def generate_plan(config: SimConfig, now: dt.datetime | None = None) -> SalePlan
 
     timed: list[tuple[float, int, Webhook]] = []
     follow_ups: dict[str, tuple[Webhook, ...]] = {}
+    gates: dict[str, str] = {}
     tie = itertools.count()
     for position, order in enumerate(orders.values()):
         steps, later = _order_webhooks(rng, ids, order, float(position), config, now)
         timed += [(at, next(tie), webhook) for at, webhook in steps]
         if later:
             follow_ups[order.order_id] = later
+            gates[order.order_id] = _gate([webhook for _, webhook in steps])
     hot_names = [spec.sku for spec in catalogue if spec.hot] or list(shop.names)
     span = max(1, config.orders)
     for _ in range(config.mix.mid_sale_adjustments):
@@ -97,4 +101,16 @@ def generate_plan(config: SimConfig, now: dt.datetime | None = None) -> SalePlan
         sale=tuple(webhook for _, _, webhook in timed),
         follow_ups=follow_ups,
         orders=orders,
+        gates=gates,
     )
+
+
+def _gate(sale: list[Webhook]) -> str:
+    """The event that commits the order (its payment, or a placement already paid): its follow-ups wait for it."""
+    committing = [
+        webhook
+        for webhook in sale
+        if isinstance(webhook.event, PaymentSucceeded)
+        or (isinstance(webhook.event, OrderPlaced) and webhook.event.confirmed)
+    ]
+    return committing[-1].event_id

@@ -133,7 +133,7 @@ class GroundTruth:
         elif not isinstance(event, Unmapped):
             order = self._orders.get(event.order_key)
             if order is None:
-                order = self._orders[event.order_key] = OrderRecord(webhook.dialect)
+                order = self._orders[event.order_key] = OrderRecord()
             self.skus.update(order.record(event, next(self._seq)))
         return True
 

@@ -2,25 +2,25 @@
 
 An :class:`OrderRecord` gathers the canonical events of one order (any arrival order, each counted
 once); :func:`order_state` says where the order ended, given inventory's :class:`Decision` on it; and
-:func:`order_effect` says what it did to each SKU. Two dialects, two sets of rules:
-
-Commerce Engine (the ``commerce-engine`` profile):
+:func:`order_effect` says what it did to each SKU. The rules (docs/design.md §4), whichever dialect the
+events came in (the profile already wrote the difference into them):
 
 - placed: per SKU, paid and free units of physical and bundle lines; digital lines hold nothing.
   Units of backorder lines are held as far as stock allows and the rest waits for stock (filled
   oldest order first whenever stock turns up); the model settles that per SKU (:class:`Backorder`).
-- ``order.confirmed`` or a successful payment commits the order; failures, retries and refunds move
-  nothing; ``order.cancelled`` releases every held unit not yet shipped, and its backorders.
+  An order placed already confirmed or paid commits at once.
+- a confirmation or a successful payment commits the order, and outlives any failure; a failed
+  payment releases an uncommitted order only when it says so (Stockwire's dialect; Commerce Engine
+  retries payments); retries and refunds move nothing. A cancellation releases every held unit not
+  yet shipped, and its backorders; an order shipped or completed ignores it.
 - a shipment, keyed by its reference, leaves stock (on hand and committed) the first time it is seen
   in a status from ``shipped`` on, once; ``return_to_origin`` puts its units back on hand, ``lost``
-  does not; a shipment waits until the order is committed.
+  does not; a shipment waits until the order is committed. Stockwire's ``shipment.shipped`` takes
+  the whole order off the shelf.
 - a return puts units back on hand once it is ``complete`` or received, once per request, products
-  resolved to SKUs through the order's own lines, at most what was shipped and not returned yet.
-- ``order.completed`` takes whatever is still committed and no shipment reported off the shelf.
-
-Stockwire's own dialect: a payment commits and outlives any failure; a failure or a cancellation of
-an unpaid (resp. unshipped) order releases it; ``shipment.shipped`` takes the whole order off the
-shelf; ``return.received`` restocks the lines it says.
+  resolved to SKUs through the order's own lines, at most what was shipped and not returned yet;
+  Stockwire's ``return.received`` restocks the lines it says, once the order has shipped.
+- a completion takes whatever is still committed and no shipment reported off the shelf.
 
 A reservation whose TTL ran out before it was committed holds nothing; a commitment after expiry takes
 the stock again, unless inventory found it gone (``Decision.rejected_later``).
@@ -106,13 +106,13 @@ class _Shipment:
 class OrderRecord:
     """Everything delivered about one order (each event id once; the first placement wins)."""
 
-    dialect: str
     placed: OrderPlaced | None = None
     placed_seq: int = 0
     """Rank of the placement among the run's orders (backorders are filled oldest first)."""
     paid: bool = False
     confirmed: bool = False
     failed: bool = False
+    """A failed payment that releases the hold (``PaymentFailed.release``)."""
     cancelled: bool = False
     completed: bool = False
     shipped_whole: bool = False
@@ -149,15 +149,15 @@ class OrderRecord:
     def _flag(self, event: CanonicalEvent) -> None:
         self.paid |= isinstance(event, PaymentSucceeded)
         self.confirmed |= isinstance(event, OrderConfirmed)
-        self.failed |= isinstance(event, PaymentFailed)
+        self.failed |= isinstance(event, PaymentFailed) and event.release
         self.cancelled |= isinstance(event, OrderCancelled)
         self.completed |= isinstance(event, OrderCompleted)
         self.shipped_whole |= isinstance(event, OrderShipped)
 
     @property
     def committed(self) -> bool:
-        """Reserved → committed: a payment in either dialect, a confirmation in Commerce Engine's."""
-        return self.paid or (self.confirmed and self.dialect == "commerce-engine")
+        """Reserved → committed: a payment, a confirmation, or placed so."""
+        return self.paid or self.confirmed or (self.placed is not None and self.placed.confirmed)
 
     def units(self, backorder: bool) -> Counter[str]:
         """Stocked units per SKU of the lines that are (or are not) backorders."""
@@ -176,20 +176,12 @@ def order_state(order: OrderRecord, decision: Decision) -> OrderState:
     if order.committed and decision.rejected_later:
         return OrderState.REJECTED
     # From here the order holds its stock (a commitment after expiry took it again).
-    if order.dialect == "commerce-engine":
-        if order.cancelled:
-            return OrderState.RELEASED
-        if order.committed:
-            return OrderState.SHIPPED if order.completed else OrderState.COMMITTED
-        return OrderState.RESERVED
-    # A successful payment outlives any failure of the order, whatever the order they came in (design §4).
-    if (order.failed and not order.paid) or (order.cancelled and not order.shipped_whole):
+    if not order.committed:
+        return OrderState.RELEASED if order.failed or order.cancelled else OrderState.RESERVED
+    done = order.shipped_whole or order.completed
+    if order.cancelled and not done:
         return OrderState.RELEASED
-    if order.shipped_whole and order.paid:
-        return OrderState.SHIPPED
-    if order.paid:
-        return OrderState.COMMITTED
-    return OrderState.RESERVED
+    return OrderState.SHIPPED if done else OrderState.COMMITTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,50 +208,35 @@ class Effect:
 
 def order_effect(oid: str, order: OrderRecord, state: OrderState) -> Effect:
     """What the order, ended in ``state``, did to each SKU."""
-    if order.dialect == "commerce-engine":
-        return _commerce_engine(oid, order, state)
-    return _stockwire(oid, order, state)
-
-
-def _stockwire(oid: str, order: OrderRecord, state: OrderState) -> Effect:
     effect = Effect()
-    lines = order.units(backorder=False)
-    if order.shipped_whole and not order.paid and state is not OrderState.REJECTED:
-        effect.anomalies.append(f"{oid}: shipped but no payment was delivered")
-    if state is OrderState.RESERVED:
-        effect.reserved.update(lines)
-    elif state is OrderState.COMMITTED:
-        effect.committed.update(lines)
-    elif state is OrderState.SHIPPED:
-        effect.on_hand.subtract(lines)
-        for restocked in order.restocked:
-            effect.on_hand.update(restocked)
-    if order.restocked and state not in (OrderState.SHIPPED, OrderState.REJECTED):
-        effect.anomalies.append(f"{oid}: return delivered for an order that was not shipped")
-    return effect
-
-
-def _commerce_engine(oid: str, order: OrderRecord, state: OrderState) -> Effect:
-    effect = Effect()
-    gone = [ref for ref, shipment in order.shipments.items() if shipment.left]
-    if state in (OrderState.REJECTED, OrderState.EXPIRED) or not order.committed:
-        if gone or order.returns:
+    firm, waiting = order.units(backorder=False), order.units(backorder=True)
+    gone = [shipment for shipment in order.shipments.values() if shipment.left]
+    if not order.committed or state in (OrderState.REJECTED, OrderState.EXPIRED):
+        # An order rejected after all (committed after expiry, the stock gone) ignores its shipments;
+        # shipments of an order never committed are the simulator's mistake.
+        sent = gone or order.returns or order.shipped_whole or order.restocked
+        if sent and not order.committed and state is not OrderState.REJECTED:
             effect.anomalies.append(f"{oid}: shipments or returns delivered for an order inventory never committed")
         if state is OrderState.RESERVED:
-            effect.reserved.update(order.units(backorder=False))
-            effect.backorders += _waiting(order, order.units(backorder=True), committed=False)
+            effect.reserved.update(firm)
+            effect.backorders += _waiting(order, waiting, committed=False)
         return effect
     left: Counter[str] = Counter()
-    for ref in gone:
-        shipment = order.shipments[ref]
+    for shipment in gone:
         left.update(shipment.units)
         effect.on_hand.subtract(shipment.units)
         if shipment.back:
             effect.on_hand.update(shipment.units)
     effect.on_hand.update(_returned(oid, order, effect))
+    if order.restocked and not order.shipped_whole:
+        effect.anomalies.append(f"{oid}: return delivered for an order that was not shipped")
+    if order.shipped_whole and state is OrderState.SHIPPED:
+        effect.on_hand.subtract(firm)
+        for restocked in order.restocked:
+            effect.on_hand.update(restocked)
+        return effect
     if state is OrderState.RELEASED:
         return effect
-    firm, waiting = order.units(backorder=False), order.units(backorder=True)
     still_waiting: Counter[str] = Counter()
     must_be_filled: set[str] = set()
     for sku in firm | waiting:

@@ -116,6 +116,8 @@ class SalePlan:
     follow_ups: Mapping[str, tuple[Webhook, ...]] = field(default_factory=dict)
     """Per order, in order (shipments, returns, completion, refunds): sent after inventory accepted the order."""
     orders: Mapping[str, PlannedOrder] = field(default_factory=dict)
+    gates: Mapping[str, str] = field(default_factory=dict)
+    """Per order with follow-ups, the sale event they wait for (the one that commits the order)."""
 
     @property
     def skus(self) -> list[str]:

@@ -31,9 +31,6 @@ __all__ = ["DecisionSource", "SaleRunner", "SimResult", "wait_for_ledger"]
 
 log = logging.getLogger("stockwire.sim")
 
-# The payment an order's follow-ups wait for: Stockwire's names, Commerce Engine's current and earlier one.
-_PAYMENTS = frozenset({"payment.successful", "payment.captured", "payment.success"})
-
 
 class DecisionSource(Protocol):
     def decision(self, order_id: str) -> Decision | None: ...
@@ -91,10 +88,10 @@ class SaleRunner:
         self._gate: dict[str, str] = {}
         self._gated_orders: dict[str, str] = {}
         self._armed: set[str] = set()
-        for webhook in plan.sale:
-            if webhook.order_id in self._pending and webhook.event_type in _PAYMENTS:
-                self._gate[webhook.order_id] = webhook.event_id
-                self._gated_orders[webhook.event_id] = webhook.order_id
+        for oid, gate in plan.gates.items():
+            if oid in self._pending:
+                self._gate[oid] = gate
+                self._gated_orders[gate] = oid
         self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(maxsize=max(1, config.producer.concurrency))
         self._failed: set[str] = set()
         self._progressed = asyncio.Event()

@@ -72,7 +72,7 @@ def order_webhooks(
     success_type = "payment.captured" if rng.random() < mix.aliases else "payment.successful"
     if order.fate is Fate.PAYMENT_FAILED:
         failed = {**payment, "reason": "card_declined"}
-        timed.append((paid_at, hook("payment.failed", failed, PaymentFailed(order_key=oid))))
+        timed.append((paid_at, hook("payment.failed", failed, PaymentFailed(order_key=oid, release=True))))
     elif order.fate is Fate.CANCELLED_UNPAID:
         unpaid = {"order_id": oid, "reason": "customer"}
         timed.append((paid_at, hook("order.cancelled", unpaid, OrderCancelled(order_key=oid))))

@@ -145,6 +145,9 @@ def test_payments_succeed_are_retried_or_fail_for_good() -> None:
             assert payments == []
         elif fate is Fate.PAYMENT_FAILED:
             assert payments in (["payment.failed"], ["payment.failed", "payment.retried", "payment.failed"])
+        elif story[0].data["payment_status"] == "success":  # paid at checkout
+            assert succeeded == [] and story[0].data["status"] == "confirmed"
+            seen["paid at checkout"] += 1
         else:
             assert len(succeeded) == 1
             before = payments[: payments.index(succeeded[0])]
@@ -152,6 +155,7 @@ def test_payments_succeed_are_retried_or_fail_for_good() -> None:
             seen["retried" if before else "first time"] += 1
             seen["late failure"] += payments[-1] == "payment.failed"
     assert seen["retried"] > 50 and seen["first time"] > 1000 and seen["late failure"] > 5
+    assert seen["paid at checkout"] > 30
 
 
 def test_shipments_split_an_order_and_report_each_status_once_in_order() -> None:

@@ -27,7 +27,7 @@ async def test_the_synchronous_design_ends_where_the_ground_truth_says(dialect: 
         assert webhook.event is not None
         async with engine.begin() as conn:
             tx = Tx(conn)
-            decision = await apply(tx, webhook.dialect, webhook.event)
+            decision = await apply(tx, webhook.event)
             await tx.flush()
         truth.record(webhook)
         if decision is not None and webhook.order_id is not None:
