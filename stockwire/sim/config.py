@@ -173,7 +173,7 @@ class SimConfig:
     orders: int = 10_000
     run_id: str = "sim"
     """Part of every event id and order number, so that runs against the same stack never collide."""
-    dialect: Dialect = "stockwire"
+    dialect: Dialect = "commerce-engine"
     source: str = DEV_SOURCE
     """The source stock receipts and counts go to (Stockwire's dialect); in the ``stockwire`` dialect, everything."""
     order_source: str = DEV_CE_SOURCE

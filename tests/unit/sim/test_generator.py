@@ -27,6 +27,11 @@ def test_the_same_seed_gives_the_same_plan_and_another_seed_does_not(dialect: Di
     assert bodies(first) != bodies(other)
 
 
+def test_commerce_engine_is_the_default_dialect() -> None:
+    assert SimConfig().dialect == "commerce-engine"
+    assert {w.source for w in plan_for().sale if w.order_id} == {"store"}
+
+
 def test_order_numbers_follow_the_dialect() -> None:
     assert next(iter(plan_for(dialect="commerce-engine").orders)) == "ORD-t-000000"
     assert next(iter(plan_for(dialect="stockwire").orders)) == "t-o000000"
