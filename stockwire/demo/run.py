@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import uvloop
 
 from libs.natsserver import free_port, port_free
+from stockwire.sim.catalogue import assortment
 from stockwire.sim.config import ProducerConfig, SimConfig
 from stockwire.stack import DEFAULT_PORTS, EMBEDDED_NATS_PORT, Stack
 
@@ -209,8 +210,9 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
             + ", ".join(f"{name} {stack.url(name)}" for name in stack.services)
             + f"; channels {', '.join(f'{c.name} (buffer {c.buffer})' for c in sinks.channels)}\n"
         )
+        stocked = len(assortment(settings.sim).stocked)
         out.write(
-            f"stockwire demo: flash sale of {settings.sim.orders:,} orders over {settings.sim.catalogue.skus} SKUs "
+            f"stockwire demo: flash sale of {settings.sim.orders:,} orders over {stocked} stocked SKUs "
             f"({settings.sim.catalogue.hot_skus} hot, less stock than demand), seed {settings.sim.seed}, "
             f"reservation TTL {settings.reservation_ttl_s:g} s\n"
             f"stockwire demo: {dialect_line(settings.sim)}\n"
