@@ -1,10 +1,11 @@
 """The headline benchmark: a flash sale through Stockwire against the synchronous design it replaces.
 
     python -m bench.flash_sale [--quick] [--seconds 20] [--rates 10000,20000,...] [--sync-rates 1000,2000,...]
-                               [--nats-sync always|default]
+                               [--nats-sync always|default] [--dialect commerce-engine|stockwire]
 
-Measured in one run, on this machine, with the same simulator, the same three channel sinks and the
-same server settings (uvicorn, uvloop, httptools, one worker per service):
+Measured in one run, on this machine, with the same simulator (orders, payments, shipments and returns
+written in the ``--dialect`` chosen; stock receipts and counts in Stockwire's), the same three channel
+sinks and the same server settings (uvicorn, uvloop, httptools, one worker per service):
 
 1. Stockwire end to end (embedded nats-server, ingress, inventory, outbox-relay, channel-notifier):
    the offered rate is stepped up; a step is *sustained* when inventory decided orders at >= 90 % of
@@ -45,7 +46,7 @@ from stockwire.demo.channels import SinkProcess, register_channels
 from stockwire.demo.flash_sale import FlashSale, SaleOptions
 from stockwire.demo.report import build_report
 from stockwire.demo.run import demo_env
-from stockwire.sim.config import OrderMix, ProducerConfig, SimConfig
+from stockwire.sim.config import DIALECTS, Dialect, OrderMix, ProducerConfig, SimConfig
 from stockwire.sim.generator import generate_plan
 from stockwire.sim.model import Decision, compare_levels
 from stockwire.sim.plan import Webhook
@@ -84,12 +85,13 @@ class Step:
         )
 
 
-def sale_config(orders_per_min: float, seconds: float, seed: int) -> SimConfig:
+def sale_config(orders_per_min: float, seconds: float, seed: int, dialect: Dialect = SimConfig.dialect) -> SimConfig:
     orders = max(20, round(orders_per_min / 60 * seconds))
     config = SimConfig(
         seed=seed,
         orders=orders,
         run_id=f"b{seed}",
+        dialect=dialect,
         sku_prefix=f"B{seed}-",
         mix=OrderMix(mid_sale_adjustments=2, mid_sale_receipts=1),
         producer=ProducerConfig(concurrency=64, burst_factor=1.0, duplicate_rate=0.02, reorder_rate=0.05),
@@ -152,7 +154,8 @@ async def _sync_sale(url: str, secret: str, sinks: SinkProcess, config: SimConfi
     answers = _Answers()
     async with make_client(config.producer.concurrency, 30) as client, httpx.AsyncClient(timeout=10) as http:
         before = (await http.get(f"{url}/stats")).json()
-        producer = Producer(client, url, "shop", secret, config.producer, random.Random(config.seed), lambda *_: None)
+        secrets = {source: secret for source in config.sources}
+        producer = Producer(client, url, secrets, config.producer, random.Random(config.seed), lambda *_: None)
         producer.on_answer = answers.on_answer
         api = InventoryApi(http, url)
         result = await SaleRunner(plan, config, producer, answers, api).run()
@@ -203,10 +206,10 @@ def _degrade(sinks: SinkProcess, on: bool) -> None:
     sinks.control("marketplace", fail_ratio=0.5 if on else 0.0)
 
 
-def _step_up(run: Any, rates: Sequence[float], seconds: float, seed: int, label: str) -> list[Step]:
+def _step_up(run: Any, rates: Sequence[float], seconds: float, seed: int, label: str, dialect: Dialect) -> list[Step]:
     steps = []
     for n, rate in enumerate(rates):
-        step = run(sale_config(rate, seconds, seed + n), f"{rate:,.0f}/min offered")
+        step = run(sale_config(rate, seconds, seed + n, dialect), f"{rate:,.0f}/min offered")
         step.nominal_opm = rate
         steps.append(step)
         print(
@@ -248,7 +251,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="always",
         help="the embedded nats-server's JetStream sync_interval: always (fsync before each ack) or default (2m)",
     )
+    parser.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default=SimConfig.dialect,
+        help="how orders, payments, shipments and returns are written (default %(default)s)",
+    )
     args = parser.parse_args(argv)
+    dialect: Dialect = args.dialect
     seconds = args.seconds or (6.0 if args.quick else 20.0)
     rates = (
         [float(r) for r in args.rates.split(",")]
@@ -262,7 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     degraded_rate = args.degraded_rate or (3000 if args.quick else 10000)
     settle_s = 120.0 if args.quick else 300.0
-    print(f"flash-sale benchmark on {machine()}; steps of {seconds:g} s; NATS sync {args.nats_sync}", flush=True)
+    print(
+        f"flash-sale benchmark on {machine()}; steps of {seconds:g} s; NATS sync {args.nats_sync}; dialect {dialect}",
+        flush=True,
+    )
     work = Path(tempfile.mkdtemp(prefix="stockwire-bench-"))
     sinks = SinkProcess(sink=io.StringIO(), log_dir=work)
     sinks.start()
@@ -271,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds_per_step": seconds,
         "rates": rates,
         "nats_sync": args.nats_sync,
+        "dialect": dialect,
     }
     try:
         stack = Stack(
@@ -286,10 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             register_channels(stack.url("channel-notifier"), stack.admin_token, sinks)
             print("stockwire:", flush=True)
             run = lambda config, scenario: stockwire_step(stack, sinks, config, scenario, settle_s)  # noqa: E731
-            stockwire_steps = _step_up(run, rates, seconds, 100, "stockwire  ")
+            stockwire_steps = _step_up(run, rates, seconds, 100, "stockwire  ", dialect)
             _degrade(sinks, True)
             degraded_sw = stockwire_step(
-                stack, sinks, sale_config(degraded_rate, seconds, 900), "slow + failing channel", settle_s
+                stack, sinks, sale_config(degraded_rate, seconds, 900, dialect), "slow + failing channel", settle_s
             )
             _degrade(sinks, False)
             print(f"  degraded: p99 {degraded_sw.p99_ms:,.1f} ms, lost {degraded_sw.lost}", flush=True)
@@ -310,17 +324,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_sync = lambda config, scenario: sync_step(url, secret, sinks, config, scenario)  # noqa: E731
             # The same offered rate as Stockwire's first step, for a like-for-like latency, then its own
             # step-up from lower rates, for its maximum.
-            sync_same = run_sync(sale_config(rates[0], seconds, 499), f"{rates[0]:,.0f}/min offered (as Stockwire)")
+            sync_same = run_sync(
+                sale_config(rates[0], seconds, 499, dialect), f"{rates[0]:,.0f}/min offered (as Stockwire)"
+            )
             sync_same.nominal_opm = rates[0]
             print(
                 f"  synchronous at Stockwire's first rate, {rates[0]:,.0f} orders/min offered: processed "
                 f"{sync_same.processed_opm:,.0f}/min, p99 {sync_same.p99_ms:,.1f} ms, lost {sync_same.lost}",
                 flush=True,
             )
-            sync_steps = _step_up(run_sync, sync_rates, seconds, 500, "synchronous")
+            sync_steps = _step_up(run_sync, sync_rates, seconds, 500, "synchronous", dialect)
             _degrade(sinks, True)
             degraded_sync = sync_step(
-                url, secret, sinks, sale_config(degraded_rate, seconds, 990), "slow + failing channel"
+                url, secret, sinks, sale_config(degraded_rate, seconds, 990, dialect), "slow + failing channel"
             )
             _degrade(sinks, False)
             print(f"  degraded: p99 {degraded_sync.p99_ms:,.1f} ms, lost {degraded_sync.lost}", flush=True)

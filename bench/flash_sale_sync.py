@@ -1,16 +1,17 @@
 """The traditional design, for comparison: one synchronous webhook handler does everything inline.
 
-It verifies the signature, applies the event to its stock table (SQLite, one transaction), then calls
-every sales channel with httpx — signed, in parallel, with a timeout — and answers only when all calls
-are done. A channel call that fails is logged and counted; nothing retries it (the usual trade-off of
+It verifies the signature, reads the body through its source's profile (as inventory does), applies
+the event to its stock table (SQLite, one transaction; :mod:`bench.sync_ledger`), then calls every
+sales channel with httpx — signed, in parallel, with a timeout — and answers only when all calls are
+done. A channel call that fails is logged and counted; nothing retries it (the usual trade-off of
 doing it inline: retrying would hold the producer's request open even longer). An order event whose
 order is not known yet (it arrived out of order) is answered 503, so the producer retries it.
 
-The ledger rules are those of design §4 without parking or reservation expiry. It is served exactly
-like the services (uvicorn, uvloop, httptools, one worker)::
+The ledger rules are inventory's without parking or reservation expiry. It is served exactly like the
+services (uvicorn, uvloop, httptools, one worker)::
 
     SYNC_DB=/tmp/sync.db SYNC_SECRET=... SYNC_CHANNELS='[{"name","url","secret","buffer"}]' \\
-        python -m bench.flash_sale_sync <port>
+        [SYNC_SOURCES='{"shop": "stockwire", "store": "commerce-engine"}'] python -m bench.flash_sale_sync <port>
 """
 
 from __future__ import annotations
@@ -29,161 +30,18 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 from litestar import Litestar, Request, Response, get, post
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.profiles import MappingError, load_profile
 from libs.signing import SignatureError, sign_standard_webhook, verify_commerce_engine
 from libs.store import create_engine
+from stockwire.dev_sources import DEV_SOURCES
+
+from .sync_ledger import Level, NotYet, Tx, apply, metadata, seen, stock
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("bench.sync")
-
-_meta = sa.MetaData()
-stock = sa.Table(
-    "stock",
-    _meta,
-    sa.Column("sku", sa.String, primary_key=True),
-    sa.Column("on_hand", sa.Integer, nullable=False, default=0),
-    sa.Column("reserved", sa.Integer, nullable=False, default=0),
-    sa.Column("committed", sa.Integer, nullable=False, default=0),
-    sa.Column("version", sa.Integer, nullable=False, default=0),
-    sa.Column("counted_at", sa.Float, nullable=True),
-)
-orders = sa.Table(
-    "orders",
-    _meta,
-    sa.Column("order_id", sa.String, primary_key=True),
-    sa.Column("state", sa.String, nullable=False),
-    sa.Column("lines", sa.Text, nullable=False),
-)
-seen = sa.Table("seen", _meta, sa.Column("event_id", sa.String, primary_key=True))
-
-
-class NotYet(Exception):
-    """The event's order is not known (or not in the state it needs) yet: the producer should retry."""
-
-
-@dataclass
-class Level:
-    sku: str
-    on_hand: int = 0
-    reserved: int = 0
-    committed: int = 0
-    version: int = 0
-    counted_at: float | None = None
-    dirty: bool = False
-
-    @property
-    def available(self) -> int:
-        return max(0, self.on_hand - self.reserved - self.committed)
-
-
-class Tx:
-    """One event's work inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
-        self.levels: dict[str, Level] = {}
-
-    async def level(self, sku: str) -> Level:
-        if sku not in self.levels:
-            row = (await self.conn.execute(sa.select(stock).where(stock.c.sku == sku))).first()
-            self.levels[sku] = Level(sku, *row[1:]) if row else Level(sku)
-        return self.levels[sku]
-
-    async def move(self, sku: str, on_hand: int = 0, reserved: int = 0, committed: int = 0) -> None:
-        level = await self.level(sku)
-        level.on_hand += on_hand
-        level.reserved += reserved
-        level.committed += committed
-        level.version += 1
-        level.dirty = True
-
-    async def order(self, order_id: str) -> tuple[str, dict[str, int]]:
-        row = (await self.conn.execute(sa.select(orders).where(orders.c.order_id == order_id))).first()
-        if row is None:
-            raise NotYet(f"order {order_id} not known yet")
-        return row.state, json.loads(row.lines)
-
-    async def set_state(self, order_id: str, state: str) -> None:
-        await self.conn.execute(sa.update(orders).where(orders.c.order_id == order_id).values(state=state))
-
-    async def flush(self) -> list[Level]:
-        changed = [level for level in self.levels.values() if level.dirty]
-        for level in changed:
-            values = {
-                "on_hand": level.on_hand,
-                "reserved": level.reserved,
-                "committed": level.committed,
-                "version": level.version,
-                "counted_at": level.counted_at,
-            }
-            updated = await self.conn.execute(sa.update(stock).where(stock.c.sku == level.sku).values(**values))
-            if updated.rowcount == 0:
-                await self.conn.execute(sa.insert(stock).values(sku=level.sku, **values))
-        return changed
-
-
-def _lines(data: dict[str, Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in data["lines"]:
-        out[line["sku"]] = out.get(line["sku"], 0) + int(line["qty"])
-    return out
-
-
-async def apply(tx: Tx, kind: str, data: dict[str, Any]) -> str | None:
-    """Apply one event; returns the order decision for ``order.created``."""
-    if kind == "inventory.received":
-        await tx.move(data["sku"], on_hand=int(data["qty"]))
-    elif kind == "inventory.adjusted":
-        level = await tx.level(data["sku"])
-        if "delta" in data:
-            await tx.move(data["sku"], on_hand=max(int(data["delta"]), -level.available))
-        else:
-            counted = dt.datetime.fromisoformat(data["counted_at"]).timestamp()
-            if level.counted_at is None or counted >= level.counted_at:
-                level.counted_at = counted
-                target = max(int(data["on_hand"]), level.reserved + level.committed)
-                await tx.move(data["sku"], on_hand=target - level.on_hand)
-    elif kind == "order.created":
-        lines = _lines(data)
-        short = [sku for sku, qty in lines.items() if (await tx.level(sku)).available < qty]
-        state = "rejected" if short else "reserved"
-        if not short:
-            for sku, qty in lines.items():
-                await tx.move(sku, reserved=qty)
-        await tx.conn.execute(sa.insert(orders).values(order_id=data["order_id"], state=state, lines=json.dumps(lines)))
-        return state
-    elif kind in ("payment.successful", "payment.captured"):
-        state, lines = await tx.order(data["order_id"])
-        if state == "reserved":
-            for sku, qty in lines.items():
-                await tx.move(sku, reserved=-qty, committed=qty)
-            await tx.set_state(data["order_id"], "committed")
-    elif kind in ("payment.failed", "order.cancelled"):
-        state, lines = await tx.order(data["order_id"])
-        if state in ("reserved", "committed"):
-            for sku, qty in lines.items():
-                await tx.move(sku, **{state: -qty})
-            await tx.set_state(data["order_id"], "released")
-    elif kind in ("shipment.shipped", "order.fulfilled"):
-        state, lines = await tx.order(data["order_id"])
-        if state == "reserved":
-            raise NotYet("shipment before payment")
-        if state == "committed":
-            for sku, qty in lines.items():
-                await tx.move(sku, on_hand=-qty, committed=-qty)
-            await tx.set_state(data["order_id"], "shipped")
-    elif kind == "return.received":
-        state, _ = await tx.order(data["order_id"])
-        if state in ("reserved", "committed"):
-            raise NotYet("return before shipment")
-        if state == "shipped":
-            default = bool(data.get("restock", False))
-            for line in data["lines"]:
-                if line.get("restock", default):
-                    await tx.move(line["sku"], on_hand=int(line["qty"]))
-    return None
 
 
 @dataclass
@@ -232,7 +90,7 @@ def create_app() -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with engine.begin() as conn:
-            await conn.run_sync(_meta.create_all)
+            await conn.run_sync(metadata.create_all)
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=4.0)
         clients = {t["name"]: httpx.AsyncClient(timeout=timeout, limits=limits) for t in targets}
         app.state.channels = Channels(targets, clients)
@@ -243,24 +101,31 @@ def create_app() -> Litestar:
                 await client.aclose()
             await engine.dispose()
 
+    dialects = json.loads(os.environ.get("SYNC_SOURCES", "null")) or dict(DEV_SOURCES)
+    profiles = {source: load_profile(name) for source, name in dialects.items()}
+
     @post("/webhooks/{source:str}")
     async def webhook(source: str, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         body = await request.body()
+        if source not in profiles:
+            return Response({"error": "unknown_source", "detail": source}, status_code=404)
         try:
             verify_commerce_engine([secret], body, request.headers.get("x-webhook-signature"))
         except SignatureError as exc:
             return Response({"error": "invalid_signature", "detail": str(exc)}, status_code=401)
         try:
-            document = json.loads(body)
-            event_id, kind, data = str(document["id"]), str(document["event_type"]), document["data"]
-        except (ValueError, KeyError, TypeError) as exc:
+            mapped = profiles[source].map_body(body)
+        except MappingError as exc:
             return Response({"error": "malformed", "detail": str(exc)}, status_code=400)
+        if mapped.event_id is None:
+            return Response({"error": "malformed", "detail": "no event id"}, status_code=400)
+        event_id = f"{source}:{mapped.event_id}"
         try:
             async with lock, engine.begin() as conn:
                 if (await conn.execute(sa.select(seen).where(seen.c.event_id == event_id))).first():
                     return Response({"status": "duplicate"}, status_code=200)
                 tx = Tx(conn)
-                decision = await apply(tx, kind, data)
+                decision = await apply(tx, mapped.event)
                 changed = await tx.flush()
                 await conn.execute(sa.insert(seen).values(event_id=event_id))
         except NotYet as exc:

@@ -33,9 +33,13 @@ from services.channel_notifier.settings import ChannelNotifierSettings
 from services.ingress.settings import IngressSettings
 from services.inventory.settings import InventorySettings
 from services.outbox_relay.settings import OutboxRelaySettings
+from stockwire.dev_sources import DEV_CE_SOURCE, DEV_SOURCE, DEV_SOURCES
 
 __all__ = [
     "DEFAULT_PORTS",
+    "DEV_CE_SOURCE",
+    "DEV_SOURCE",
+    "DEV_SOURCES",
     "SERVICES",
     "ServiceSpec",
     "Stack",
@@ -47,7 +51,6 @@ __all__ = [
 ]
 
 EMBEDDED_NATS_PORT = 4250
-DEV_SOURCE = "shop"
 
 
 @dataclass(frozen=True)
@@ -95,18 +98,21 @@ def _persistent_secret(path: Path, make: object) -> str:
     return value
 
 
-def dev_source_secret(data_dir: Path) -> str:
-    """The secret of the local ``shop`` source that ``stockwire up`` configures when none is."""
-    return _persistent_secret(_dev_source_file(data_dir), lambda: secrets.token_hex(24))
+def dev_source_secret(data_dir: Path, source: str = DEV_SOURCE) -> str:
+    """The secret of a local dev source (:data:`DEV_SOURCES`) that ``stockwire up`` configures when none is."""
+    if source not in DEV_SOURCES:
+        raise ValueError(f"{source!r} is not a dev source ({', '.join(DEV_SOURCES)})")
+    return _persistent_secret(_dev_source_file(data_dir, source), lambda: secrets.token_hex(24))
 
 
-def _dev_source_file(data_dir: Path) -> Path:
-    return data_dir / "secrets" / f"source-{DEV_SOURCE}"
+def _dev_source_file(data_dir: Path, source: str) -> Path:
+    return data_dir / "secrets" / f"source-{source}"
 
 
 def source_secret(settings: StockwireSettings, source: str, data_dir: Path) -> str:
     """The secret a client signs webhooks for ``source`` with: the configured one (the newest of a
-    rotation), else the dev source's that ``stockwire up`` wrote under ``data_dir`` — read, never made.
+    rotation), else that of the dev source (``shop`` or ``store``) ``stockwire up`` wrote under
+    ``data_dir`` — read, never made.
 
     Raises :class:`ConfigError` saying what to configure when there is none."""
     configured = settings.sources.get(source)
@@ -116,11 +122,12 @@ def source_secret(settings: StockwireSettings, source: str, data_dir: Path) -> s
         return configured.secrets[-1]
     if settings.sources:
         raise ConfigError(f"source {source!r} is not configured (configured: {', '.join(sorted(settings.sources))})")
-    file = _dev_source_file(data_dir)
-    if source != DEV_SOURCE or not file.is_file():
+    file = _dev_source_file(data_dir, source)
+    if source not in DEV_SOURCES or not file.is_file():
+        made = " and ".join(repr(name) for name in DEV_SOURCES)
         raise ConfigError(
             f"no secret for source {source!r}: configure [sources.{source}] secrets, or start `stockwire up` "
-            f"(it makes the {DEV_SOURCE!r} dev source; no secret in {file.parent})"
+            f"(it makes the {made} dev sources; no secret in {file.parent})"
         )
     return file.read_text().strip()
 
@@ -218,9 +225,11 @@ class Stack:
             "STOCKWIRE__TOPOLOGY__DUPLICATE_WINDOW_S": str(self.topology.duplicate_window_s),
         }
         if self.configure_dev_source:
-            env["STOCKWIRE__SOURCES__SHOP__SCHEME"] = "commerce-engine"
-            env["STOCKWIRE__SOURCES__SHOP__PROFILE"] = "stockwire"
-            env["STOCKWIRE__SOURCES__SHOP__SECRETS"] = dev_source_secret(self.data_dir)
+            for source, profile in DEV_SOURCES.items():
+                prefix = f"STOCKWIRE__SOURCES__{source.upper()}__"
+                env[prefix + "SCHEME"] = "commerce-engine"
+                env[prefix + "PROFILE"] = profile
+                env[prefix + "SECRETS"] = dev_source_secret(self.data_dir, source)
         return {**env, **self.env}
 
     def start_service(self, name: str, index: int | None = None) -> ChildProcess:

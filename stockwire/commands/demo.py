@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from stockwire.commands._options import add_dialect
 from stockwire.demo.run import DemoSettings, run_demo, sized
 from stockwire.sim.config import SimConfig
 
@@ -19,13 +20,15 @@ def register(subparsers: Any) -> None:
         "demo",
         help="run a flash sale end to end on a fresh local stack and write a report",
         description="Starts the embedded nats-server, the four services and three demo channels, runs a "
-        "flash sale, checks the invariants (no oversell, ledger = ground truth, channels converged) and "
-        "writes a JSON and HTML report. Exits non-zero if an invariant fails.",
+        "flash sale (in the dialect --dialect names), checks the invariants (no "
+        "oversell, ledger = ground truth, channels converged) and writes a JSON and HTML report. Exits "
+        "non-zero if an invariant fails.",
     )
     parser.add_argument("--orders", type=int, default=None, help="orders in the sale (default 10,000)")
     parser.add_argument("--duration", type=float, default=None, help="spread the sale over about this many seconds")
     parser.add_argument("--rate", type=float, default=None, help="steady webhooks per second (default 400)")
     parser.add_argument("--seed", type=int, default=1, help="the same seed gives the same sale")
+    add_dialect(parser)
     parser.add_argument("--ttl", type=float, default=8.0, help="reservation TTL in seconds (default 8)")
     parser.add_argument("--duplicates", type=float, default=None, help="share of deliveries sent twice")
     parser.add_argument("--reorder", type=float, default=None, help="share of deliveries sent out of order")
@@ -41,7 +44,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = SimConfig(seed=args.seed, run_id=f"demo{secrets.token_hex(3)}")
+    config = SimConfig(seed=args.seed, run_id=f"demo{secrets.token_hex(3)}", dialect=args.dialect)
     config = sized(config, args.orders, args.duration, args.rate)
     producer = config.producer
     if args.duplicates is not None:

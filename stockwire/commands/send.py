@@ -14,7 +14,7 @@ import httpx
 
 from libs.config import load_raw, load_settings
 from libs.signing import commerce_engine_signature
-from stockwire.stack import DEV_SOURCE, configured_url, source_secret
+from stockwire.stack import DEV_CE_SOURCE, DEV_SOURCE, configured_url, source_secret
 
 __all__ = ["register"]
 
@@ -32,7 +32,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("event_type", help="e.g. inventory.received, order.created")
     parser.add_argument("data", help='the event data as JSON, e.g. \'{"sku": "A", "qty": 5}\'')
-    parser.add_argument("--source", default=DEV_SOURCE, help=f"webhook source (default {DEV_SOURCE})")
+    parser.add_argument(
+        "--source",
+        default=DEV_SOURCE,
+        help=f"webhook source (default {DEV_SOURCE}, Stockwire's dialect; the dev source {DEV_CE_SOURCE} reads "
+        "Commerce Engine's payloads)",
+    )
     parser.add_argument("--id", default=None, help="event id (default: a new one; reuse one to see dedup)")
     parser.add_argument("--url", default=None, help="ingress base URL (default: [ingress] host and port)")
     parser.add_argument("--data-dir", default=None, help="where `stockwire up` keeps the dev source secret")

@@ -12,9 +12,10 @@ from typing import Any
 import uvloop
 
 from libs.config import load_raw, load_settings
+from stockwire.commands._options import add_dialect
 from stockwire.sim.config import CatalogueConfig, ProducerConfig, SimConfig
 from stockwire.sim.session import SimTarget, run_sim
-from stockwire.stack import DEV_SOURCE, configured_url, source_secret
+from stockwire.stack import DEV_CE_SOURCE, DEV_SOURCE, configured_url, source_secret
 
 __all__ = ["register"]
 
@@ -24,12 +25,29 @@ def register(subparsers: Any) -> None:
         "sim",
         help="send a simulated flash sale (signed webhooks) to a running stack and check the ledger",
         description="Receipts, then orders over a hot catalogue, payments, cancellations, abandoned carts, "
-        "shipments and returns, sent as Commerce Engine would (retries, duplicates, reordering, a burst). "
-        "Reads inventory's decisions back and compares every SKU with the ground truth.",
+        "shipments and returns, sent as Commerce Engine would (retries, duplicates, reordering, a burst; in its "
+        "own webhooks with --dialect commerce-engine). Reads inventory's decisions back and compares every "
+        "SKU with the ground truth.",
     )
     parser.add_argument("--ingress-url", default=None, help="default: [ingress] host and port")
     parser.add_argument("--inventory-url", default=None, help="default: [inventory] host and port")
-    parser.add_argument("--source", default=DEV_SOURCE, help=f"webhook source (default {DEV_SOURCE})")
+    add_dialect(parser)
+    parser.add_argument(
+        "--source",
+        default=DEV_SOURCE,
+        help=f"source for stock events, and everything in Stockwire's dialect ({DEV_SOURCE})",
+    )
+    parser.add_argument(
+        "--order-source",
+        default=DEV_CE_SOURCE,
+        help=f"source for Commerce Engine's orders, payments, shipments and returns ({DEV_CE_SOURCE})",
+    )
+    parser.add_argument(
+        "--sku-prefix",
+        default=None,
+        help="put before every SKU (default: the run id in Commerce Engine's dialect, so that one run's "
+        "backorders never wait on another's SKUs; none in Stockwire's)",
+    )
     parser.add_argument("--data-dir", default=None, help="where the dev source secret is (default: config)")
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--skus", type=int, default=CatalogueConfig().skus)
@@ -51,12 +69,19 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     raw = load_raw()
     settings = load_settings(raw)
-    secret = source_secret(settings, args.source, Path(args.data_dir or settings.data_dir))
+    data_dir = Path(args.data_dir or settings.data_dir)
+    run_id = args.run_id or f"sim{secrets.token_hex(3)}"
+    prefix = (
+        args.sku_prefix if args.sku_prefix is not None else (f"{run_id}-" if args.dialect == "commerce-engine" else "")
+    )
     config = SimConfig(
         seed=args.seed,
         orders=args.orders,
-        run_id=args.run_id or f"sim{secrets.token_hex(3)}",
+        run_id=run_id,
+        dialect=args.dialect,
         source=args.source,
+        order_source=args.order_source,
+        sku_prefix=prefix,
         catalogue=replace(CatalogueConfig(), skus=args.skus, hot_skus=min(args.hot_skus, args.skus)),
         producer=replace(
             ProducerConfig(),
@@ -72,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         ingress_url=args.ingress_url or configured_url("ingress", raw),
         inventory_url=args.inventory_url or configured_url("inventory", raw),
         nats=settings.nats,
-        secret=secret,
+        secrets={source: source_secret(settings, source, data_dir) for source in config.sources},
         settle_timeout_s=args.settle_timeout,
         wait_for_expiry=args.wait_expiry,
     )

@@ -15,6 +15,7 @@ from typing import Any
 from libs.config import DEFAULT_NATS_URL, StockwireSettings, load_raw, load_section, load_settings
 from stockwire.stack import (
     DEFAULT_PORTS,
+    DEV_CE_SOURCE,
     DEV_SOURCE,
     EMBEDDED_NATS_PORT,
     SERVICES,
@@ -32,8 +33,9 @@ def register(subparsers: Any) -> None:
         help="start NATS (embedded unless one is configured) and the services",
         description="Starts an embedded nats-server (unless STOCKWIRE_NATS_URL or [nats] servers names another "
         "server), applies the topology and runs the services until Ctrl-C. Every setting comes from the "
-        "configuration (file and environment) as the services read it; an admin token and a dev webhook source "
-        "are generated under the data dir only when none is configured.",
+        "configuration (file and environment) as the services read it; an admin token and two dev webhook sources "
+        f"({DEV_SOURCE}: Stockwire's dialect, {DEV_CE_SOURCE}: Commerce Engine's) are generated under the data dir "
+        "only when none is configured.",
     )
     parser.add_argument(
         "--services",
@@ -139,7 +141,11 @@ def _print_banner(stack: Stack) -> None:
     else:
         lines.append("  admin token       as configured (STOCKWIRE_ADMIN_TOKEN or [admin] token)")
     if stack.configure_dev_source:
-        lines.append(f"  webhook source    '{DEV_SOURCE}' (commerce-engine), secret in {data_dir / 'secrets'}")
+        lines.append(
+            f"  webhook sources   '{DEV_SOURCE}' (Stockwire's dialect: stock, `stockwire send`) and "
+            f"'{DEV_CE_SOURCE}' (Commerce Engine's orders, payments, shipments, returns); secrets in "
+            f"{data_dir / 'secrets'}"
+        )
     if "ingress" in stack.services:
         lines.append(f"  try:              {try_command(stack)}")
     lines.append("  stop:             Ctrl-C")

@@ -32,7 +32,7 @@ from stockwire.sim.model import Expectation, OrderState, compare_levels
 from stockwire.sim.producer import Producer, make_client
 from stockwire.sim.runner import SaleRunner, SimResult
 from stockwire.sim.watch import InventoryApi, InventoryWatcher, SkuView
-from stockwire.stack import DEV_SOURCE, Stack, dev_source_secret
+from stockwire.stack import Stack, dev_source_secret
 
 from .channels import AsyncSinkReader, SinkProcess
 from .report import Observation, SettleStep
@@ -156,7 +156,7 @@ class FlashSale:
         reader = AsyncSinkReader(self.sinks)
         http = httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=32))
         client = make_client(sim.producer.concurrency, sim.producer.timeout_s)
-        watcher = InventoryWatcher(js, f"flash-sale-{sim.run_id}", order_prefix=f"{sim.run_id}-o")
+        watcher = InventoryWatcher(js, f"flash-sale-{sim.run_id}", order_prefix=sim.order_prefix)
         sampler_task: asyncio.Task[None] | None = None
         try:
             deadletter_before = await _last_seq(js, DEADLETTER)
@@ -165,10 +165,8 @@ class FlashSale:
             inventory = InventoryApi(http, self.stack.url("inventory"))
             plan = generate_plan(sim)
             baseline = {sku: view.levels for sku, view in (await inventory.skus(plan.skus)).items() if view}
-            secret = dev_source_secret(self.stack.data_dir)
-            producer = Producer(
-                client, self.stack.url("ingress"), DEV_SOURCE, secret, sim.producer, _rng(sim), lambda *_: None
-            )
+            secrets = {source: dev_source_secret(self.stack.data_dir, source) for source in sim.sources}
+            producer = Producer(client, self.stack.url("ingress"), secrets, sim.producer, _rng(sim), lambda *_: None)
             runner = SaleRunner(
                 plan, sim, producer, watcher, inventory, baseline=baseline, decision_timeout_s=options.settle_timeout_s
             )

@@ -307,7 +307,7 @@ small {{ color: #64748b; }}
 <p class="verdict">{escape(verdict)}</p>
 <p><small>{escape(report["generated_at"])} · {report["machine"]["cpus"]} CPUs
  · Python {escape(report["machine"]["python"])} · seed {report["config"]["seed"]}
- · {report["config"]["orders"]:,} orders</small></p>
+ · {report["config"]["orders"]:,} orders · {escape(report["dialect"]["name"])}</small></p>
 <h2>Invariants</h2>{invariants}
 <h2>Headline</h2>{headline}
 {sections}

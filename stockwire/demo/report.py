@@ -216,6 +216,17 @@ def _config(config: SimConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def _dialect(config: SimConfig) -> dict[str, Any]:
+    """Which dialect the orders were written in, and where each kind of webhook went."""
+    if config.dialect == "commerce-engine":
+        return {
+            "name": "Commerce Engine webhooks",
+            "profile": "commerce-engine",
+            "sources": {"orders, payments, shipments, returns": config.order_source, "stock": config.source},
+        }
+    return {"name": "Stockwire's own dialect", "profile": "stockwire", "sources": {"everything": config.source}}
+
+
 def build_report(observation: Observation, *, title: str = "Stockwire flash sale") -> dict[str, Any]:
     invariants = _invariants(observation)
     result = observation.result
@@ -224,6 +235,7 @@ def build_report(observation: Observation, *, title: str = "Stockwire flash sale
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
         "ok": all(i.ok for i in invariants),
+        "dialect": _dialect(observation.config),
         "invariants": [i.as_dict() for i in invariants],
         "webhooks": {
             **result.stats.as_dict(),

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import uvloop
 
 from libs.natsserver import free_port, port_free
+from stockwire.sim.catalogue import assortment
 from stockwire.sim.config import ProducerConfig, SimConfig
 from stockwire.stack import DEFAULT_PORTS, EMBEDDED_NATS_PORT, Stack
 
@@ -33,6 +34,7 @@ __all__ = [
     "PROGRESS_WIDTH",
     "DemoSettings",
     "demo_env",
+    "dialect_line",
     "pick_ports",
     "prepare_data_dir",
     "progress_line",
@@ -145,6 +147,10 @@ def _print_summary(report: Mapping[str, Any], paths: tuple[Path, Path], out: Tex
     orders, hooks, thr = report["orders"], report["webhooks"], report["throughput"]
     lines = [
         "",
+        f"Dialect: {report['dialect']['name']} ("
+        + ", ".join(f"{what} → {source}" for what, source in report["dialect"]["sources"].items())
+        + ")",
+        "",
         "Invariants:",
         *(f"  [{'PASS' if i['ok'] else 'FAIL'}] {i['name']}: {i['detail']}" for i in report["invariants"]),
         "",
@@ -164,6 +170,15 @@ def _print_summary(report: Mapping[str, Any], paths: tuple[Path, Path], out: Tex
     ]
     out.write("\n".join(lines) + "\n")
     out.flush()
+
+
+def dialect_line(config: SimConfig) -> str:
+    if config.dialect == "commerce-engine":
+        return (
+            f"orders, payments, shipments and returns as Commerce Engine's webhooks to source '{config.order_source}', "
+            f"stock receipts and counts in Stockwire's dialect to '{config.source}'"
+        )
+    return f"everything in Stockwire's own dialect to source '{config.source}'"
 
 
 def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
@@ -195,10 +210,12 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
             + ", ".join(f"{name} {stack.url(name)}" for name in stack.services)
             + f"; channels {', '.join(f'{c.name} (buffer {c.buffer})' for c in sinks.channels)}\n"
         )
+        stocked = len(assortment(settings.sim).stocked)
         out.write(
-            f"stockwire demo: flash sale of {settings.sim.orders:,} orders over {settings.sim.catalogue.skus} SKUs "
+            f"stockwire demo: flash sale of {settings.sim.orders:,} orders over {stocked} stocked SKUs "
             f"({settings.sim.catalogue.hot_skus} hot, less stock than demand), seed {settings.sim.seed}, "
             f"reservation TTL {settings.reservation_ttl_s:g} s\n"
+            f"stockwire demo: {dialect_line(settings.sim)}\n"
         )
         out.flush()
         options = SaleOptions(

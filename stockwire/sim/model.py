@@ -1,27 +1,37 @@
 """The ground truth: from what the producer delivered and which orders inventory accepted, the final stock.
 
-The ledger rules of design §4, applied to sets rather than sequences: given the delivered events and
-inventory's decision on each order, every SKU's final ``on_hand``, ``reserved`` and ``committed`` are
-fixed, whatever order the events were applied in. A decision is whether ``order.created`` reserved
-the order, and — because a reservation's TTL runs on inventory's clock — whether it expired before
-its payment, and whether a payment after expiry found the stock gone. The assumptions that make this
-true are the simulator's, and it keeps them:
+The ledger's rules (:mod:`.order_rules`), applied to sets rather than sequences: given the delivered
+events and inventory's decision on each order, every SKU's final ``on_hand``, ``reserved`` and
+``committed`` are fixed, whatever order the events were applied in. A decision is whether
+``order.created`` reserved the order, and — because a reservation's TTL runs on inventory's clock —
+whether it expired before it was committed, and whether a commitment after expiry found the stock
+gone. Every webhook is read as the canonical event its source's profile makes of it. The assumptions
+that make this true are the simulator's, and it keeps them:
 
 - absolute counts are delivered (and applied) before any other movement of their SKU in the run;
 - write-offs (negative deltas) are applied after the receipts and before the sale, so inventory never
   has to clamp them to what is available;
-- shipments and returns are only sent for orders inventory accepted, shipments only after a payment.
+- shipments and returns are only sent for orders inventory accepted, after their payment;
+- backordered units: once everything is delivered, either every unit an order still waits for is
+  held, or nothing of the SKU is available (stock that turns up goes to backorders first). Which
+  order got the units does not matter to the totals as long as the orders waiting are all committed
+  (or all merely reserved): the Commerce Engine generator only puts backorder lines on orders that
+  are paid and never completed.
 """
 
 from __future__ import annotations
 
-import enum
-from collections import defaultdict
+import functools
+import itertools
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from .plan import Webhook
+from libs.profiles import Profile, load_profile
+from libs.profiles.canonical import CanonicalEvent, StockAdjusted, StockReceived, Unmapped
+
+from .order_rules import Backorder, Decision, OrderRecord, OrderState, order_effect, order_state
+from .plan import Webhook, envelope
 
 __all__ = [
     "Decision",
@@ -34,8 +44,9 @@ __all__ = [
     "oversold_units",
 ]
 
-_PAID = frozenset({"payment.successful", "payment.captured"})
-_SHIPPED = frozenset({"shipment.shipped", "order.fulfilled"})
+# A hand-built webhook that carries no canonical event is read through its profile, dated long ago:
+# the envelope's time only stands in for a count's time when the count gives none.
+_LONG_AGO = "2000-01-01T00:00:00Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,39 +73,6 @@ class StockLevels:
         }
 
 
-class OrderState(enum.Enum):
-    REJECTED = "rejected"
-    RESERVED = "reserved"
-    EXPIRED = "expired"
-    RELEASED = "released"
-    COMMITTED = "committed"
-    SHIPPED = "shipped"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What inventory did with one order, as read back from it."""
-
-    accepted: bool
-    """``order.created`` reserved every line (False: rejected for want of stock)."""
-    expired: bool = False
-    """The reservation's TTL passed before a payment arrived."""
-    rejected_later: bool = False
-    """A payment after expiry found the stock gone, and the order was rejected then."""
-
-
-@dataclass
-class _Order:
-    lines: dict[str, int] = field(default_factory=dict)
-    created: bool = False
-    paid: bool = False
-    failed: bool = False
-    cancelled: bool = False
-    shipped: bool = False
-    returns: list[dict[str, int]] = field(default_factory=list)
-    """Restocked units per SKU, one mapping per return."""
-
-
 @dataclass(frozen=True)
 class Expectation:
     levels: dict[str, StockLevels]
@@ -116,13 +94,16 @@ class Mismatch:
         return f"{self.sku}: {self.field} expected {self.expected}, ledger has {self.actual}"
 
 
-def _summed(lines: Iterable[Mapping[str, Any]], restock_default: bool | None = None) -> dict[str, int]:
-    """Units per SKU; with ``restock_default`` set, only the lines that go back on the shelf."""
-    out: dict[str, int] = defaultdict(int)
-    for line in lines:
-        if restock_default is None or bool(line.get("restock", restock_default)):
-            out[str(line["sku"])] += int(line["qty"])
-    return dict(out)
+@functools.cache
+def _profile(name: str) -> Profile:
+    return load_profile(name)
+
+
+def canonical(webhook: Webhook) -> CanonicalEvent:
+    """What ``webhook`` means: the event the generator attached, else what its profile reads."""
+    if webhook.event is not None:
+        return webhook.event
+    return _profile(webhook.dialect).map_body(envelope(webhook, _LONG_AGO)).event
 
 
 class GroundTruth:
@@ -131,10 +112,11 @@ class GroundTruth:
     def __init__(self, baseline: Mapping[str, StockLevels] | None = None) -> None:
         self.baseline = dict(baseline or {})
         self.delivered: set[str] = set()
-        self._received: dict[str, int] = defaultdict(int)
-        self._deltas: dict[str, int] = defaultdict(int)
-        self._counts: dict[str, tuple[str, int]] = {}
-        self._orders: dict[str, _Order] = defaultdict(_Order)
+        self._received: Counter[str] = Counter()
+        self._deltas: Counter[str] = Counter()
+        self._counts: dict[str, tuple[float, int]] = {}
+        self._orders: dict[str, OrderRecord] = {}
+        self._seq = itertools.count()
         self.skus: set[str] = set(self.baseline)
 
     def record(self, webhook: Webhook) -> bool:
@@ -142,104 +124,83 @@ class GroundTruth:
         if webhook.event_id in self.delivered:
             return False
         self.delivered.add(webhook.event_id)
-        data, kind = webhook.data, webhook.event_type
-        if kind == "inventory.received":
-            self._received[data["sku"]] += int(data["qty"])
-            self.skus.add(data["sku"])
-        elif kind == "inventory.adjusted":
-            self.skus.add(data["sku"])
-            if "delta" in data:
-                self._deltas[data["sku"]] += int(data["delta"])
-            else:
-                latest = self._counts.get(data["sku"])
-                if latest is None or str(data["counted_at"]) > latest[0]:
-                    self._counts[data["sku"]] = (str(data["counted_at"]), int(data["on_hand"]))
-        elif "order_id" in data:
-            self._record_order(kind, data)
+        event = canonical(webhook)
+        if isinstance(event, StockReceived):
+            self._received[event.sku] += event.quantity
+            self.skus.add(event.sku)
+        elif isinstance(event, StockAdjusted):
+            self._adjusted(event)
+        elif not isinstance(event, Unmapped):
+            order = self._orders.get(event.order_key)
+            if order is None:
+                order = self._orders[event.order_key] = OrderRecord()
+            self.skus.update(order.record(event, next(self._seq)))
         return True
 
-    def _record_order(self, kind: str, data: Mapping[str, Any]) -> None:
-        order = self._orders[str(data["order_id"])]
-        if kind == "order.created":
-            order.created = True
-            order.lines = _summed(data["lines"])
-            self.skus.update(order.lines)
-        elif kind in _PAID:
-            order.paid = True
-        elif kind == "payment.failed":
-            order.failed = True
-        elif kind == "order.cancelled":
-            order.cancelled = True
-        elif kind in _SHIPPED:
-            order.shipped = True
-        elif kind == "return.received":
-            order.returns.append(_summed(data["lines"], bool(data.get("restock", False))))
+    def _adjusted(self, event: StockAdjusted) -> None:
+        self.skus.add(event.sku)
+        if event.delta is not None:
+            self._deltas[event.sku] += event.delta
+            return
+        assert event.on_hand is not None
+        counted_at = event.counted_at if event.counted_at is not None else float("-inf")
+        latest = self._counts.get(event.sku)
+        if latest is None or counted_at > latest[0]:
+            self._counts[event.sku] = (counted_at, event.on_hand)
 
     @property
     def order_ids(self) -> list[str]:
-        return [oid for oid, order in self._orders.items() if order.created]
-
-    def order_lines(self, order_id: str) -> dict[str, int]:
-        return dict(self._orders[order_id].lines) if order_id in self._orders else {}
-
-    def _state(self, order: _Order, decision: Decision) -> OrderState:
-        if not decision.accepted:
-            return OrderState.REJECTED
-        if decision.expired and not order.paid:
-            return OrderState.EXPIRED
-        if order.paid and decision.rejected_later:
-            return OrderState.REJECTED
-        # From here the order holds its stock (a payment after expiry took it again).
-        # A successful payment outlives any failure of the order, whatever the order they came in (design §4).
-        if (order.failed and not order.paid) or (order.cancelled and not order.shipped):
-            return OrderState.RELEASED
-        if order.shipped and order.paid:
-            return OrderState.SHIPPED
-        if order.paid:
-            return OrderState.COMMITTED
-        return OrderState.RESERVED
+        return [oid for oid, order in self._orders.items() if order.placed is not None]
 
     def expected(self, decisions: Mapping[str, Decision]) -> Expectation:
         """Final levels per SKU, given inventory's decision on every delivered order."""
-        on_hand = {sku: self.baseline.get(sku, StockLevels()).on_hand for sku in self.skus}
-        reserved = {sku: self.baseline.get(sku, StockLevels()).reserved for sku in self.skus}
-        committed = {sku: self.baseline.get(sku, StockLevels()).committed for sku in self.skus}
+        on_hand = Counter({sku: self.baseline.get(sku, StockLevels()).on_hand for sku in self.skus})
+        reserved = Counter({sku: self.baseline.get(sku, StockLevels()).reserved for sku in self.skus})
+        committed = Counter({sku: self.baseline.get(sku, StockLevels()).committed for sku in self.skus})
         for sku, (_, count) in self._counts.items():
             on_hand[sku] = count
-        for sku, qty in self._received.items():
-            on_hand[sku] += qty
-        for sku, delta in self._deltas.items():
-            on_hand[sku] += delta
+        on_hand.update(self._received)
+        on_hand.update(self._deltas)
         states: dict[str, OrderState] = {}
         undecided: list[str] = []
         anomalies: list[str] = []
+        backorders: dict[str, list[Backorder]] = defaultdict(list)
         for oid, order in self._orders.items():
-            if not order.created:
+            if order.placed is None:
                 anomalies.append(f"{oid}: follow-up events delivered but order.created never was")
                 continue
             decision = decisions.get(oid)
             if decision is None:
                 undecided.append(oid)
                 continue
-            state = self._state(order, decision)
-            states[oid] = state
-            if order.shipped and not order.paid and decision.accepted:
-                anomalies.append(f"{oid}: shipped but no payment was delivered")
-            for sku, qty in order.lines.items():
-                if state is OrderState.RESERVED:
-                    reserved[sku] += qty
-                elif state is OrderState.COMMITTED:
-                    committed[sku] += qty
-                elif state is OrderState.SHIPPED:
-                    on_hand[sku] -= qty
-            if state is OrderState.SHIPPED:
-                for restocked in order.returns:
-                    for sku, qty in restocked.items():
-                        on_hand[sku] += qty
-            elif order.returns and decision.accepted:
-                anomalies.append(f"{oid}: return delivered for an order that was not shipped")
+            state = states[oid] = order_state(order, decision)
+            effect = order_effect(oid, order, state)
+            on_hand.update(effect.on_hand)
+            reserved.update(effect.reserved)
+            committed.update(effect.committed)
+            anomalies += effect.anomalies
+            for backorder in effect.backorders:
+                backorders[backorder.sku].append(backorder)
+        for sku, waiting in backorders.items():
+            anomalies += _fill(sku, waiting, on_hand, reserved, committed)
         levels = {sku: StockLevels(on_hand[sku], reserved[sku], committed[sku]) for sku in sorted(self.skus)}
         return Expectation(levels, states, sorted(undecided), anomalies)
+
+
+def _fill(
+    sku: str, waiting: list[Backorder], on_hand: Counter[str], reserved: Counter[str], committed: Counter[str]
+) -> list[str]:
+    """Hold what stock allows of the units ``waiting`` for ``sku``, oldest order first."""
+    wanted = sum(b.units for b in waiting)
+    free = max(0, min(wanted, on_hand[sku] - reserved[sku] - committed[sku]))
+    anomalies = []
+    if free < wanted and any(b.must_be_filled for b in waiting):
+        anomalies.append(f"{sku}: backordered units shipped or completed while {wanted - free} still wait for stock")
+    for backorder in sorted(waiting, key=lambda b: b.seq):
+        take = min(free, backorder.units)
+        free -= take
+        (committed if backorder.committed else reserved)[sku] += take
+    return anomalies
 
 
 def compare_levels(expected: Mapping[str, StockLevels], actual: Mapping[str, StockLevels | None]) -> list[Mismatch]:

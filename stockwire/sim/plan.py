@@ -6,9 +6,14 @@ import enum
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["Fate", "Line", "PlannedOrder", "SalePlan", "SkuSpec", "Webhook", "envelope"]
+from libs.profiles.canonical import CanonicalEvent
+from stockwire.dev_sources import DEV_SOURCE
+
+__all__ = ["Fate", "Line", "PlannedOrder", "ProductType", "SalePlan", "SkuSpec", "Webhook", "envelope"]
+
+ProductType = Literal["physical", "digital", "bundle"]
 
 
 class Fate(enum.Enum):
@@ -25,8 +30,25 @@ class Fate(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Line:
+    """One order line: ``qty`` paid units and ``free`` free ones of one SKU (Stockwire's dialect has
+    neither free units nor products: only ``sku`` and ``qty``)."""
+
     sku: str
     qty: int
+    free: int = 0
+    product_type: ProductType = "physical"
+    backorder: bool = False
+    product_id: str | None = None
+    variant_id: str | None = None
+
+    @property
+    def units(self) -> int:
+        """Every unit that leaves the shelf, paid or free."""
+        return self.qty + self.free
+
+    @property
+    def stocked(self) -> bool:
+        return self.product_type != "digital"
 
     def as_json(self) -> dict[str, Any]:
         return {"sku": self.sku, "qty": self.qty}
@@ -34,7 +56,7 @@ class Line:
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    """One Commerce Engine event; ``data`` is what goes under ``"data"`` in the envelope."""
+    """One webhook; ``data`` is what goes under ``"data"`` in the envelope."""
 
     event_id: str
     event_type: str
@@ -42,6 +64,12 @@ class Webhook:
     order_id: str | None = None
     after_acceptance: bool = False
     """Sent only once inventory accepted the order (a warehouse ships only what was reserved)."""
+    source: str = DEV_SOURCE
+    """The webhook source it is sent to (``POST /webhooks/<source>``)."""
+    dialect: str = "stockwire"
+    """The profile that reads it (the source's)."""
+    event: CanonicalEvent | None = field(default=None, compare=False)
+    """What it means, as the profile reads it, when the generator already knows (the model maps it otherwise)."""
 
 
 def envelope(webhook: Webhook, created_at: str) -> bytes:
@@ -86,8 +114,10 @@ class SalePlan:
     sale: tuple[Webhook, ...]
     """Phase 4, in planned order: orders, payments, cancellations, stock found or delivered mid-sale."""
     follow_ups: Mapping[str, tuple[Webhook, ...]] = field(default_factory=dict)
-    """Per order, in order: shipment then return; sent after inventory accepted the order."""
+    """Per order, in order (shipments, returns, completion, refunds): sent after inventory accepted the order."""
     orders: Mapping[str, PlannedOrder] = field(default_factory=dict)
+    gates: Mapping[str, str] = field(default_factory=dict)
+    """Per order with follow-ups, the sale event they wait for (the one that commits the order)."""
 
     @property
     def skus(self) -> list[str]:

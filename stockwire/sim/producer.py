@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -116,21 +116,21 @@ def make_client(concurrency: int, timeout_s: float) -> ClientPool:
 
 
 class Producer:
-    """Delivers webhooks to ``<ingress>/webhooks/<source>`` signed with the source's secret."""
+    """Delivers each webhook to ``<ingress>/webhooks/<its source>`` signed with that source's secret."""
 
     def __init__(
         self,
         client: ClientPool,
         ingress_url: str,
-        source: str,
-        secret: str,
+        secrets: Mapping[str, str],
         config: ProducerConfig,
         rng: random.Random,
         on_delivered: Callable[[Webhook, float], None],
     ) -> None:
         self.client = client
-        self.url = f"{ingress_url.rstrip('/')}/webhooks/{source}"
-        self.secret = secret
+        self.urls = {source: f"{ingress_url.rstrip('/')}/webhooks/{source}" for source in secrets}
+        """Source → where its webhooks go."""
+        self.secrets = dict(secrets)
         self.config = config
         self.rng = rng
         self.on_delivered = on_delivered
@@ -158,15 +158,15 @@ class Producer:
             body = self._bodies[webhook.event_id] = envelope(webhook, created)
         return body
 
-    def _headers(self, body: bytes, forged: bool) -> dict[str, str]:
-        secret = self.secret + "-not-the-secret" if forged else self.secret
+    def _headers(self, source: str, body: bytes, forged: bool) -> dict[str, str]:
+        secret = self.secrets[source] + ("-not-the-secret" if forged else "")
         return {"content-type": "application/json", "x-webhook-signature": commerce_engine_signature(secret, body)}
 
     async def deliver(self, delivery: Delivery) -> int | None:
         """Send until a 2xx or the attempts run out; returns the last status (None: no answer)."""
         webhook, forged = delivery.webhook, delivery.copy is Copy.FORGED
         body = self.body(webhook)
-        headers = self._headers(body, forged)
+        url, headers = self.urls[webhook.source], self._headers(webhook.source, body, forged)
         attempt = 0
         status: int | None = None
         while True:
@@ -174,7 +174,7 @@ class Producer:
             started = time.time()
             self.stats.requests += 1
             try:
-                response = await self.client.post(self.url, content=body, headers=headers)
+                response = await self.client.post(url, content=body, headers=headers)
                 status = response.status
                 outcome = _outcome(response) if 200 <= status < 300 else None
                 if outcome is not None:

@@ -3,8 +3,9 @@
 The phases before the sale (stocktake, receipts, write-offs) are each delivered and then awaited —
 until inventory shows the stock the ground truth expects — so that counts and write-offs apply to
 known stock. The sale is paced (with its burst), reordered and duplicated as the producer config
-says; an order's shipment and return are sent once its payment was delivered and inventory is known
-to have accepted the order (dropped when it rejected it).
+says; an order's follow-ups (confirmation, shipments, returns, completion, refunds) are sent one after
+the other once its payment was delivered and inventory is known to have accepted the order (dropped
+when it rejected it).
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from .watch import InventoryApi
 __all__ = ["DecisionSource", "SaleRunner", "SimResult", "wait_for_ledger"]
 
 log = logging.getLogger("stockwire.sim")
-
-_PAYMENTS = frozenset({"payment.successful", "payment.captured"})
 
 
 class DecisionSource(Protocol):
@@ -89,10 +88,10 @@ class SaleRunner:
         self._gate: dict[str, str] = {}
         self._gated_orders: dict[str, str] = {}
         self._armed: set[str] = set()
-        for webhook in plan.sale:
-            if webhook.order_id in self._pending and webhook.event_type in _PAYMENTS:
-                self._gate[webhook.order_id] = webhook.event_id
-                self._gated_orders[webhook.event_id] = webhook.order_id
+        for oid, gate in plan.gates.items():
+            if oid in self._pending:
+                self._gate[oid] = gate
+                self._gated_orders[gate] = oid
         self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue(maxsize=max(1, config.producer.concurrency))
         self._failed: set[str] = set()
         self._progressed = asyncio.Event()

@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,7 +34,8 @@ class SimTarget:
     ingress_url: str
     inventory_url: str
     nats: NatsSettings
-    secret: str
+    secrets: Mapping[str, str]
+    """Source → the secret its webhooks are signed with (every source of the run's config)."""
     settle_timeout_s: float = 120.0
     wait_for_expiry: bool = False
 
@@ -54,7 +56,7 @@ async def run_sim(config: SimConfig, target: SimTarget, out: TextIO, report_path
         out.write(f"stockwire sim: cannot reach NATS at {target.nats.servers}\n")
         return 2
     js = jetstream(nc)
-    watcher = InventoryWatcher(js, f"sim-{config.run_id}", order_prefix=f"{config.run_id}-o")
+    watcher = InventoryWatcher(js, f"sim-{config.run_id}", order_prefix=config.order_prefix)
     client = make_client(config.producer.concurrency, config.producer.timeout_s)
     http = httpx.AsyncClient(timeout=10)
     try:
@@ -63,16 +65,13 @@ async def run_sim(config: SimConfig, target: SimTarget, out: TextIO, report_path
         plan = generate_plan(config)
         baseline = {sku: v.levels for sku, v in (await inventory.skus(plan.skus)).items() if v is not None}
         producer = Producer(
-            client,
-            target.ingress_url,
-            config.source,
-            target.secret,
-            config.producer,
-            random.Random(config.seed),
-            lambda *_: None,
+            client, target.ingress_url, target.secrets, config.producer, random.Random(config.seed), lambda *_: None
         )
         runner = SaleRunner(plan, config, producer, watcher, inventory, baseline=baseline)
-        out.write(f"stockwire sim: {config.orders:,} orders, {plan.count():,} events planned, run id {config.run_id}\n")
+        out.write(
+            f"stockwire sim: {config.orders:,} orders in the {config.dialect} dialect, {plan.count():,} events "
+            f"planned, run id {config.run_id}\n"
+        )
         out.flush()
         result = await runner.run()
         stats = result.stats

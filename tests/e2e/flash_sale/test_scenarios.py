@@ -1,4 +1,4 @@
-"""The flash sale over real processes, in five scenarios; every one ends with the same invariants:
+"""The flash sale over real processes, in six scenarios; every one ends with the same invariants:
 zero oversell, ledger = ground truth, channel caches converged, nothing unexpected in DEADLETTER,
 no webhook lost, and ``stockwire ledger verify`` passing."""
 
@@ -18,7 +18,7 @@ from stockwire.demo.channels import SinkProcess, register_channels
 from stockwire.demo.flash_sale import Fault, FlashSale, SaleOptions
 from stockwire.demo.report import build_report
 from stockwire.demo.run import DemoSettings, run_demo
-from stockwire.sim.config import CatalogueConfig, ProducerConfig, SimConfig
+from stockwire.sim.config import CatalogueConfig, Dialect, ProducerConfig, SimConfig
 from stockwire.stack import Stack
 
 from .conftest import running_sinks, running_stack
@@ -28,11 +28,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 TTL_S = 4.0
 
 
-def small_sale(seed: int, **producer: Any) -> SimConfig:
+def small_sale(seed: int, dialect: Dialect = "commerce-engine", **producer: Any) -> SimConfig:
     return SimConfig(
         seed=seed,
         orders=300,
         run_id=f"e2e{seed}",
+        dialect=dialect,
         catalogue=CatalogueConfig(skus=12, hot_skus=3, stocktakes=2, damaged=2),
         producer=replace(ProducerConfig(rate=150.0, concurrency=24, burst_factor=3.0), **producer),
     )
@@ -83,6 +84,16 @@ async def test_a_clean_run_through_the_demo_command(tmp_path: Path) -> None:
     assert report["orders"]["expired"] > 0  # abandoned carts visibly expire
     assert "<svg" in html_path.read_text()
     assert "All invariants hold." in out.getvalue()
+    # Commerce Engine's dialect by default: its shipments left stock, its returns came back, a carrier lost one.
+    assert report["dialect"]["profile"] == "commerce-engine" and "Commerce Engine webhooks" in out.getvalue()
+    assert {"deducted", "returned", "lost"} <= set(report["events"]["by_kind"])
+
+
+async def test_stockwires_own_dialect_still_runs_clean(e2e_dir: Path) -> None:
+    report = await sale(e2e_dir, small_sale(6, "stockwire"))
+    assert_clean(report)
+    assert report["dialect"]["profile"] == "stockwire"
+    assert {"deducted", "returned"} <= set(report["events"]["by_kind"])
 
 
 async def test_duplicates_and_reordering(e2e_dir: Path) -> None:

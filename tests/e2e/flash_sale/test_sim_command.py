@@ -34,6 +34,7 @@ async def test_stockwire_sim_sends_a_sale_and_finds_the_ledger_right(e2e_dir: Pa
     assert "ledger equals the ground truth" in done.stdout
     result = json.loads(report.read_text())
     assert result["ok"] and not result["mismatches"]
+    assert result["config"]["dialect"] == "commerce-engine" and "in the commerce-engine dialect" in done.stdout
     assert result["orders"]["reserved"] > 0 and result["orders"]["rejected"] > 0
     assert result["delivery"]["duplicate"] > 0 and result["delivery"]["forged_accepted"] == 0
     assert result["delivery"]["forged_refused"] > 0

@@ -7,7 +7,7 @@ import re
 
 from stockwire.demo.html import render_html
 from stockwire.demo.report import Observation, SettleStep, build_report
-from stockwire.sim.config import CatalogueConfig, OrderMix, SimConfig
+from stockwire.sim.config import CatalogueConfig, Dialect, OrderMix, SimConfig
 from stockwire.sim.generator import generate_plan
 from stockwire.sim.model import Decision, GroundTruth, StockLevels
 from stockwire.sim.producer import DeliveryStats
@@ -16,12 +16,22 @@ from stockwire.sim.runner import SimResult
 T0 = 1_800_000_000.0
 
 
-def observation(**changes: object) -> Observation:
+def observation(dialect: Dialect = "commerce-engine", **changes: object) -> Observation:
     """A small sale that went perfectly: every event delivered, every order reserved and paid."""
     config = SimConfig(
         orders=20,
         run_id="r",
-        catalogue=CatalogueConfig(skus=3, hot_skus=1, stocktakes=0, damaged=0, hot_stock_ratio=5, cold_stock_ratio=5),
+        dialect=dialect,
+        catalogue=CatalogueConfig(
+            skus=3,
+            hot_skus=1,
+            stocktakes=0,
+            damaged=0,
+            hot_stock_ratio=5,
+            cold_stock_ratio=5,
+            gift_skus=0,
+            bundle_skus=0,
+        ),
         mix=OrderMix(
             abandon=0,
             payment_failed=0,
@@ -109,7 +119,21 @@ def test_a_clean_sale_passes_every_invariant() -> None:
     assert report["orders"]["reserved"] == 20 and report["orders"]["rejected"] == 0
     assert report["latency"]["webhook_to_all_channels"]["count"] == 3
     assert report["latency"]["webhook_to_all_channels"]["p99_ms"] == 50.0
+    assert report["dialect"]["profile"] == "commerce-engine"
+    assert report["dialect"]["sources"] == {"orders, payments, shipments, returns": "store", "stock": "shop"}
     json.dumps(report)  # the report is JSON as it stands
+
+
+def test_the_report_says_which_dialect_the_sale_was_written_in() -> None:
+    assert "Commerce Engine webhooks" in render_html(build_report(observation()))
+    report = build_report(observation("stockwire"))
+    assert report["ok"], failing(report)
+    assert report["dialect"] == {
+        "name": "Stockwire's own dialect",
+        "profile": "stockwire",
+        "sources": {"everything": "shop"},
+    }
+    assert "Stockwire&#x27;s own dialect" in render_html(report)
 
 
 def test_each_broken_invariant_is_named() -> None:

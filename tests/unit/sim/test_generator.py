@@ -6,35 +6,50 @@ from collections import Counter
 
 import pytest
 
-from stockwire.sim.config import CatalogueConfig, OrderMix, SimConfig
+from stockwire.sim.config import DIALECTS, CatalogueConfig, Dialect, OrderMix, SimConfig
 from stockwire.sim.generator import generate_plan, sku_names
 from stockwire.sim.model import GroundTruth
-from stockwire.sim.plan import Fate, envelope
+from stockwire.sim.plan import Fate, SalePlan, envelope
 
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
+both_dialects = pytest.mark.parametrize("dialect", DIALECTS)
 
 
-def plan_for(**overrides: object):
+def plan_for(**overrides: object) -> SalePlan:
     return generate_plan(SimConfig(**{"orders": 600, "seed": 7, "run_id": "t", **overrides}), NOW)  # type: ignore[arg-type]
 
 
-def test_the_same_seed_gives_the_same_plan_and_another_seed_does_not() -> None:
-    first, again, other = plan_for(), plan_for(), plan_for(seed=8)
+@both_dialects
+def test_the_same_seed_gives_the_same_plan_and_another_seed_does_not(dialect: Dialect) -> None:
+    first, again, other = plan_for(dialect=dialect), plan_for(dialect=dialect), plan_for(dialect=dialect, seed=8)
     bodies = lambda plan: [envelope(w, "x") for w in plan.webhooks()]  # noqa: E731
     assert bodies(first) == bodies(again)
     assert bodies(first) != bodies(other)
 
 
-def test_event_ids_are_unique_and_carry_the_run_id() -> None:
-    plan = plan_for()
+def test_commerce_engine_is_the_default_dialect() -> None:
+    assert SimConfig().dialect == "commerce-engine"
+    assert {w.source for w in plan_for().sale if w.order_id} == {"store"}
+
+
+def test_order_numbers_follow_the_dialect() -> None:
+    assert next(iter(plan_for(dialect="commerce-engine").orders)) == "ORD-t-000000"
+    assert next(iter(plan_for(dialect="stockwire").orders)) == "t-o000000"
+
+
+@both_dialects
+def test_event_ids_are_unique_and_carry_the_run_id(dialect: Dialect) -> None:
+    plan = plan_for(dialect=dialect)
     ids = [w.event_id for w in plan.webhooks()]
     assert len(ids) == len(set(ids))
     assert all(i.startswith("t-e") for i in ids)
     assert len(plan.orders) == 600
+    assert all(oid.startswith(SimConfig(run_id="t", dialect=dialect).order_prefix) for oid in plan.orders)
 
 
-def test_hot_skus_get_most_of_the_demand_and_less_stock_than_demand() -> None:
-    plan = plan_for(orders=2000)
+@both_dialects
+def test_hot_skus_get_most_of_the_demand_and_less_stock_than_demand(dialect: Dialect) -> None:
+    plan = plan_for(orders=2000, dialect=dialect)
     hot = [spec for spec in plan.catalogue if spec.hot]
     cold = [spec for spec in plan.catalogue if not spec.hot]
     assert len(hot) == CatalogueConfig().hot_skus
@@ -44,8 +59,8 @@ def test_hot_skus_get_most_of_the_demand_and_less_stock_than_demand() -> None:
     assert sum(s.stock for s in plan.catalogue) < hot_demand + cold_demand
 
 
-def test_orders_have_one_to_three_distinct_lines() -> None:
-    plan = plan_for()
+def test_stockwire_orders_have_one_to_three_distinct_lines() -> None:
+    plan = plan_for(dialect="stockwire")
     sizes = Counter(len(order.lines) for order in plan.orders.values())
     assert set(sizes) == {1, 2, 3}
     for order in plan.orders.values():
@@ -53,8 +68,9 @@ def test_orders_have_one_to_three_distinct_lines() -> None:
         assert all(1 <= line.qty <= CatalogueConfig().max_qty for line in order.lines)
 
 
-def test_fates_follow_the_mix() -> None:
-    plan = plan_for(orders=5000)
+@both_dialects
+def test_fates_follow_the_mix(dialect: Dialect) -> None:
+    plan = plan_for(orders=5000, dialect=dialect)
     fates = Counter(order.fate for order in plan.orders.values())
     mix = OrderMix()
     assert fates[Fate.ABANDONED] / 5000 == pytest.approx(mix.abandon, abs=0.015)
@@ -62,8 +78,8 @@ def test_fates_follow_the_mix() -> None:
     assert fates[Fate.RETURNED] > 0 and fates[Fate.PAID] > 0 and fates[Fate.CANCELLED_PAID] > 0
 
 
-def test_every_order_webhook_matches_its_fate() -> None:
-    plan = plan_for()
+def test_every_stockwire_order_webhook_matches_its_fate() -> None:
+    plan = plan_for(dialect="stockwire")
     by_order: dict[str, list[str]] = {}
     for webhook in plan.sale:
         if webhook.order_id:
@@ -83,10 +99,12 @@ def test_every_order_webhook_matches_its_fate() -> None:
         elif order.fate is Fate.RETURNED:
             assert follow[0] in ("shipment.shipped", "order.fulfilled") and follow[1] == "return.received"
         assert all(w.after_acceptance for w in plan.follow_ups.get(oid, ()))
+    assert {w.source for w in plan.webhooks()} == {"shop"}
 
 
-def test_supply_before_the_sale_adds_up_to_the_planned_stock() -> None:
-    plan = plan_for()
+@both_dialects
+def test_supply_before_the_sale_adds_up_to_the_planned_stock(dialect: Dialect) -> None:
+    plan = plan_for(dialect=dialect)
     truth = GroundTruth()
     for webhook in (*plan.stocktake, *plan.receipts, *plan.write_offs):
         truth.record(webhook)

@@ -3,7 +3,9 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from stockwire.sim.config import SimConfig
+import pytest
+
+from stockwire.sim.config import DIALECTS, Dialect, SimConfig
 from stockwire.sim.generator import generate_plan
 from stockwire.sim.model import Decision, GroundTruth, Mismatch, OrderState, StockLevels, compare_levels, oversold_units
 from stockwire.sim.plan import Fate, Webhook
@@ -110,8 +112,10 @@ def test_a_payment_failure_never_releases_a_paid_order_in_either_order() -> None
         assert result.levels["A"] == StockLevels(5, 0, 2)
 
 
-def test_the_result_does_not_depend_on_delivery_order() -> None:
-    plan = generate_plan(SimConfig(orders=300, seed=3, run_id="m"), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_the_result_does_not_depend_on_delivery_order(dialect: Dialect) -> None:
+    config = SimConfig(orders=300, seed=3, run_id="m", dialect=dialect)
+    plan = generate_plan(config, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     sale = [*plan.sale, *(w for steps in plan.follow_ups.values() for w in steps)]
     rng = random.Random(9)
     decisions = {oid: Decision(rng.random() < 0.8, expired=o.fate is Fate.ABANDONED) for oid, o in plan.orders.items()}
