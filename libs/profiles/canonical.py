@@ -173,11 +173,21 @@ class PaymentRefunded(_OrderEvent, frozen=True, kw_only=True):
 
 
 class ShipmentItem(msgspec.Struct, frozen=True, kw_only=True):
-    """Units of one SKU in a shipment: ``quantity`` paid and ``free_quantity`` free."""
+    """Units of one SKU in a shipment: ``quantity`` paid and ``free_quantity`` free.
 
-    sku: Sku
+    The item names its SKU, or its product (``product_id``, ``variant_id``), resolved through the
+    order's own lines: Commerce Engine's ``ShipmentItem`` marks every field optional.
+    """
+
+    sku: Annotated[str, SKU] | None = None
+    product_id: Key | None = None
+    variant_id: Key | None = None
     quantity: Count
     free_quantity: Count = 0
+
+    def __post_init__(self) -> None:
+        if self.sku is None and self.product_id is None:
+            raise ValueError("a shipment item names its 'sku' or its 'product_id'")
 
     @property
     def units(self) -> int:

@@ -163,7 +163,16 @@ class _Story:
     ) -> Webhook:
         oid = self.order.order_id
         data = shipment_document(oid, reference, status, lines, awb, self.at)
-        items = tuple(ShipmentItem(sku=line.sku, quantity=line.qty, free_quantity=line.free) for line in lines)
+        items = tuple(
+            ShipmentItem(
+                sku=item["sku"],
+                product_id=item.get("product_id"),
+                variant_id=item.get("variant_id"),
+                quantity=item["quantity"],
+                free_quantity=item["free_quantity"],
+            )
+            for item in data["shipment_items"]
+        )
         event = Shipment(order_key=oid, reference=reference, status=status, items=items)
         return self.hook(event_type, data, event, True)
 

@@ -44,6 +44,7 @@ from libs.profiles.canonical import (
     Return,
     ReturnReceived,
     Shipment,
+    ShipmentItem,
 )
 
 __all__ = [
@@ -122,6 +123,15 @@ class OrderRecord:
     restocked: list[Counter[str]] = field(default_factory=list)
     """Stockwire's dialect: units put back on the shelf, per return."""
 
+    def _sku(self, item: ShipmentItem) -> str | None:
+        """The item's SKU, or its product's in the order's lines (an item may name only its product)."""
+        if item.sku is not None or self.placed is None:
+            return item.sku
+        for line in self.placed.lines:
+            if line.product_id == item.product_id and item.variant_id in (None, line.variant_id):
+                return line.sku
+        return None
+
     def record(self, event: CanonicalEvent, seq: int) -> set[str]:
         """Take ``event`` in; returns the SKUs it names that hold stock."""
         if isinstance(event, OrderPlaced):
@@ -130,9 +140,11 @@ class OrderRecord:
             return {line.sku for line in event.lines if line.product_type != "digital"}
         if isinstance(event, Shipment):
             shipment = self.shipments.setdefault(event.reference, _Shipment())
-            shipment.units = Counter({item.sku: 0 for item in event.items})
-            for item in event.items:
-                shipment.units[item.sku] += item.units
+            items = [(self._sku(item), item.units) for item in event.items]
+            shipment.units = Counter({sku: 0 for sku, _ in items if sku is not None})
+            for sku, units in items:
+                if sku is not None:
+                    shipment.units[sku] += units
             shipment.left |= event.status in SHIPPED_STATUSES
             shipment.back |= event.status == "return_to_origin"
             return set(shipment.units)

@@ -107,7 +107,7 @@ class CommerceEvent:
         if isinstance(payload, OrderPlaced | ReturnReceived):
             return frozenset(line.sku for line in payload.lines)
         if isinstance(payload, Shipment):
-            return frozenset(item.sku for item in payload.items)
+            return frozenset(item.sku for item in payload.items if item.sku is not None)
         return frozenset()
 
     @property

@@ -382,9 +382,9 @@ class Inventory:
         """Deduct a shipment's units, once: from what the order holds (committed), or, for an order
         cancelled before the shipment was reported, from on hand (the units left before the cancellation)."""
         why = f"shipment {payload.reference} {payload.status}"
-        notes = []
         held = order.held()
-        for sku, units in shipment_units(payload).items():
+        units_by_sku, notes = shipment_units(payload, order)
+        for sku, units in units_by_sku.items():
             named = min(units, order.unattributed.get(sku, 0))
             if named:  # already deducted when the order was reported shipped as a whole
                 order.unattributed[sku] -= named

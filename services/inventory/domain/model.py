@@ -232,6 +232,11 @@ class Reservation:
     def committed_qty(self) -> dict[str, int]:
         return self.held() if self.state is ReservationState.COMMITTED else {}
 
+    def sku_of(self, product_id: str, variant_id: str | None) -> str | None:
+        """The SKU of the order's line for a product (and variant), None when the order has no such line."""
+        found = self.products.get(f"{product_id}/{variant_id}") if variant_id is not None else None
+        return found or self.products.get(product_id)
+
     def unreturned(self, sku: str) -> int:
         """Units of ``sku`` shipped and not returned yet."""
         return max(0, self.shipped.get(sku, 0) - self.returned.get(sku, 0))

@@ -68,13 +68,22 @@ _REVIVABLE = frozenset({S.EXPIRED, S.PAYMENT_FAILED})
 _MAY_SHIP = frozenset({S.RESERVED, S.COMMITTED, S.CANCELLED}) | _REVIVABLE
 
 
-def shipment_units(event: Shipment) -> dict[str, int]:
-    """Units per SKU a shipment carries, paid and free (items naming one SKU added up)."""
+def shipment_units(event: Shipment, order: Reservation) -> tuple[dict[str, int], list[str]]:
+    """Units per SKU a shipment carries, paid and free (items of one SKU added up; an item that names its
+    product, not its SKU, resolved through the order's lines), and notes on items it cannot place."""
     out: dict[str, int] = {}
+    notes: list[str] = []
     for item in event.items:
+        sku = item.sku
+        if sku is None and item.product_id is not None:
+            sku = order.sku_of(item.product_id, item.variant_id)
+        if sku is None:
+            what = f"{item.product_id}" + (f"/{item.variant_id}" if item.variant_id else "")
+            notes.append(f"product {what} is not a line of the order: nothing deducted for it")
+            continue
         if item.units:
-            out[item.sku] = out.get(item.sku, 0) + item.units
-    return out
+            out[sku] = out.get(sku, 0) + item.units
+    return out, notes
 
 
 def restocking(event: Return) -> bool:
@@ -89,10 +98,7 @@ def return_units(event: Return, order: Reservation) -> tuple[dict[str, int], lis
     out: dict[str, int] = {}
     notes: list[str] = []
     for item in event.items:
-        sku = None
-        if item.variant_id is not None:
-            sku = order.products.get(f"{item.product_id}/{item.variant_id}")
-        sku = sku or order.products.get(item.product_id)
+        sku = order.sku_of(item.product_id, item.variant_id)
         if sku is None:
             what = item.product_id + (f"/{item.variant_id}" if item.variant_id else "")
             notes.append(f"product {what} is not a line of the order: not restocked")
@@ -171,7 +177,7 @@ def _shipment_step(order: Reservation, event: Shipment) -> tuple[Step, str]:
     if state in (S.COMMITTED, S.SHIPPED, S.CANCELLED):
         # A cancelled order's shipment that left before the cancellation still took its units.
         held = order.held()
-        for sku, units in shipment_units(event).items():
+        for sku, units in shipment_units(event, order)[0].items():
             if units > held.get(sku, 0) and order.backordered.get(sku, 0) > 0:
                 return Step.PARK, f"waiting for stock of backordered {sku}"
         return Step.APPLY, ""

@@ -264,3 +264,18 @@ def test_a_line_that_is_not_a_backorder_is_still_all_or_nothing(stocked: MemoryI
     result = m.deliver(fixture(19, event_id="evt-too-many", order_number="ORD-X", order_items=[item]))
     assert result.outcome is Outcome.REJECTED
     assert levels(m, CAP) == {CAP: (4, 0, 0, 0)}
+
+
+def test_a_shipment_whose_items_name_only_their_products_deducts_the_order_s_skus(stocked: MemoryInventory) -> None:
+    m = stocked
+    m.deliver(fixture(1))
+    m.deliver(fixture(2))
+    shipped = json.loads(fixture(7).body)
+    items = shipped["data"]["shipment_items"]
+    for item in items:  # every ShipmentItem field is optional in the schema: these carry no SKU
+        del item["sku"]
+    items.append({"product_id": "prd_unknown", "variant_id": None, "quantity": 1, "free_quantity": 0})
+    result = m.deliver(Envelope(fixture(7).subject, json.dumps(shipped).encode(), fixture(7).headers))
+    assert result.outcome is Outcome.APPLIED
+    assert "product prd_unknown is not a line of the order: nothing deducted for it" in result.detail
+    assert levels(m, TEE, MUG, BOX) == {TEE: (7, 0, 0, 0), MUG: (4, 0, 0, 0), BOX: (1, 0, 0, 0)}

@@ -79,12 +79,22 @@ A_LINES = (
 )
 WHITE_TEE = OrderLine(sku="TEE-ORG-WHT-S", quantity=1, product_id=TEE_PRODUCT, variant_id="var_01JD3TEEWHTS01")
 S1_ITEMS = (
-    ShipmentItem(sku="TEE-ORG-BLK-M", quantity=2, free_quantity=1),
-    ShipmentItem(sku="MUG-CER-350-WHT", quantity=0, free_quantity=1),
-    ShipmentItem(sku="BNDL-GIFT-BOX-01", quantity=1, free_quantity=0),
+    ShipmentItem(
+        sku="TEE-ORG-BLK-M",
+        product_id="prd_01JD3TEE0000A1",
+        variant_id="var_01JD3TEEBLKM01",
+        quantity=2,
+        free_quantity=1,
+    ),
+    ShipmentItem(sku="MUG-CER-350-WHT", product_id="prd_01JD3MUG0000B2", quantity=0, free_quantity=1),
+    ShipmentItem(sku="BNDL-GIFT-BOX-01", product_id="prd_01JD3BDL0000D4", quantity=1, free_quantity=0),
 )
-S2_ITEMS = (ShipmentItem(sku="JKT-RAIN-NVY-L", quantity=1),)
-SB_ITEMS = (ShipmentItem(sku="TEE-ORG-WHT-S", quantity=1),)
+S2_ITEMS = (
+    ShipmentItem(sku="JKT-RAIN-NVY-L", product_id="prd_01JD3JKT0000E5", variant_id="var_01JD3JKTNVYL01", quantity=1),
+)
+SB_ITEMS = (
+    ShipmentItem(sku="TEE-ORG-WHT-S", product_id="prd_01JD3TEE0000A1", variant_id="var_01JD3TEEWHTS01", quantity=1),
+)
 RETURN_ITEMS = (
     ReturnItem(product_id=TEE_PRODUCT, variant_id="var_01JD3TEEBLKM01", quantity=1, shipment_number="SHP-000101-1"),
 )
@@ -145,7 +155,7 @@ EXPECTED: dict[str, object] = {
         order_key=C,
         reference="SHP-000103-1",
         status="return_to_origin",
-        items=(ShipmentItem(sku="CAP-CNV-OLV", quantity=2),),
+        items=(ShipmentItem(sku="CAP-CNV-OLV", product_id="prd_01JD3CAP0000F6", quantity=2),),
     ),
     "29-shipment.updated-lost.json": Shipment(order_key=C, reference="SHP-000103-2", status="lost", items=SB_ITEMS),
     "30-subscription.created.json": Unmapped(event_type="subscription.created"),
