@@ -63,16 +63,32 @@ def _headers(properties: dict[str, str], required: list[str]) -> dict[str, Any]:
     }
 
 
+# Any message may come round again from DEADLETTER (`stockwire deadletter replay`): these say so.
+_REPLAY_HEADERS = {
+    contracts.HEADER_REPLAY_OF: "Only on a message republished from DEADLETTER: the dead letter's sequence there"
+    " (decimal). Key such a message by `Stockwire-Original-Msg-Id`, never by its `Nats-Msg-Id`.",
+    contracts.HEADER_ORIGINAL_MSG_ID: "With `Stockwire-Replay-Of`: the `Nats-Msg-Id` the message was first"
+    " published with.",
+}
+_REPLAY_ID = " A replay's is `replay:<deadletter seq>:<original id>`."
+
+
+def _replayable(msg_id: str, others: dict[str, str] | None = None) -> dict[str, str]:
+    """Header descriptions of a message that may be replayed: ``msg_id`` describes its ``Nats-Msg-Id``."""
+    return {contracts.HEADER_MSG_ID: msg_id + _REPLAY_ID, **(others or {}), **_REPLAY_HEADERS}
+
+
 def _commerce_headers() -> dict[str, Any]:
     return _headers(
-        {
-            contracts.HEADER_MSG_ID: "`<source>:<event id>`; JetStream drops a second publish within the duplicate"
-            " window.",
-            contracts.HEADER_SOURCE: "The source the webhook came in through.",
-            contracts.HEADER_EVENT_TYPE: "The producer's event type.",
-            contracts.HEADER_EVENT_ID: "The producer's event id, unique per source.",
-            contracts.HEADER_RECEIVED_AT: "When ingress received the webhook (ISO 8601, UTC).",
-        },
+        _replayable(
+            "`<source>:<event id>`; JetStream drops a second publish within the duplicate window.",
+            {
+                contracts.HEADER_SOURCE: "The source the webhook came in through.",
+                contracts.HEADER_EVENT_TYPE: "The producer's event type.",
+                contracts.HEADER_EVENT_ID: "The producer's event id, unique per source.",
+                contracts.HEADER_RECEIVED_AT: "When ingress received the webhook (ISO 8601, UTC).",
+            },
+        ),
         [contracts.HEADER_MSG_ID, contracts.HEADER_SOURCE, contracts.HEADER_EVENT_TYPE, contracts.HEADER_EVENT_ID],
     )
 
@@ -87,6 +103,10 @@ def _deadletter_headers() -> dict[str, Any]:
         contracts.HEADER_ORIGINAL_STREAM: "The original stream.",
         contracts.HEADER_ORIGINAL_SEQ: "The message's sequence in the original stream (decimal).",
         contracts.HEADER_DELIVERY_COUNT: "How many times the consumer had received it (decimal).",
+        contracts.HEADER_ORIGINAL_MSG_ID: "The original message's `Nats-Msg-Id` (absent on dead letters of earlier"
+        " releases: then `<Stockwire-Source>:<Stockwire-Event-Id>` names it); a replay's first id.",
+        contracts.HEADER_REPLAY_OF: "Set when the message that failed was itself a replay: the dead letter it came"
+        " from.",
         contracts.CONFLICT_HEADERS["first_digest"]: "Conflict evidence (`deadletter.ingress.*`): SHA-256 of the"
         " body the id was first received with.",
         contracts.CONFLICT_HEADERS["digest"]: "Conflict evidence: SHA-256 of this (refused) body.",
@@ -166,7 +186,7 @@ def asyncapi_document(
             "One ledger row (or a rejected order line); `version` grows by one per row of the SKU.",
             {"$ref": _REF.format(name="InventoryEvent")},
             _headers(
-                {contracts.HEADER_MSG_ID: "`inventory:<sku>:<version>`, or `rejected:<order>:<sku>` for a rejection."},
+                _replayable("`inventory:<sku>:<version>`, or `rejected:<order>:<sku>` for a rejection."),
                 [contracts.HEADER_MSG_ID],
             ),
         ),
@@ -176,7 +196,7 @@ def asyncapi_document(
             "The SKU's stock after a change; drop any version older than the one you hold.",
             {"$ref": _REF.format(name="AvailabilityChanged")},
             _headers(
-                {contracts.HEADER_MSG_ID: "`availability:<sku>:<version>`."},
+                _replayable("`availability:<sku>:<version>`."),
                 [contracts.HEADER_MSG_ID],
             ),
         ),

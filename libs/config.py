@@ -99,6 +99,9 @@ class SourceSettings:
     profile: str | None = None
     """The source profile its payloads are read with (``libs/profiles/data``); None: the scheme's default
     (``commerce-engine`` for the commerce-engine scheme, ``stockwire`` for standard-webhooks)."""
+    orders_source: str | None = None
+    """Whose orders this source's events name (a payment provider's webhooks name a storefront's
+    orders); None: its own. Orders are keyed per source: the same number from two sources is two orders."""
     mapping: dict[str, Any] = field(default_factory=dict)
     """An override of the profile (its ``envelope``, ``common``, ``events`` and ``kinds`` tables; see
     docs/profiles.md), merged over the shipped file when the profile is loaded."""
@@ -409,6 +412,12 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
             source_profile(source, source_settings)
         except ProfileError as exc:
             raise ConfigError(str(exc)) from None
+        if source_settings.orders_source is not None and source_settings.orders_source not in settings.sources:
+            configured = ", ".join(sorted(settings.sources))
+            raise ConfigError(
+                f"[sources.{source}] orders_source: {source_settings.orders_source!r} is not a configured source "
+                f"(configured: {configured})"
+            )
     return settings
 
 

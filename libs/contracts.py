@@ -8,6 +8,7 @@ one with each ledger row, so a receiver can drop anything older than what it has
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 
 import msgspec
@@ -17,6 +18,7 @@ from libs.subjects import inventory_subject
 __all__ = [
     "CONFLICT_HEADERS",
     "DEADLETTER_HEADERS",
+    "DIRECT_GET_HEADERS",
     "HEADER_CONSUMER",
     "HEADER_DELIVERY_COUNT",
     "HEADER_ERROR",
@@ -31,6 +33,7 @@ __all__ = [
     "HEADER_REPLAY_OF",
     "HEADER_SOURCE",
     "INVENTORY_KINDS",
+    "JETSTREAM_HEADER_PREFIX",
     "AvailabilityChanged",
     "FirstBody",
     "InventoryEvent",
@@ -40,12 +43,15 @@ __all__ = [
     "conflict_msg_id",
     "deadletter_headers",
     "deadletter_msg_id",
+    "deadletter_original_msg_id",
     "decode_availability",
     "decode_first_body",
     "decode_inventory_event",
     "encode",
     "inventory_event_msg_id",
     "rejection_msg_id",
+    "replay_headers",
+    "replay_msg_id",
     "utc_now_iso",
 ]
 
@@ -93,6 +99,9 @@ class InventoryEvent(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     occurred_at: str
     order_id: str | None = None
+    """The order as its producer numbers it (Commerce Engine: ``order_number``)."""
+    order_source: str | None = None
+    """The source whose order it is (``[sources.<name>]``): the same number from two sources is two orders."""
     reservation_id: str | None = None
     source_event_id: str | None = None
     reason: str | None = None
@@ -136,9 +145,15 @@ def inventory_event_msg_id(sku: str, version: int) -> str:
 
 
 def rejection_msg_id(event: InventoryEvent) -> str:
-    """``rejected:<order id>:<sku>`` (or ``rejected:cart:<reservation id>:<sku>``): one rejection per
-    order (or checkout hold) and SKU, however often the order is re-delivered."""
-    owner = event.order_id if event.order_id is not None else f"cart:{event.reservation_id}"
+    """``rejected:<source>:<order id>:<sku>`` (``rejected:<order id>:<sku>`` for an order with no source;
+    ``rejected:cart:<reservation id>:<sku>`` for a checkout hold): one rejection per order (or hold) and
+    SKU, however often the order is re-delivered."""
+    if event.order_id is None:
+        owner = f"cart:{event.reservation_id}"
+    elif event.order_source:
+        owner = f"{event.order_source}:{event.order_id}"
+    else:
+        owner = event.order_id
     return f"rejected:{owner}:{event.sku}"
 
 
@@ -176,7 +191,23 @@ then ``<Stockwire-Source>:<Stockwire-Event-Id>`` names a COMMERCE message)."""
 HEADER_REPLAY_OF = "Stockwire-Replay-Of"
 """A message republished from DEADLETTER: the dead letter's sequence in DEADLETTER (decimal). Its
 consumer keys it by ``Stockwire-Original-Msg-Id``, so an event applied once is never applied again,
-while one that was dead-lettered may now be."""
+while one that was dead-lettered may now be. A replayed message also carries
+``Stockwire-Original-Msg-Id`` (the id it was first published with) and, as ``Nats-Msg-Id``,
+:func:`replay_msg_id`."""
+JETSTREAM_HEADER_PREFIX = "Nats-"
+"""JetStream's own headers (``Nats-Msg-Id``, ``Nats-Expected-Stream``, ``Nats-TTL``…): instructions for
+one publication, never part of the event, so a replay carries none of the first publication's."""
+DIRECT_GET_HEADERS = (
+    "Nats-Stream",
+    "Nats-Subject",
+    "Nats-Sequence",
+    "Nats-Time-Stamp",
+    "Nats-Num-Pending",
+    "Nats-Last-Sequence",
+    "Nats-UpTo-Sequence",
+)
+"""What the server adds to a message answering a direct get (``$JS.API.DIRECT.GET``): where and when it
+was stored, not headers it was published with."""
 DEADLETTER_HEADERS = (
     HEADER_CONSUMER,
     HEADER_ERROR,
@@ -217,9 +248,11 @@ def deadletter_headers(
     delivery_count: int,
 ) -> dict[str, str]:
     """Headers of a dead letter: the original message's own headers (its ``Nats-Msg-Id`` replaced by the
-    dead letter's), plus who gave up on it, why (cut to 1,000 characters), and where it came from."""
+    dead letter's and kept as ``Stockwire-Original-Msg-Id``, unless the message, a replay, already carries
+    one), plus who gave up on it, why (cut to 1,000 characters), and where it came from."""
     headers = {k: v for k, v in original.items() if k != HEADER_MSG_ID}
-    if HEADER_MSG_ID in original:
+    # A replayed message already names the id it was first published with; its own id is the replay's.
+    if HEADER_MSG_ID in original and HEADER_ORIGINAL_MSG_ID not in original:
         headers[HEADER_ORIGINAL_MSG_ID] = original[HEADER_MSG_ID]
     headers.update(
         {
@@ -232,6 +265,52 @@ def deadletter_headers(
             HEADER_MSG_ID: deadletter_msg_id(consumer, stream, stream_seq),
         }
     )
+    return headers
+
+
+def deadletter_original_msg_id(headers: Mapping[str, str]) -> str | None:
+    """The ``Nats-Msg-Id`` a dead letter's message was first published with, from the dead letter's
+    ``headers``: ``Stockwire-Original-Msg-Id``, or on a dead letter of an earlier release (which lacks it)
+    ``<Stockwire-Source>:<Stockwire-Event-Id>`` (:func:`commerce_msg_id`); None when neither is there."""
+    original = headers.get(HEADER_ORIGINAL_MSG_ID)
+    if original:
+        return original
+    source, event_id = headers.get(HEADER_SOURCE), headers.get(HEADER_EVENT_ID)
+    if source and event_id:
+        return commerce_msg_id(source, event_id)
+    return None
+
+
+# JetStream keeps every id of a stream's duplicate window in memory; ids stay short.
+_MAX_REPLAY_ID_CHARS = 256
+
+
+def replay_msg_id(deadletter_seq: int, original_msg_id: str) -> str:
+    """The ``Nats-Msg-Id`` of a message replayed from DEADLETTER: ``replay:<deadletter seq>:<original id>``.
+
+    One per dead letter, so replaying it twice within the original stream's duplicate window stores it
+    once; a message dead-lettered again after a replay is a new dead letter, with a new sequence, and
+    can be replayed in turn. When the whole would be over 256 characters the original id is replaced by
+    its SHA-256: ``replay:<seq>:sha256:<lower-case hex>``.
+    """
+    msg_id = f"replay:{deadletter_seq}:{original_msg_id}"
+    if len(msg_id) <= _MAX_REPLAY_ID_CHARS:
+        return msg_id
+    digest = hashlib.sha256(original_msg_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"replay:{deadletter_seq}:sha256:{digest}"
+
+
+def replay_headers(deadletter: Mapping[str, str], *, deadletter_seq: int, original_msg_id: str) -> dict[str, str]:
+    """Headers of a message replayed from the dead letter ``deadletter_seq`` (``deadletter``: its stored
+    headers): the original message's own, that is the dead letter's without :data:`DEADLETTER_HEADERS` and
+    without any JetStream header (``Nats-*``), plus ``Stockwire-Original-Msg-Id: original_msg_id``,
+    ``Stockwire-Replay-Of: <deadletter_seq>`` and ``Nats-Msg-Id``: :func:`replay_msg_id`."""
+    headers = {
+        k: v for k, v in deadletter.items() if k not in DEADLETTER_HEADERS and not k.startswith(JETSTREAM_HEADER_PREFIX)
+    }
+    headers[HEADER_ORIGINAL_MSG_ID] = original_msg_id
+    headers[HEADER_REPLAY_OF] = str(deadletter_seq)
+    headers[HEADER_MSG_ID] = replay_msg_id(deadletter_seq, original_msg_id)
     return headers
 
 

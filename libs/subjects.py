@@ -15,14 +15,18 @@ __all__ = [
     "EVENT_TYPE_PATTERN",
     "INVENTORY_SUBJECT",
     "SOURCE_PATTERN",
+    "check_subject_filter",
     "commerce_subject",
     "deadletter_subject",
     "decode_token",
     "encode_token",
     "inventory_subject",
+    "is_publish_subject",
     "is_safe_event_type",
+    "subject_matches",
 ]
 
+_WHITESPACE = re.compile(r"\s")
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _ESCAPE = "~"
 _ESCAPED = re.compile(r"~([0-9A-F]{2})")
@@ -85,3 +89,39 @@ def inventory_subject(kind: str, sku: str) -> str:
 def deadletter_subject(consumer: str, original_subject: str) -> str:
     """``deadletter.<consumer>.<original subject>``: the original subject keeps all its tokens."""
     return DEADLETTER_SUBJECT.format(consumer=consumer, original_subject=original_subject)
+
+
+def is_publish_subject(subject: str) -> bool:
+    """Whether a message may be published to ``subject``: non-empty dot-separated tokens, no white space,
+    no wildcard token (``*``, ``>``)."""
+    if not subject or _WHITESPACE.search(subject):
+        return False
+    return all(token and token not in ("*", ">") for token in subject.split("."))
+
+
+def check_subject_filter(pattern: str) -> str:
+    """``pattern`` if it is a NATS subject filter: non-empty tokens without white space, ``*`` and ``>``
+    only as whole tokens, ``>`` only last. Raises ``ValueError`` naming what is wrong."""
+    if not pattern or _WHITESPACE.search(pattern):
+        raise ValueError(f"subject filter {pattern!r}: it must be non-empty and hold no white space")
+    tokens = pattern.split(".")
+    for i, token in enumerate(tokens):
+        if not token:
+            raise ValueError(f"subject filter {pattern!r}: empty token")
+        if token not in ("*", ">") and ("*" in token or ">" in token):
+            raise ValueError(f"subject filter {pattern!r}: '*' and '>' are whole tokens only")
+        if token == ">" and i != len(tokens) - 1:
+            raise ValueError(f"subject filter {pattern!r}: '>' must be the last token")
+    return pattern
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether ``subject`` matches the NATS subject filter ``pattern`` (``*``: one token, ``>``: one or
+    more tokens at the end). ``pattern`` is expected to pass :func:`check_subject_filter`."""
+    wanted, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(wanted):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(wanted)

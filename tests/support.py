@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -16,9 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nats.js import JetStreamContext
+
+from libs.contracts import DIRECT_GET_HEADERS, HEADER_MSG_ID, HEADER_ORIGINAL_MSG_ID, deadletter_headers
 from libs.natsserver import find_binary, free_port
 from libs.processes import ChildProcess
 from libs.signing import commerce_engine_signature
+from libs.subjects import deadletter_subject
+from libs.topology import COMMERCE, DEADLETTER
 
 __all__ = [
     "BAD_INTEGERS",
@@ -26,11 +32,14 @@ __all__ = [
     "NatsCluster",
     "ce_body",
     "ce_headers",
+    "commerce_headers",
+    "dead_letter",
     "eventually",
     "eventually_sync",
     "refusal_problem",
     "send_request",
     "service_process",
+    "stored_message",
 ]
 
 T = TypeVar("T")
@@ -133,6 +142,62 @@ def refusal_problem(response: Any) -> str | None:
     if not all(isinstance(fields.get(key), str) and fields[key] for key in ("error", "detail")):
         return f"{response.status_code} without {{error, detail}}: {response.text[:200]}"
     return None
+
+
+def commerce_headers(event_id: str, event_type: str = "order.created", source: str = "shop") -> dict[str, str]:
+    """The headers ingress gives a webhook in COMMERCE."""
+    return {
+        HEADER_MSG_ID: f"{source}:{event_id}",
+        "Stockwire-Source": source,
+        "Stockwire-Event-Type": event_type,
+        "Stockwire-Event-Id": event_id,
+        "Stockwire-Received-At": "2026-12-01T10:00:00.000000+00:00",
+    }
+
+
+_original_seqs = itertools.count(1000)
+
+
+async def dead_letter(
+    js: JetStreamContext,
+    *,
+    event_id: str,
+    event_type: str = "order.created",
+    consumer: str = "inventory",
+    reason: str = "malformed: data.lines: expected a list",
+    stream: str = COMMERCE,
+    stream_seq: int | None = None,
+    body: bytes = b'{"id": "x"}',
+    earlier_release: bool = False,
+    original: dict[str, str] | None = None,
+) -> int:
+    """A dead letter of ``commerce.shop.<event_type>`` as the consumer runner writes it (or, with
+    ``earlier_release``, as releases before ``Stockwire-Original-Msg-Id`` did); returns its DEADLETTER
+    sequence. Each gets an original sequence of its own unless told: the dead letter's id is made of it,
+    and DEADLETTER drops a repeated id."""
+    subject = f"commerce.shop.{event_type}"
+    headers = deadletter_headers(
+        commerce_headers(event_id, event_type) if original is None else original,
+        consumer=consumer,
+        reason=reason,
+        subject=subject,
+        stream=stream,
+        stream_seq=next(_original_seqs) if stream_seq is None else stream_seq,
+        delivery_count=8,
+    )
+    if earlier_release:
+        headers.pop(HEADER_ORIGINAL_MSG_ID, None)
+    ack = await js.publish(deadletter_subject(consumer, subject), body, headers=headers)
+    assert ack.stream == DEADLETTER
+    return ack.seq
+
+
+
+async def stored_message(js: JetStreamContext, stream: str, seq: int) -> tuple[str, dict[str, str], bytes]:
+    """Subject, headers (as published: without what a direct get adds) and body of ``stream``'s message ``seq``."""
+    msg = await js.get_msg(stream, seq, direct=True)
+    headers = {k: v for k, v in (msg.headers or {}).items() if k not in DIRECT_GET_HEADERS}
+    return msg.subject or "", headers, msg.data or b""
 
 
 @dataclass

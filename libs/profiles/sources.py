@@ -60,6 +60,7 @@ class SourceProfiles:
 
     def __init__(self, sources: Mapping[str, SourceSettings]) -> None:
         self._profiles = {name: source_profile(name, settings) for name, settings in sources.items()}
+        self._orders = {name: settings.orders_source or name for name, settings in sources.items()}
         self._fallback: Profile | None = None
         self._warned: set[str] = set()
 
@@ -69,6 +70,10 @@ class SourceProfiles:
     def names(self) -> dict[str, str]:
         """Source name -> the name of the profile that reads it."""
         return {source: profile.name for source, profile in self._profiles.items()}
+
+    def orders_of(self, source: str) -> str:
+        """The order namespace of ``source``'s events: ``[sources.<source>] orders_source``, else itself."""
+        return self._orders.get(source, source)
 
     def for_source(self, source: str) -> Profile:
         """The profile of ``source``; the canonical one for a source that is not configured."""

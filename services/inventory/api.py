@@ -18,6 +18,7 @@ from litestar.params import KwargDefinition, Parameter
 from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
 from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_response, error_responses, int64_parameter
+from libs.subjects import SOURCE_PATTERN
 
 from .adapters.wire import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
 from .domain.ledger import CartAnswer, CartResult
@@ -26,7 +27,7 @@ from .metrics import OVERSELL_REJECTIONS
 from .service_layer import handlers
 from .service_layer.unit_of_work import StoreUnavailable, UnitOfWorkFactory
 from .settings import InventorySettings
-from .store.reads import InventoryReader, reservation_json
+from .store.reads import AmbiguousOrder, InventoryReader, reservation_json
 
 __all__ = ["LineIn", "ReservationRequest", "route_handlers"]
 
@@ -265,16 +266,36 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
     @get(
         "/orders/{order_id:path}",
         summary="An order's reservation state and the events applied to it",
-        responses=error_responses(400, 404),
+        description=(
+            "Orders are keyed per source: `?source=` names whose order it is; without it, the one source "
+            "that has an order of that number (409 `ambiguous_order` when several have)."
+        ),
+        responses=error_responses(400, 404, 409),
     )
-    async def get_order(request: Request[Any, Any, Any], state: State, order_id: _PathId) -> dict[str, Any]:
+    async def get_order(
+        request: Request[Any, Any, Any],
+        state: State,
+        order_id: _PathId,
+        source: str | None = Parameter(
+            default=None,
+            min_length=1,
+            max_length=64,
+            pattern=SOURCE_PATTERN.pattern,
+            description="The source whose order it is (`[sources.<name>]`)",
+        ),
+    ) -> dict[str, Any]:
         order = _one_segment(request, "/orders/", "unknown_order")
         reader: InventoryReader = state.reader
-        reservation, events, parked = await reader.order(order)
+        try:
+            found = await reader.order_source(order, source)
+        except AmbiguousOrder as exc:
+            raise ApiError(409, "ambiguous_order", str(exc)) from None
+        reservation, events, parked = await reader.order(order, found) if found else (None, [], [])
         if reservation is None and not events:
-            raise ApiError(404, "unknown_order", f"no event has named order {order!r}")
+            where = f" from source {source!r}" if source else ""
+            raise ApiError(404, "unknown_order", f"no event has named order {order!r}{where}")
         now = time.time()
-        body: dict[str, Any] = {"order_id": order}
+        body: dict[str, Any] = {"order_id": order, "source": found}
         if reservation is None:
             body.update({"state": "awaiting", "lines": [], "expires_at": None})
         else:

@@ -22,6 +22,7 @@ from libs.topology import COMMERCE, INVENTORY_CONSUMER, consumer_spec
 from .adapters.wire import read_event
 from .api import route_handlers
 from .consumer import EventHandler
+from .deadletters import deadletter_router
 from .nudge import RelayNudge
 from .settings import InventorySettings
 from .store.reads import InventoryReader
@@ -121,7 +122,7 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
 
     app = create_service_app(
         "inventory",
-        route_handlers(settings, shared.admin_token),
+        [*route_handlers(settings, shared.admin_token), deadletter_router(shared.admin_token)],
         readiness={
             "nats_connected": nats_connected,
             "store_writable": store_writable,

@@ -6,9 +6,7 @@ from prometheus_client import Counter, Gauge
 
 __all__ = ["BACKLOG", "DUPLICATES", "LEADER", "OLDEST_AGE", "PUBLISHED", "PUBLISH_ERRORS"]
 
-BACKLOG = Gauge(
-    "outbox_relay_backlog_rows", "Outbox rows not yet published", ["outbox"], multiprocess_mode="livemax"
-)
+BACKLOG = Gauge("outbox_relay_backlog_rows", "Outbox rows not yet published", ["outbox"], multiprocess_mode="livemax")
 OLDEST_AGE = Gauge(
     "outbox_relay_oldest_unpublished_age_seconds",
     "Age of the oldest unpublished outbox row (0: none)",

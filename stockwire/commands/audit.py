@@ -23,7 +23,7 @@ from libs.store import SchemaError
 from libs.subjects import inventory_subject
 from libs.topology import COMMERCE
 from services.inventory.domain.model import LedgerEntry, order_key
-from services.inventory.store.reads import InventoryReader, reservation_json
+from services.inventory.store.reads import AmbiguousOrder, InventoryReader, reservation_json
 from stockwire.commands.ledger import open_store, resolve_database_url
 
 __all__ = ["register"]
@@ -38,7 +38,10 @@ def register(subparsers: Any) -> None:
         "version, is an error (exit 2).",
     )
     parser.add_argument("what", choices=["order", "sku"])
-    parser.add_argument("id", help="the order id or the SKU")
+    parser.add_argument("id", help="the order number or the SKU")
+    parser.add_argument(
+        "--source", default=None, help="the source whose order it is (default: the one source that has it)"
+    )
     parser.add_argument("--database-url", default=None, help="inventory's store (default: as configured)")
     parser.add_argument("--limit", type=int, default=500, help="at most this many ledger rows (newest) for a SKU")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -125,15 +128,21 @@ async def _outbox_for(reader: InventoryReader, entries: list[LedgerEntry]) -> di
     return {r["msg_id"]: r for r in rows}
 
 
-async def _order_trail(reader: InventoryReader, js: JetStreamContext | None, order_id: str) -> dict[str, Any] | None:
-    reservation, events, parked = await reader.order(order_id)
+async def _order_trail(
+    reader: InventoryReader, js: JetStreamContext | None, order_id: str, source: str | None
+) -> dict[str, Any] | None:
+    found = await reader.order_source(order_id, source)
+    if found is None:
+        return None
+    reservation, events, parked = await reader.order(order_id, found)
     if reservation is None and not events:
         return None
-    entries = await reader.ledger_for_reservation(order_key(order_id))
-    inbox = await reader.inbox_rows(order_id=order_id)
-    rejections = await reader.outbox_rows(like=f"rejected:{order_id.replace('%', '_')}:%")
+    entries = await reader.ledger_for_reservation(order_key(order_id, found))
+    inbox = await reader.inbox_rows(order_id=f"{found}:{order_id}")
+    rejections = await reader.outbox_rows(like=f"rejected:{found}:{order_id.replace('%', '_')}:%")
     return {
         "order_id": order_id,
+        "source": found,
         "reservation": reservation_json(reservation, time.time()) if reservation else {"state": "awaiting"},
         "webhooks": await _webhooks(js, inbox),
         "parked": parked,
@@ -167,7 +176,7 @@ def _print(trail: dict[str, Any]) -> None:
     if "order_id" in trail:
         r = trail["reservation"]
         lines = ", ".join(f"{line['sku']} x{line['qty']}" for line in r.get("lines", []))
-        print(f"Order {trail['order_id']}: {r['state']}" + (f" ({lines})" if lines else ""))
+        print(f"Order {trail['order_id']} ({trail['source']}): {r['state']}" + (f" ({lines})" if lines else ""))
         for name in ("backordered", "shipped", "returned"):
             if r.get(name):
                 print(f"  {name}: " + ", ".join(f"{sku} x{qty}" for sku, qty in sorted(r[name].items())))
@@ -218,7 +227,11 @@ async def _run(args: argparse.Namespace) -> int:
         js = jetstream(nc) if nc is not None else None
         reader = InventoryReader(engine)
         if args.what == "order":
-            trail = await _order_trail(reader, js, args.id)
+            try:
+                trail = await _order_trail(reader, js, args.id, args.source)
+            except AmbiguousOrder as exc:
+                print(f"audit: {exc} (--source NAME)", file=sys.stderr)
+                return 2
         else:
             trail = await _sku_trail(reader, js, args.id, args.limit)
         if trail is None:

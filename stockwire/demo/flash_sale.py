@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 from nats.js import JetStreamContext
-from nats.js import errors as js_errors
 
 from libs.bus import connect, jetstream
 from libs.config import NatsSettings
+from libs.deadletters import MAX_LIMIT, MAX_SCAN, list_deadletters
 from libs.store import database_url
 from libs.topology import COMMERCE, DEADLETTER, INVENTORY, INVENTORY_CONSUMER, NOTIFIER_CONSUMER
 from stockwire.sim.config import SimConfig
@@ -366,21 +366,11 @@ def _rng(config: SimConfig) -> Any:
 
 
 async def _deadletters(js: JetStreamContext, after_seq: int) -> list[dict[str, Any]]:
-    """Every DEADLETTER message newer than ``after_seq``: subject and the reason headers."""
+    """Every DEADLETTER message newer than ``after_seq``: subject, consumer and reason."""
     out: list[dict[str, Any]] = []
-    last = await _last_seq(js, DEADLETTER)
-    for seq in range(after_seq + 1, last + 1):
-        try:
-            msg = await js.get_msg(DEADLETTER, seq)
-        except js_errors.NotFoundError:
-            continue
-        headers = msg.headers or {}
-        out.append(
-            {
-                "seq": seq,
-                "subject": msg.subject,
-                "consumer": headers.get("Stockwire-Consumer"),
-                "error": headers.get("Stockwire-Error"),
-            }
-        )
+    start: int | None = after_seq + 1
+    while start is not None:
+        page = await list_deadletters(js, start_seq=start, limit=MAX_LIMIT, max_scan=MAX_SCAN)
+        out += [{"seq": r.seq, "subject": r.subject, "consumer": r.consumer, "error": r.reason} for r in page.records]
+        start = page.next_seq
     return out

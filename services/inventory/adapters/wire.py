@@ -181,7 +181,14 @@ def _read(envelope: Envelope, profiles: SourceProfiles) -> CommerceEvent:
         envelope.body, event_type=event_type, event_id=envelope.headers.get(HEADER_EVENT_ID) or msg_id
     )
     return CommerceEvent(
-        msg_id, event_type, mapped.event, envelope.stream_seq, mapped.occurred_at or 0.0, envelope, envelope.replay
+        msg_id,
+        event_type,
+        mapped.event,
+        envelope.stream_seq,
+        mapped.occurred_at or 0.0,
+        envelope,
+        envelope.replay,
+        profiles.orders_of(envelope.source),
     )
 
 

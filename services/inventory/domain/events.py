@@ -24,6 +24,8 @@ from libs.profiles.canonical import (
     Unmapped,
 )
 
+from .model import order_key
+
 __all__ = [
     "AFTER_SHIPPING",
     "BEFORE_SHIPPING",
@@ -75,11 +77,26 @@ class CommerceEvent:
     envelope: RawMessage | None = None
     replay: bool = False
     """Republished from DEADLETTER: it may be applied although the inbox says it was dead-lettered."""
+    orders: str = ""
+    """Whose orders the event's order key names: its source's name, or the source its configuration
+    names (``orders_source``: a payment provider reporting a storefront's orders)."""
+
+    def __deepcopy__(self, memo: dict[int, object]) -> CommerceEvent:
+        return self  # immutable: a copy of a workspace shares its events
 
     @property
     def order_id(self) -> str | None:
+        """The order as the inbox records it: ``<orders>:<order key>``; None for events of no order."""
         payload = self.payload
-        return payload.order_key if isinstance(payload, ORDER_EVENTS) else None
+        if not isinstance(payload, ORDER_EVENTS):
+            return None
+        return f"{self.orders}:{payload.order_key}" if self.orders else payload.order_key
+
+    @property
+    def order_reservation(self) -> str | None:
+        """The reservation key of the event's order (:func:`~.model.order_key`)."""
+        payload = self.payload
+        return order_key(payload.order_key, self.orders) if isinstance(payload, ORDER_EVENTS) else None
 
     @property
     def skus(self) -> frozenset[str]:

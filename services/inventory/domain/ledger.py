@@ -43,6 +43,8 @@ from .model import (
     ShipmentRecord,
     cart_key,
     order_key,
+    order_ref,
+    split_key,
 )
 from .rules import Shortage, Step, decide_reservation, order_step, return_units, shipment_units
 from .workspace import Outcome, ParkedEvent, Workspace
@@ -99,6 +101,8 @@ class Inventory:
         self.ttl_s = reservation_ttl_s
         self.occurred_at = iso_time(now)
         self.oversell_rejections = 0
+        # SKUs with backordered units: the only ones a fill can concern (kept up to date by _move).
+        self._waiting = {sku for sku, state in workspace.skus.items() if state.backordered > 0}
 
     # --- events ------------------------------------------------------------------------------------
     def apply(self, event: CommerceEvent) -> Result:
@@ -167,7 +171,7 @@ class Inventory:
 
     # --- orders ------------------------------------------------------------------------------------
     def _order_event(self, event: CommerceEvent, payload: OrderEvent) -> Result:
-        key = order_key(payload.order_key)
+        key = order_key(payload.order_key, event.orders)
         current = self.ws.reservation(key)
         step, why = order_step(current, payload)
         if step is Step.PARK:
@@ -238,7 +242,7 @@ class Inventory:
         raise TypeError(f"not an order event to apply: {payload!r}")
 
     def _order_placed(self, event: CommerceEvent, payload: OrderPlaced) -> Result:
-        key = order_key(payload.order_key)
+        key = order_key(payload.order_key, event.orders)
         lines = stocked_lines(payload.lines)
         demand = summed_lines(lines)
         # Units of backorder lines may wait for stock; every other unit must be there now.
@@ -433,7 +437,9 @@ class Inventory:
     def _fill_backorders(self, source: str) -> None:
         """Stock that appeared for a backordered SKU goes to its backorders first, oldest first, before
         it is available to anyone else."""
-        for sku in sorted(self.ws.dirty_skus):
+        if not self._waiting:
+            return
+        for sku in sorted(self._waiting):
             state = self.ws.skus[sku]
             if state.backordered <= 0 or state.available <= 0:
                 continue
@@ -548,7 +554,8 @@ class Inventory:
 
     def _reject(self, source: str, key: str, lines: Mapping[str, int], shortages: list[Shortage], detail: str) -> None:
         self.oversell_rejections += 1
-        kind, ref = key.split(":", 1)
+        kind, ref = split_key(key)
+        orders, order_id = order_ref(ref) if kind is ReservationKind.ORDER else (None, ref)
         short = {s.sku for s in shortages}
         for sku, qty in lines.items():
             state = self.ws.sku(sku)
@@ -559,8 +566,9 @@ class Inventory:
                     qty=qty,
                     version=state.version,
                     occurred_at=self.occurred_at,
-                    order_id=ref if kind == ReservationKind.ORDER else None,
-                    reservation_id=ref if kind == ReservationKind.CART else None,
+                    order_id=order_id if kind is ReservationKind.ORDER else None,
+                    order_source=orders,
+                    reservation_id=ref if kind is ReservationKind.CART else None,
                     source_event_id=source,
                     reason=(f"short: {state.available} available" if sku in short else "another line is short")
                     + f"; {detail}",
@@ -630,6 +638,10 @@ class Inventory:
         )
         state.on_hand, state.reserved, state.committed = after_on_hand, after_reserved, after_committed
         state.backordered = after_backordered
+        if after_backordered > 0:
+            self._waiting.add(sku)
+        else:
+            self._waiting.discard(sku)
         state.version, state.last_hash = version, digest
         self.ws.touch_sku(state)
         self.ws.entries.append(entry)

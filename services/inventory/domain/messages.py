@@ -19,7 +19,7 @@ from libs.contracts import (
 from libs.outbox import OutboxMessage
 from libs.subjects import inventory_subject
 
-from .model import LedgerEntry, ReservationKind, split_key
+from .model import LedgerEntry, ReservationKind, order_ref, split_key
 from .workspace import Workspace
 
 __all__ = ["entry_event", "outbox_messages"]
@@ -28,11 +28,11 @@ _HEADERS = {"Content-Type": "application/json"}
 
 
 def entry_event(entry: LedgerEntry) -> InventoryEvent:
-    order_id = reservation_id = None
+    order_id = order_source = reservation_id = None
     if entry.reservation is not None:
         kind, ref = split_key(entry.reservation)
         if kind is ReservationKind.ORDER:
-            order_id = ref
+            order_source, order_id = order_ref(ref)
         else:
             reservation_id = ref
     return InventoryEvent(
@@ -42,6 +42,7 @@ def entry_event(entry: LedgerEntry) -> InventoryEvent:
         version=entry.version,
         occurred_at=entry.occurred_at,
         order_id=order_id,
+        order_source=order_source,
         reservation_id=reservation_id,
         source_event_id=entry.source,
         reason=entry.reason or None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ __all__ = [
     "SkuState",
     "cart_key",
     "order_key",
+    "order_ref",
     "split_key",
 ]
 
@@ -73,8 +73,18 @@ class ReservationState(enum.StrEnum):
     """A checkout hold an order took over."""
 
 
-def order_key(order_id: str) -> str:
-    return f"order:{order_id}"
+def order_key(order_id: str, orders: str = "") -> str:
+    """An order's reservation key: ``order:<orders>:<order_id>``, ``orders`` being the namespace of the
+    source whose order it is (a source name, which holds no ``:``), so that the same number from two
+    sources is two orders. Without a namespace: ``order:<order_id>``, the key of orders recorded by a
+    release that had none (their ledger rows still carry it)."""
+    return f"order:{orders}:{order_id}" if orders else f"order:{order_id}"
+
+
+def order_ref(ref: str) -> tuple[str | None, str]:
+    """The (namespace, order id) of an order key's reference (what follows ``order:``)."""
+    namespace, sep, order_id = ref.partition(":")
+    return (namespace, order_id) if sep else (None, ref)
 
 
 def cart_key(reservation_id: str) -> str:
@@ -128,6 +138,9 @@ class ShipmentRecord:
     back: bool = False
     """It came back to origin and its units were put back on hand."""
     lost: bool = False
+
+    def copy(self) -> ShipmentRecord:
+        return ShipmentRecord(self.status, dict(self.deducted), self.left, self.back, self.lost)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -247,7 +260,7 @@ class Reservation:
         return self.state is ReservationState.RESERVED and self.expires_at is not None and self.expires_at <= now
 
     def copy(self) -> Reservation:
-        out = Reservation(
+        return Reservation(
             self.key,
             self.state,
             dict(self.lines),
@@ -255,9 +268,16 @@ class Reservation:
             self.updated_at,
             self.expires_at,
             dict(self.returned),
+            dict(self.backordered),
+            dict(self.shipped),
+            {ref: record.copy() for ref, record in self.shipments.items()},
+            list(self.returns),
+            dict(self.products),
+            dict(self.unattributed),
         )
-        out.load_detail(copy.deepcopy(self.detail_json()))
-        return out
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Reservation:
+        return self.copy()
 
 
 @dataclass(frozen=True, slots=True)

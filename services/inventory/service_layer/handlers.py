@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 from ..domain.events import CommerceEvent
 from ..domain.ledger import CartResult, Inventory, Result
-from ..domain.model import cart_key, order_key
+from ..domain.model import cart_key
 from ..domain.workspace import Outcome
 from .unit_of_work import Scope, StoreUnavailable, UnitOfWork
 
@@ -68,8 +68,9 @@ def _scope(items: Sequence[Incoming]) -> Scope:
     for item in items:
         event = item.event
         order_id = event.order_id
-        if order_id is not None:
-            keys.add(order_key(order_id))
+        reservation = event.order_reservation
+        if reservation is not None:
+            keys.add(reservation)
             reservation_id = getattr(event.payload, "reservation_id", None)
             if reservation_id is not None:
                 keys.add(cart_key(reservation_id))

@@ -14,11 +14,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..domain.model import LedgerEntry, LedgerKind, Reservation, SkuState, cart_key, order_key
+from ..domain.model import (
+    LedgerEntry,
+    LedgerKind,
+    Reservation,
+    ReservationKind,
+    SkuState,
+    cart_key,
+    order_key,
+    order_ref,
+    split_key,
+)
 from . import schema
 from .rows import reservation_from_row, sku_from_row
 
 __all__ = [
+    "AmbiguousOrder",
     "InventoryReader",
     "SkuView",
     "entry_from_row",
@@ -55,6 +66,18 @@ def entry_from_row(row: sa.Row[Any]) -> LedgerEntry:
         row.prev_hash,
         row.hash,
     )
+
+
+class AmbiguousOrder(LookupError):
+    """Several sources have an order of that number: the caller must name the source."""
+
+    def __init__(self, order_id: str, sources: list[str]) -> None:
+        super().__init__(f"order {order_id!r} exists in several sources ({', '.join(sources)}): name the source")
+        self.sources = sources
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def reservation_json(reservation: Reservation, now: float) -> dict[str, Any]:
@@ -117,9 +140,40 @@ class InventoryReader:
     async def cart(self, reservation_id: str) -> Reservation | None:
         return await self.reservation(cart_key(reservation_id))
 
-    async def order(self, order_id: str) -> tuple[Reservation | None, list[dict[str, Any]], list[dict[str, Any]]]:
-        """The order's reservation, the events applied to it (inbox), and those still parked."""
+    async def order_sources(self, order_id: str) -> list[str]:
+        """The sources that have an order numbered ``order_id`` (a reservation, or events in the inbox)."""
+        r, i = schema.reservations, schema.inbox
+        pattern = "order:%:" + _like_escaped(order_id)
+        async with self.engine.connect() as conn:
+            keys = [k for (k,) in await conn.execute(sa.select(r.c.key).where(r.c.key.like(pattern, escape="\\")))]
+            refs = [
+                ref
+                for (ref,) in await conn.execute(
+                    sa.select(i.c.order_id)
+                    .distinct()
+                    .where(i.c.order_id.like("%:" + _like_escaped(order_id), escape="\\"))
+                )
+            ]
+        found = {order_ref(key.removeprefix("order:")) for key in keys} | {order_ref(ref) for ref in refs}
+        return sorted(source for source, number in found if source is not None and number == order_id)
+
+    async def order_source(self, order_id: str, source: str | None = None) -> str | None:
+        """The source of order ``order_id``: ``source`` when given, else the one source that has such an
+        order (None: none has). Raises :class:`AmbiguousOrder` when several have."""
+        if source is not None:
+            return source
+        sources = await self.order_sources(order_id)
+        if len(sources) > 1:
+            raise AmbiguousOrder(order_id, sources)
+        return sources[0] if sources else None
+
+    async def order(
+        self, order_id: str, source: str
+    ) -> tuple[Reservation | None, list[dict[str, Any]], list[dict[str, Any]]]:
+        """Order ``order_id`` of ``source``: its reservation, the events applied to it (inbox), and those
+        still parked."""
         i, p = schema.inbox, schema.parked
+        key = order_key(order_id, source)
         async with self.engine.connect() as conn:
             events = [
                 {
@@ -130,15 +184,15 @@ class InventoryReader:
                     "detail": r.detail,
                     "settled_at": r.settled_at,
                 }
-                for r in await conn.execute(sa.select(i).where(i.c.order_id == order_id).order_by(i.c.stream_seq))
+                for r in await conn.execute(
+                    sa.select(i).where(i.c.order_id == f"{source}:{order_id}").order_by(i.c.stream_seq)
+                )
             ]
             waiting = [
                 {"msg_id": r.msg_id, "stream_seq": r.stream_seq, "reason": r.reason, "parked_at": r.parked_at}
-                for r in await conn.execute(
-                    sa.select(p).where(p.c.order_key == order_key(order_id)).order_by(p.c.stream_seq)
-                )
+                for r in await conn.execute(sa.select(p).where(p.c.order_key == key).order_by(p.c.stream_seq))
             ]
-        return await self.reservation(order_key(order_id)), events, waiting
+        return await self.reservation(key), events, waiting
 
     # --- for verify and audit ------------------------------------------------------------------------
     async def stream_ledger(self, sku: str | None = None) -> AsyncIterator[tuple[int, LedgerEntry]]:
@@ -162,9 +216,17 @@ class InventoryReader:
             return [reservation_from_row(r) for r in await conn.execute(query)]
 
     async def ledger_for_reservation(self, key: str) -> list[LedgerEntry]:
+        """The ledger rows of a reservation; an order's include those written before orders were keyed by
+        source (``order:<id>``: a ledger row keeps the key it was hashed with)."""
         t = schema.ledger
+        keys = [key]
+        kind, ref = split_key(key)
+        if kind is ReservationKind.ORDER:
+            source, order_id = order_ref(ref)
+            if source is not None:
+                keys.append(order_key(order_id))
         async with self.engine.connect() as conn:
-            rows = await conn.execute(sa.select(t).where(t.c.reservation == key).order_by(t.c.id))
+            rows = await conn.execute(sa.select(t).where(t.c.reservation.in_(keys)).order_by(t.c.id))
             return [entry_from_row(r) for r in rows]
 
     async def inbox_rows(self, *, order_id: str | None = None, msg_ids: Collection[str] = ()) -> list[dict[str, Any]]:

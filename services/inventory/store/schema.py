@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from libs.outbox import create_outbox_schema, outbox_table
+from libs.subjects import SOURCE_PATTERN as SOURCE_NAME
 
 __all__ = [
     "COMPONENT",
@@ -149,6 +152,39 @@ def _backorders_and_shipments_v2(conn: Connection) -> None:
             default = col.server_default.arg if col.server_default is not None else None  # type: ignore[attr-defined]
             conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} {ddl} NOT NULL DEFAULT '{default}'"))
     backorders.create(conn, checkfirst=True)
+    _shipped_orders_remember_their_units(conn)
+    _orders_keyed_by_source(conn)
+
+
+def _shipped_orders_remember_their_units(conn: Connection) -> None:
+    """Version 1 knew an order only as shipped or not: a shipped one shipped all its lines, which is
+    what a later return may restock (less what came back already)."""
+    r = reservations
+    rows = conn.execute(sa.select(r.c.key, r.c.lines).where(r.c.state == "shipped", r.c.detail == "{}")).all()
+    for key, lines in rows:
+        detail = json.dumps({"shipped": json.loads(lines)}, sort_keys=True, separators=(",", ":"))
+        conn.execute(sa.update(r).where(r.c.key == key).values(detail=detail))
+
+
+def _orders_keyed_by_source(conn: Connection) -> None:
+    """Orders recorded as ``order:<id>`` become ``order:<source>:<id>``, the source read from the inbox
+    key (``<source>:<event id>``) of an event of the order. Ledger rows keep the key they were written
+    with: it is part of their hash (readers look an order's rows up under both)."""
+    r, p, i = reservations, parked, inbox
+    legacy = [key for (key,) in conn.execute(sa.select(r.c.key).where(r.c.key.like("order:%")))]
+    legacy += [key for (key,) in conn.execute(sa.select(p.c.order_key).distinct())]
+    for key in sorted(set(legacy)):
+        order_id = key.removeprefix("order:")
+        first = conn.execute(sa.select(i.c.msg_id).where(i.c.order_id == order_id).limit(1)).scalar()
+        source = first.partition(":")[0] if first and ":" in first else ""
+        if source and order_id.startswith(f"{source}:"):
+            continue  # already keyed by its source
+        if not SOURCE_NAME.fullmatch(source):
+            source = "unknown"  # no readable source: still one namespace, never merged with a real one
+        new_key = f"order:{source}:{order_id}"
+        conn.execute(sa.update(r).where(r.c.key == key).values(key=new_key))
+        conn.execute(sa.update(p).where(p.c.order_key == key).values(order_key=new_key))
+        conn.execute(sa.update(i).where(i.c.order_id == order_id).values(order_id=f"{source}:{order_id}"))
 
 
 MIGRATIONS = [_create_v1, _backorders_and_shipments_v2]

@@ -39,7 +39,7 @@ def test_version() -> None:
 def test_every_command_has_a_description() -> None:
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(commands.choices) >= {"up", "send", "sim", "demo", "topology", "ledger", "audit"}
+    assert set(commands.choices) >= {"up", "send", "sim", "demo", "topology", "ledger", "audit", "deadletter"}
     for name, sub in commands.choices.items():
         assert sub.description and len(sub.description) > 40, f"`stockwire {name}` has no description"
 

@@ -62,7 +62,9 @@ async def test_two_replicas_never_oversell_and_apply_every_event_once(
             race = dict(
                 (
                     await conn.execute(
-                        sa.text("SELECT state, count(*) FROM reservations WHERE key LIKE 'order:race-%' GROUP BY state")
+                        sa.text(
+                            "SELECT state, count(*) FROM reservations WHERE key LIKE 'order:ce:race-%' GROUP BY state"
+                        )
                     )
                 ).all()
             )

@@ -28,13 +28,18 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[AsyncTestClient]]
 SOURCES = {"store": SourceSettings(profile="commerce-engine")}
 
 
-def shared_settings(nats_url: str, data_dir: Path, topology: TopologySettings | None = None) -> StockwireSettings:
+def shared_settings(
+    nats_url: str,
+    data_dir: Path,
+    topology: TopologySettings | None = None,
+    sources: dict[str, SourceSettings] | None = None,
+) -> StockwireSettings:
     return StockwireSettings(
         data_dir=str(data_dir),
         admin_token=ADMIN_TOKEN,
         nats=NatsSettings(servers=[nats_url], reconnect_wait_s=0.05, reconnect_wait_max_s=0.2),
         topology=topology or TopologySettings(),
-        sources=dict(SOURCES),
+        sources=dict(SOURCES if sources is None else sources),
     )
 
 
@@ -42,10 +47,15 @@ def shared_settings(nats_url: str, data_dir: Path, topology: TopologySettings | 
 def inventory_factory(data_dir: Path) -> ClientFactory:
     @asynccontextmanager
     async def make(
-        nats_url: str, *, topology: TopologySettings | None = None, wait_bound: bool = True, **overrides: Any
+        nats_url: str,
+        *,
+        topology: TopologySettings | None = None,
+        wait_bound: bool = True,
+        sources: dict[str, SourceSettings] | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[AsyncTestClient]:
         settings = InventorySettings(**{"fetch_timeout_s": 0.2, "sweep_interval_s": 3600.0, **overrides})
-        app = build_app(shared_settings(nats_url, data_dir, topology), settings)
+        app = build_app(shared_settings(nats_url, data_dir, topology, sources), settings)
         async with AsyncTestClient(app=app) as client:
             if wait_bound and settings.consume:
                 await eventually(lambda: _bound(app), what="inventory consumer bound")

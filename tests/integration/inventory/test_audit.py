@@ -64,9 +64,9 @@ async def test_audit_order_prints_webhooks_ledger_and_events(audited: None, caps
 
     assert await asyncio.to_thread(stockwire, ["audit", "order", "o-78"]) == 0
     text = capsys.readouterr().out
-    assert "Order o-78: rejected" in text
+    assert "Order o-78 (ce): rejected" in text
     assert "insufficient stock: MUG (requested 5, available 1)" in text
-    assert "inventory.rejected.MUG  rejected:o-78:MUG" in text
+    assert "inventory.rejected.MUG  rejected:ce:o-78:MUG" in text
 
     assert await asyncio.to_thread(stockwire, ["audit", "order", "nobody"]) == 1
 
@@ -106,7 +106,7 @@ async def test_audit_of_a_commerce_engine_order_shows_its_shipments_and_returns(
 
     assert await asyncio.to_thread(stockwire, ["audit", "order", "ORD-2026-000101"]) == 0
     text = capsys.readouterr().out
-    assert "Order ORD-2026-000101: shipped" in text
+    assert "Order ORD-2026-000101 (store): shipped" in text
     assert "  shipment SHP-000101-1: shipped, took BNDL-GIFT-BOX-01 x1, MUG-CER-350-WHT x1, TEE-ORG-BLK-M x3" in text
     assert "  shipment SHP-000101-2: out_for_delivery, took JKT-RAIN-NVY-L x1" in text
     assert "  returned: TEE-ORG-BLK-M x1" in text

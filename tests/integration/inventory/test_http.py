@@ -240,3 +240,31 @@ async def test_no_input_answers_500_on_postgresql(
         for method, path, body in [*_BAD_REQUESTS, *(("POST", "/reservations", raw) for raw in _RAW_BODIES)]:
             response = await send_request(client, method, path, body, AUTH)
             _assert_refused(response, (method, path[:80], str(body)[:80]))
+
+
+async def test_orders_are_keyed_per_source_and_looked_up_by_number(
+    inventory: AsyncTestClient, js: JetStreamContext
+) -> None:
+    await publish(js, "inventory.received", "r1", {"sku": "MUG", "qty": 5})
+    order = {"order_id": "1001", "lines": [{"sku": "MUG", "qty": 2}]}
+    await publish(js, "order.created", "c1", order, source="ce")
+    await publish(js, "order.created", "c1", order, source="erp")
+    await publish(js, "payment.successful", "p1", {"order_id": "1001"}, source="erp")
+    await eventually(lambda: drained(js), what="both orders applied")
+    assert (await sku(inventory, "MUG"))["available"] == 1  # type: ignore[index]
+
+    ambiguous = await inventory.get("/orders/1001")
+    assert ambiguous.status_code == 409
+    assert ambiguous.json()["error"] == "ambiguous_order" and "ce, erp" in ambiguous.json()["detail"]
+    ce = (await inventory.get("/orders/1001?source=ce")).json()
+    erp = (await inventory.get("/orders/1001?source=erp")).json()
+    assert (ce["source"], ce["state"], erp["source"], erp["state"]) == ("ce", "reserved", "erp", "committed")
+    assert [e["msg_id"] for e in erp["events"]] == ["erp:c1", "erp:p1"]
+    unknown = await inventory.get("/orders/1001?source=shop")
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_order")
+    bad = await inventory.get("/orders/1001?source=Not%20A%20Source")
+    assert bad.status_code == 400 and {"error", "detail"} <= set(bad.json())
+    await publish(js, "order.created", "c2", {"order_id": "1002", "lines": [{"sku": "MUG", "qty": 1}]}, source="ce")
+    await eventually(lambda: drained(js), what="the order applied")
+    one = (await inventory.get("/orders/1002")).json()  # the one source that has it
+    assert (one["order_id"], one["source"], one["state"]) == ("1002", "ce", "reserved")

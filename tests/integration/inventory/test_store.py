@@ -245,7 +245,7 @@ async def test_a_known_shipment_keeps_an_unpaid_hold_past_its_ttl_in_the_store(t
         await apply(store, [envelope("payment.successful", "p1", {"order_id": "o1"}, seq=5)], now=1_000_002.0)
         quantities, _ledger, reservations = await _state(store)
         assert quantities == {"A": (0, 0, 0)}
-        assert {key: state for key, state, _ in reservations} == {"order:o1": "shipped", "order:o2": "rejected"}
+        assert {key: state for key, state, _ in reservations} == {"order:ce:o1": "shipped", "order:ce:o2": "rejected"}
     finally:
         await store.close()
 

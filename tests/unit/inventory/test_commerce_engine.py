@@ -114,7 +114,7 @@ def test_order_a_whole_life_free_digital_bundle_backorder_split_shipments_and_a_
     for later in (8, 9, 10):  # shipment.shipped (earlier name), in transit, delivered: nothing twice
         assert m.deliver(fixture(later)).outcome is Outcome.IGNORED
     assert levels(m, *skus) == shipped
-    assert m.ws.reservations[order_key(A)].state is S.COMMITTED  # the jacket is still to ship
+    assert m.ws.reservations[order_key(A, "ce")].state is S.COMMITTED  # the jacket is still to ship
 
     # Shipment 2 carries the backordered jacket: it is out for delivery (its `shipped` update was never
     # sent) before the warehouse's receipt is recorded, so it waits for the stock.
@@ -123,7 +123,7 @@ def test_order_a_whole_life_free_digital_bundle_backorder_split_shipments_and_a_
     receive(m, JACKET, 2)  # fills the backorder first, then releases the waiting shipment
     assert levels(m, JACKET) == {JACKET: (1, 0, 0, 0)}
     assert [e.kind for e in m.ledger if e.sku == JACKET] == [K.BACKORDERED, K.RECEIVED, K.FILLED, K.DEDUCTED]
-    assert m.ws.reservations[order_key(A)].state is S.SHIPPED
+    assert m.ws.reservations[order_key(A, "ce")].state is S.SHIPPED
     assert m.deliver(fixture(13)).outcome is Outcome.IGNORED
 
     # The return names a product and variant: created moves nothing, complete restocks one tee, once.
@@ -153,7 +153,7 @@ def test_order_b_failed_payment_keeps_the_hold_a_retry_pays_a_cancelled_shipment
     assert m.deliver(fixture(25)).outcome is Outcome.APPLIED
     assert levels(m, WHITE_TEE) == {WHITE_TEE: (3, 0, 0, 0)}
     assert m.deliver(fixture(26)).outcome is Outcome.IGNORED  # refund failed: no stock moves
-    assert m.ws.reservations[order_key(B)].state is S.CANCELLED
+    assert m.ws.reservations[order_key(B, "ce")].state is S.CANCELLED
 
 
 def test_order_c_placed_confirmed_one_shipment_back_to_origin_one_lost(stocked: MemoryInventory) -> None:
@@ -169,7 +169,7 @@ def test_order_c_placed_confirmed_one_shipment_back_to_origin_one_lost(stocked: 
     assert m.deliver(fixture(29)).outcome is Outcome.APPLIED
     assert levels(m, WHITE_TEE) == {WHITE_TEE: (2, 0, 0, 0)}
     assert [e.kind for e in m.ledger if e.sku == WHITE_TEE][-2:] == [K.DEDUCTED, K.LOST]
-    assert m.ws.reservations[order_key(C)].state is S.SHIPPED
+    assert m.ws.reservations[order_key(C, "ce")].state is S.SHIPPED
 
 
 def test_the_same_order_placed_again_under_a_new_event_id_reserves_nothing_twice(stocked: MemoryInventory) -> None:
@@ -193,7 +193,7 @@ def test_a_late_payment_failed_after_payment_success_releases_nothing(
     late = Envelope(late.subject, json.dumps(document).encode(), late.headers)
     assert m.deliver(late).outcome is Outcome.IGNORED
     assert levels(m, WHITE_TEE) == {WHITE_TEE: (3, 0, 1, 0)}
-    assert m.ws.reservations[order_key(B)].state is S.COMMITTED
+    assert m.ws.reservations[order_key(B, "ce")].state is S.COMMITTED
 
 
 def test_cancelling_after_a_partial_shipment_releases_only_the_unshipped_remainder(stocked: MemoryInventory) -> None:
@@ -248,7 +248,7 @@ def test_backorders_are_filled_oldest_first_before_stock_becomes_available(stock
         m.deliver(fixture(19, event_id=f"evt-bo-{n}", order_number=number, order_items=[item]))
     assert levels(m, JACKET) == {JACKET: (0, 0, 0, 6)}
     receive(m, JACKET, 3)  # the first order gets 2, the second 1, nothing is available
-    held = {n: m.ws.reservations[order_key(n)].backordered.get(JACKET, 0) for n in orders}
+    held = {n: m.ws.reservations[order_key(n, "ce")].backordered.get(JACKET, 0) for n in orders}
     assert held == {"ORD-BO-0": 0, "ORD-BO-1": 1, "ORD-BO-2": 2}
     assert levels(m, JACKET) == {JACKET: (3, 3, 0, 3)}
     assert m.ws.skus[JACKET].available == 0

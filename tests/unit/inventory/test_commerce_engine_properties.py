@@ -245,12 +245,12 @@ def test_backorders_fill_oldest_first_and_never_leave_stock_available_while_one_
             memory.deliver(_message("ce", "payment.success", ids.next("evt"), placed, i))
     for qty in receipts:
         memory.deliver(_message("shop", "inventory.received", ids.next("recv"), {"sku": LATE, "qty": qty}, 99))
-        waiting = [memory.ws.reservations[order_key(n)].backordered.get(LATE, 0) for n in numbers]
+        waiting = [memory.ws.reservations[order_key(n, "ce")].backordered.get(LATE, 0) for n in numbers]
         # Filled oldest first: once one order still waits, every later order waits for all it asked.
         first = next((i for i, w in enumerate(waiting) if w), len(waiting))
         assert waiting[first + 1 :] == wanted[first + 1 :]
         state = memory.ws.skus[LATE]
         assert state.backordered == sum(waiting)
         assert state.available == 0 or state.backordered == 0
-        held = {n: memory.ws.reservations[order_key(n)].held().get(LATE, 0) for n in numbers}
+        held = {n: memory.ws.reservations[order_key(n, "ce")].held().get(LATE, 0) for n in numbers}
         assert state.reserved + state.committed == sum(held.values())

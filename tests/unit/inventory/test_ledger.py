@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+from libs.config import SourceSettings
+from libs.profiles import SourceProfiles
+from services.inventory.adapters.wire import Envelope
 from services.inventory.domain.ledger import CartAnswer
 from services.inventory.domain.model import GENESIS_HASH, LedgerKind, ReservationState, cart_key, order_key
 from services.inventory.domain.verify import LedgerVerifier
@@ -61,7 +66,7 @@ def test_an_order_short_on_one_line_reserves_nothing() -> None:
     assert result.outcome is Outcome.REJECTED
     assert "B (requested 2, available 1)" in result.detail
     assert memory.quantities() == {"A": (5, 0, 0), "B": (1, 0, 0)}
-    assert memory.ws.reservations[order_key("o1")].state is S.REJECTED
+    assert memory.ws.reservations[order_key("o1", "ce")].state is S.REJECTED
 
 
 def test_lines_naming_the_same_sku_twice_are_checked_on_their_sum() -> None:
@@ -95,7 +100,7 @@ def test_cancel_before_the_order_leaves_nothing_reserved() -> None:
     assert memory.deliver(_order_event("order.cancelled", "o1")).outcome is Outcome.PARKED
     memory.deliver(_order("o1", ("A", 2)))
     assert memory.quantities() == {"A": (2, 0, 0)}
-    assert memory.ws.reservations[order_key("o1")].state is S.CANCELLED
+    assert memory.ws.reservations[order_key("o1", "ce")].state is S.CANCELLED
     assert memory.parked() == 0
 
 
@@ -107,7 +112,7 @@ def test_shipment_before_payment_waits_for_the_payment() -> None:
     assert memory.quantities() == {"A": (2, 1, 0)}
     memory.deliver(_order_event("payment.captured", "o1"))
     assert memory.quantities() == {"A": (1, 0, 0)}
-    assert memory.ws.reservations[order_key("o1")].state is S.SHIPPED
+    assert memory.ws.reservations[order_key("o1", "ce")].state is S.SHIPPED
 
 
 def test_parked_events_are_applied_in_the_producer_order() -> None:
@@ -236,7 +241,7 @@ def test_an_order_takes_over_its_checkout_reservation() -> None:
     assert result.outcome is Outcome.APPLIED
     assert memory.quantities() == {"A": (1, 1, 0)}
     assert memory.ws.reservations[cart_key("cart-9")].state is S.CONVERTED
-    assert memory.ws.reservations[order_key("o1")].state is S.RESERVED
+    assert memory.ws.reservations[order_key("o1", "ce")].state is S.RESERVED
 
 
 def test_unknown_event_types_are_ignored_and_bad_ones_dead_lettered() -> None:
@@ -275,3 +280,36 @@ def test_strict_workspace_refuses_a_sku_it_did_not_load() -> None:
 
     with pytest.raises(NotLoaded):
         Workspace().sku("A")
+
+
+def _two_sources(**orders_source: str) -> MemoryInventory:
+    settings = {name: SourceSettings(profile="stockwire", orders_source=orders_source.get(name)) for name in ("a", "b")}
+    return MemoryInventory(profiles=SourceProfiles(settings))
+
+
+def _from(source: str, event_type: str, event_id: str, data: dict) -> Envelope:
+    body = json.dumps({"id": event_id, "event_type": event_type, "data": data}).encode()
+    headers = {"Nats-Msg-Id": f"{source}:{event_id}", "Stockwire-Source": source, "Stockwire-Event-Type": event_type}
+    return Envelope(f"commerce.{source}.{event_type}", body, headers)
+
+
+def test_the_same_order_number_from_two_sources_is_two_orders() -> None:
+    memory = _two_sources()
+    memory.deliver(_from("a", "inventory.received", "r1", {"sku": "A", "qty": 5}))
+    order = {"order_id": "1001", "lines": [{"sku": "A", "qty": 2}]}
+    assert memory.deliver(_from("a", "order.created", "c1", order)).outcome is Outcome.APPLIED
+    assert memory.deliver(_from("b", "order.created", "c1", order)).outcome is Outcome.APPLIED
+    assert memory.quantities() == {"A": (5, 4, 0)}
+    assert memory.deliver(_from("b", "order.cancelled", "x1", {"order_id": "1001"})).outcome is Outcome.APPLIED
+    assert memory.ws.reservations[order_key("1001", "a")].state is S.RESERVED
+    assert memory.ws.reservations[order_key("1001", "b")].state is S.CANCELLED
+    assert memory.quantities() == {"A": (5, 2, 0)}
+
+
+def test_a_source_whose_events_name_another_sources_orders_moves_those_orders() -> None:
+    memory = _two_sources(b="a")  # b (a payment provider) reports payments of a's orders
+    memory.deliver(_from("a", "inventory.received", "r1", {"sku": "A", "qty": 5}))
+    memory.deliver(_from("a", "order.created", "c1", {"order_id": "1001", "lines": [{"sku": "A", "qty": 2}]}))
+    assert memory.deliver(_from("b", "payment.successful", "p1", {"order_id": "1001"})).outcome is Outcome.APPLIED
+    assert memory.ws.reservations[order_key("1001", "a")].state is S.COMMITTED
+    assert order_key("1001", "b") not in memory.ws.reservations

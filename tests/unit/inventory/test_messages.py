@@ -31,7 +31,13 @@ def test_movements_become_events_and_one_availability_snapshot_per_sku() -> None
         ("inventory.availability.A", "availability:A:3"),
     ]
     reserved = decode_inventory_event(messages[0].payload)
-    assert (reserved.kind, reserved.qty, reserved.order_id, reserved.source_event_id) == ("reserved", 2, "c1", "ce:c1")
+    assert (reserved.kind, reserved.qty, reserved.order_id, reserved.order_source, reserved.source_event_id) == (
+        "reserved",
+        2,
+        "c1",
+        "ce",
+        "ce:c1",
+    )
     snapshot = decode_availability(messages[-1].payload)
     assert (snapshot.available, snapshot.reserved, snapshot.version, snapshot.cause) == (2, 3, 3, "reserved")
 
@@ -43,10 +49,11 @@ def test_a_rejected_order_announces_each_line_and_no_snapshot() -> None:
     book.apply(parse_event(envelope("order.created", "c1", data)))
     messages = outbox_messages(ws, "2026-11-28T10:00:00+00:00")
     assert [(m.subject, m.msg_id) for m in messages] == [
-        ("inventory.rejected.A", "rejected:o1:A"),
-        ("inventory.rejected.B", "rejected:o1:B"),
+        ("inventory.rejected.A", "rejected:ce:o1:A"),
+        ("inventory.rejected.B", "rejected:ce:o1:B"),
     ]
     first = decode_inventory_event(messages[0].payload)
+    assert (first.order_id, first.order_source) == ("o1", "ce")
     assert first.reason.startswith("short: 1 available") and first.version == 1
     assert decode_inventory_event(messages[1].payload).reason.startswith("another line is short")
 

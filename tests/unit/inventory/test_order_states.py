@@ -90,7 +90,7 @@ def _paid(memory: MemoryInventory, order_id: str = "o1") -> None:
 
 
 def _state(memory: MemoryInventory, order_id: str) -> ReservationState:
-    return memory.ws.reservations[order_key(order_id)].state
+    return memory.ws.reservations[order_key(order_id, "ce")].state
 
 
 def _releases_of_committed(memory: MemoryInventory) -> list[str]:

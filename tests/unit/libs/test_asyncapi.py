@@ -92,6 +92,12 @@ def test_headers_are_the_ones_the_services_write(document: dict[str, Any]) -> No
     assert {contracts.HEADER_MSG_ID, contracts.HEADER_SOURCE, contracts.HEADER_EVENT_TYPE} <= webhook.keys()
     dead = messages["DeadLetter"]["headers"]["properties"]
     assert set(contracts.DEADLETTER_HEADERS) <= dead.keys()
+    assert {contracts.HEADER_ORIGINAL_MSG_ID, contracts.HEADER_REPLAY_OF} <= dead.keys()
+    replay = {contracts.HEADER_REPLAY_OF, contracts.HEADER_ORIGINAL_MSG_ID}
+    for name in ("Webhook", "InventoryEvent", "AvailabilityChanged"):
+        headers = messages[name]["headers"]
+        assert replay <= headers["properties"].keys() and not replay & set(headers["required"]), name
+        assert "replay:<deadletter seq>:<original id>" in headers["properties"][contracts.HEADER_MSG_ID]["description"]
 
 
 def test_payload_schemas_are_generated_from_the_message_types(document: dict[str, Any]) -> None:

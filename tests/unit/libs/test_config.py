@@ -199,3 +199,10 @@ def test_the_cli_refuses_a_typo_in_any_section_before_acting(tmp_path: Path) -> 
     assert done.returncode == 2 and "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert "[channel-notifier] allow_host" in line and "did you mean allow_hosts" in line
+
+
+def test_orders_source_must_name_a_configured_source() -> None:
+    settings = load_settings({"sources": {"shop": {}, "stripe": {"orders_source": "shop"}}})
+    assert settings.sources["stripe"].orders_source == "shop"
+    with pytest.raises(ConfigError, match=r"\[sources.stripe\] orders_source: 'shopify' is not a configured source"):
+        load_settings({"sources": {"shop": {}, "stripe": {"orders_source": "shopify"}}})

@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs.subjects import decode_token, encode_token, inventory_subject, is_safe_event_type
+from libs.subjects import (
+    check_subject_filter,
+    decode_token,
+    encode_token,
+    inventory_subject,
+    is_publish_subject,
+    is_safe_event_type,
+    subject_matches,
+)
 
 _FORBIDDEN = set(".*> \t\r\n")
 
@@ -55,3 +63,41 @@ def test_empty_and_malformed_tokens_are_refused() -> None:
 )
 def test_event_types_must_be_safe_subject_levels(event_type: object, safe: bool) -> None:
     assert is_safe_event_type(event_type) is safe
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject", "matches"),
+    [
+        ("a.b", "a.b", True),
+        ("a.b", "a.b.c", False),
+        ("a.*", "a.b", True),
+        ("a.*", "a.b.c", False),
+        ("a.*.c", "a.b.c", True),
+        ("a.>", "a.b.c", True),
+        ("a.>", "a", False),
+        (">", "a", True),
+        ("*.b", "a.c", False),
+    ],
+)
+def test_subject_filters_match_as_nats_does(pattern: str, subject: str, matches: bool) -> None:
+    assert subject_matches(check_subject_filter(pattern), subject) is matches
+
+
+@given(st.lists(st.text(alphabet="abc-_", min_size=1, max_size=3), min_size=1, max_size=4))
+def test_a_literal_subject_filter_matches_itself_only(tokens: list[str]) -> None:
+    subject = ".".join(tokens)
+    assert subject_matches(subject, subject)
+    assert not subject_matches(subject, subject + ".x")
+    assert subject_matches(subject + ".>", subject + ".x")
+
+
+@pytest.mark.parametrize("bad", ["", "a..b", "a.>.b", "a.b*", "a b", ".a", "a.\t", "a."])
+def test_a_malformed_subject_filter_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        check_subject_filter(bad)
+
+
+def test_only_wildcard_free_subjects_can_be_published_to() -> None:
+    assert is_publish_subject("commerce.shop.order.created")
+    for bad in ("", "a.*.b", "a.>", "a..b", "a b", "a."):
+        assert not is_publish_subject(bad), bad
