@@ -1,7 +1,7 @@
 """Order A of the Commerce Engine fixtures through the running services, webhook to sales channel.
 
 Ingress verifies Commerce Engine's signature for the ``ce`` source (read with the ``commerce-engine``
-profile) and Stockwire's for the ``shop`` source (stock receipts); inventory keeps the ledger; the
+profile) and the ``shop`` source (stock receipts in Stockwire's own dialect); inventory keeps the ledger; the
 outbox relay and the channel-notifier carry availability to a channel sink. After every step the
 ledger is read back through inventory's API and the sink is waited on until it shows the step's
 availability; at the end the sink must have seen exactly the versions whose availability changed.
@@ -49,7 +49,8 @@ def ce(number: int) -> str:
 class Expected:
     """What every reader should see after a step: the ledger, its projection and the channel."""
 
-    levels: dict[str, Levels | None] = field(default_factory=lambda: dict.fromkeys(SKUS))
+    levels: dict[str, Levels] = field(default_factory=dict)
+    """SKUs stock was ever recorded for (inventory answers 404 for the others)."""
     rows: dict[str, list[Row]] = field(default_factory=lambda: {sku: [] for sku in SKUS})
     channel: dict[str, tuple[int, int]] = field(default_factory=dict)
     """SKU -> (version, available) the sink holds: the last version whose available changed."""
@@ -111,7 +112,7 @@ class Shop:
         ]
 
     async def check(self, expected: Expected) -> None:
-        assert {sku: await self.levels(sku) for sku in SKUS} == expected.levels
+        assert {sku: await self.levels(sku) for sku in SKUS} == {sku: expected.levels.get(sku) for sku in SKUS}
         assert {sku: await self.ledger(sku) for sku in SKUS} == expected.rows
 
         async def channel_caught_up() -> bool:
@@ -184,7 +185,7 @@ async def test_order_a_from_signed_webhooks_to_the_sales_channel(shop: Shop) -> 
     # Paid: every held unit moves from reserved to committed (available unchanged: no channel update).
     await shop.step(load(2), "applied")
     for sku in (TEE, MUG, BOX):
-        on_hand, qty, _, available, _ = want.levels[sku] or (0, 0, 0, 0, 0)
+        on_hand, qty, _, available, _ = want.levels[sku]
         want.levels[sku] = (on_hand, 0, qty, available, 0)
         want.rows[sku].append(("committed", qty, 0, -qty, qty, ce(2)))
     await shop.check(want)
@@ -196,7 +197,7 @@ async def test_order_a_from_signed_webhooks_to_the_sales_channel(shop: Shop) -> 
     # Shipment 1 left: its own items are deducted, once, whatever updates follow.
     await shop.step(load(7), "applied")
     for sku in (TEE, MUG, BOX):
-        on_hand, _, qty, available, _ = want.levels[sku] or (0, 0, 0, 0, 0)
+        on_hand, _, qty, available, _ = want.levels[sku]
         want.levels[sku] = (on_hand - qty, 0, 0, available, 0)
         want.rows[sku].append(("deducted", qty, -qty, 0, -qty, ce(7)))
     await shop.check(want)
