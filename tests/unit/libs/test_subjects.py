@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs.subjects import decode_token, encode_token, inventory_subject, is_safe_event_type
+from libs.subjects import decode_token, encode_token, event_type_levels, inventory_subject, is_safe_event_type
 
 _FORBIDDEN = set(".*> \t\r\n")
 
@@ -55,3 +55,31 @@ def test_empty_and_malformed_tokens_are_refused() -> None:
 )
 def test_event_types_must_be_safe_subject_levels(event_type: object, safe: bool) -> None:
     assert is_safe_event_type(event_type) is safe
+
+
+@pytest.mark.parametrize(
+    ("event_type", "separator", "levels"),
+    [
+        ("order.created", ".", "order.created"),
+        ("payment_intent.succeeded", ".", "payment_intent.succeeded"),
+        ("orders/create", "/", "orders.create"),
+        ("inventory_levels/update", "/", "inventory_levels.update"),
+        ("app/uninstalled", "/", "app.uninstalled"),
+        ("orders/create", ".", None),  # '/' is no level separator there, nor a token character
+        ("orders.create", "/", None),  # a '.' would make two spellings share a subject
+        ("orders/create.x", "/", None),
+        ("Orders/Create", "/", None),
+        ("orders//create", "/", None),
+        ("orders/>", "/", None),
+        ("/".join(["a"] * 9), "/", None),
+        (7, "/", None),
+        (None, ".", None),
+    ],
+)
+def test_event_type_levels_map_a_separator_to_subject_levels(
+    event_type: object, separator: str, levels: str | None
+) -> None:
+    assert event_type_levels(event_type, separator) == levels
+    if levels is not None:
+        assert is_safe_event_type(levels)
+        assert levels.replace(".", separator) == event_type, "the producer's spelling comes back"
