@@ -51,7 +51,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     raw = load_raw()
     settings = load_settings(raw)
-    secret = source_secret(settings, args.source, Path(args.data_dir or settings.data_dir))
+    # The simulated storefront speaks Commerce Engine's dialect, signed as Commerce Engine signs.
+    secret = source_secret(
+        settings, args.source, Path(args.data_dir or settings.data_dir), schemes=("commerce-engine",)
+    )
     config = SimConfig(
         seed=args.seed,
         orders=args.orders,
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         ingress_url=args.ingress_url or configured_url("ingress", raw),
         inventory_url=args.inventory_url or configured_url("inventory", raw),
         nats=settings.nats,
-        secret=secret,
+        secret=secret.secret,
         settle_timeout_s=args.settle_timeout,
         wait_for_expiry=args.wait_expiry,
     )
