@@ -141,7 +141,7 @@ def check_content_type(content_type: str | None) -> None:
 
 def is_ping(source: SourceSettings, headers: Mapping[str, str], body: bytes) -> bool:
     """Whether the request is the source's platform testing the URL (WooCommerce's ``webhook_id=<id>``
-    on creation): to be answered 200 and kept nowhere. Unsigned, so it proves nothing and is worth nothing."""
+    on creation): to be answered 200 and kept nowhere, for unsigned it proves nothing."""
     return SCHEMES[source.scheme].is_ping(headers, body)
 
 
