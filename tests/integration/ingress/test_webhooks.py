@@ -270,7 +270,7 @@ _BAD_INPUTS = [
         "invalid_signature",
     ),
     (
-        "stripe secret is the decoded whsec key",
+        "stripe signed without the whsec_ prefix",
         "stripe",
         _STRIPE,
         StripeLater(_STRIPE, secrets=("stripeCurrent0123456789",)),

@@ -94,7 +94,9 @@ VECTOR_HEX = "df90c6482b181a1b2c0978a4335ac5bd1b6f2eb1e36772c6f414d9e65603b3b8"
 
 def _documented(secret: str, body: bytes) -> str:
     """Shopify ("Verify webhook deliveries") and WooCommerce (WC_Webhook::generate_signature): HMAC-SHA256 of
-    the raw body, keyed with the secret as text, base64-encoded. Written from the docs, not from libs.signing."""
+    the raw body, keyed with the secret as text, base64-encoded. Written from the docs, not from libs.signing:
+    neither platform has a Python package that verifies webhooks (ShopifyAPI 12.7 checks only the OAuth
+    query's hex HMAC, Session.validate_hmac; the woocommerce package is a REST client)."""
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
