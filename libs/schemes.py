@@ -17,7 +17,7 @@ ingress OpenAPI document describes the rows' headers, and ``stockwire send`` bui
   (WooCommerce's), so ingress appends the body's digest to it;
 - ``ping``: an unsigned request the platform sends to test the URL, answered 200 and kept nowhere.
 
-A later step lets a source profile (``libs/profiles``) imply its scheme; it names a row of this table.
+A source profile that implies a scheme (``libs/profiles``, its ``scheme`` key) names a row of this table.
 """
 
 from __future__ import annotations
@@ -226,11 +226,12 @@ _SCHEMES = (
         follows="shopify.dev: 'Webhooks delivery structure' (Headers), 'Verify webhook deliveries'",
         signature=BodyHmac(HEADER_SHOPIFY_HMAC, "base64"),
         # The delivery's id. Shopify's pages disagree: "Ignore duplicate webhooks" (…/webhooks/ignore-duplicates)
-        # names X-Shopify-Event-Id; the current "Webhooks delivery structure" and "Verify webhook deliveries"
-        # define X-Shopify-Webhook-Id as "a unique composite key per delivery. Use to identify and deduplicate
-        # individual deliveries" and X-Shopify-Event-Id as "shared across all deliveries produced by the same
-        # merchant action", and shopify-app-js calls webhookId "the idempotency key". One merchant action
-        # (a checkout) yields orders/create, orders/paid and inventory_levels/update: as the COMMERCE id,
+        # says to deduplicate on X-Shopify-Event-Id; the current "Webhooks delivery structure" and "Verify
+        # webhook deliveries" define X-Shopify-Webhook-Id as the per-delivery key to deduplicate on, and
+        # X-Shopify-Event-Id as one id shared by every delivery a single merchant action produces;
+        # shopify-app-remix's authenticate.webhook documents webhookId as the idempotency key
+        # (shopify.dev/docs/api/shopify-app-remix/v4/authenticate/webhook). One merchant action (a checkout)
+        # yields orders/create, orders/paid and inventory_levels/update: as the COMMERCE id,
         # X-Shopify-Event-Id would make the later ones duplicates, or 409 conflicts, and lose them.
         event_id=Located(header=HEADER_SHOPIFY_WEBHOOK_ID),
         event_type=Located(header=HEADER_SHOPIFY_TOPIC),
@@ -250,8 +251,8 @@ _SCHEMES = (
             HeaderSpec(
                 HEADER_SHOPIFY_WEBHOOK_ID,
                 MAX_ID_LENGTH,
-                "Shopify sources (`X-Shopify-Webhook-Id`): the delivery's id, the same on every retry; the id "
-                "ingress deduplicates on.",
+                "Shopify sources (`X-Shopify-Webhook-Id`): the delivery's id, which Shopify says to deduplicate "
+                "deliveries on; the id ingress deduplicates on.",
             ),
         ),
         envelope=_the_resource,  # the body is the resource itself (the REST representation), no envelope

@@ -150,9 +150,10 @@ class BodyHmac:
     Commerce Engine: lower-case hex in ``x-webhook-signature``. Shopify: base64 in
     ``X-Shopify-Hmac-Sha256``, keyed with the app's client secret ("Verify webhook deliveries",
     shopify.dev/docs/apps/build/webhooks/verify-deliveries). WooCommerce: base64 in
-    ``X-WC-Webhook-Signature``, keyed with the webhook's secret (``WC_Webhook::generate_signature``:
-    ``base64_encode(hash_hmac('sha256', $payload, $secret, true))``, the secret as entered: WooCommerce
-    decodes HTML entities of the stored value before signing).
+    ``X-WC-Webhook-Signature``, keyed with the webhook's secret (REST API docs, Webhooks,
+    "Delivery/payload"; ``WC_Webhook::generate_signature`` signs the JSON-encoded payload with the raw
+    digest base64-encoded, keyed with the secret as entered: WooCommerce decodes HTML entities of the
+    stored value before signing).
     """
 
     header: str
