@@ -47,8 +47,13 @@ def _reject(source: str, exc: WebhookRejected, started: float) -> Response[dict[
 
 
 def _where(scheme: WebhookScheme) -> str:
-    """One scheme's line of the request body's description: where its id and type are."""
-    return f"{scheme.name}: id in {scheme.event_id.describe()}, type in {scheme.event_type.describe()}"
+    """One scheme's part of the request body's description: where its id and type are, and its ping."""
+    text = f"{scheme.name}: id in {scheme.event_id.describe()}, type in {scheme.event_type.describe()}"
+    if scheme.ping is not None:
+        text += (
+            f", and its platform's unsigned URL test (`{scheme.ping.pattern.decode()}`) is answered 200, kept nowhere"
+        )
+    return text
 
 
 @dataclass
@@ -61,8 +66,7 @@ class _WebhookOperation(Operation):
             required=True,
             description="The producer's event, as signed (at most `max_body_bytes`, nesting at most 32 levels). "
             + "; ".join(_where(scheme) for scheme in SCHEMES.values())
-            + ". Shopify's and WooCommerce's body is the resource itself. A WooCommerce source also answers "
-            "WooCommerce's URL test (`webhook_id=<id>`, form-encoded, unsigned) with 200 and keeps nothing.",
+            + ". Where both are headers, the body is the platform's resource itself.",
             content={
                 "application/json": OpenAPIMediaType(
                     schema=Schema(
