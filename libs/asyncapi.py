@@ -32,7 +32,8 @@ _PARAMETER = re.compile(r"\{(\w+)\}")
 # What each subject parameter holds; the keys are the names used in libs.subjects' templates.
 _PARAMETERS = {
     "source": "The configured source the webhook came in through (`[sources.<name>]`).",
-    "event_type": "The producer's event type: one or more lower-case tokens (`order.created` is two).",
+    "event_type": "The producer's event type as subject levels: one or more lower-case tokens (`order.created` is"
+    " two; Shopify's `orders/create` is `orders.create`). `Stockwire-Event-Type` keeps the producer's spelling.",
     "kind": "The kind of ledger movement, or `availability` for the SKU's stock after a change.",
     "sku_token": "The SKU as one subject token: bytes outside `[A-Za-z0-9_-]` written as `~XX` (hex), reversibly.",
     "consumer": "The durable consumer that gave up on the message.",
@@ -84,7 +85,8 @@ def _commerce_headers() -> dict[str, Any]:
             "`<source>:<event id>`; JetStream drops a second publish within the duplicate window.",
             {
                 contracts.HEADER_SOURCE: "The source the webhook came in through.",
-                contracts.HEADER_EVENT_TYPE: "The producer's event type.",
+                contracts.HEADER_EVENT_TYPE: "The producer's event type, as the producer spells it (`order.created`,"
+                " Shopify's `orders/create`).",
                 contracts.HEADER_EVENT_ID: "The producer's event id, unique per source.",
                 contracts.HEADER_RECEIVED_AT: "When ingress received the webhook (ISO 8601, UTC).",
             },
@@ -121,11 +123,12 @@ def _deadletter_headers() -> dict[str, Any]:
 
 
 # COMMERCE holds each webhook body byte for byte (the audit log), so its payload is whatever the
-# producer sent; what ingress guarantees is that it is a JSON object in one of the two envelopes.
+# producer sent; what ingress guarantees is that it is a JSON object: an envelope with the id and type,
+# or (Shopify, WooCommerce) the resource itself, its id and type in the headers.
 _WEBHOOK = {
     "title": "Webhook",
     "description": "The producer's webhook body, byte for byte as received.",
-    "oneOf": [
+    "anyOf": [
         {
             "title": "CommerceEngineEnvelope",
             "type": "object",
@@ -142,6 +145,18 @@ _WEBHOOK = {
             "type": "object",
             "properties": {"type": _STRING, "timestamp": _STRING, "data": {"type": "object"}},
             "required": ["type"],
+        },
+        {
+            "title": "StripeEvent",
+            "type": "object",
+            "properties": {"id": _STRING, "object": {"const": "event"}, "type": _STRING, "data": {"type": "object"}},
+            "required": ["id", "type"],
+        },
+        {
+            "title": "PlatformResource",
+            "description": "Shopify, WooCommerce: the resource itself (an order, a fulfillment…); the id and type are"
+            " in `Stockwire-Event-Id` and `Stockwire-Event-Type`.",
+            "type": "object",
         },
     ],
 }

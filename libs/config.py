@@ -31,9 +31,11 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
+
+from libs.schemes import SchemeName
 
 __all__ = [
     "DEFAULT_NATS_URL",
@@ -90,15 +92,16 @@ class NatsSettings:
 
 @dataclass(frozen=True)
 class SourceSettings:
-    """``[sources.<name>]``: one producer's signature scheme, its secrets (several during a rotation) and,
-    for Standard Webhooks, the accepted clock skew in seconds."""
+    """``[sources.<name>]``: one producer's signature scheme (a row of :data:`libs.schemes.SCHEMES`), its
+    secrets (several during a rotation) and, for the schemes that sign a timestamp (Standard Webhooks,
+    Stripe), the accepted clock skew in seconds."""
 
-    scheme: Literal["commerce-engine", "standard-webhooks"] = "commerce-engine"
+    scheme: SchemeName = "commerce-engine"
     secrets: list[str] = field(default_factory=list)
     tolerance_s: int = 300
     profile: str | None = None
     """The source profile its payloads are read with (``libs/profiles/data``); None: the scheme's default
-    (``commerce-engine`` for the commerce-engine scheme, ``stockwire`` for standard-webhooks)."""
+    (``commerce-engine`` for the commerce-engine scheme, ``stockwire`` for the others)."""
     orders_source: str | None = None
     """Whose orders this source's events name (a payment provider's webhooks name a storefront's
     orders); None: its own. Orders are keyed per source: the same number from two sources is two orders."""

@@ -20,6 +20,7 @@ __all__ = [
     "deadletter_subject",
     "decode_token",
     "encode_token",
+    "event_type_levels",
     "inventory_subject",
     "is_publish_subject",
     "is_safe_event_type",
@@ -69,6 +70,21 @@ def is_safe_event_type(event_type: object) -> bool:
     return isinstance(event_type, str) and EVENT_TYPE_PATTERN.fullmatch(event_type) is not None
 
 
+def event_type_levels(event_type: object, separator: str = ".") -> str | None:
+    """The subject levels of a producer's event type whose levels ``separator`` separates: the levels
+    joined by ``.`` (``orders/create`` with ``/`` -> ``orders.create``), or None unless that passes
+    :func:`is_safe_event_type`.
+
+    With another separator than ``.``, a type holding a ``.`` is refused, so the levels map back to the
+    producer's spelling (``.`` -> ``separator``) and two types never share a subject. The producer's
+    spelling travels in ``Stockwire-Event-Type``.
+    """
+    if not isinstance(event_type, str) or (separator != "." and "." in event_type):
+        return None
+    levels = event_type.replace(separator, ".")
+    return levels if is_safe_event_type(levels) else None
+
+
 # The subject of each stream's messages, with its parameters in braces: the builders below fill them,
 # and the AsyncAPI document (libs.asyncapi) publishes them as channel addresses.
 COMMERCE_SUBJECT = "commerce.{source}.{event_type}"
@@ -77,7 +93,8 @@ DEADLETTER_SUBJECT = "deadletter.{consumer}.{original_subject}"
 
 
 def commerce_subject(source: str, event_type: str) -> str:
-    """``commerce.<source>.<event_type>``: both already safe (see the patterns above)."""
+    """``commerce.<source>.<event_type>``: both already safe (see the patterns above; ``event_type`` as
+    :func:`event_type_levels` gives it)."""
     return COMMERCE_SUBJECT.format(source=source, event_type=event_type)
 
 

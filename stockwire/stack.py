@@ -28,6 +28,7 @@ from libs.config import (
 )
 from libs.natsserver import DEFAULT_SYNC_INTERVAL, NatsServer, free_port, sync_warning
 from libs.processes import ChildProcess
+from libs.schemes import SCHEME_NAMES, SchemeName
 from libs.topology import apply_topology
 from services.channel_notifier.settings import ChannelNotifierSettings
 from services.ingress.settings import IngressSettings
@@ -42,6 +43,7 @@ __all__ = [
     "DEV_SOURCES",
     "SERVICES",
     "ServiceSpec",
+    "SourceSecret",
     "Stack",
     "configured_url",
     "dev_source_secret",
@@ -109,17 +111,28 @@ def _dev_source_file(data_dir: Path, source: str) -> Path:
     return data_dir / "secrets" / f"source-{source}"
 
 
-def source_secret(settings: StockwireSettings, source: str, data_dir: Path) -> str:
-    """The secret a client signs webhooks for ``source`` with: the configured one (the newest of a
-    rotation), else that of the dev source (``shop`` or ``store``) ``stockwire up`` wrote under
-    ``data_dir`` — read, never made.
+@dataclass(frozen=True)
+class SourceSecret:
+    """What a client signs a source's webhooks with: the source's scheme and one of its secrets."""
 
-    Raises :class:`ConfigError` saying what to configure when there is none."""
+    scheme: SchemeName
+    secret: str = field(repr=False)
+
+
+def source_secret(
+    settings: StockwireSettings, source: str, data_dir: Path, *, schemes: Sequence[SchemeName] = SCHEME_NAMES
+) -> SourceSecret:
+    """The scheme and secret a client signs webhooks for ``source`` with: the configured ones (the newest
+    secret of a rotation), else that of the dev source (``shop`` or ``store``, both signed as Commerce
+    Engine signs) ``stockwire up`` wrote under ``data_dir`` — read, never made.
+
+    Raises :class:`ConfigError` saying what to configure when there is none, or when the source's scheme
+    is not one of ``schemes`` (what the caller can send)."""
     configured = settings.sources.get(source)
     if configured is not None:
-        if configured.scheme != "commerce-engine" or not configured.secrets:
-            raise ConfigError(f"source {source!r} is not a commerce-engine source with a secret")
-        return configured.secrets[-1]
+        if configured.scheme not in schemes or not configured.secrets:
+            raise ConfigError(f"source {source!r} is not a {' or '.join(schemes)} source with a secret")
+        return SourceSecret(configured.scheme, configured.secrets[-1])
     if settings.sources:
         raise ConfigError(f"source {source!r} is not configured (configured: {', '.join(sorted(settings.sources))})")
     file = _dev_source_file(data_dir, source)
@@ -129,7 +142,7 @@ def source_secret(settings: StockwireSettings, source: str, data_dir: Path) -> s
             f"no secret for source {source!r}: configure [sources.{source}] secrets, or start `stockwire up` "
             f"(it makes the {made} dev sources; no secret in {file.parent})"
         )
-    return file.read_text().strip()
+    return SourceSecret("commerce-engine", file.read_text().strip())
 
 
 def local_url(host: str, port: int) -> str:

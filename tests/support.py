@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -12,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,6 +116,37 @@ def service_process(
         log_path=str(log),
     )
     return port, child
+
+
+@contextlib.contextmanager
+def started_service(
+    package: str, section: str, *, nats_url: str, tmp_path: Path, env: Mapping[str, str]
+) -> Iterator[int]:
+    """:func:`service_process` with its defaults (data and log under ``tmp_path``), started; yields its
+    port (not yet ready: see :func:`service_ready`) and kills it on the way out."""
+    port, child = service_process(
+        package,
+        section,
+        nats_url=nats_url,
+        data_dir=tmp_path / "data",
+        log=tmp_path / f"{package}.log",
+        settings={},
+        env=env,
+    )
+    child.start()
+    try:
+        yield port
+    finally:
+        child.kill()
+
+
+def service_ready(port: int) -> bool:
+    """Whether the service on ``port`` answers ``GET /readyz`` with 200 (a probe for :func:`eventually`)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 BAD_INTEGERS = [str(2**63), str(2**64), "9" * 5000, "-1", "1.5", "abc", "%C2%B2", ""]

@@ -2,7 +2,10 @@
 
 A source that names no profile gets its signature scheme's default: ``commerce-engine`` for the
 ``commerce-engine`` scheme (Commerce Engine's own payloads), ``stockwire`` (the canonical dialect) for
-``standard-webhooks``. A profile that implies a scheme must agree with the source's ``scheme``.
+the others. Shopify, WooCommerce and Stripe have no profile of their own yet: most of their types are
+unmapped in ``stockwire``, and one it maps (WooCommerce's ``order.created``) does not fit that dialect
+and is dead-lettered, to be replayed once the source names a profile that reads it. A profile that
+implies a scheme must agree with the source's ``scheme``.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from libs.config import SourceSettings, StockwireSettings, load_service_config
 from libs.http import create_service_app, error_response, error_responses
 from libs.logs import setup_logging
 from libs.natsserver import sync_warning
+from libs.schemes import MAX_ID_LENGTH, SCHEMES, WebhookScheme
 from libs.store import database_url
 from libs.subjects import EVENT_TYPE_PATTERN, SOURCE_PATTERN
 
@@ -30,7 +31,7 @@ from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
 from .publisher import DurableWriter, Outcome, StoreUnavailable
 from .settings import IngressSettings
 from .spool import Spool
-from .webhook import HEADER_LIMITS, WebhookRejected, accept_webhook, check_header_block, check_size
+from .webhook import WebhookRejected, accept_webhook, check_header_block, check_size, is_ping
 
 __all__ = ["build_app", "create_app"]
 
@@ -45,26 +46,27 @@ def _reject(source: str, exc: WebhookRejected, started: float) -> Response[dict[
     return error_response(exc.status, exc.code, exc.detail)
 
 
-_SIGNATURE_HEADERS = {
-    "x-webhook-signature": "Commerce Engine sources: `sha256=<hex HMAC-SHA256 of the body>`; several, comma-separated, "
-    "during a secret rotation.",
-    "webhook-id": "Standard Webhooks sources: the event id (also the id ingress deduplicates on).",
-    "webhook-timestamp": "Standard Webhooks sources: Unix seconds; refused outside the source's tolerance.",
-    "webhook-signature": "Standard Webhooks sources: `v1,<base64 HMAC-SHA256>`, space-separated.",
-}
+def _where(scheme: WebhookScheme) -> str:
+    """One scheme's part of the request body's description: where its id and type are, and its ping."""
+    text = f"{scheme.name}: id in {scheme.event_id.describe()}, type in {scheme.event_type.describe()}"
+    if scheme.ping is not None:
+        text += (
+            f", and its platform's unsigned URL test (`{scheme.ping.pattern.decode()}`) is answered 200, kept nowhere"
+        )
+    return text
 
 
 @dataclass
 class _WebhookOperation(Operation):
     """The webhook operation as the handler reads it: the raw body, never parsed before the signature
-    holds (so no ``data`` argument), and the signature headers of each source scheme."""
+    holds (so no ``data`` argument), and the headers of each source scheme (libs.schemes)."""
 
     def __post_init__(self) -> None:
         self.request_body = RequestBody(
             required=True,
             description="The producer's event, as signed (at most `max_body_bytes`, nesting at most 32 levels). "
-            "Commerce Engine: `id` and `event_type` in the body; Standard Webhooks: the id in `webhook-id`, "
-            "the type in `type` (or `event_type`).",
+            + "; ".join(_where(scheme) for scheme in SCHEMES.values())
+            + ". Where both are headers, the body is the platform's resource itself.",
             content={
                 "application/json": OpenAPIMediaType(
                     schema=Schema(
@@ -72,7 +74,7 @@ class _WebhookOperation(Operation):
                         properties={
                             "id": Schema(
                                 one_of=[
-                                    Schema(type=OpenAPIType.STRING, min_length=1, max_length=256),
+                                    Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_ID_LENGTH),
                                     Schema(type=OpenAPIType.INTEGER),
                                 ]
                             ),
@@ -80,26 +82,34 @@ class _WebhookOperation(Operation):
                             "type": Schema(type=OpenAPIType.STRING, pattern=EVENT_TYPE_PATTERN.pattern),
                         },
                     )
-                )
+                ),
+                "application/x-www-form-urlencoded": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        properties={"webhook_id": Schema(type=OpenAPIType.STRING, pattern="^[0-9]{1,20}$")},
+                        required=["webhook_id"],
+                    )
+                ),
             },
         )
         headers = [
             OpenAPIParameter(
-                name=name,
+                name=spec.name,
                 param_in=ParamType.HEADER,
                 required=False,
-                description=description,
-                schema=Schema(type=OpenAPIType.STRING, max_length=HEADER_LIMITS[name]),
+                description=spec.description,
+                schema=Schema(type=OpenAPIType.STRING, max_length=spec.max_length),
             )
-            for name, description in _SIGNATURE_HEADERS.items()
+            for scheme in SCHEMES.values()
+            for spec in scheme.headers
         ]
         self.parameters = [*(self.parameters or []), *headers]
 
 
 _ACCEPTED = ResponseSpec(
     dict[str, Any],
-    description='Durable in JetStream (`{"status": "accepted", "stream_seq": n}`), or already received with '
-    'the same body (`{"status": "duplicate"}`)',
+    description='Durable in JetStream (`{"status": "accepted", "stream_seq": n}`), already received with '
+    'the same body (`{"status": "duplicate"}`), or WooCommerce\'s URL test, kept nowhere (`{"status": "ping"}`)',
     generate_examples=False,
 )
 _SPOOLED = ResponseSpec(
@@ -171,6 +181,11 @@ def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSet
             check_header_block(request.scope["headers"])
             check_size(request.headers.get("content-length"), limit)
             body = await request.body()
+            if is_ping(config, request.headers, body):
+                log.info("webhook source %s: the platform's URL test (ping) answered; nothing kept", source)
+                RECEIVED.labels(source, "ping", "ping").inc()
+                REQUEST_SECONDS.labels("ping").observe(time.perf_counter() - started)
+                return Response({"status": "ping"}, status_code=200)
             event = accept_webhook(source, config, request.headers, body, max_body_bytes=limit)
         except WebhookRejected as exc:
             return _reject(source, exc, started)

@@ -7,6 +7,7 @@ No I/O here: :func:`accept_webhook` takes what the HTTP layer read and returns a
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -21,8 +22,9 @@ from libs.contracts import (
     HEADER_SOURCE,
     commerce_msg_id,
 )
-from libs.signing import SignatureError, verify_commerce_engine, verify_standard_webhook
-from libs.subjects import commerce_subject, is_safe_event_type
+from libs.schemes import MAX_ID_LENGTH, SCHEMES, WebhookScheme
+from libs.signing import SignatureError
+from libs.subjects import commerce_subject
 
 __all__ = [
     "HEADER_LIMITS",
@@ -34,23 +36,22 @@ __all__ = [
     "check_header_block",
     "check_headers",
     "check_size",
+    "is_ping",
 ]
 
-_MAX_ID_LENGTH = 256
 # Webhook documents are a few levels deep (event, data, lines, line). The bound is far above that and
 # far below the depth at which a decoder recurses out of stack (msgspec raises RecursionError near
 # 1,000), so every consumer of COMMERCE can decode what ingress accepted.
 MAX_NESTING = 32
-# Every header ingress reads, with the longest value it will look at: a signature header holds a few
-# signatures during rotation, an id is bounded like the body's id, a timestamp is Unix seconds.
+# Every header ingress reads, with the longest value it will look at: the request's own, then each
+# scheme's (libs.schemes: signatures, ids, topics, timestamps).
 HEADER_LIMITS: dict[str, int] = {
     "content-length": 19,
     "content-type": 256,
-    "x-webhook-signature": 512,
-    "webhook-id": _MAX_ID_LENGTH,
-    "webhook-timestamp": 20,
-    "webhook-signature": 4096,
+    **{spec.name: spec.max_length for scheme in SCHEMES.values() for spec in scheme.headers},
 }
+# The hex digits of the body's SHA-256 appended to an id that may stand for several events (WooCommerce's).
+_DIGEST_SUFFIX = 16
 
 
 class WebhookRejected(Exception):
@@ -66,8 +67,11 @@ class InboundWebhook:
     source: str
     event_id: str
     event_type: str
+    """As the producer spells it (Shopify: ``orders/create``); ``Stockwire-Event-Type`` carries it."""
     body: bytes
     received_at: dt.datetime
+    levels: str | None = None
+    """The event type as subject levels (``orders.create``), where they differ from ``event_type``."""
 
     @property
     def msg_id(self) -> str:
@@ -75,7 +79,7 @@ class InboundWebhook:
 
     @property
     def subject(self) -> str:
-        return commerce_subject(self.source, self.event_type)
+        return commerce_subject(self.source, self.levels or self.event_type)
 
     def headers(self) -> dict[str, str]:
         return {
@@ -135,20 +139,15 @@ def check_content_type(content_type: str | None) -> None:
         )
 
 
-def _verify(source: SourceSettings, headers: Mapping[str, str], body: bytes, now: float) -> None:
+def is_ping(source: SourceSettings, headers: Mapping[str, str], body: bytes) -> bool:
+    """Whether the request is the source's platform testing the URL (WooCommerce's ``webhook_id=<id>``
+    on creation): to be answered 200 and kept nowhere, for unsigned it proves nothing."""
+    return SCHEMES[source.scheme].is_ping(headers, body)
+
+
+def _verify(source: SourceSettings, scheme: WebhookScheme, headers: Mapping[str, str], body: bytes, now: float) -> None:
     try:
-        if source.scheme == "commerce-engine":
-            verify_commerce_engine(source.secrets, body, headers.get("x-webhook-signature"))
-        else:
-            verify_standard_webhook(
-                source.secrets,
-                body,
-                headers.get("webhook-id"),
-                headers.get("webhook-timestamp"),
-                headers.get("webhook-signature"),
-                tolerance_s=source.tolerance_s,
-                now=now,
-            )
+        scheme.signature.verify(source.secrets, headers, body, tolerance_s=source.tolerance_s, now=now)
     except SignatureError as exc:
         raise WebhookRejected(401, "invalid_signature", str(exc)) from None
 
@@ -192,7 +191,7 @@ def _event_id(value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
     text = str(value)
-    if not text or len(text) > _MAX_ID_LENGTH or not text.isprintable():
+    if not text or len(text) > MAX_ID_LENGTH or not text.isprintable():
         return None
     return text
 
@@ -206,34 +205,40 @@ def accept_webhook(
     max_body_bytes: int,
     now: dt.datetime | None = None,
 ) -> InboundWebhook:
-    """Authenticate first (nothing unauthenticated is parsed), then check the envelope."""
+    """Authenticate first (nothing unauthenticated is parsed), then read the id and type where the
+    source's scheme puts them (:data:`libs.schemes.SCHEMES`)."""
     received_at = now or dt.datetime.now(dt.UTC)
     if len(body) > max_body_bytes:
         raise WebhookRejected(413, "body_too_large", f"body of {len(body)} bytes is over the limit of {max_body_bytes}")
     check_headers(headers)
     check_content_type(headers.get("content-type"))
-    _verify(source, headers, body, received_at.timestamp())
+    scheme = SCHEMES[source.scheme]
+    _verify(source, scheme, headers, body, received_at.timestamp())
     document = _decode(body)
     if not isinstance(document, dict):
         raise WebhookRejected(400, "malformed_json", "body must be a JSON object")
-    if source.scheme == "standard-webhooks":
-        raw_id = headers.get("webhook-id")
-        raw_type = document.get("type", document.get("event_type"))
-    else:
-        raw_id = document.get("id")
-        raw_type = document.get("event_type")
-    event_id = _event_id(raw_id)
+    event_id = _event_id(scheme.event_id.read(headers, document))
     if event_id is None:
         raise WebhookRejected(
-            422, "missing_id", f"'id' must be a non-empty printable string of at most {_MAX_ID_LENGTH} characters"
+            422,
+            "missing_id",
+            f"{scheme.event_id.describe()} must be a non-empty printable string of at most {MAX_ID_LENGTH} characters",
         )
+    if not scheme.id_per_event:
+        event_id = f"{event_id}.{hashlib.sha256(body).hexdigest()[:_DIGEST_SUFFIX]}"
+    raw_type = scheme.event_type.read(headers, document)
     if raw_type is None:
-        raise WebhookRejected(422, "missing_event_type", "'event_type' is required")
-    if not is_safe_event_type(raw_type):
+        raise WebhookRejected(422, "missing_event_type", f"{scheme.event_type.describe()} is required")
+    levels = scheme.levels(raw_type)
+    if levels is None:
+        sep = scheme.type_separator
         raise WebhookRejected(
             422,
             "invalid_event_type",
-            "'event_type' must be at most 8 lower-case dotted tokens of [a-z0-9_-], each at most 64 characters, "
-            "e.g. 'order.created'",
+            f"{scheme.event_type.describe()} must be at most 8 lower-case tokens of [a-z0-9_-] separated by "
+            f"'{sep}', each at most 64 characters, e.g. 'order{sep}created'",
         )
-    return InboundWebhook(source_name, event_id, str(raw_type), body, received_at)
+    event_type = str(raw_type)
+    return InboundWebhook(
+        source_name, event_id, event_type, body, received_at, levels if levels != event_type else None
+    )

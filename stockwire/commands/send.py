@@ -1,19 +1,19 @@
-"""``stockwire send <event_type> '<json data>'``: post one signed Commerce Engine webhook to ingress."""
+"""``stockwire send <event_type> '<json data>'``: post one webhook, signed in the source's scheme, to ingress."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from libs.config import load_raw, load_settings
-from libs.signing import commerce_engine_signature
+from libs.schemes import SCHEMES
 from stockwire.stack import DEV_CE_SOURCE, DEV_SOURCE, configured_url, source_secret
 
 __all__ = ["register"]
@@ -26,11 +26,15 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "send",
         help="send a signed test webhook to ingress",
-        description="Signs one Commerce Engine webhook with the source's secret (the configured one, or the dev "
-        "source's that `stockwire up` made) and posts it to ingress as configured ([ingress] host and port). "
-        "Exit status: 0 accepted, 1 refused by ingress, 2 bad arguments or configuration, 3 ingress did not answer.",
+        description="Signs one webhook as the source's platform would (its [sources.<name>] scheme; the dev "
+        "source that `stockwire up` made is a Commerce Engine one) with the source's secret and posts it to "
+        "ingress as configured ([ingress] host and port). The body: commerce-engine {id, event_type, created_at, "
+        "data}; standard-webhooks {type, timestamp, data}; shopify and woocommerce the data itself (a JSON "
+        "object; the event type is the topic, e.g. orders/create or order.created); stripe an Event with the "
+        "data as data.object. Exit status: 0 accepted, 1 refused by ingress, 2 bad arguments or configuration, "
+        "3 ingress did not answer.",
     )
-    parser.add_argument("event_type", help="e.g. inventory.received, order.created")
+    parser.add_argument("event_type", help="e.g. inventory.received, order.created, orders/create")
     parser.add_argument("data", help='the event data as JSON, e.g. \'{"sku": "A", "qty": 5}\'')
     parser.add_argument(
         "--source",
@@ -53,17 +57,19 @@ def run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"stockwire send: data is not JSON: {exc}", file=sys.stderr)
         return 2
-    secret = source_secret(settings, args.source, Path(args.data_dir or settings.data_dir))
+    key = source_secret(settings, args.source, Path(args.data_dir or settings.data_dir))
     url = (args.url or configured_url("ingress", raw)).rstrip("/")
-    body = json.dumps(
-        {
-            "id": args.id or f"evt_{uuid.uuid4().hex}",
-            "event_type": args.event_type,
-            "created_at": datetime.now(UTC).isoformat(),
-            "data": data,
-        }
-    ).encode()
-    headers = {"content-type": "application/json", "x-webhook-signature": commerce_engine_signature(secret, body)}
+    try:
+        body, headers = SCHEMES[key.scheme].delivery(
+            key.secret,
+            event_id=args.id or f"evt_{uuid.uuid4().hex}",
+            event_type=args.event_type,
+            data=data,
+            now=int(time.time()),
+        )
+    except TypeError as exc:
+        print(f"stockwire send: {exc}: give the data as one", file=sys.stderr)
+        return 2
     try:
         response = httpx.post(f"{url}/webhooks/{args.source}", content=body, headers=headers, timeout=args.timeout)
     except httpx.HTTPError as exc:

@@ -97,7 +97,11 @@ def run(args: argparse.Namespace) -> int:
         ingress_url=args.ingress_url or configured_url("ingress", raw),
         inventory_url=args.inventory_url or configured_url("inventory", raw),
         nats=settings.nats,
-        secrets={source: source_secret(settings, source, data_dir) for source in config.sources},
+        # The simulated storefront signs as Commerce Engine signs, whichever source it sends to.
+        secrets={
+            source: source_secret(settings, source, data_dir, schemes=("commerce-engine",)).secret
+            for source in config.sources
+        },
         settle_timeout_s=args.settle_timeout,
         wait_for_expiry=args.wait_expiry,
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from libs.outbound import GuardedTransport, RawResponse
-from libs.signing import commerce_engine_signature
+from libs.signing import HEADER_CE_SIGNATURE, commerce_engine_signature
 from libs.urlpolicy import UrlPolicy, UrlRefused
 
 from .config import ProducerConfig
@@ -160,7 +160,7 @@ class Producer:
 
     def _headers(self, source: str, body: bytes, forged: bool) -> dict[str, str]:
         secret = self.secrets[source] + ("-not-the-secret" if forged else "")
-        return {"content-type": "application/json", "x-webhook-signature": commerce_engine_signature(secret, body)}
+        return {"content-type": "application/json", HEADER_CE_SIGNATURE: commerce_engine_signature(secret, body)}
 
     async def deliver(self, delivery: Delivery) -> int | None:
         """Send until a 2xx or the attempts run out; returns the last status (None: no answer)."""

@@ -404,6 +404,14 @@ def test_invalid_values_are_refused(sets: list[str], message: str) -> None:
     assert message in render_error(files, [s for s in sets if not s.startswith("--values=")])
 
 
+def test_a_source_may_name_every_signature_scheme_ingress_takes() -> None:
+    from libs.schemes import SCHEME_NAMES
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    source = schema["properties"]["sources"]["additionalProperties"]["properties"]
+    assert source["scheme"]["enum"] == list(SCHEME_NAMES)
+
+
 # -- topology hook ----------------------------------------------------------------------------------
 
 

@@ -7,7 +7,12 @@ from collections.abc import Sequence
 import msgspec
 
 from libs.contracts import AvailabilityChanged
-from libs.signing import sign_standard_webhook
+from libs.signing import (
+    HEADER_STANDARD_ID,
+    HEADER_STANDARD_SIGNATURE,
+    HEADER_STANDARD_TIMESTAMP,
+    sign_standard_webhook,
+)
 from libs.subjects import encode_token
 
 from .channel import visible_available
@@ -47,8 +52,8 @@ def signed_headers(secrets: Sequence[str], msg_id: str, body: bytes, timestamp: 
         raise ValueError("a webhook channel needs at least one secret")
     signatures = [sign_standard_webhook(secret, msg_id, body, timestamp).signature for secret in secrets]
     return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(signatures),
+        HEADER_STANDARD_ID: msg_id,
+        HEADER_STANDARD_TIMESTAMP: str(timestamp),
+        HEADER_STANDARD_SIGNATURE: " ".join(signatures),
         "content-type": "application/json",
     }

@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from libs.natsserver import NatsServer
-from tests.support import eventually, service_process
+from tests.support import eventually, service_ready, started_service
 
 pytestmark = pytest.mark.e2e
 
@@ -62,35 +62,22 @@ def service(
 ) -> Iterator[int]:
     """One service process, ready (the topology declared: the streams and consumers its readiness needs)."""
     package, section = request.param
-    port, child = service_process(
-        package,
-        section,
-        nats_url=nats_server.url,
-        data_dir=tmp_path / "data",
-        log=tmp_path / f"{package}.log",
-        settings={},
-        env={
-            "STOCKWIRE_ADMIN_TOKEN": TOKEN,
-            # Ingress verifies before it reads: generated requests are answered 401 (or 404 for other names).
-            "STOCKWIRE__SOURCES__SHOP__SECRETS": "fuzz-secret",
-            "STOCKWIRE__SOURCES__SVIX__SCHEME": "standard-webhooks",
-            "STOCKWIRE__SOURCES__SVIX__SECRETS": "whsec_ZnV6ei1zZWNyZXQ=",
-        },
-    )
-    child.start()
-    try:
+    env = {
+        "STOCKWIRE_ADMIN_TOKEN": TOKEN,
+        # Ingress verifies before it reads: generated requests are answered 401 (or 404 for other names),
+        # whatever the source's scheme; a WooCommerce source answers its platform's ping with 200.
+        "STOCKWIRE__SOURCES__SHOP__SECRETS": "fuzz-secret",
+        "STOCKWIRE__SOURCES__SVIX__SCHEME": "standard-webhooks",
+        "STOCKWIRE__SOURCES__SVIX__SECRETS": "whsec_ZnV6ei1zZWNyZXQ=",
+        "STOCKWIRE__SOURCES__SHOPIFY__SCHEME": "shopify",
+        "STOCKWIRE__SOURCES__SHOPIFY__SECRETS": "shpss_fuzz-secret",
+        "STOCKWIRE__SOURCES__WOO__SCHEME": "woocommerce",
+        "STOCKWIRE__SOURCES__WOO__SECRETS": "fuzz-secret",
+        "STOCKWIRE__SOURCES__STRIPE__SCHEME": "stripe",
+        "STOCKWIRE__SOURCES__STRIPE__SECRETS": "whsec_fuzz-secret",
+    }
+    with started_service(package, section, nats_url=nats_server.url, tmp_path=tmp_path, env=env) as port:
         yield port
-    finally:
-        child.kill()
-
-
-def _ready(port: int) -> bool:
-    """Ready, so that ``GET /readyz`` answers 200 (its documented 503 would count as a server error)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize(
@@ -105,7 +92,7 @@ def _ready(port: int) -> bool:
     ids=["inventory", "channel-notifier", "ingress", "outbox-relay"],
 )
 async def test_generated_requests_conform_to_the_document(service: int) -> None:
-    await eventually(lambda: asyncio.to_thread(_ready, service), timeout=30, what="service ready")
+    await eventually(lambda: asyncio.to_thread(service_ready, service), timeout=30, what="service ready")
     base_url = f"http://127.0.0.1:{service}"
     await asyncio.to_thread(_fuzz, base_url)
 

@@ -14,11 +14,20 @@ from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
 from standardwebhooks import Webhook
 
-from libs.signing import commerce_engine_signature, sign_standard_webhook
+from libs.signing import commerce_engine_signature, sign_standard_webhook, sign_stripe
 from libs.topology import COMMERCE
 from tests.support import ce_body, ce_headers
 
-from .conftest import CE_SECRET, SW_SECRET
+from .conftest import (
+    CE_SECRET,
+    SECRETS,
+    SHOPIFY_SECRET,
+    STRIPE_OLD_SECRET,
+    STRIPE_SECRET,
+    SW_SECRET,
+    WOO_SECRET,
+    platform_headers,
+)
 
 
 async def _stream_messages(js: JetStreamContext) -> int:
@@ -117,6 +126,52 @@ def _sw(
     return SignedLater(body, msg_id, offset, secret, dict(extra or {}))
 
 
+@dataclass(frozen=True)
+class StripeLater:
+    """A ``Stripe-Signature`` made when the test runs (its ``t=`` must be fresh), one ``v1`` per secret."""
+
+    body: bytes
+    offset: int = 0
+    secrets: tuple[str, ...] = (STRIPE_SECRET,)
+    header: str | None = None
+    """The header's value as given (no signing)."""
+
+    def build(self) -> dict[str, Any]:
+        t = int(time.time()) + self.offset
+        signed = [sign_stripe(secret, self.body, t) for secret in self.secrets]
+        value = (
+            self.header if self.header is not None else ",".join([signed[0], *(s.split(",")[1] for s in signed[1:])])
+        )
+        return {"content-type": "application/json", "stripe-signature": value}
+
+
+_SHOPIFY = b'{"id":820982911946154508,"email":"jon@example.com","line_items":[]}'
+_WOO = b'{"id":4750,"status":"processing","line_items":[{"sku":"A","quantity":1}]}'
+_STRIPE = b'{"id":"evt_1","object":"event","type":"payment_intent.succeeded","data":{"object":{}}}'
+
+
+_PLATFORM_BODIES = {"shopify": (_SHOPIFY, SHOPIFY_SECRET), "woo": (_WOO, WOO_SECRET)}
+
+
+def _platform(
+    name: str,
+    source: str,
+    status: int,
+    code: str,
+    *,
+    body: bytes | None = None,
+    sent: bytes | None = None,
+    secret: str | None = None,
+    **headers: str | None,
+) -> tuple[str, str, bytes, dict[str, str], int, str]:
+    """A Shopify or WooCommerce row: ``body`` signed with ``secret`` (default: the source's sample body and
+    current secret), ``sent`` in its place if given (a tampered body), ``headers`` replaced (None: left out)."""
+    default_body, default_secret = _PLATFORM_BODIES[source]
+    signed = default_body if body is None else body
+    signed_headers = platform_headers(source, signed, secret or default_secret, headers)
+    return (name, source, signed if sent is None else sent, signed_headers, status, code)
+
+
 def _ce(body: bytes, secret: str = CE_SECRET, content_type: str = "application/json") -> dict[str, str]:
     return {"content-type": content_type, "x-webhook-signature": commerce_engine_signature(secret, body)}
 
@@ -139,6 +194,104 @@ _BAD_INPUTS = [
         _sw(_OK_SW, extra={"webhook-signature": "v1,%%%"}),
         401,
         "invalid_signature",
+    ),
+    # Shopify: base64 HMAC of the body in X-Shopify-Hmac-Sha256; id and topic in headers.
+    _platform("shopify missing signature", "shopify", 401, "invalid_signature", x_shopify_hmac_sha256=None),
+    _platform("shopify wrong secret", "shopify", 401, "invalid_signature", secret="shpss_not-in-the-rotation"),
+    _platform("shopify tampered body", "shopify", 401, "invalid_signature", sent=_SHOPIFY + b" "),
+    _platform(
+        "shopify hex signature",
+        "shopify",
+        401,
+        "invalid_signature",
+        x_shopify_hmac_sha256=commerce_engine_signature(SHOPIFY_SECRET, _SHOPIFY),
+    ),
+    _platform("shopify missing webhook id", "shopify", 422, "missing_id", x_shopify_webhook_id=None),
+    _platform("shopify missing topic", "shopify", 422, "missing_event_type", x_shopify_topic=None),
+    _platform("shopify topic with a dot", "shopify", 422, "invalid_event_type", x_shopify_topic="orders.create"),
+    _platform("shopify topic > wildcard", "shopify", 422, "invalid_event_type", x_shopify_topic="orders/>"),
+    _platform("shopify body not an object", "shopify", 400, "malformed_json", body=b"[]"),
+    # WooCommerce: base64 HMAC of the body in X-WC-Webhook-Signature; delivery id and topic in headers.
+    _platform("woo missing signature", "woo", 401, "invalid_signature", x_wc_webhook_signature=None),
+    _platform("woo wrong secret", "woo", 401, "invalid_signature", secret="wc-not-in-the-rotation"),
+    _platform("woo tampered body", "woo", 401, "invalid_signature", sent=_WOO.replace(b"4750", b"4751")),
+    _platform("woo missing delivery id", "woo", 422, "missing_id", x_wc_webhook_delivery_id=None),
+    _platform("woo custom topic in capitals", "woo", 422, "invalid_event_type", x_wc_webhook_topic="action.Woo_Hook"),
+    (
+        "woo ping with more than the webhook id",
+        "woo",
+        b"webhook_id=3&x=1",
+        {"content-type": "application/x-www-form-urlencoded"},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "woo ping body to another scheme",
+        "shopify",
+        b"webhook_id=3",
+        {"content-type": "application/x-www-form-urlencoded"},
+        415,
+        "unsupported_media_type",
+    ),
+    # Stripe: t=<unix>,v1=<hex> over "<t>.<body>", one v1 per active secret.
+    ("stripe missing signature", "stripe", _STRIPE, {"content-type": "application/json"}, 401, "invalid_signature"),
+    (
+        "stripe wrong secret",
+        "stripe",
+        _STRIPE,
+        StripeLater(_STRIPE, secrets=("whsec_notInTheRotation",)),
+        401,
+        "invalid_signature",
+    ),
+    (
+        "stripe tampered body",
+        "stripe",
+        _STRIPE.replace(b"evt_1", b"evt_2"),
+        StripeLater(_STRIPE),
+        401,
+        "invalid_signature",
+    ),
+    ("stripe stale timestamp", "stripe", _STRIPE, StripeLater(_STRIPE, offset=-600), 401, "invalid_signature"),
+    ("stripe future timestamp", "stripe", _STRIPE, StripeLater(_STRIPE, offset=600), 401, "invalid_signature"),
+    (
+        "stripe v0 only",
+        "stripe",
+        _STRIPE,
+        StripeLater(_STRIPE, header="t=1700000000,v0=" + "0" * 64),
+        401,
+        "invalid_signature",
+    ),
+    (
+        "stripe two timestamps",
+        "stripe",
+        _STRIPE,
+        StripeLater(_STRIPE, header="t=1,t=2,v1=" + "0" * 64),
+        401,
+        "invalid_signature",
+    ),
+    (
+        "stripe signed without the whsec_ prefix",
+        "stripe",
+        _STRIPE,
+        StripeLater(_STRIPE, secrets=("stripeCurrent0123456789",)),
+        401,
+        "invalid_signature",
+    ),
+    (
+        "stripe missing type",
+        "stripe",
+        b'{"id":"evt_3","object":"event"}',
+        StripeLater(b'{"id":"evt_3","object":"event"}', secrets=(STRIPE_OLD_SECRET,)),
+        422,
+        "missing_event_type",
+    ),
+    (
+        "stripe missing id",
+        "stripe",
+        b'{"type":"charge.refunded"}',
+        StripeLater(b'{"type":"charge.refunded"}'),
+        422,
+        "missing_id",
     ),
     ("not json", "ce", b"{not json", _ce(b"{not json"), 400, "malformed_json"),
     ("json but not an object", "ce", b"[1,2]", _ce(b"[1,2]"), 400, "malformed_json"),
@@ -194,7 +347,7 @@ def _nested(levels: int) -> bytes:
     return b'{"id":"deep","event_type":"order.created","data":' + b"[" * levels + b"]" * levels + b"}"
 
 
-Case = tuple[str, str, bytes, "dict[str, Any] | SignedLater", int, str]
+Case = tuple[str, str, bytes, "dict[str, Any] | SignedLater | StripeLater", int, str]
 
 
 def _signed_ce(name: str, body: bytes, status: int, code: str) -> Case:
@@ -230,6 +383,19 @@ _UNBOUNDED_INPUTS: list[Case] = [
     _ce_with("ce signature header of 100 KB", "x-webhook-signature", "0" * 100_000, 431, "header_too_large"),
     _ce_with("content type of 10 KB", "content-type", "application/json;" + "x" * 10_000, 431, "header_too_large"),
     _ce_with("an unread header of 20 KB", "x-padding", "p" * 20_000, 431, "header_too_large"),
+    _platform("shopify topic of 10 KB", "shopify", 431, "header_too_large", x_shopify_topic="o" * 10_000),
+    _platform("shopify signature of 1 KB", "shopify", 431, "header_too_large", x_shopify_hmac_sha256="A" * 1024),
+    _platform("shopify webhook id of 1 KB", "shopify", 431, "header_too_large", x_shopify_webhook_id="w" * 1024),
+    _platform("woo delivery id of 1 KB", "woo", 431, "header_too_large", x_wc_webhook_delivery_id="d" * 1024),
+    _platform("woo topic of 10 KB", "woo", 431, "header_too_large", x_wc_webhook_topic="o" * 10_000),
+    (
+        "stripe signature of 8 KB",
+        "stripe",
+        _STRIPE,
+        StripeLater(_STRIPE, header="v1=0," * 1600),
+        431,
+        "header_too_large",
+    ),
     (
         "100 headers",
         "ce",
@@ -263,13 +429,13 @@ async def test_bad_input_is_refused_clearly_and_nothing_reaches_the_stream(
     name: str,
     source: str,
     body: bytes,
-    headers: dict[str, str] | SignedLater,
+    headers: dict[str, str] | SignedLater | StripeLater,
     status: int,
     code: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="stockwire")
-    sent = headers.build() if isinstance(headers, SignedLater) else headers
+    sent = headers.build() if isinstance(headers, SignedLater | StripeLater) else headers
     response = await ingress.post(f"/webhooks/{source}", content=body, headers=sent)
     assert response.status_code == status, response.text
     payload = response.json()
@@ -278,7 +444,7 @@ async def test_bad_input_is_refused_clearly_and_nothing_reaches_the_stream(
     assert len(payload["detail"]) < 300, "no input is echoed back at length"
     assert await _stream_messages(js) == 0
     assert any(str(status) in record.getMessage() for record in caplog.records), "a log line names the refusal"
-    for secret in (CE_SECRET, SW_SECRET):
+    for secret in SECRETS:
         assert secret not in caplog.text
 
 

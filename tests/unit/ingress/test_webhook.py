@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from libs.config import SourceSettings
+from libs.schemes import SCHEMES
 from libs.signing import commerce_engine_signature, generate_standard_secret, sign_standard_webhook
 from services.ingress.webhook import (
     MAX_NESTING,
@@ -15,6 +16,7 @@ from services.ingress.webhook import (
     check_content_type,
     check_headers,
     check_size,
+    is_ping,
 )
 
 CE = SourceSettings(scheme="commerce-engine", secrets=["s"])
@@ -146,3 +148,97 @@ def test_conflict_evidence_keeps_the_body_and_both_digests() -> None:
     assert evidence.headers["Stockwire-First-Body-Digest"] == "f" * 64
     assert evidence.headers["Stockwire-Body-Digest"] == digest
     assert evidence.headers["Stockwire-Event-Msg-Id"] == "shop:dup-1"
+
+
+# --- Shopify, WooCommerce, Stripe: id and type where each platform puts them ------------------------
+
+SHOPIFY = SourceSettings(scheme="shopify", secrets=["shpss_old", "shpss_new"])
+WOO = SourceSettings(scheme="woocommerce", secrets=["wc-secret"])
+STRIPE = SourceSettings(scheme="stripe", secrets=["whsec_stripe"])
+
+
+def _delivery(
+    source: SourceSettings, event_id: str, event_type: str, data: object, secret: str | None = None
+) -> tuple[bytes, dict[str, str]]:
+    scheme = SCHEMES[source.scheme]
+    return scheme.delivery(
+        secret or source.secrets[-1], event_id=event_id, event_type=event_type, data=data, now=int(NOW.timestamp())
+    )
+
+
+def test_a_shopify_topic_keeps_its_spelling_and_becomes_subject_levels() -> None:
+    body, headers = _delivery(
+        SHOPIFY, "b54557e4-0000-4000-8000-000000000001", "orders/create", {"id": 820982911946154508}
+    )
+    assert set(headers) == {"content-type", "x-shopify-hmac-sha256", "x-shopify-webhook-id", "x-shopify-topic"}
+    event = accept_webhook("store", SHOPIFY, headers, body, max_body_bytes=4096, now=NOW)
+    assert event.event_id == "b54557e4-0000-4000-8000-000000000001"
+    assert event.subject == "commerce.store.orders.create"
+    assert event.headers()["Stockwire-Event-Type"] == "orders/create"
+    assert event.msg_id == event.headers()["Nats-Msg-Id"] == "store:b54557e4-0000-4000-8000-000000000001"
+    # Signed with the old secret of a rotation: still accepted.
+    old_body, old_headers = _delivery(SHOPIFY, "w2", "inventory_levels/update", {"available": 3}, secret="shpss_old")
+    event = accept_webhook("store", SHOPIFY, old_headers, old_body, max_body_bytes=4096, now=NOW)
+    assert event.subject == "commerce.store.inventory_levels.update"
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "status", "code"),
+    [
+        ("x-shopify-topic", "orders.create", 422, "invalid_event_type"),
+        ("x-shopify-topic", "Orders/Create", 422, "invalid_event_type"),
+        ("x-shopify-topic", None, 422, "missing_event_type"),
+        ("x-shopify-webhook-id", None, 422, "missing_id"),
+        ("x-shopify-webhook-id", "a\nb", 422, "missing_id"),
+        ("x-shopify-hmac-sha256", None, 401, "invalid_signature"),
+        ("x-shopify-topic", "t" * 257, 431, "header_too_large"),
+    ],
+)
+def test_shopify_headers_are_checked(header: str, value: str | None, status: int, code: str) -> None:
+    body, headers = _delivery(SHOPIFY, "w1", "orders/create", {"id": 1})
+    headers = {k: v for k, v in headers.items() if k != header} | ({header: value} if value is not None else {})
+    with pytest.raises(WebhookRejected) as refused:
+        accept_webhook("store", SHOPIFY, headers, body, max_body_bytes=4096, now=NOW)
+    assert (refused.value.status, refused.value.code) == (status, code)
+    if code in ("missing_id", "missing_event_type", "invalid_event_type"):
+        assert header in refused.value.detail, "the refusal names the header"
+
+
+def test_a_woocommerce_delivery_id_gets_the_body_s_digest() -> None:
+    import hashlib
+
+    order = {"id": 4750, "status": "processing", "line_items": [{"sku": "A", "quantity": 1}]}
+    body, headers = _delivery(WOO, "36e520ebabc2fa725092ff4a47acedf2", "order.created", order)
+    event = accept_webhook("woo", WOO, headers, body, max_body_bytes=4096, now=NOW)
+    assert event.event_id == f"36e520ebabc2fa725092ff4a47acedf2.{hashlib.sha256(body).hexdigest()[:16]}"
+    assert (event.event_type, event.subject) == ("order.created", "commerce.woo.order.created")
+    # The same delivery id within one second, another event: another id, not a conflict.
+    other_body, other_headers = _delivery(
+        WOO, "36e520ebabc2fa725092ff4a47acedf2", "order.updated", {**order, "id": 4751}
+    )
+    other = accept_webhook("woo", WOO, other_headers, other_body, max_body_bytes=4096, now=NOW)
+    assert other.event_id != event.event_id and other.event_id.startswith("36e520ebabc2fa725092ff4a47acedf2.")
+
+
+def test_a_stripe_event_s_id_and_type_are_in_its_body() -> None:
+    body, headers = _delivery(STRIPE, "evt_1NG8Du2eZvKYlo2CUI79vXWy", "payment_intent.succeeded", {"id": "pi_1"})
+    assert set(headers) == {"content-type", "stripe-signature"}
+    event = accept_webhook("psp", STRIPE, headers, body, max_body_bytes=4096, now=NOW)
+    assert (event.event_id, event.event_type) == ("evt_1NG8Du2eZvKYlo2CUI79vXWy", "payment_intent.succeeded")
+    assert event.subject == "commerce.psp.payment_intent.succeeded"
+    stale = dt.datetime.fromtimestamp(NOW.timestamp() + 301, dt.UTC)
+    with pytest.raises(WebhookRejected) as refused:
+        accept_webhook("psp", STRIPE, headers, body, max_body_bytes=4096, now=stale)
+    assert (refused.value.status, refused.value.code) == (401, "invalid_signature")
+    assert "too old" in refused.value.detail
+
+
+def test_only_a_woocommerce_source_answers_the_unsigned_url_test() -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    assert is_ping(WOO, form, b"webhook_id=3")
+    assert not is_ping(SHOPIFY, form, b"webhook_id=3")
+    assert not is_ping(CE, form, b"webhook_id=3")
+    assert not is_ping(WOO, {**form, "x-wc-webhook-signature": "AAAA"}, b"webhook_id=3")
+    with pytest.raises(WebhookRejected) as refused:  # anything else from WooCommerce is verified as usual
+        accept_webhook("woo", WOO, form, b"webhook_id=3&more=1", max_body_bytes=4096, now=NOW)
+    assert refused.value.code == "unsupported_media_type"

@@ -123,12 +123,28 @@ def test_the_webhook_operation_documents_its_answers_body_and_signature_headers(
     document = _document(_apps(tmp_path)["ingress"])
     op = document["paths"]["/webhooks/{source}"]["post"]
     assert set(op["responses"]) == {"200", "202", "400", "401", "404", "409", "413", "415", "422", "431", "503"}
-    headers = {p["name"] for p in op["parameters"] if p["in"] == "header"}
-    assert headers == {"x-webhook-signature", "webhook-id", "webhook-timestamp", "webhook-signature"}
+    headers = {p["name"]: p for p in op["parameters"] if p["in"] == "header"}
+    assert set(headers) == {
+        "x-webhook-signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "x-shopify-hmac-sha256",
+        "x-shopify-topic",
+        "x-shopify-webhook-id",
+        "x-wc-webhook-signature",
+        "x-wc-webhook-topic",
+        "x-wc-webhook-delivery-id",
+        "stripe-signature",
+    }
+    assert all(p["schema"]["maxLength"] > 0 and p["description"] for p in headers.values())
+    assert "orders/create" in headers["x-shopify-topic"]["description"]
     source = next(p for p in op["parameters"] if p["in"] == "path")
     assert source["schema"]["enum"] == ["shop", "svix"]
     assert op["requestBody"]["required"] is True
-    assert "application/json" in op["requestBody"]["content"]
+    # JSON for every event; WooCommerce's URL test (`webhook_id=<id>`) is form-encoded.
+    assert set(op["requestBody"]["content"]) == {"application/json", "application/x-www-form-urlencoded"}
+    assert "ping" in op["responses"]["200"]["description"]
 
 
 def test_options_names_every_method_of_the_path(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from libs.subjects import (
     check_subject_filter,
     decode_token,
     encode_token,
+    event_type_levels,
     inventory_subject,
     is_publish_subject,
     is_safe_event_type,
@@ -101,3 +102,31 @@ def test_only_wildcard_free_subjects_can_be_published_to() -> None:
     assert is_publish_subject("commerce.shop.order.created")
     for bad in ("", "a.*.b", "a.>", "a..b", "a b", "a."):
         assert not is_publish_subject(bad), bad
+
+
+@pytest.mark.parametrize(
+    ("event_type", "separator", "levels"),
+    [
+        ("order.created", ".", "order.created"),
+        ("payment_intent.succeeded", ".", "payment_intent.succeeded"),
+        ("orders/create", "/", "orders.create"),
+        ("inventory_levels/update", "/", "inventory_levels.update"),
+        ("app/uninstalled", "/", "app.uninstalled"),
+        ("orders/create", ".", None),  # '/' is no level separator there, nor a token character
+        ("orders.create", "/", None),  # a '.' would make two spellings share a subject
+        ("orders/create.x", "/", None),
+        ("Orders/Create", "/", None),
+        ("orders//create", "/", None),
+        ("orders/>", "/", None),
+        ("/".join(["a"] * 9), "/", None),
+        (7, "/", None),
+        (None, ".", None),
+    ],
+)
+def test_event_type_levels_map_a_separator_to_subject_levels(
+    event_type: object, separator: str, levels: str | None
+) -> None:
+    assert event_type_levels(event_type, separator) == levels
+    if levels is not None:
+        assert is_safe_event_type(levels)
+        assert levels.replace(".", separator) == event_type, "the producer's spelling comes back"
