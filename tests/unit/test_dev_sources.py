@@ -34,8 +34,8 @@ def test_clients_find_either_dev_source_secret_and_only_those(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="no secret for source 'store'"):
         source_secret(unconfigured, DEV_CE_SOURCE, tmp_path)
     Stack(data_dir=tmp_path).service_env("ingress")
-    assert source_secret(unconfigured, DEV_CE_SOURCE, tmp_path) == dev_source_secret(tmp_path, DEV_CE_SOURCE)
-    assert source_secret(unconfigured, DEV_SOURCE, tmp_path) == dev_source_secret(tmp_path)
+    assert source_secret(unconfigured, DEV_CE_SOURCE, tmp_path).secret == dev_source_secret(tmp_path, DEV_CE_SOURCE)
+    assert source_secret(unconfigured, DEV_SOURCE, tmp_path).secret == dev_source_secret(tmp_path)
     with pytest.raises(ConfigError, match="'shop' and 'store' dev sources"):
         source_secret(unconfigured, "erp", tmp_path)
     with pytest.raises(ValueError, match="not a dev source"):
