@@ -415,6 +415,16 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
             source_profile(source, source_settings)
         except ProfileError as exc:
             raise ConfigError(str(exc)) from None
+        if source_settings.scheme == "standard-webhooks":
+            from libs.signing import is_standard_secret
+
+            bad = [n for n, secret in enumerate(source_settings.secrets, 1) if not is_standard_secret(secret)]
+            if bad:
+                # The secret itself is never shown: its position is enough to find it.
+                raise ConfigError(
+                    f"[sources.{source}] secrets: secret {', '.join(map(str, bad))} is not a Standard Webhooks "
+                    "secret (whsec_ followed by base64)"
+                )
         if source_settings.orders_source is not None and source_settings.orders_source not in settings.sources:
             configured = ", ".join(sorted(settings.sources))
             raise ConfigError(

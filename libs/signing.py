@@ -49,6 +49,7 @@ __all__ = [
     "StripeSignature",
     "commerce_engine_signature",
     "generate_standard_secret",
+    "is_standard_secret",
     "sign_standard_webhook",
     "sign_stripe",
     "verify_commerce_engine",
@@ -208,9 +209,18 @@ def verify_commerce_engine(secrets: Sequence[str], body: bytes, signature: str |
     _COMMERCE_ENGINE.check(secrets, body, signature)
 
 
-def _standard_key(secret: str) -> bytes:
+def _standard_key(secret: str, *, strict: bool = False) -> bytes:
     encoded = secret[len(_WHSEC) :] if secret.startswith(_WHSEC) else secret
-    return base64.b64decode(encoded)
+    return base64.b64decode(encoded, validate=strict)
+
+
+def is_standard_secret(secret: str) -> bool:
+    """Whether ``secret`` is a Standard Webhooks secret: ``whsec_`` (optional) and non-empty base64
+    (the specification's secret format); anything else could never verify a signature."""
+    try:
+        return bool(_standard_key(secret, strict=True))
+    except (ValueError, TypeError):
+        return False
 
 
 def generate_standard_secret() -> str:

@@ -25,7 +25,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
     config = tmp_path / "stockwire.toml"
     config.write_text(
         '[nats]\nservers = ["nats://a:4222"]\n[admin]\ntoken = "t0"\n'
-        '[sources.shop]\nscheme = "standard-webhooks"\nsecrets = ["whsec_x"]\n'
+        '[sources.shop]\nscheme = "standard-webhooks"\nsecrets = ["whsec_c2VjcmV0"]\n'
         '[outbox-relay]\nport = 7\nhosts = ["x"]\n'
     )
     env = {
@@ -206,3 +206,13 @@ def test_orders_source_must_name_a_configured_source() -> None:
     assert settings.sources["stripe"].orders_source == "shop"
     with pytest.raises(ConfigError, match=r"\[sources.stripe\] orders_source: 'shopify' is not a configured source"):
         load_settings({"sources": {"shop": {}, "stripe": {"orders_source": "shopify"}}})
+
+
+def test_a_standard_webhooks_secret_that_is_not_base64_is_refused_at_start_without_showing_it() -> None:
+    load_settings({"sources": {"svix": {"scheme": "standard-webhooks", "secrets": ["whsec_c2VjcmV0"]}}})
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"sources": {"svix": {"scheme": "standard-webhooks", "secrets": ["whsec_c2VjcmV0", "not b64!"]}}})
+    assert str(caught.value) == (
+        "[sources.svix] secrets: secret 2 is not a Standard Webhooks secret (whsec_ followed by base64)"
+    )
+    assert "not b64" not in str(caught.value)
