@@ -24,6 +24,7 @@ __all__ = [
     "MAX_QTY",
     "MAX_TIME",
     "ORDER_EVENTS",
+    "SHIPPED_STATUSES",
     "SKU",
     "TIME",
     "CanonicalEvent",
@@ -100,6 +101,20 @@ ShipmentStatus = Literal[
     "lost",
 ]
 ReturnStatus = Literal["created", "approved", "rejected", "complete", "cancelled"]
+SHIPPED_STATUSES: frozenset[str] = frozenset(
+    {
+        "shipped",
+        "in_transit",
+        "out_for_delivery",
+        "delivery_attempted",
+        "undelivered",
+        "delivered",
+        "return_to_origin",
+        "lost",
+    }
+)
+"""The shipment statuses from ``shipped`` on: the shipment's units have left the warehouse, whether it is then
+delivered, comes back or is lost (``ShipmentStatus``)."""
 
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -277,24 +292,6 @@ class Unmapped(_Event, frozen=True, kw_only=True):
     event_type: str
 
 
-CanonicalEvent = (
-    OrderPlaced
-    | OrderConfirmed
-    | OrderCancelled
-    | OrderCompleted
-    | PaymentSucceeded
-    | PaymentFailed
-    | PaymentRetried
-    | PaymentRefunded
-    | Shipment
-    | OrderShipped
-    | Return
-    | ReturnReceived
-    | StockReceived
-    | StockAdjusted
-    | Unmapped
-)
-
 OrderEvent = (
     OrderPlaced
     | OrderConfirmed
@@ -310,6 +307,8 @@ OrderEvent = (
     | ReturnReceived
 )
 """The events that name an order (``order_key``); the others are stock events or :class:`Unmapped`."""
+CanonicalEvent = OrderEvent | StockReceived | StockAdjusted | Unmapped
+"""Every event a profile builds."""
 ORDER_EVENTS: tuple[type[_OrderEvent], ...] = typing.get_args(OrderEvent)
 
 KINDS: dict[str, type[msgspec.Struct]] = {

@@ -33,6 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from libs.profiles.canonical import (
+    SHIPPED_STATUSES,
     CanonicalEvent,
     OrderCancelled,
     OrderCompleted,
@@ -58,18 +59,6 @@ __all__ = [
     "order_state",
 ]
 
-SHIPPED_STATUSES = frozenset(
-    {
-        "shipped",
-        "in_transit",
-        "out_for_delivery",
-        "delivery_attempted",
-        "undelivered",
-        "delivered",
-        "return_to_origin",
-        "lost",
-    }
-)
 """A shipment first seen in one of these has left the warehouse."""
 
 

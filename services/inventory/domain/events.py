@@ -13,6 +13,7 @@ from typing import Any
 
 from libs.profiles.canonical import (
     ORDER_EVENTS,
+    SHIPPED_STATUSES,
     CanonicalEvent,
     OrderEvent,
     OrderLine,
@@ -37,19 +38,8 @@ __all__ = [
 ]
 
 # Commerce Engine's ShipmentStatus (@commercengine/storefront-sdk 0.15.0): from `shipped` on, the
-# shipment's units have left the warehouse, whether it is then delivered, comes back or is lost.
-AFTER_SHIPPING = frozenset(
-    {
-        "shipped",
-        "in_transit",
-        "out_for_delivery",
-        "delivery_attempted",
-        "undelivered",
-        "delivered",
-        "return_to_origin",
-        "lost",
-    }
-)
+# shipment's units have left the warehouse.
+AFTER_SHIPPING = SHIPPED_STATUSES
 BEFORE_SHIPPING = frozenset({"unscheduled", "schedule_requested", "scheduled", "packed", "cancelled"})
 
 
