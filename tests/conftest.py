@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -94,6 +97,9 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
         await client.close()
 
 
+_STORE_NOT_READY = 10049
+
+
 @pytest.fixture
 async def js(nc: Client, topology_settings: TopologySettings) -> JetStreamContext:
     """JetStream with the declared topology, emptied of everything earlier tests left."""
@@ -101,8 +107,17 @@ async def js(nc: Client, topology_settings: TopologySettings) -> JetStreamContex
     streams = await context.streams_info()
     for info in streams:
         await context.delete_stream(info.config.name)
-    await apply_topology(context, topology_settings)
-    return context
+    # nats-server answers a delete before its file store is gone; re-creating the stream in that moment
+    # fails with "error creating store for stream" (10049). Try again until it takes, within a deadline.
+    deadline = time.monotonic() + 15.0
+    while True:
+        try:
+            await apply_topology(context, topology_settings)
+            return context
+        except nats.js.errors.ServerError as exc:
+            if exc.err_code != _STORE_NOT_READY or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.05)
 
 
 def _postgres_answers() -> bool:
