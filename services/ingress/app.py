@@ -257,8 +257,12 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
             for task in tasks:
                 task.cancel()
             if writer.nc is not None:
+                # Bounded: a drain while the client is still reconnecting to a server that is gone would
+                # wait for ever, and hold the process's shutdown with it.
                 with contextlib.suppress(Exception):
-                    await writer.nc.drain()
+                    await asyncio.wait_for(writer.nc.drain(), timeout=5.0)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.nc.close(), timeout=5.0)
             await spool.close()
 
     async def spool_writable() -> bool:
