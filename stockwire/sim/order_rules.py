@@ -59,8 +59,6 @@ __all__ = [
     "order_state",
 ]
 
-"""A shipment first seen in one of these has left the warehouse."""
-
 
 class OrderState(enum.Enum):
     REJECTED = "rejected"
