@@ -108,6 +108,9 @@ class SourceSettings:
     mapping: dict[str, Any] = field(default_factory=dict)
     """An override of the profile (its ``envelope``, ``common``, ``events`` and ``kinds`` tables; see
     docs/profiles.md), merged over the shipped file when the profile is loaded."""
+    order_metadata_key: str | None = None
+    """For a payment provider's source (the ``stripe`` profile): the metadata key that holds the order
+    id; None: the profile's default (``order_id``)."""
 
     def __repr__(self) -> str:  # secrets never reach a log line
         return f"SourceSettings(scheme={self.scheme!r}, profile={self.profile!r}, secrets=<{len(self.secrets)} hidden>)"
@@ -405,12 +408,23 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
         settings = msgspec.convert(_split_lists(StockwireSettings, shared), StockwireSettings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"configuration: {exc}") from exc
-    from libs.profiles import ProfileError, source_profile
+    from libs.profiles import ProfileError, implied_scheme, source_profile
     from libs.subjects import SOURCE_PATTERN
 
-    for source, source_settings in settings.sources.items():
+    raw_sources = raw.get("sources", {})
+    for source, source_settings in list(settings.sources.items()):
         if not SOURCE_PATTERN.fullmatch(source):
             raise ConfigError(f"[sources.{source}]: a source name must match {SOURCE_PATTERN.pattern}")
+        given = raw_sources.get(source, {}) if isinstance(raw_sources, Mapping) else {}
+        if source_settings.profile is not None and "scheme" not in given:
+            # A profile implies its scheme: `profile = "shopify"` alone is a Shopify source.
+            try:
+                scheme = implied_scheme(source_settings.profile)
+            except ProfileError as exc:
+                raise ConfigError(f"[sources.{source}] profile: {exc}") from None
+            if scheme is not None and scheme != source_settings.scheme:
+                source_settings = dataclasses.replace(source_settings, scheme=scheme)  # type: ignore[arg-type]
+                settings.sources[source] = source_settings
         try:
             source_profile(source, source_settings)
         except ProfileError as exc:

@@ -23,6 +23,7 @@ from libs.profiles.sources import (
     CANONICAL_PROFILE,
     SCHEME_DEFAULT_PROFILES,
     SourceProfiles,
+    implied_scheme,
     profile_name,
     source_profile,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "SourceProfiles",
     "canonical",
     "event_type_label",
+    "implied_scheme",
     "load_profile",
     "parse_profile",
     "profile_name",

@@ -28,6 +28,7 @@ __all__ = [
     "SKU",
     "TIME",
     "CanonicalEvent",
+    "Disposition",
     "Mapped",
     "OrderCancelled",
     "OrderCompleted",
@@ -141,6 +142,9 @@ class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
     backorder: bool = False
     product_id: Key | None = None
     variant_id: Key | None = None
+    restocked: Count = 0
+    """Units of the line that refunds have put back so far: a running total, not one refund's own
+    (WooCommerce's ``_restock_refunded_items``). Only what exceeds the total already applied moves."""
 
 
 class OrderPlaced(_OrderEvent, frozen=True, kw_only=True):
@@ -151,7 +155,13 @@ class OrderPlaced(_OrderEvent, frozen=True, kw_only=True):
     """A checkout reservation the order takes over, if the producer names one."""
     confirmed: bool = False
     """The order was already confirmed or paid when it was placed (Commerce Engine: an ``Order`` whose
-    ``status`` is past ``confirmed``, or whose ``payment_status`` is ``success``): it commits at once."""
+    ``status`` is past ``confirmed``, or whose ``payment_status`` is ``success``): it commits at once.
+    Sent again for an order already placed (a producer that sends the whole order on each change, as
+    WooCommerce does), it commits that order."""
+    completed: bool = False
+    """The order was already complete when this was sent: every unit has left the warehouse (Shopify:
+    ``fulfillment_status`` ``fulfilled``; WooCommerce: status ``completed``). Placed, committed and
+    shipped at once, or, for an order already placed, shipped as ``order_completed`` would."""
 
 
 class OrderConfirmed(_OrderEvent, frozen=True, kw_only=True):
@@ -219,21 +229,38 @@ class Shipment(_OrderEvent, frozen=True, kw_only=True):
 
     reference: Key
     status: ShipmentStatus
-    items: Annotated[tuple[ShipmentItem, ...], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
+    items: Annotated[tuple[ShipmentItem, ...], msgspec.Meta(max_length=MAX_ITEMS)]
+    """Empty when none of its items is stock (a gift card's fulfilment): recorded, nothing moves."""
 
 
 class OrderShipped(_OrderEvent, frozen=True, kw_only=True):
     """The whole order left the warehouse (a producer that does not report shipments one by one)."""
 
 
-class ReturnItem(msgspec.Struct, frozen=True, kw_only=True):
-    """A returned product (not a SKU: it is resolved through the order's lines)."""
+Disposition = Literal["restock", "no_restock", "cancel"]
 
-    product_id: Key
+
+class ReturnItem(msgspec.Struct, frozen=True, kw_only=True):
+    """Units of a returned or refunded product: named by ``sku``, or by product (``product_id``,
+    ``variant_id``) resolved through the order's lines (Commerce Engine's ``OrderReturnItem`` names
+    products only).
+
+    ``disposition`` says what happens to the units (Shopify's ``restock_type``): ``restock`` — they
+    came back from a shipment and are sellable again; ``no_restock`` — refunded, not put back;
+    ``cancel`` — never shipped: the order's hold on them is given back.
+    """
+
+    sku: Annotated[str, SKU] | None = None
+    product_id: Key | None = None
     variant_id: Key | None = None
     quantity: Quantity
     shipment_number: Key | None = None
     """The shipment the units came back from."""
+    disposition: Disposition = "restock"
+
+    def __post_init__(self) -> None:
+        if self.sku is None and self.product_id is None:
+            raise ValueError("a return item names its 'sku' or its 'product_id'")
 
 
 class Return(_OrderEvent, frozen=True, kw_only=True):
@@ -243,7 +270,8 @@ class Return(_OrderEvent, frozen=True, kw_only=True):
     request_number: Key
     status: ReturnStatus
     received_at: Time | None = None
-    items: Annotated[tuple[ReturnItem, ...], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
+    items: Annotated[tuple[ReturnItem, ...], msgspec.Meta(max_length=MAX_ITEMS)]
+    """Empty when none of its items is stock (a refund of shipping only): recorded, nothing moves."""
 
 
 class ReturnLine(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,8 +14,10 @@ Two kinds of error, never mixed:
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
+import json
 import re
 import tomllib
 import types
@@ -187,6 +189,59 @@ class _Expr:
         return _lookup(value, self.keys)
 
 
+class _NotInMap(Exception):
+    def __init__(self, value: object, known: tuple[str, ...]) -> None:
+        super().__init__(value)
+        self.value = value
+        self.known = known
+
+
+@dataclass(frozen=True, slots=True)
+class _ValueMap:
+    """``{ from = <expression>, map = { <wire value> = <value> }, default = <value> }``: a field whose wire
+    value is translated through a table (Shopify's fulfilment ``status`` ``success`` is ``shipped``).
+    A wire value the table does not hold takes ``default``; without one it is a mapping error."""
+
+    source: _Expr
+    table: dict[str, object]
+    default: object
+    has_default: bool
+
+    @property
+    def text(self) -> str:
+        return self.source.text
+
+    @property
+    def path(self) -> str | None:
+        return self.source.path
+
+    def search(self, value: object) -> object:
+        found = self.source.search(value)
+        if found is None:
+            return self.default if self.has_default else None
+        key = _map_key(found)
+        if key is not None and key in self.table:
+            return self.table[key]
+        if self.has_default:
+            return self.default
+        raise _NotInMap(found, tuple(self.table))
+
+
+def _map_key(value: object) -> str | None:
+    """The table key a wire value is looked up by: a string as is, a boolean as ``true``/``false``, an
+    integer as its decimal text; other values have none."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if type(value) is int:
+        return str(value)
+    return None
+
+
+_Getter = _Expr | _ValueMap
+
+
 def _lookup(value: object, keys: tuple[str, ...]) -> object:
     for key in keys:
         if type(value) is not dict:
@@ -199,24 +254,78 @@ def _lookup(value: object, keys: tuple[str, ...]) -> object:
 class _Plan:
     kind: str
     shape: _Shape
-    scalars: tuple[tuple[_FieldShape, _Expr], ...]
+    scalars: tuple[tuple[_FieldShape, _Getter], ...]
     lists: tuple[tuple[_FieldShape, _Expr, _Plan], ...]
-    by_name: dict[str, tuple[_Expr, _Plan | None]]
+    by_name: dict[str, tuple[_Getter, _Plan | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """An event type whose kind a field decides (WooCommerce's ``order.updated`` by the order's
+    ``status``): the plan per wire value; ``default`` for any other value (None: unmapped), or an
+    error when there is none (``has_default`` false)."""
+
+    selector: _Expr
+    plans: dict[str, _Plan | None]
+    default: _Plan | None
+    has_default: bool
+
+    def kinds(self) -> tuple[str, ...]:
+        plans = [*self.plans.values(), self.default]
+        return tuple(sorted({plan.kind for plan in plans if plan is not None}))
+
+    def choose(self, document: object, event_type: str) -> _Plan | None:
+        found = _search(self.selector, document, "", "kind")
+        key = _map_key(found)
+        if key is not None and key in self.plans:
+            return self.plans[key]
+        if self.has_default:
+            return self.default
+        where = self.selector.path or "kind"
+        known = ", ".join(sorted(self.plans))
+        shown = "missing" if found is None else repr(found)[:60]
+        raise MappingError(where, f"{shown} is not one of the values this type maps ({known})", event_type=event_type)
+
+
+_Entry = _Plan | _Choice | None
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PARAMETER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class _Compiler:
-    """Compiles each distinct expression text once; ``count`` says how many were compiled."""
+    """Compiles each distinct expression text once; ``count`` says how many were compiled.
 
-    def __init__(self) -> None:
+    ``${name}`` in an expression is the profile parameter ``name`` (its ``[parameters]`` default, or the
+    source's setting), written in as a JMESPath identifier, quoted unless it is a plain one:
+    ``metadata.${order_metadata_key}`` reads ``metadata.order_id``, or ``metadata."shop-order"``."""
+
+    def __init__(self, parameters: Mapping[str, str] | None = None) -> None:
         self._cache: dict[str, _Expr] = {}
+        self._parameters = dict(parameters or {})
 
     @property
     def count(self) -> int:
         return len(self._cache)
 
+    def _substituted(self, text: str, where: str) -> str:
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self._parameters:
+                known = ", ".join(sorted(self._parameters)) or "none"
+                raise ProfileError(f"{where}: unknown parameter ${{{name}}} (this profile's: {known})")
+            value = self._parameters[name]
+            # A plain identifier stays plain, so an error can name the wire field it reads.
+            return value if _IDENTIFIER.fullmatch(value) else json.dumps(value)
+
+        return _PARAMETER.sub(value, text)
+
     def __call__(self, text: object, where: str) -> _Expr:
         if not isinstance(text, str) or not text.strip():
             raise ProfileError(f"{where}: a JMESPath expression (a non-empty string) is needed, got {text!r}")
+        if "${" in text:
+            text = self._substituted(text, where)
         cached = self._cache.get(text)
         if cached is None:
             try:
@@ -236,15 +345,19 @@ class _Compiler:
         return cached
 
 
-def _where(base: str, expr: _Expr, field_name: str) -> str:
+def _where(base: str, expr: _Getter, field_name: str) -> str:
     name = expr.path or field_name
     return f"{base}.{name}" if base else name
 
 
-def _search(expr: _Expr, value: object, base: str, name: str) -> object:
+def _search(expr: _Getter, value: object, base: str, name: str) -> object:
     """``expr`` over ``value``; an error is named ``base.<expr's path or name>`` (built only then)."""
     try:
         return expr.search(value)
+    except _NotInMap as exc:
+        known = ", ".join(exc.known)
+        shown = repr(exc.value)[:60]
+        raise MappingError(_where(base, expr, name), f"{shown} is not one of the mapped values ({known})") from None
     except JMESPathError as exc:
         raise MappingError(_where(base, expr, name), f"{expr.text!r} failed: {exc}") from None
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
@@ -302,8 +415,8 @@ def _wire_path(plan: _Plan, path: str, missing: str | None) -> str:
             where = f"{where}.{name}" if where else name
             current = None
             continue
-        expr, current = entry
-        where = _where(where, expr, name)
+        getter, current = entry
+        where = _where(where, getter, name)
     return where or plan.kind
 
 
@@ -322,7 +435,7 @@ def _invalid(plan: _Plan, exc: msgspec.ValidationError, event_type: str) -> Mapp
 
 # --- profile files -------------------------------------------------------------------------------
 
-_TOP_KEYS = {"name", "scheme", "follows", "envelope", "common", "events", "kinds"}
+_TOP_KEYS = {"name", "scheme", "follows", "parameters", "envelope", "common", "events", "kinds"}
 _OVERRIDABLE = {"envelope", "common", "events", "kinds"}
 _ENVELOPE_KEYS = {"id", "type", "occurred_at", "id_header", "type_header"}
 
@@ -359,6 +472,32 @@ def _normalised(document: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+_MAP_KEYS = {_LIST_SOURCE, "map", "default"}
+
+
+def _value_table(value: object, where: str) -> tuple[object, dict[str, object], object, bool]:
+    """(the ``from`` expression text, ``map``, ``default``, whether there is a default) of a value map."""
+    table = _table(value, where)
+    unknown = set(table) - _MAP_KEYS
+    if unknown or _LIST_SOURCE not in table or "map" not in table:
+        raise ProfileError(
+            f"{where}: a value map is {{ {_LIST_SOURCE} = <expression>, map = {{ <wire value> = <value> }}, "
+            f"default = <value> (optional) }}, got keys {sorted(table, key=str)}"
+        )
+    mapping = _table(table["map"], f"{where}.map")
+    if not mapping:
+        raise ProfileError(f"{where}.map: an empty map maps nothing")
+    return table[_LIST_SOURCE], mapping, table.get("default"), "default" in table
+
+
+def _value_map(value: object, compile_: _Compiler, where: str) -> _ValueMap:
+    source, mapping, default, has_default = _value_table(value, where)
+    for key, mapped in [*mapping.items(), *([("default", default)] if has_default else [])]:
+        if not isinstance(mapped, str | int | float | bool):
+            raise ProfileError(f"{where}.map.{key}: a value map gives a string, number or boolean, got {mapped!r}")
+    return _ValueMap(compile_(source, f"{where}.{_LIST_SOURCE}"), mapping, default, has_default)
+
+
 def _plan(
     kind: str,
     fields: Mapping[str, Any],
@@ -370,9 +509,9 @@ def _plan(
 ) -> _Plan:
     """Compile ``fields`` for ``kind``; ``complete``: every required field must have an expression."""
     shape = shape or _SHAPES[kind]
-    scalars: list[tuple[_FieldShape, _Expr]] = []
+    scalars: list[tuple[_FieldShape, _Getter]] = []
     lists: list[tuple[_FieldShape, _Expr, _Plan]] = []
-    by_name: dict[str, tuple[_Expr, _Plan | None]] = {}
+    by_name: dict[str, tuple[_Getter, _Plan | None]] = {}
     for name, value in fields.items():
         field = shape.fields.get(name)
         if field is None:
@@ -387,9 +526,13 @@ def _plan(
             lists.append((field, expr, item_plan))
             by_name[name] = (expr, item_plan)
         else:
-            expr = compile_(value, f"{where}.{name}")
-            scalars.append((field, expr))
-            by_name[name] = (expr, None)
+            getter: _Getter = (
+                _value_map(value, compile_, f"{where}.{name}")
+                if isinstance(value, Mapping)
+                else compile_(value, f"{where}.{name}")
+            )
+            scalars.append((field, getter))
+            by_name[name] = (getter, None)
     for field in shape.fields.values() if complete else ():
         if field.required and field.name not in by_name:
             raise ProfileError(f"{where}: {kind} needs an expression for {field.name!r}")
@@ -451,8 +594,8 @@ class Profile:
         scheme: str | None,
         follows: str | None,
         envelope: _Envelope,
-        exact: dict[str, _Plan | None],
-        patterns: list[tuple[str, _Plan | None]],
+        exact: dict[str, _Entry],
+        patterns: list[tuple[str, _Entry]],
         compiled: int,
     ) -> None:
         self.name = name
@@ -475,7 +618,7 @@ class Profile:
         exact = [t for t, plan in self._exact.items() if plan is not None]
         return tuple(exact + [f"{prefix}*" for prefix, plan in self._patterns if plan is not None])
 
-    def _plan_for(self, event_type: str) -> _Plan | None:
+    def _plan_for(self, event_type: str) -> _Entry:
         if event_type in self._exact:
             return self._exact[event_type]
         for prefix, plan in self._patterns:
@@ -484,8 +627,11 @@ class Profile:
         return None
 
     def kind_of(self, event_type: str) -> str:
-        """The canonical kind ``event_type`` builds under this profile (``unmapped`` when none)."""
+        """The canonical kind ``event_type`` builds under this profile (``unmapped`` when none); for a type
+        whose kind a field decides, the kinds it may build joined by ``|`` (``order_cancelled|order_placed``)."""
         plan = self._plan_for(event_type)
+        if isinstance(plan, _Choice):
+            return "|".join(plan.kinds()) or UNMAPPED
         return plan.kind if plan is not None else UNMAPPED
 
     def map(
@@ -526,6 +672,8 @@ class Profile:
         occurred_at = None
         if envelope.occurred_at is not None and isinstance(document, dict):
             occurred_at = self._time(envelope.occurred_at, document)
+        if isinstance(plan, _Choice):
+            plan = plan.choose(document, event_type)
         if plan is None:
             return Mapped(
                 event_type=event_type, event_id=event_id, occurred_at=occurred_at, event=Unmapped(event_type=event_type)
@@ -596,12 +744,18 @@ def _event(plan: _Plan, document: object, event_type: str) -> CanonicalEvent:
         raise _invalid(plan, exc, event_type) from None
 
 
-def parse_profile(document: Mapping[str, Any], override: Mapping[str, Any] | None = None) -> Profile:
+def parse_profile(
+    document: Mapping[str, Any],
+    override: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, str] | None = None,
+) -> Profile:
     """Build a profile from its parsed TOML table, with an operator's ``override`` merged over it.
 
     ``override`` has the file's shape restricted to ``envelope``, ``common``, ``events`` and ``kinds``:
-    tables merge key by key, an expression replaces the file's (see docs/profiles.md). Every
-    expression is compiled here, once. Raises :class:`ProfileError` naming the key that is wrong.
+    tables merge key by key, an expression replaces the file's (see docs/profiles.md). ``parameters``
+    set the profile's ``[parameters]`` (each a non-empty string; one the profile does not declare is
+    refused). Every expression is compiled here, once. Raises :class:`ProfileError` naming the key
+    that is wrong.
     """
     document = _table(document, "profile")
     unknown = set(document) - _TOP_KEYS
@@ -623,7 +777,7 @@ def parse_profile(document: Mapping[str, Any], override: Mapping[str, Any] | Non
         if value is not None and not isinstance(value, str):
             raise ProfileError(f"'{key}' must be a string")
 
-    compile_ = _Compiler()
+    compile_ = _Compiler(_parameters(merged.get("parameters", {}), parameters or {}))
     envelope = _envelope(_table(merged.get("envelope", {}), "envelope"), compile_)
     common = _table(merged.get("common", {}), "common")
     for key, value in common.items():
@@ -636,24 +790,30 @@ def parse_profile(document: Mapping[str, Any], override: Mapping[str, Any] | Non
             raise ProfileError(f"kinds.{kind}: unknown kind (known: {', '.join(sorted(KINDS))})")
         # Checked on their own first, so that an error names the kinds table it is in.
         _plan(kind, _table(table, f"kinds.{kind}"), compile_, f"kinds.{kind}", complete=False)
-    exact: dict[str, _Plan | None] = {}
-    patterns: list[tuple[str, _Plan | None]] = []
+    exact: dict[str, _Entry] = {}
+    patterns: list[tuple[str, _Entry]] = []
+
+    def kind_plan(kind: object, fields: Mapping[str, Any], where: str, *, strict: bool = True) -> _Plan | None:
+        if kind == UNMAPPED:
+            return None
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise ProfileError(f"{where}: kind {kind!r} is unknown (known: {', '.join(sorted(KINDS))}, {UNMAPPED})")
+        shape = _SHAPES[kind]
+        shared = {key: value for key, value in common.items() if key in shape.fields}
+        own = fields if strict else {key: value for key, value in fields.items() if key in shape.fields}
+        return _plan(kind, _merge(_merge(shared, _table(kinds.get(kind, {}), f"kinds.{kind}")), own), compile_, where)
+
     for event_type, entry in _table(merged.get("events", {}), "events").items():
         where = f"events.{event_type!r}"
         if not isinstance(event_type, str):
             raise ProfileError(f"{where}: an event type is a string")
         fields = dict(entry)
         kind = fields.pop("kind", None)
-        if kind == UNMAPPED:
-            plan = None
-        elif kind not in KINDS:
-            raise ProfileError(f"{where}: kind {kind!r} is unknown (known: {', '.join(sorted(KINDS))}, {UNMAPPED})")
+        plan: _Entry
+        if isinstance(kind, Mapping):
+            plan = _choice(kind, fields, kind_plan, compile_, where)
         else:
-            shape = _SHAPES[kind]
-            shared = {key: value for key, value in common.items() if key in shape.fields}
-            plan = _plan(
-                kind, _merge(_merge(shared, _table(kinds.get(kind, {}), f"kinds.{kind}")), fields), compile_, where
-            )
+            plan = kind_plan(kind, fields, where)
         if event_type.endswith(".*"):
             patterns.append((event_type[:-1], plan))
         elif "*" in event_type or not event_type:
@@ -669,6 +829,45 @@ def parse_profile(document: Mapping[str, Any], override: Mapping[str, Any] | Non
         exact=exact,
         patterns=patterns,
         compiled=compile_.count,
+    )
+
+
+def _parameters(declared: object, given: Mapping[str, str]) -> dict[str, str]:
+    table = _table(declared, "parameters")
+    for key, value in table.items():
+        if not isinstance(value, str) or not value:
+            raise ProfileError(f"parameters.{key}: a parameter's default is a non-empty string, got {value!r}")
+    for key, value in given.items():
+        if key not in table:
+            known = ", ".join(sorted(table)) or "none"
+            raise ProfileError(f"parameter {key!r} is not one of this profile's (its parameters: {known})")
+        if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH or not value.isprintable():
+            raise ProfileError(f"parameter {key!r}: 1 to {MAX_KEY_LENGTH} printable characters, got {value!r}")
+    return {**table, **given}
+
+
+def _choice(
+    table: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    kind_plan: Callable[..., _Plan | None],
+    compile_: _Compiler,
+    where: str,
+) -> _Choice:
+    """An events entry whose ``kind`` is a value map: one plan per kind named, built once and shared by
+    the wire values naming it. The entry's own fields go to each chosen kind that has them."""
+    source, mapping, default, has_default = _value_table(table, f"{where}.kind")
+    named = {*mapping.values(), *([default] if has_default else [])}
+    built: dict[object, _Plan | None] = {}
+    for kind in sorted(named, key=str):
+        built[kind] = kind_plan(kind, fields, f"{where} (kind {kind})", strict=False)
+    for name in fields:
+        if not any(plan is not None and name in plan.shape.fields for plan in built.values()):
+            raise ProfileError(f"{where}.{name}: none of the kinds this entry chooses has a field {name!r}")
+    return _Choice(
+        compile_(source, f"{where}.kind.{_LIST_SOURCE}"),
+        {key: built[kind] for key, kind in mapping.items()},
+        built[default] if has_default else None,
+        has_default,
     )
 
 
@@ -703,11 +902,24 @@ def event_type_label(event_type: str) -> str:
     return "other"
 
 
-def load_profile(name: str, override: Mapping[str, Any] | None = None) -> Profile:
-    """Load the shipped profile ``name`` (``commerce-engine``, ``stockwire`` …), ``override`` merged over it.
+def load_profile(
+    name: str, override: Mapping[str, Any] | None = None, parameters: Mapping[str, str] | None = None
+) -> Profile:
+    """Load the shipped profile ``name`` (``commerce-engine``, ``stockwire`` …), ``override`` merged over it
+    and ``parameters`` set (see :func:`parse_profile`).
 
-    Raises :class:`ProfileError` for an unknown name or a bad override.
+    Raises :class:`ProfileError` for an unknown name, a bad override or an unknown parameter.
     """
+    return parse_profile(_shipped_document(name), override, parameters)
+
+
+def _shipped_document(name: str) -> dict[str, Any]:
+    return copy.deepcopy(_read_shipped(name, ()))
+
+
+@functools.cache
+def _read_shipped(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    """The shipped file ``name``, its ``extends`` (another shipped profile it builds on) merged under it."""
     if name not in profile_names():
         raise ProfileError(f"unknown profile {name!r} (known: {', '.join(profile_names())})")
     text = resources.files(__package__ or "libs.profiles").joinpath(_DATA, f"{name}.toml").read_text("utf-8")
@@ -715,4 +927,9 @@ def load_profile(name: str, override: Mapping[str, Any] | None = None) -> Profil
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{name}.toml: {exc}") from None
-    return parse_profile(document, override)
+    base = document.pop("extends", None)
+    if base is None:
+        return document
+    if not isinstance(base, str) or base in (*seen, name):
+        raise ProfileError(f"{name}.toml: extends {base!r}: a shipped profile other than itself is needed")
+    return _merge(_normalised(_read_shipped(base, (*seen, name)), ""), _normalised(document, ""))

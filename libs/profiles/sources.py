@@ -1,11 +1,9 @@
 """Which profile reads which source: ``[sources.<name>] profile`` (and ``mapping``), resolved once.
 
-A source that names no profile gets its signature scheme's default: ``commerce-engine`` for the
-``commerce-engine`` scheme (Commerce Engine's own payloads), ``stockwire`` (the canonical dialect) for
-the others. Shopify, WooCommerce and Stripe have no profile of their own yet: most of their types are
-unmapped in ``stockwire``, and one it maps (WooCommerce's ``order.created``) does not fit that dialect
-and is dead-lettered, to be replayed once the source names a profile that reads it. A profile that
-implies a scheme must agree with the source's ``scheme``.
+A source that names no profile gets its signature scheme's profile (the scheme ``shopify`` is read
+with the profile ``shopify``, and so on). A profile that implies a scheme must agree with the source's
+``scheme``; a source that names a profile and no scheme takes the profile's (``libs.config``).
+``stockwire``, the canonical dialect, implies none: it is read under any scheme.
 """
 
 from __future__ import annotations
@@ -16,7 +14,14 @@ from collections.abc import Mapping
 from libs.config import SourceSettings
 from libs.profiles.profile import Profile, ProfileError, load_profile
 
-__all__ = ["CANONICAL_PROFILE", "SCHEME_DEFAULT_PROFILES", "SourceProfiles", "profile_name", "source_profile"]
+__all__ = [
+    "CANONICAL_PROFILE",
+    "SCHEME_DEFAULT_PROFILES",
+    "SourceProfiles",
+    "implied_scheme",
+    "profile_name",
+    "source_profile",
+]
 
 log = logging.getLogger("stockwire.profiles")
 
@@ -24,7 +29,10 @@ CANONICAL_PROFILE = "stockwire"
 """Stockwire's own dialect (``order_id``/``lines``): tests, ``stockwire send``, custom producers."""
 SCHEME_DEFAULT_PROFILES: Mapping[str, str] = {
     "commerce-engine": "commerce-engine",
-    "standard-webhooks": CANONICAL_PROFILE,
+    "standard-webhooks": "standard-webhooks",
+    "shopify": "shopify",
+    "woocommerce": "woocommerce",
+    "stripe": "stripe",
 }
 """The profile a source gets when it names none, by its signature scheme."""
 
@@ -34,6 +42,13 @@ def profile_name(settings: SourceSettings) -> str:
     return settings.profile or SCHEME_DEFAULT_PROFILES.get(settings.scheme, CANONICAL_PROFILE)
 
 
+def implied_scheme(profile: str) -> str | None:
+    """The signature scheme the shipped profile ``profile`` implies (None: it takes the source's).
+
+    Raises :class:`ProfileError` for an unknown profile."""
+    return load_profile(profile).scheme
+
+
 def source_profile(source: str, settings: SourceSettings) -> Profile:
     """Load and compile the profile of ``[sources.<source>]``, its ``mapping`` merged over it.
 
@@ -41,10 +56,16 @@ def source_profile(source: str, settings: SourceSettings) -> Profile:
     a bad override, or a profile whose signature scheme differs from the source's ``scheme``.
     """
     name = profile_name(settings)
+    parameters = {"order_metadata_key": settings.order_metadata_key} if settings.order_metadata_key else None
     try:
-        profile = load_profile(name, settings.mapping or None)
+        profile = load_profile(name, settings.mapping or None, parameters)
     except ProfileError as exc:
-        key = "mapping" if settings.mapping and "unknown profile" not in str(exc) else "profile"
+        text = str(exc)
+        key = "profile"
+        if text.startswith("parameter 'order_metadata_key'"):
+            key = "order_metadata_key"
+        elif settings.mapping and "unknown profile" not in text:
+            key = "mapping"
         raise ProfileError(f"[sources.{source}] {key}: {exc}") from None
     if profile.scheme is not None and profile.scheme != settings.scheme:
         raise ProfileError(

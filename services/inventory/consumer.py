@@ -22,7 +22,7 @@ from libs.profiles.canonical import Unmapped
 from .adapters.wire import Envelope, MalformedEvent, read_event
 from .domain.events import CommerceEvent
 from .domain.workspace import Outcome
-from .metrics import APPLIED, APPLY_SECONDS, OVERSELL_REJECTIONS, event_type_label
+from .metrics import APPLIED, APPLY_SECONDS, OVERSELL_REJECTIONS, UNMAPPED, event_type_label, unmapped_label
 from .service_layer import handlers
 from .service_layer.unit_of_work import UnitOfWorkFactory
 
@@ -73,6 +73,11 @@ class EventHandler:
             OVERSELL_REJECTIONS.labels("event").inc(applied.oversell_rejections)
         for event_type, outcome in applied.settled:
             APPLIED.labels(event_type_label(event_type), outcome.value).inc()
+        for envelope, item, result in zip(envelopes, items, applied.results, strict=True):
+            # Unmapped is visible: kept in COMMERCE, counted by source and type (design §3).
+            unmapped = item.malformed is None and isinstance(item.event.payload, Unmapped)
+            if unmapped and result.outcome is Outcome.IGNORED:
+                UNMAPPED.labels(envelope.source, unmapped_label(envelope.source, item.event.event_type)).inc()
         return [
             self._decide(msg, envelope, result.outcome, result.detail)
             for msg, envelope, result in zip(batch, envelopes, applied.results, strict=True)

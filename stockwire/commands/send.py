@@ -20,6 +20,7 @@ __all__ = ["register"]
 
 # Exit statuses: 0 accepted (2xx), 1 refused by ingress, 2 bad arguments or configuration, 3 no answer.
 UNREACHABLE = 3
+_MAX_DATA_BYTES = 1024 * 1024
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +36,9 @@ def register(subparsers: Any) -> None:
         "3 ingress did not answer.",
     )
     parser.add_argument("event_type", help="e.g. inventory.received, order.created, orders/create")
-    parser.add_argument("data", help='the event data as JSON, e.g. \'{"sku": "A", "qty": 5}\'')
+    parser.add_argument(
+        "data", help='the event data as JSON, e.g. \'{"sku": "A", "qty": 5}\', or @FILE to read it from FILE'
+    )
     parser.add_argument(
         "--source",
         default=DEV_SOURCE,
@@ -52,8 +55,20 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     raw = load_raw()
     settings = load_settings(raw)
+    text = args.data
+    if text.startswith("@"):
+        try:
+            with open(text[1:], "rb") as file:
+                raw_data = file.read(_MAX_DATA_BYTES + 1)
+        except OSError as exc:
+            print(f"stockwire send: cannot read {text[1:]}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        if len(raw_data) > _MAX_DATA_BYTES:
+            print(f"stockwire send: {text[1:]} is over {_MAX_DATA_BYTES} bytes", file=sys.stderr)
+            return 2
+        text = raw_data.decode("utf-8", errors="replace")
     try:
-        data = json.loads(args.data)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         print(f"stockwire send: data is not JSON: {exc}", file=sys.stderr)
         return 2

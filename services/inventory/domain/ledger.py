@@ -46,7 +46,7 @@ from .model import (
     order_ref,
     split_key,
 )
-from .rules import Shortage, Step, decide_reservation, order_step, return_units, shipment_units
+from .rules import Shortage, Step, decide_reservation, order_step, refund_restocks, return_units, shipment_units
 from .workspace import Outcome, ParkedEvent, Workspace
 
 # Parked, these mean the goods already left: the order's hold must not lapse meanwhile.
@@ -55,6 +55,8 @@ _GOODS_LEFT = (Shipment, OrderShipped, OrderCompleted, Return, ReturnReceived)
 __all__ = ["CartAnswer", "CartResult", "InvariantViolation", "Inventory", "Result", "iso_time"]
 
 S = ReservationState
+# What a confirmation commits: a hold, or one that lapsed or whose payment failed (taken again if it can be).
+_AWAITING_PAYMENT = frozenset({S.RESERVED, S.EXPIRED, S.PAYMENT_FAILED})
 K = LedgerKind
 
 
@@ -221,7 +223,9 @@ class Inventory:
 
     def _transition(self, event: CommerceEvent, payload: OrderEvent, current: Reservation | None) -> Result:
         if isinstance(payload, OrderPlaced):
-            return self._order_placed(event, payload)
+            if current is None:
+                return self._order_placed(event, payload)
+            return self._placed_again(event, payload, current)
         assert current is not None
         if isinstance(payload, PaymentSucceeded | OrderConfirmed):
             return self._commit(event, current)
@@ -280,10 +284,49 @@ class Inventory:
         if digital:
             notes.append(f"{digital} digital line{'s' if digital > 1 else ''}: no stock")
         self.ws.put_reservation(order)
-        if payload.confirmed:
+        if payload.completed:
+            self._commit(event, order)
+            self._shipped_whole(event, order, "placed complete: every unit left stock")
+            notes.append("placed complete: committed and shipped at once")
+        elif payload.confirmed:
             self._commit(event, order)
             notes.append("placed confirmed: committed at once")
+        notes += self._refund_restocks(event, payload, order)
         return Result(Outcome.APPLIED, "; ".join(notes))
+
+    def _placed_again(self, event: CommerceEvent, payload: OrderPlaced, order: Reservation) -> Result:
+        """The whole order sent again: what it says that is new (confirmed, complete, more refunded units
+        put back) applies; rules.order_step allowed at least one of them."""
+        notes: list[str] = []
+        if (payload.confirmed or payload.completed) and order.state in _AWAITING_PAYMENT:
+            result = self._commit(event, order)
+            if result.outcome is not Outcome.APPLIED:
+                return result
+            notes += [result.detail] if result.detail else []
+        if payload.completed and order.state is S.COMMITTED:
+            self._shipped_whole(event, order, "order complete: units no shipment reported left stock")
+        notes += self._refund_restocks(event, payload, order)
+        return Result(Outcome.APPLIED, "; ".join(notes))
+
+    def _refund_restocks(self, event: CommerceEvent, payload: OrderPlaced, order: Reservation) -> list[str]:
+        """Units refunds put back since the last total applied: shipped ones back on hand, the rest
+        (never shipped) taken out of the order and its hold."""
+        if order.state is S.REJECTED:
+            return []
+        notes = []
+        for sku, new in sorted(refund_restocks(payload, order).items()):
+            why = f"refund restocked {new} of {sku}"
+            back = min(new, order.unreturned(sku))
+            if back:
+                self._move(sku, K.RETURNED, back, on_hand=back, reservation=order.key, source=event.msg_id, reason=why)
+                order.returned[sku] = order.returned.get(sku, 0) + back
+            if new > back:
+                self._cancel_units(order, sku, new - back, event.msg_id, why + " before it shipped")
+            order.restocked[sku] = order.restocked.get(sku, 0) + new
+            notes.append(why)
+        if notes:
+            self._settle(order)
+        return notes
 
     def _usable_cart(self, reservation_id: str | None) -> Reservation | None:
         if reservation_id is None:
@@ -407,16 +450,59 @@ class Inventory:
     def _return(self, event: CommerceEvent, payload: Return, order: Reservation) -> Result:
         units, notes = return_units(payload, order)
         why = f"return {payload.request_number} {payload.status}"
-        for sku, qty in units.items():
+        for sku, qty in units["restock"].items():
             back = min(qty, order.unreturned(sku))
             if back < qty:
                 notes.append(f"{sku}: {qty} returned but only {back} shipped and not yet returned")
             if back:
                 self._move(sku, K.RETURNED, back, on_hand=back, reservation=order.key, source=event.msg_id, reason=why)
                 order.returned[sku] = order.returned.get(sku, 0) + back
+        for sku, qty in units["no_restock"].items():
+            back = min(qty, order.unreturned(sku))
+            order.returned[sku] = order.returned.get(sku, 0) + back
+            notes.append(f"{sku}: {qty} refunded without restocking")
+        for sku, qty in units["cancel"].items():
+            given = self._cancel_units(order, sku, qty, event.msg_id, f"{why}: {sku} cancelled before shipping")
+            if given < qty:
+                notes.append(f"{sku}: {qty} cancelled but only {given} were still to ship")
         order.returns.append(payload.request_number)
-        self._set_state(order, order.state)
+        self._settle(order)
         return Result(Outcome.APPLIED, "; ".join(notes))
+
+    def _settle(self, order: Reservation) -> None:
+        """Keep ``order``, shipped once nothing it still holds is left to ship (the rest was cancelled)."""
+        if order.state is S.COMMITTED and order.shipped and not order.held() and not order.backordered:
+            self._set_state(order, S.SHIPPED)
+        else:
+            self._set_state(order, order.state)
+
+    def _cancel_units(self, order: Reservation, sku: str, qty: int, source: str, why: str) -> int:
+        """Take ``qty`` unshipped units of ``sku`` out of ``order`` (a refund that cancels them): its
+        backorder first, then its hold; returns how many it took (never more than were still to ship)."""
+        qty = min(qty, order.lines.get(sku, 0) - order.shipped.get(sku, 0))
+        if qty <= 0:
+            return 0
+        waiting = min(qty, order.backordered.get(sku, 0))
+        if waiting:
+            self._move(sku, K.DROPPED, waiting, reservation=order.key, source=source, reason=why)
+            if order.backordered[sku] > waiting:
+                order.backordered[sku] -= waiting
+            else:
+                del order.backordered[sku]
+            for backorder in self.ws.backorders_for(sku):
+                if backorder.order == order.key:
+                    left = backorder.qty - waiting
+                    self.ws.put_backorder(Backorder(sku, order.key, left, backorder.since, backorder.seq))
+        held = min(qty - waiting, order.held().get(sku, 0))
+        if held and order.state is S.RESERVED:
+            self._move(sku, K.RELEASED, held, reserved=-held, reservation=order.key, source=source, reason=why)
+        elif held:
+            self._move(sku, K.RELEASED, held, committed=-held, reservation=order.key, source=source, reason=why)
+        # Gone from the order whether it still held them or not (a lapsed hold): never shipped, never due.
+        order.lines[sku] -= qty
+        if not order.lines[sku]:
+            del order.lines[sku]
+        return qty
 
     def _returned(self, event: CommerceEvent, payload: ReturnReceived, order: Reservation) -> Result:
         notes = []

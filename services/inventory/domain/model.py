@@ -206,6 +206,8 @@ class Reservation:
     unattributed: dict[str, int] = field(default_factory=dict)
     """Shipped units no shipment has named yet (the order was reported shipped or complete as a whole):
     a shipment reported later takes its units from here instead of from stock."""
+    restocked: dict[str, int] = field(default_factory=dict)
+    """The running total of units per SKU refunds put back (``OrderLine.restocked``) applied so far."""
 
     @property
     def kind(self) -> ReservationKind:
@@ -250,6 +252,7 @@ class Reservation:
             "returns": self.returns,
             "products": self.products,
             "unattributed": self.unattributed,
+            "restocked": self.restocked,
         }
 
     def load_detail(self, value: dict[str, Any]) -> None:
@@ -260,6 +263,7 @@ class Reservation:
         self.returns = [str(r) for r in value.get("returns", [])]
         self.products = {str(k): str(v) for k, v in dict(value.get("products", {})).items()}
         self.unattributed = {str(k): int(v) for k, v in dict(value.get("unattributed", {})).items()}
+        self.restocked = {str(k): int(v) for k, v in dict(value.get("restocked", {})).items()}
 
     def overdue(self, now: float) -> bool:
         return self.state is ReservationState.RESERVED and self.expires_at is not None and self.expires_at <= now
@@ -279,6 +283,7 @@ class Reservation:
             list(self.returns),
             dict(self.products),
             dict(self.unattributed),
+            dict(self.restocked),
         )
 
     def __deepcopy__(self, memo: dict[int, object]) -> Reservation:

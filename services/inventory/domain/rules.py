@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from libs.profiles.canonical import (
+    Disposition,
     OrderCancelled,
     OrderCompleted,
     OrderConfirmed,
@@ -29,6 +30,7 @@ __all__ = [
     "Step",
     "decide_reservation",
     "order_step",
+    "refund_restocks",
     "restocking",
     "return_units",
     "shipment_units",
@@ -92,19 +94,32 @@ def restocking(event: Return) -> bool:
     return event.status == "complete" or event.received_at is not None
 
 
-def return_units(event: Return, order: Reservation) -> tuple[dict[str, int], list[str]]:
-    """The SKUs a return's products are, through the order's own lines: (units per SKU, notes on items
-    that name a product the order does not hold)."""
-    out: dict[str, int] = {}
+def return_units(event: Return, order: Reservation) -> tuple[dict[Disposition, dict[str, int]], list[str]]:
+    """A return's units per disposition and SKU (an item that names a product, not its SKU, resolved
+    through the order's own lines), and notes on items that name a product the order does not hold."""
+    out: dict[Disposition, dict[str, int]] = {"restock": {}, "no_restock": {}, "cancel": {}}
     notes: list[str] = []
     for item in event.items:
-        sku = order.sku_of(item.product_id, item.variant_id)
+        sku = item.sku
+        if sku is None and item.product_id is not None:
+            sku = order.sku_of(item.product_id, item.variant_id)
         if sku is None:
-            what = item.product_id + (f"/{item.variant_id}" if item.variant_id else "")
+            what = f"{item.product_id}" + (f"/{item.variant_id}" if item.variant_id else "")
             notes.append(f"product {what} is not a line of the order: not restocked")
             continue
-        out[sku] = out.get(sku, 0) + item.quantity
+        units = out[item.disposition]
+        units[sku] = units.get(sku, 0) + item.quantity
     return out, notes
+
+
+def refund_restocks(event: OrderPlaced, order: Reservation) -> dict[str, int]:
+    """Units per SKU that ``event``'s running refund totals (``OrderLine.restocked``) put back beyond what
+    ``order`` has applied already: empty when nothing is new, however often the order is sent again."""
+    totals: dict[str, int] = {}
+    for line in event.lines:
+        if line.restocked:
+            totals[line.sku] = totals.get(line.sku, 0) + line.restocked
+    return {sku: n - order.restocked.get(sku, 0) for sku, n in totals.items() if n > order.restocked.get(sku, 0)}
 
 
 def order_step(order: Reservation | None, event: OrderEvent) -> tuple[Step, str]:
@@ -116,7 +131,16 @@ def order_step(order: Reservation | None, event: OrderEvent) -> tuple[Step, str]
     """
     state = order.state if order is not None else None
     if isinstance(event, OrderPlaced):
-        return (Step.APPLY, "") if state is None else (Step.IGNORE, "the order already exists")
+        if state is None:
+            return Step.APPLY, ""
+        # The whole order sent again (WooCommerce, on each change): only what it says that is new counts.
+        if event.completed and (state in (S.RESERVED, S.COMMITTED) or state in _REVIVABLE):
+            return Step.APPLY, ""
+        if event.confirmed and (state is S.RESERVED or state in _REVIVABLE):
+            return Step.APPLY, ""
+        if order is not None and state is not S.REJECTED and refund_restocks(event, order):
+            return Step.APPLY, ""
+        return Step.IGNORE, "the order already exists"
     if isinstance(event, PaymentRetried | PaymentRefunded):
         return Step.IGNORE, f"{_name(event)} moves no stock"
     if isinstance(event, PaymentFailed) and not event.release:
@@ -189,8 +213,12 @@ def _return_step(order: Reservation, event: Return) -> tuple[Step, str]:
         return Step.IGNORE, f"return {event.request_number} was already restocked"
     if order.state is S.REJECTED:
         return Step.IGNORE, "the order is rejected: nothing was shipped"
-    units, _ = return_units(event, order)
+    by_disposition, _ = return_units(event, order)
+    units = dict(by_disposition["restock"])
+    for sku, qty in by_disposition["no_restock"].items():
+        units[sku] = units.get(sku, 0) + qty
     if order.state in _MAY_SHIP:
+        # Cancelled units never shipped: they do not wait for a shipment.
         for sku, qty in units.items():
             # More is back than has shipped, and more of it may still ship: the shipment is late.
             if qty > order.unreturned(sku) and order.lines.get(sku, 0) > order.shipped.get(sku, 0):

@@ -279,6 +279,18 @@ async def test_unknown_event_types_are_kept_in_commerce_and_ignored(
     assert (await js.stream_info("COMMERCE")).state.messages == 1
 
 
+async def test_an_unmapped_type_is_counted_by_its_source_and_its_own_type(
+    inventory: AsyncTestClient, js: JetStreamContext
+) -> None:
+    labels = {"source": "ce", "event_type": "loyalty.points.earned"}
+    before = await _metric(inventory, "inventory_unmapped_events_total", **labels)
+    await publish(js, "loyalty.points.earned", "lp1", {"id": "x"})
+    await publish(js, "loyalty.points.earned", "lp1", {"id": "x"})  # a duplicate is not counted again
+    await publish(js, "loyalty.points.earned", "lp2", {"id": "y"})
+    await eventually(lambda: drained(js), what="consumer drained")
+    assert await _metric(inventory, "inventory_unmapped_events_total", **labels) == before + 2
+
+
 async def test_readiness_reports_nats_store_and_consumer(inventory: AsyncTestClient) -> None:
     response = await inventory.get("/readyz")
     assert response.status_code == 200
