@@ -613,6 +613,12 @@ class Profile:
         return f"Profile({self.name!r}, scheme={self.scheme!r}, {len(self._exact) + len(self._patterns)} types)"
 
     @property
+    def type_only_in_header(self) -> str | None:
+        """The header the event type travels in (lower case; Shopify's ``x-shopify-topic``) when the body
+        does not carry it; None when the body does."""
+        return self._envelope.type_header if self._envelope.type is None else None
+
+    @property
     def event_types(self) -> tuple[str, ...]:
         """The event types this profile maps (patterns end in ``.*``), unmapped ones on purpose left out."""
         exact = [t for t, plan in self._exact.items() if plan is not None]

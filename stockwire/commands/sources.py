@@ -58,6 +58,15 @@ def _list(sources: dict[str, SourceSettings]) -> int:
 
 
 def _check(profile: Profile, body: bytes, event_type: str | None, event_id: str | None) -> int:
+    header = profile.type_only_in_header
+    if event_type is None and header is not None:
+        example = profile.event_types[0] if profile.event_types else "…"
+        print(
+            f"sources check: profile {profile.name!r} reads the event type from the {header} header, not the "
+            f"body: give it with --type (e.g. --type {example})",
+            file=sys.stderr,
+        )
+        return 2
     try:
         mapped = profile.map_body(body, event_type=event_type, event_id=event_id)
     except MappingError as exc:

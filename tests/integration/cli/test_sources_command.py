@@ -75,3 +75,88 @@ def test_bad_arguments_are_one_line_and_exit_2(
     assert stockwire(arguments) == 2
     err = capsys.readouterr().err
     assert complaint in err and len(err.strip().splitlines()) == 1
+
+
+PLATFORMS = Path(__file__).parents[2] / "fixtures"
+
+
+@pytest.fixture
+def platforms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Shopify store and the Stripe account that takes its payments; each names its profile only."""
+    config = tmp_path / "stockwire.toml"
+    config.write_text(
+        '[sources.shopify]\nsecrets = ["s"]\nprofile = "shopify"\n'
+        '[sources.stripe]\nsecrets = ["whsec_p"]\nprofile = "stripe"\norders_source = "shopify"\n'
+    )
+    monkeypatch.setenv("STOCKWIRE_CONFIG", str(config))
+    return config
+
+
+def _body(tmp_path: Path, platform: str, name: str, **changes: object) -> Path:
+    body = json.loads((PLATFORMS / platform / name).read_text())["body"]
+    body.update(changes)
+    sample = tmp_path / name
+    sample.write_text(json.dumps(body))
+    return sample
+
+
+def test_a_profile_implies_its_scheme(platforms: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert stockwire(["sources", "list"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "shopify: scheme shopify, profile shopify",
+        "stripe: scheme stripe, profile stripe, orders of shopify",
+    ]
+
+
+def test_a_topic_that_travels_in_a_header_is_asked_for(
+    platforms: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = _body(tmp_path, "shopify", "01-orders.create-a-pending.json")
+    assert stockwire(["sources", "check", "shopify", str(sample)]) == 2
+    assert "X-Shopify-Topic".lower() in capsys.readouterr().err.lower()
+    assert stockwire(["sources", "check", "shopify", str(sample), "--type", "orders/create"]) == 0
+    mapped = json.loads(capsys.readouterr().out)
+    assert (mapped["kind"], mapped["event"]["order_key"]) == ("order_placed", "5735370481727")
+    # The gift card (no SKU) holds no stock: three lines of four.
+    assert [line["sku"] for line in mapped["event"]["lines"]] == ["TEE-RED-M", "MUG-BLK", "CAP-GRY"]
+
+
+def test_an_override_in_toml_changes_a_shopify_mapping(
+    platforms: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = _body(tmp_path, "shopify", "01-orders.create-a-pending.json", financial_status="authorized")
+    check = ["sources", "check", "shopify", str(sample), "--type", "orders/create"]
+    assert stockwire(check) == 0
+    assert json.loads(capsys.readouterr().out)["event"]["confirmed"] is False
+
+    # This store captures payments later: an authorised order is as good as paid.
+    platforms.write_text(
+        platforms.read_text()
+        + "[sources.shopify.mapping.kinds.order_placed]\n"
+        + "confirmed = \"contains(['authorized', 'paid'], financial_status)\"\n"
+    )
+    assert stockwire(check) == 0
+    assert json.loads(capsys.readouterr().out)["event"]["confirmed"] is True
+
+
+def test_the_order_metadata_key_is_set_in_configuration(
+    platforms: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = _body(tmp_path, "stripe", "06-payment_intent.succeeded-shop-order-key.json")
+    assert stockwire(["sources", "check", "stripe", str(sample)]) == 1
+    assert "data.object.metadata.order_id: required, missing or null" in capsys.readouterr().err
+
+    platforms.write_text(platforms.read_text() + 'order_metadata_key = "shop_order"\n')
+    assert stockwire(["sources", "check", "stripe", str(sample)]) == 0
+    mapped = json.loads(capsys.readouterr().out)
+    assert (mapped["kind"], mapped["event"]["order_key"]) == ("payment_succeeded", "5735382007871")
+
+
+def test_an_order_metadata_key_on_a_profile_without_one_is_refused(
+    platforms: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    platforms.write_text(
+        platforms.read_text().replace('profile = "shopify"\n', 'profile = "shopify"\norder_metadata_key = "x"\n')
+    )
+    assert stockwire(["sources", "list"]) == 2
+    assert "[sources.shopify] order_metadata_key" in capsys.readouterr().err
