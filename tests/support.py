@@ -30,9 +30,11 @@ from libs.topology import COMMERCE, DEADLETTER
 __all__ = [
     "BAD_INTEGERS",
     "ClusterNode",
+    "LedgerRow",
     "NatsCluster",
     "ce_body",
     "ce_headers",
+    "chained_rows",
     "commerce_headers",
     "dead_letter",
     "eventually",
@@ -71,6 +73,21 @@ def eventually_sync(
             return last
         time.sleep(interval)
     raise AssertionError(f"{what} not met within {timeout}s (last value: {last!r})")
+
+
+LedgerRow = tuple[str, int, int, int, int, str]
+"""kind, qty, on_hand_delta, reserved_delta, committed_delta, source."""
+
+
+def chained_rows(entries: list[dict[str, Any]]) -> list[LedgerRow]:
+    """A SKU's ledger entries as ``GET /skus/{sku}/ledger`` gives them, checked (versions count from 1,
+    every row chains to the one before it) and cut down to what a test compares."""
+    assert [e["version"] for e in entries] == list(range(1, len(entries) + 1))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(entries))
+    return [
+        (e["kind"], e["qty"], e["on_hand_delta"], e["reserved_delta"], e["committed_delta"], e["source"])
+        for e in entries
+    ]
 
 
 def ce_body(event_type: str = "order.created", event_id: str | None = None, **data: Any) -> bytes:
@@ -222,7 +239,6 @@ async def dead_letter(
     ack = await js.publish(deadletter_subject(consumer, subject), body, headers=headers)
     assert ack.stream == DEADLETTER
     return ack.seq
-
 
 
 async def stored_message(js: JetStreamContext, stream: str, seq: int) -> tuple[str, dict[str, str], bytes]:

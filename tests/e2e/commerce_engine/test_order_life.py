@@ -9,7 +9,6 @@ availability; at the end the sink must have seen exactly the versions whose avai
 
 from __future__ import annotations
 
-import itertools
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -29,15 +28,14 @@ from stockwire.stack import DEV_SOURCE, Stack, dev_source_secret
 from tests.commerce_engine import BOOK, BOX, JACKET, MUG, ORDER_A, TEE, load, receipt
 from tests.e2e.flash_sale.conftest import running_stack
 from tests.e2e.inventory.conftest import drained
-from tests.support import ce_headers, eventually
+from tests.support import LedgerRow, ce_headers, chained_rows, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 SKUS = (TEE, MUG, BOX, JACKET)
 Levels = tuple[int, int, int, int, int]
 """on_hand, reserved, committed, available, backordered."""
-Row = tuple[str, int, int, int, int, str]
-"""kind, qty, on_hand_delta, reserved_delta, committed_delta, source."""
+Row = LedgerRow
 
 
 def ce(number: int) -> str:
@@ -102,14 +100,7 @@ class Shop:
         return s["on_hand"], s["reserved"], s["committed"], s["available"], s["backordered"]
 
     async def ledger(self, sku: str) -> list[Row]:
-        entries = (await self.inventory(f"/skus/{quote(sku, safe='')}/ledger")).json()["entries"]
-        # Versions count from 1 and every row chains to the one before it.
-        assert [e["version"] for e in entries] == list(range(1, len(entries) + 1))
-        assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(entries))
-        return [
-            (e["kind"], e["qty"], e["on_hand_delta"], e["reserved_delta"], e["committed_delta"], e["source"])
-            for e in entries
-        ]
+        return chained_rows((await self.inventory(f"/skus/{quote(sku, safe='')}/ledger")).json()["entries"])
 
     async def check(self, expected: Expected) -> None:
         assert {sku: await self.levels(sku) for sku in SKUS} == {sku: expected.levels.get(sku) for sku in SKUS}
