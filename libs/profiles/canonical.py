@@ -27,6 +27,7 @@ __all__ = [
     "SHIPPED_STATUSES",
     "SKU",
     "TIME",
+    "WIRE_NOT_EMPTY",
     "CanonicalEvent",
     "Disposition",
     "Mapped",
@@ -67,6 +68,10 @@ MAX_TIME = 253_402_300_799.0
 # No control characters (C0, C1) nor line/paragraph separators: keys end up in logs, subjects and
 # URLs. \A…\Z, not ^…$: `$` would accept a trailing newline.
 _PRINTABLE = r"\A[^\x00-\x1f\x7f-\x9f\u2028\u2029]+\Z"
+
+WIRE_NOT_EMPTY = "wire_not_empty"
+"""The ``extra`` mark of a list field whose list on the wire must not be empty, although the profile may
+select none of its elements (Shopify's lines without a SKU)."""
 
 KEY = msgspec.Meta(
     min_length=1,
@@ -148,9 +153,11 @@ class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OrderPlaced(_OrderEvent, frozen=True, kw_only=True):
-    """A new order: its lines, 1 to :data:`MAX_ITEMS` of them."""
+    """A new order: its lines, up to :data:`MAX_ITEMS` of them."""
 
-    lines: Annotated[tuple[OrderLine, ...], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
+    lines: Annotated[tuple[OrderLine, ...], msgspec.Meta(max_length=MAX_ITEMS, extra={WIRE_NOT_EMPTY: True})]
+    """Empty only when the profile selected none of the order's lines as stock (an order of a gift card
+    only): recorded, nothing is held. An order that carries no line at all does not map."""
     reservation_id: Key | None = None
     """A checkout reservation the order takes over, if the producer names one."""
     confirmed: bool = False

@@ -33,7 +33,18 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from libs.profiles import canonical
-from libs.profiles.canonical import KEY, KINDS, MAX_ITEMS, MAX_KEY_LENGTH, SKU, TIME, CanonicalEvent, Mapped, Unmapped
+from libs.profiles.canonical import (
+    KEY,
+    KINDS,
+    MAX_ITEMS,
+    MAX_KEY_LENGTH,
+    SKU,
+    TIME,
+    WIRE_NOT_EMPTY,
+    CanonicalEvent,
+    Mapped,
+    Unmapped,
+)
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -55,6 +66,7 @@ _LIST_SOURCE = "from"
 # The plain path an expression starts with (`data.status || 'shipped'` → data.status): the wire field
 # an error names. An expression that starts otherwise (`sum([...])`) is named by its canonical field.
 _LEADING_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?=\s*(?:\|\||$))")
+_FILTERED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\[\?(.+)\]")
 _PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _MSGSPEC_AT = re.compile(r"^(?P<detail>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
@@ -90,6 +102,7 @@ class _FieldShape:
     required: bool
     coerce: Callable[[object, str], object] | None
     item: _Shape | None
+    wire_not_empty: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +163,8 @@ def _shape(struct: type[msgspec.Struct]) -> _Shape:
             if isinstance(element, type) and issubclass(element, msgspec.Struct):
                 item = _shape(element)
         required = info.default is msgspec.NODEFAULT and info.default_factory is msgspec.NODEFAULT
-        fields[info.name] = _FieldShape(info.name, required, coerce, item)
+        not_empty = any(isinstance(m, msgspec.Meta) and (m.extra or {}).get(WIRE_NOT_EMPTY) for m in metas)
+        fields[info.name] = _FieldShape(info.name, required, coerce, item, not_empty)
     return _Shape(struct, fields)
 
 
@@ -170,6 +184,9 @@ class _Expr:
     """The plain dotted path the expression starts with, if any: the wire field it names."""
     keys: tuple[str, ...] | None
     """The keys of an expression that is nothing but a plain path: then it is evaluated by lookups."""
+    selection: ParsedResult | None = None
+    """For a list given as ``<plain path>[?<condition>]`` (Shopify's ``line_items[?sku]``): the condition,
+    evaluated per element here so that an element keeps its position on the wire (errors name it)."""
     alternatives: tuple[tuple[str, ...], ...] = ()
     """The paths of an expression that is nothing but plain paths joined by ``||``, in order. It is read
     as "the first of them that is there" (present and not null): JMESPath's ``||`` would also pass over
@@ -340,7 +357,12 @@ class _Compiler:
             alternatives: tuple[tuple[str, ...], ...] = ()
             if len(parts) > 1 and all(_PLAIN_PATH.fullmatch(part) for part in parts):
                 alternatives = tuple(tuple(part.split(".")) for part in parts)
-            cached = _Expr(text, parsed, path, keys, alternatives)
+            selection = None
+            filtered = _FILTERED.fullmatch(stripped)
+            if filtered is not None:
+                path, keys = filtered.group(1), tuple(filtered.group(1).split("."))
+                selection = jmespath.compile(filtered.group(2))
+            cached = _Expr(text, parsed, path, keys, selection, alternatives)
             self._cache[text] = cached
         return cached
 
@@ -365,7 +387,11 @@ def _search(expr: _Getter, value: object, base: str, name: str) -> object:
         raise MappingError(_where(base, expr, name), f"{expr.text!r} failed: {type(exc).__name__}") from None
 
 
-def _build(plan: _Plan, value: object, base: str) -> dict[str, object]:
+def _build(
+    plan: _Plan, value: object, base: str, positions: dict[str, list[int]], canonical: str = ""
+) -> dict[str, object]:
+    """The canonical fields of ``plan`` read from ``value``; ``positions`` gets, for each list built from a
+    selection, the wire position of each element kept (keyed by its canonical path, ``.lines``)."""
     out: dict[str, object] = {}
     for field, expr in plan.scalars:
         found = _search(expr, value, base, field.name)
@@ -373,7 +399,11 @@ def _build(plan: _Plan, value: object, base: str) -> dict[str, object]:
             continue
         out[field.name] = field.coerce(found, _where(base, expr, field.name)) if field.coerce else found
     for field, expr, item_plan in plan.lists:
-        found = _search(expr, value, base, field.name)
+        found = (
+            _lookup(value, expr.keys)
+            if expr.selection is not None and expr.keys
+            else _search(expr, value, base, field.name)
+        )
         if found is None:
             continue
         where = _where(base, expr, field.name)
@@ -381,8 +411,30 @@ def _build(plan: _Plan, value: object, base: str) -> dict[str, object]:
             raise MappingError(where, f"must be a list, got {_json_type(found)}")
         if len(found) > MAX_ITEMS:
             raise MappingError(where, f"holds {len(found)} entries, over the limit of {MAX_ITEMS}")
-        out[field.name] = [_build(item_plan, element, f"{where}[{i}]") for i, element in enumerate(found)]
+        if field.wire_not_empty and not found:
+            raise MappingError(where, "Expected `array` of length >= 1")
+        kept = list(range(len(found)))
+        if expr.selection is not None:
+            kept = [i for i in kept if _truthy(_select(expr, found[i], f"{where}[{i}]"))]
+            positions[f"{canonical}.{field.name}"] = kept
+        out[field.name] = [
+            _build(item_plan, found[i], f"{where}[{i}]", positions, f"{canonical}.{field.name}[{n}]")
+            for n, i in enumerate(kept)
+        ]
     return out
+
+
+def _select(expr: _Expr, element: object, where: str) -> object:
+    assert expr.selection is not None
+    try:
+        return expr.selection.search(element)
+    except (JMESPathError, TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise MappingError(where, f"{expr.text!r} failed: {type(exc).__name__}") from None
+
+
+def _truthy(value: object) -> bool:
+    """JMESPath's truth: false, null, and empty strings, lists and objects are false; numbers are true."""
+    return not (value is None or value is False or value == "" or value == [] or value == {})
 
 
 def _json_type(value: object) -> str:
@@ -399,17 +451,23 @@ def _json_type(value: object) -> str:
     return "an object"
 
 
-def _wire_path(plan: _Plan, path: str, missing: str | None) -> str:
-    """The wire name of a canonical path (``.lines[0].quantity``) as msgspec reports it."""
+def _wire_path(plan: _Plan, path: str, missing: str | None, positions: Mapping[str, list[int]]) -> str:
+    """The wire name of a canonical path (``.lines[0].quantity``) as msgspec reports it; an element of a
+    list built from a selection is named by its position on the wire."""
     where = ""
+    canonical = ""
     current: _Plan | None = plan
     parts = [(m.group(1), m.group(2)) for m in _PATH_PART.finditer(path)]
     if missing is not None:
         parts.append((missing, None))
     for name, index in parts:
         if index is not None:
-            where += f"[{index}]"
+            kept = positions.get(canonical)
+            wire = kept[int(index)] if kept is not None and int(index) < len(kept) else int(index)
+            where += f"[{wire}]"
+            canonical += f"[{index}]"
             continue
+        canonical += f".{name}"
         entry = current.by_name.get(name) if current is not None else None
         if entry is None:
             where = f"{where}.{name}" if where else name
@@ -420,17 +478,18 @@ def _wire_path(plan: _Plan, path: str, missing: str | None) -> str:
     return where or plan.kind
 
 
-def _invalid(plan: _Plan, exc: msgspec.ValidationError, event_type: str) -> MappingError:
+def _invalid(
+    plan: _Plan, exc: msgspec.ValidationError, event_type: str, positions: Mapping[str, list[int]]
+) -> MappingError:
     match = _MSGSPEC_AT.match(str(exc))
     detail, path = (match.group("detail"), match.group("path")) if match else (str(exc), None)
     missing = _MISSING.match(detail)
     if missing is not None:
-        return MappingError(
-            _wire_path(plan, path or "", missing.group("field")), "required, missing or null", event_type=event_type
-        )
+        where = _wire_path(plan, path or "", missing.group("field"), positions)
+        return MappingError(where, "required, missing or null", event_type=event_type)
     if path is None:
         return MappingError(plan.kind, detail, event_type=event_type)
-    return MappingError(_wire_path(plan, path, None), detail, event_type=event_type)
+    return MappingError(_wire_path(plan, path, None, positions), detail, event_type=event_type)
 
 
 # --- profile files -------------------------------------------------------------------------------
@@ -741,13 +800,14 @@ _decoder = msgspec.json.Decoder()
 
 
 def _event(plan: _Plan, document: object, event_type: str) -> CanonicalEvent:
+    positions: dict[str, list[int]] = {}
     try:
-        return msgspec.convert(_build(plan, document, ""), plan.shape.struct)  # type: ignore[return-value]
+        return msgspec.convert(_build(plan, document, "", positions), plan.shape.struct)  # type: ignore[return-value]
     except MappingError as exc:
         exc.event_type = event_type
         raise
     except msgspec.ValidationError as exc:
-        raise _invalid(plan, exc, event_type) from None
+        raise _invalid(plan, exc, event_type, positions) from None
 
 
 def parse_profile(
