@@ -1,4 +1,9 @@
-"""An asyncio HTTP/1.1 keep-alive load generator, for machines without wrk.
+"""Requests files with headers per request, and an asyncio HTTP/1.1 keep-alive load generator that
+replays them, for machines without wrk (``bench/webhooks.lua`` reads the same format for wrk).
+
+A requests file holds one pre-signed webhook per line: tab-separated fields, the last one the JSON body
+(compact JSON holds no raw tab), each other one a header, ``Name: value``. A field without ``": "`` is
+the value of ``X-Webhook-Signature`` (a Commerce Engine delivery: ``<hex signature>\t<json body>``).
 
 Run as a separate process: ``python -m bench.loadgen <requests-file> <url> <connections> <seconds>``;
 prints one JSON line like the wrk script does.
@@ -10,28 +15,57 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import uvloop
 
 from bench.support import percentile
 
+__all__ = ["parse_line", "request_line"]
+
+SIGNATURE_HEADER = "X-Webhook-Signature"
+
+
+def request_line(headers: Mapping[str, str], body: str) -> str:
+    """One line of a requests file: ``headers`` (values without tab or line break) and ``body``."""
+    if "\t" in body or "\n" in body:
+        raise ValueError("the body must hold no raw tab or line break (compact JSON does not)")
+    fields = []
+    for name, value in headers.items():
+        if any(c in name + value for c in "\t\r\n") or ":" in name:
+            raise ValueError(f"header {name!r}: no tab, line break or colon in the name, no tab or break in the value")
+        fields.append(f"{name}: {value}")
+    return "\t".join([*fields, body]) + "\n"
+
+
+def parse_line(line: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """A line of a requests file: its headers (name, value) and its body."""
+    *fields, body = line.rstrip(b"\r\n").split(b"\t")
+    headers = []
+    for field in fields:
+        name, colon, value = field.partition(b": ")
+        headers.append((name, value) if colon else (SIGNATURE_HEADER.encode(), field))
+    return headers, body
+
 
 def _requests(path: str, host: str, target: str) -> list[bytes]:
     out = []
     with open(path, "rb") as file:
         for line in file:
-            signature, body = line.rstrip(b"\n").split(b"\t", 1)
+            headers, body = parse_line(line)
+            head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
             out.append(
                 b"POST " + target.encode() + b" HTTP/1.1\r\nHost: " + host.encode()
-                + b"\r\nContent-Type: application/json\r\nX-Webhook-Signature: " + signature
-                + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-            )
+                + b"\r\nContent-Type: application/json\r\n" + head
+                + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )  # fmt: skip
     return out
 
 
-async def _worker(host: str, port: int, queue: list[bytes], deadline: float, latencies: list[float],
-                  counts: dict[str, int]) -> None:
+async def _worker(
+    host: str, port: int, queue: list[bytes], deadline: float, latencies: list[float], counts: dict[str, int]
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     while time.perf_counter() < deadline and queue:
         payload = queue.pop()
@@ -61,7 +95,7 @@ async def _run(path: str, url: str, connections: int, seconds: float) -> dict[st
     await asyncio.gather(*(_worker(host, port, queue, deadline, latencies, counts) for _ in range(connections)))
     elapsed = time.perf_counter() - started
     return {"requests": len(latencies), "duration_us": elapsed * 1e6, "p50_us": percentile(latencies, 50) * 1e6,
-            "p99_us": percentile(latencies, 99) * 1e6, "non_2xx": counts["non_2xx"], "socket_errors": 0}
+            "p99_us": percentile(latencies, 99) * 1e6, "non_2xx": counts["non_2xx"], "socket_errors": 0}  # fmt: skip
 
 
 def main() -> None:
