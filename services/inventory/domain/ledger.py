@@ -412,13 +412,7 @@ class Inventory:
                 self._move(sku, K.LOST, qty, reservation=order.key, source=event.msg_id, reason=why)
             record.lost = True
         order.shipments[ref] = record
-        if order.state is S.COMMITTED and not order.held() and not order.backordered:
-            self._set_state(order, S.SHIPPED)
-        elif order.state is S.CANCELLED and all(order.shipped.get(sku, 0) >= n for sku, n in order.lines.items()):
-            # Everything left before the cancellation was reported: the cancellation came too late.
-            self._set_state(order, S.SHIPPED)
-        else:
-            self._set_state(order, order.state)
+        self._settle(order, shipment=True)
         return Result(Outcome.APPLIED, "; ".join(notes))
 
     def _ship(self, event: CommerceEvent, payload: Shipment, order: Reservation, record: ShipmentRecord) -> list[str]:
@@ -469,19 +463,35 @@ class Inventory:
         self._settle(order)
         return Result(Outcome.APPLIED, "; ".join(notes))
 
-    def _settle(self, order: Reservation) -> None:
-        """Keep ``order``, shipped once nothing it still holds is left to ship (the rest was cancelled)."""
-        if order.state is S.COMMITTED and order.shipped and not order.held() and not order.backordered:
-            self._set_state(order, S.SHIPPED)
-        else:
-            self._set_state(order, order.state)
+    def _settle(self, order: Reservation, *, shipment: bool = False) -> None:
+        """Keep ``order``; it is shipped once every unit it still has left (after a ``shipment``, or once
+        what was left to ship was cancelled), whichever of its events came first: a committed order
+        holding nothing more, or a cancelled one whose shipments reported after the cancellation carried
+        everything (the cancellation came too late)."""
+        shipped_all = bool(order.shipped) and all(order.shipped.get(sku, 0) >= n for sku, n in order.lines.items())
+        holds_nothing = not order.held() and not order.backordered
+        done = {
+            S.COMMITTED: (shipment or bool(order.shipped)) and holds_nothing,
+            S.CANCELLED: shipped_all,
+        }.get(order.state, False)
+        self._set_state(order, S.SHIPPED if done else order.state)
 
     def _cancel_units(self, order: Reservation, sku: str, qty: int, source: str, why: str) -> int:
         """Take ``qty`` unshipped units of ``sku`` out of ``order`` (a refund that cancels them): its
-        backorder first, then its hold; returns how many it took (never more than were still to ship)."""
-        qty = min(qty, order.lines.get(sku, 0) - order.shipped.get(sku, 0))
+        backorder first, then its hold, then units only the whole order's report said had left (no
+        shipment named them: the cancellation says they never did, and they go back on hand). Returns
+        how many it took, never more than had not left by a shipment of their own."""
+        unshipped = max(0, order.lines.get(sku, 0) - order.shipped.get(sku, 0))
+        reported = min(max(0, qty - unshipped), order.unattributed.get(sku, 0))
+        if reported:
+            reason = f"{why}: reported shipped with the whole order, never left"
+            self._move(sku, K.RETURNED, reported, on_hand=reported, reservation=order.key, source=source, reason=reason)
+            order.unattributed[sku] -= reported
+            order.shipped[sku] -= reported
+            order.lines[sku] -= reported
+        qty = min(qty, unshipped)
         if qty <= 0:
-            return 0
+            return reported
         waiting = min(qty, order.backordered.get(sku, 0))
         if waiting:
             self._move(sku, K.DROPPED, waiting, reservation=order.key, source=source, reason=why)
@@ -502,7 +512,7 @@ class Inventory:
         order.lines[sku] -= qty
         if not order.lines[sku]:
             del order.lines[sku]
-        return qty
+        return qty + reported
 
     def _returned(self, event: CommerceEvent, payload: ReturnReceived, order: Reservation) -> Result:
         notes = []
