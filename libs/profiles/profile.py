@@ -184,7 +184,7 @@ class _Expr:
     """The plain dotted path the expression starts with, if any: the wire field it names."""
     keys: tuple[str, ...] | None
     """The keys of an expression that is nothing but a plain path: then it is evaluated by lookups."""
-    selection: ParsedResult | None = None
+    selection: _Expr | None = None
     """For a list given as ``<plain path>[?<condition>]`` (Shopify's ``line_items[?sku]``): the condition,
     evaluated per element here so that an element keeps its position on the wire (errors name it)."""
     alternatives: tuple[tuple[str, ...], ...] = ()
@@ -357,11 +357,11 @@ class _Compiler:
             alternatives: tuple[tuple[str, ...], ...] = ()
             if len(parts) > 1 and all(_PLAIN_PATH.fullmatch(part) for part in parts):
                 alternatives = tuple(tuple(part.split(".")) for part in parts)
-            selection = None
+            selection: _Expr | None = None
             filtered = _FILTERED.fullmatch(stripped)
             if filtered is not None:
                 path, keys = filtered.group(1), tuple(filtered.group(1).split("."))
-                selection = jmespath.compile(filtered.group(2))
+                selection = self(filtered.group(2), where)
             cached = _Expr(text, parsed, path, keys, selection, alternatives)
             self._cache[text] = cached
         return cached
