@@ -1,10 +1,12 @@
 """Ingress throughput and latency against a bare HMAC-only handler, same server and workers, one run.
 
     python -m bench.ingress [--seconds 15] [--connections 64] [--workers 2] [--servers uvicorn,granian]
-                            [--nats-sync always|default|both]
+                            [--nats-sync always|default|both] [--tracing off|on|both]
 
 The load generator is wrk with ``bench/webhooks.lua`` when installed, else ``bench.loadgen`` (asyncio),
 in its own process either way. Bodies are ~1 KB signed Commerce Engine webhooks with unique ids.
+``--tracing both`` measures ingress with ``[tracing]`` off and on (the ``file`` exporter, every trace
+kept) back to back in one run, each against a fresh nats-server.
 """
 
 from __future__ import annotations
@@ -99,7 +101,9 @@ def measure_bare(server: str, args: argparse.Namespace, work: Path) -> LoadResul
                         args.connections, args.seconds)
 
 
-def measure(server: str, args: argparse.Namespace, work: Path, nats_server: NatsServer) -> LoadResult:
+def measure(
+    server: str, args: argparse.Namespace, work: Path, nats_server: NatsServer, tracing: str = "off"
+) -> LoadResult:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     asyncio.run(_reset(nats_server.url))
@@ -108,10 +112,15 @@ def measure(server: str, args: argparse.Namespace, work: Path, nats_server: Nats
         "STOCKWIRE__SOURCES__BENCH__SECRETS": SECRET, "STOCKWIRE__SOURCES__BENCH__SCHEME": "commerce-engine",
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-"), "STOCKWIRE_LOG_LEVEL": "WARNING",
     }
+    if tracing == "on":
+        env["STOCKWIRE__TRACING__EXPORTER"] = "file"
+        env["STOCKWIRE__TRACING__PATH"] = str(work / f"traces-{server}-{uuid.uuid4().hex[:8]}.jsonl")
     with Service(server_args(server, "services.ingress.app:create_app", port, args.workers), env, f"{base}/healthz"):
         run_load("warm-up", work / "warm-ingress.txt", f"{base}/webhooks/bench", args.connections, 2)
         before = asyncio.run(_stream_count(nats_server.url))
         label = f"ingress + JetStream PubAck ({server}, sync_interval {nats_server.sync_interval})"
+        if tracing != "off" or args.tracing != "off":
+            label += f", tracing {tracing}"
         result = run_load(label, work / "ingress.txt", f"{base}/webhooks/bench", args.connections, args.seconds)
         stored = asyncio.run(_stream_count(nats_server.url)) - before
         if stored < result.requests - result.errors:
@@ -129,6 +138,8 @@ def main() -> None:
     parser.add_argument("--max-rate", type=int, default=12_000, help="sizes the pre-signed request files")
     parser.add_argument("--nats-sync", choices=[*SYNC_MODES, "both"], default="always",
                         help="JetStream sync_interval: always (fsync before each ack), default (2m), or both in turn")
+    parser.add_argument("--tracing", choices=["off", "on", "both"], default="off",
+                        help="[tracing] of ingress: off (the default), on (file exporter, every trace kept), or both")
     args = parser.parse_args()
     count = int(args.max_rate * args.seconds)
     with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp:
@@ -144,15 +155,22 @@ def main() -> None:
             bare = measure_bare(server.strip(), args, work)
             rows.append([bare.name, bare.rate, bare.p50_ms, bare.p99_ms, bare.errors, "1.00x"])
             rates = {}
+            tracings = ["off", "on"] if args.tracing == "both" else [args.tracing]
+            traced: dict[str, float] = {}
             for mode in modes:
-                # A fresh server per mode, back to back: the same machine state for both.
-                store = work / f"nats-{mode}"
-                with NatsServer(store_dir=store, sync_interval=SYNC_MODES[mode]) as nats_server:
-                    ingress = measure(server.strip(), args, work, nats_server)
-                rates[mode] = ingress.rate
-                rows.append([ingress.name, ingress.rate, ingress.p50_ms, ingress.p99_ms, ingress.errors,
-                             f"{ingress.rate / bare.rate:.2f}x" if bare.rate else "n/a"])
-                print(f"{server}: ingress (sync {mode}) / bare = {ingress.rate / bare.rate:.2f}", flush=True)
+                for tracing in tracings:
+                    # A fresh server per mode, back to back: the same machine state for both.
+                    store = work / f"nats-{mode}-{tracing}"
+                    with NatsServer(store_dir=store, sync_interval=SYNC_MODES[mode]) as nats_server:
+                        ingress = measure(server.strip(), args, work, nats_server, tracing)
+                    rates[mode] = ingress.rate
+                    traced[tracing] = ingress.rate
+                    rows.append([ingress.name, ingress.rate, ingress.p50_ms, ingress.p99_ms, ingress.errors,
+                                 f"{ingress.rate / bare.rate:.2f}x" if bare.rate else "n/a"])
+                    print(f"{server}: ingress (sync {mode}, tracing {tracing}) / bare = {ingress.rate / bare.rate:.2f}",
+                          flush=True)
+                if len(traced) == 2 and traced["off"]:
+                    print(f"{server}: tracing on / off = {traced['on'] / traced['off']:.2f}", flush=True)
             if len(rates) == 2 and rates["default"]:
                 print(f"{server}: sync always / default = {rates['always'] / rates['default']:.2f}", flush=True)
     load = "wrk" if wrk_binary() else "asyncio loadgen"

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 from nats.aio.msg import Msg
 
+from libs import tracing
 from libs.consumer import Decision
 from libs.contracts import AvailabilityChanged, decode_availability
 from libs.subjects import encode_token
@@ -29,6 +30,7 @@ from .kv import AvailabilityKv
 from .metrics import UPDATES
 from .service_layer import handlers
 from .service_layer.unit_of_work import UnitOfWork
+from .tracecontext import MEMO
 
 __all__ = ["AvailabilityIngest"]
 
@@ -52,6 +54,7 @@ class AvailabilityIngest:
     async def handle(self, batch: Sequence[Msg]) -> list[Decision]:
         decisions: list[Decision] = [Decision.ack()] * len(batch)
         updates: list[tuple[int, AvailabilityChanged, bytes]] = []
+        traced = tracing.enabled()
         for index, msg in enumerate(batch):
             parts = msg.subject.split(".", 2)
             if len(parts) != 3 or parts[1] != AVAILABILITY:
@@ -67,6 +70,8 @@ class AvailabilityIngest:
                 decisions[index] = Decision.dead_letter(f"SKU {update.sku!r} does not match subject {msg.subject}")
                 continue
             updates.append((index, update, msg.data))
+            if traced and msg.headers:
+                MEMO.put(update.sku, update.version, msg.headers)
         if not updates:
             return decisions
         documents = {id(u): raw for _, u, raw in updates}
