@@ -36,6 +36,7 @@ __all__ = [
     "HEADER_TRACESTATE",
     "INVENTORY_KINDS",
     "JETSTREAM_HEADER_PREFIX",
+    "TRACE_HEADERS",
     "AvailabilityChanged",
     "FirstBody",
     "InventoryEvent",
@@ -184,6 +185,7 @@ HEADER_TRACEPARENT = "traceparent"
 """``00-<trace id>-<parent span id>-<flags>``: the span a message or request was sent from."""
 HEADER_TRACESTATE = "tracestate"
 """Vendor trace state, passed along unchanged when the caller sent one."""
+TRACE_HEADERS = (HEADER_TRACEPARENT, HEADER_TRACESTATE)
 
 HEADER_CONSUMER = "Stockwire-Consumer"
 """DEADLETTER: the durable consumer that gave up on the message."""

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from libs.contracts import TRACE_HEADERS
+
 from ..domain.events import CommerceEvent
 from ..domain.ledger import CartResult, Inventory, Result
 from ..domain.model import cart_key
@@ -93,6 +95,17 @@ Trace = Mapping[str, Mapping[str, str]]
 """Trace context headers by event msg_id, for the outbox messages each event causes (tracing on only)."""
 
 
+def _trace_settled(ws: Workspace) -> None:
+    """A formerly parked event settled now: its outbox messages carry the context it was published with."""
+    for parked, _outcome in ws.settled_events:
+        envelope = parked.event.envelope
+        if parked.event.msg_id in ws.trace or envelope is None:
+            continue
+        context = {name: envelope.headers[name] for name in TRACE_HEADERS if name in envelope.headers}
+        if context:
+            ws.trace[parked.event.msg_id] = context
+
+
 def _kinds(ws: Workspace) -> dict[str, set[str]]:
     kinds: dict[str, set[str]] = {}
     for entry in ws.entries:
@@ -121,6 +134,8 @@ async def _act(
     expired = sum(book.expire(key) for key in overdue)
     value = act(book)
     settled = [(parked.event.event_type, outcome) for parked, outcome in ws.settled_events]
+    if trace is not None:
+        _trace_settled(ws)
     kinds = _kinds(ws) if trace is not None else {}
     rows = await uow.write(ws, now=now)
     return _Done(value, expired, rows, book.oversell_rejections, settled, kinds)

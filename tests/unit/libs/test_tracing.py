@@ -120,3 +120,34 @@ def test_tracing_and_logging_sections_are_checked(tmp_path: Path) -> None:
     )
     assert (settings.tracing.exporter, settings.logging.format) == ("otlp", "json")
     assert load_settings(load_raw(None, env={})).tracing.exporter == "none"
+
+
+def test_the_otlp_exporter_is_imported_only_when_chosen_and_missing_it_is_a_config_error() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        from libs import tracing
+        from libs.config import ConfigError, TracingSettings
+        tracing.setup_tracing(TracingSettings(exporter="file", path="/dev/null"), "x")
+        assert "opentelemetry.exporter.otlp.proto.http" not in sys.modules
+        tracing.shutdown_tracing()
+        sys.modules["opentelemetry.exporter.otlp.proto.http.trace_exporter"] = None
+        try:
+            tracing.setup_tracing(TracingSettings(exporter="otlp"), "x")
+        except ConfigError as exc:
+            print(exc)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "stockwire[otlp]" in proc.stdout, proc.stdout
+
+
+def test_otlp_exports_to_the_configured_endpoint() -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    from libs.tracing import _exporter
+
+    exporter = _exporter(TracingSettings(exporter="otlp", endpoint="http://collector:4318/v1/traces"), ".data")
+    assert isinstance(exporter, OTLPSpanExporter)
+    assert exporter._endpoint == "http://collector:4318/v1/traces"
