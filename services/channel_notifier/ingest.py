@@ -12,6 +12,7 @@ whole: the runner holds it and retries it in place, so a full disk uses up no me
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from nats.aio.msg import Msg
 
 from libs import tracing
 from libs.consumer import Decision
-from libs.contracts import AvailabilityChanged, decode_availability
+from libs.contracts import TRACE_HEADERS, AvailabilityChanged, decode_availability
 from libs.subjects import encode_token
 
 from .domain.channel import AVAILABILITY, Channel
@@ -30,7 +31,6 @@ from .kv import AvailabilityKv
 from .metrics import UPDATES
 from .service_layer import handlers
 from .service_layer.unit_of_work import UnitOfWork
-from .tracecontext import MEMO
 
 __all__ = ["AvailabilityIngest"]
 
@@ -55,6 +55,7 @@ class AvailabilityIngest:
         decisions: list[Decision] = [Decision.ack()] * len(batch)
         updates: list[tuple[int, AvailabilityChanged, bytes]] = []
         traced = tracing.enabled()
+        contexts: dict[tuple[str, int], str] = {}
         for index, msg in enumerate(batch):
             parts = msg.subject.split(".", 2)
             if len(parts) != 3 or parts[1] != AVAILABILITY:
@@ -71,7 +72,9 @@ class AvailabilityIngest:
                 continue
             updates.append((index, update, msg.data))
             if traced and msg.headers:
-                MEMO.put(update.sku, update.version, msg.headers)
+                context = {name: msg.headers[name] for name in TRACE_HEADERS if name in msg.headers}
+                if context:
+                    contexts[update.sku, update.version] = json.dumps(context, separators=(",", ":"))
         if not updates:
             return decisions
         documents = {id(u): raw for _, u, raw in updates}
@@ -80,7 +83,7 @@ class AvailabilityIngest:
         # or seeds itself from a bucket that already holds these updates, so it cannot miss them.
         failed = await self._update_kv(newest, documents)
         versions = {sku: (update.version, documents[id(update)]) for sku, update in newest.items()}
-        await handlers.record_updates(self.uow, versions, self.channels(), time.time())
+        await handlers.record_updates(self.uow, versions, self.channels(), time.time(), contexts)
         for index, update, _ in updates:
             if update.sku in failed:
                 decisions[index] = Decision.retry(f"kv: {failed[update.sku]}")

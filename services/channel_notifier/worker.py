@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import json
 import logging
 import random
 import time
@@ -36,7 +37,6 @@ from .sender import Attempt, WebhookSender
 from .service_layer import handlers
 from .service_layer.unit_of_work import UnitOfWork
 from .settings import ChannelNotifierSettings
-from .tracecontext import MEMO
 
 __all__ = ["ChannelWorker", "GoneHandler", "SettlementQueue", "WorkerConfig"]
 
@@ -333,8 +333,8 @@ class ChannelWorker:
     async def _traced_send(
         self, channel: Channel, row: ClaimedDelivery, body: bytes, headers: dict[str, str]
     ) -> Attempt:
-        """One attempt in a ``channel-notifier deliver`` span, the child of the update's INVENTORY message
-        (when this process took it in), whose context the webhook carries to the channel."""
+        """One attempt in a ``channel-notifier deliver`` span, the child of the context the update's INVENTORY
+        message came with (kept in the delivery row), whose own context the webhook carries to the channel."""
         attributes = {
             "stockwire.channel": channel.name,
             "stockwire.sku": row.sku,
@@ -342,7 +342,7 @@ class ChannelWorker:
             "stockwire.attempt": row.attempts + 1,
             "http.request.method": "POST",
         }
-        parent = MEMO.get(row.sku, row.version)
+        parent = _context(row.trace_context)
         with tracing.span("channel-notifier deliver", parent=parent, kind="client", attributes=attributes) as span:
             attempt = await self.sender.send(channel.url, body, dict(tracing.inject(dict(headers), of=span)))
             span.set_attribute("stockwire.delivery.outcome", attempt.outcome.value)
@@ -385,6 +385,19 @@ class ChannelWorker:
             channel.id,
             Settlement.failed(row.id, self.owner, plan, attempt.status_code, attempt.error or outcome.value, now),
         )
+
+
+def _context(stored: str | None) -> dict[str, str] | None:
+    """The trace context headers a delivery row keeps (JSON), or None (none kept, or unreadable)."""
+    if not stored:
+        return None
+    try:
+        headers = json.loads(stored)
+    except ValueError:
+        return None
+    if not isinstance(headers, dict):
+        return None
+    return {str(k): str(v) for k, v in headers.items()}
 
 
 def _disabled(channel: Channel) -> Channel:
