@@ -75,6 +75,12 @@ async def test_one_webhook_is_one_trace_across_the_four_services(tmp_path: Path,
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "accepted"
 
+        # A refused webhook: ingress's log line about it carries the caller's trace id.
+        refused_trace = secrets.token_hex(16)
+        forged = {**headers, HEADER_TRACEPARENT: f"00-{refused_trace}-{caller_span}-01", "x-webhook-signature": "00"}
+        response = await http.post(f"{stack.url('ingress')}/webhooks/{DEV_SOURCE}", content=body, headers=forged)
+        assert response.status_code == 401, response.text
+
         recording = sink.sink
         assert isinstance(recording, RecordingSink)
 
@@ -127,3 +133,5 @@ async def test_one_webhook_is_one_trace_across_the_four_services(tmp_path: Path,
     assert logs
     lines = [line for log in logs for line in log.read_text("utf-8", "replace").splitlines() if line.startswith("{")]
     assert lines and all("message" in json.loads(line) for line in lines)
+    refusals = [json.loads(line) for line in lines if "refused" in line]
+    assert any(entry.get("trace_id") == refused_trace for entry in refusals), refusals
