@@ -35,7 +35,8 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 # Third-party dependencies get a layer of their own, keyed on pyproject.toml only, so that editing
 # the sources does not reinstall them. Every dependency ships manylinux wheels: no compiler needed.
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(deps))" \
+# The `otlp` extra (the span exporter of `[tracing] exporter = "otlp"`) goes in too; no other extra.
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['otlp']))" \
         > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 COPY libs ./libs

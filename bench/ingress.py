@@ -1,7 +1,7 @@
 """Ingress throughput and latency against a bare HMAC-only handler, same server and workers, one run.
 
     python -m bench.ingress [--seconds 15] [--connections 64] [--workers 2] [--servers uvicorn,granian]
-                            [--nats-sync always|default|both]
+                            [--nats-sync always|default|both] [--tracing off|on|both]
 
 The load generator is wrk with ``bench/webhooks.lua`` when installed, else ``bench.loadgen``
 (asyncio), in its own process either way. Bodies are ~1 KB signed webhooks with unique ids, through two
@@ -10,6 +10,8 @@ and type in the body) and Shopify's (``X-Shopify-Hmac-Sha256``, base64; ``X-Shop
 orders/create``, a unique ``X-Shopify-Webhook-Id`` and Shopify's other headers; an ``Order`` body of the
 same size). The Shopify figure is flagged FAIL (and the exit status is 1) when it is more than 10 %
 below the Commerce Engine one.
+``--tracing both`` measures ingress with ``[tracing]`` off and on (the ``file`` exporter, every trace
+kept) back to back in one run, each against a fresh nats-server.
 """
 
 from __future__ import annotations
@@ -227,7 +229,9 @@ def measure_bare(server: str, args: argparse.Namespace, work: Path) -> LoadResul
         )
 
 
-def measure(server: str, args: argparse.Namespace, work: Path, nats_server: NatsServer) -> list[LoadResult]:
+def measure(
+    server: str, args: argparse.Namespace, work: Path, nats_server: NatsServer, tracing: str = "off"
+) -> list[LoadResult]:
     """The ingress with both sources: Commerce Engine's then Shopify's, one after the other."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -242,6 +246,9 @@ def measure(server: str, args: argparse.Namespace, work: Path, nats_server: Nats
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-"),
         "STOCKWIRE_LOG_LEVEL": "WARNING",
     }
+    if tracing == "on":
+        env["STOCKWIRE__TRACING__EXPORTER"] = "file"
+        env["STOCKWIRE__TRACING__PATH"] = str(work / f"traces-{server}-{uuid.uuid4().hex[:8]}.jsonl")
     results = []
     with Service(server_args(server, "services.ingress.app:create_app", port, args.workers), env, f"{base}/healthz"):
         run_load("warm-up", work / "warm-ingress.txt", f"{base}/webhooks/{CE_SOURCE}", args.connections, 2)
@@ -252,6 +259,8 @@ def measure(server: str, args: argparse.Namespace, work: Path, nats_server: Nats
         ):
             before = asyncio.run(_stream_count(nats_server.url))
             label = f"ingress + JetStream PubAck, {platform} ({server}, sync_interval {nats_server.sync_interval})"
+            if tracing != "off" or args.tracing != "off":
+                label += f", tracing {tracing}"
             result = run_load(label, work / requests, f"{base}/webhooks/{source}", args.connections, args.seconds)
             stored = asyncio.run(_stream_count(nats_server.url)) - before
             if stored < result.requests - result.errors:
@@ -276,6 +285,12 @@ def main() -> int:
         default="always",
         help="JetStream sync_interval: always (fsync before each ack), default (2m), or both in turn",
     )
+    parser.add_argument(
+        "--tracing",
+        choices=["off", "on", "both"],
+        default="off",
+        help="[tracing] of ingress: off (the default), on (file exporter, every trace kept), or both",
+    )
     args = parser.parse_args()
     count = int(args.max_rate * args.seconds)
     failed = []
@@ -294,37 +309,36 @@ def main() -> int:
             bare = measure_bare(server.strip(), args, work)
             rows.append([bare.name, bare.rate, bare.p50_ms, bare.p99_ms, bare.errors, "1.00x", ""])
             rates = {}
+            tracings = ["off", "on"] if args.tracing == "both" else [args.tracing]
+            traced: dict[str, float] = {}
             for mode in modes:
-                # A fresh server per mode, back to back: the same machine state for both.
-                store = work / f"nats-{mode}"
-                with NatsServer(store_dir=store, sync_interval=SYNC_MODES[mode]) as nats_server:
-                    ce, shopify = measure(server.strip(), args, work, nats_server)
-                rates[mode] = ce.rate
-                ratio = shopify.rate / ce.rate if ce.rate else 0.0
-                verdict = "ok" if ratio >= 1 - MAX_SHORTFALL else "FAIL"
-                for result, gate in ((ce, ""), (shopify, f"{ratio:.2f} of CE: {verdict}")):
-                    rows.append(
-                        [
-                            result.name,
-                            result.rate,
-                            result.p50_ms,
-                            result.p99_ms,
-                            result.errors,
-                            f"{result.rate / bare.rate:.2f}x" if bare.rate else "n/a",
-                            gate,
-                        ]
+                for tracing in tracings:
+                    # A fresh server per mode, back to back: the same machine state for both.
+                    store = work / f"nats-{mode}-{tracing}"
+                    with NatsServer(store_dir=store, sync_interval=SYNC_MODES[mode]) as nats_server:
+                        ce, shopify = measure(server.strip(), args, work, nats_server, tracing)
+                    rates[mode] = ce.rate
+                    traced[tracing] = ce.rate
+                    ratio = shopify.rate / ce.rate if ce.rate else 0.0
+                    verdict = "ok" if ratio >= 1 - MAX_SHORTFALL else "FAIL"
+                    for result, gate in ((ce, ""), (shopify, f"{ratio:.2f} of CE: {verdict}")):
+                        vs_bare = f"{result.rate / bare.rate:.2f}x" if bare.rate else "n/a"
+                        rows.append(
+                            [result.name, result.rate, result.p50_ms, result.p99_ms, result.errors, vs_bare, gate]
+                        )
+                    print(f"{server}: ingress (sync {mode}, tracing {tracing}) / bare = {ce.rate / bare.rate:.2f}")
+                    print(
+                        f"{server}: ingress (sync {mode}, tracing {tracing}) shopify / commerce-engine = {ratio:.2f} "
+                        f"(>= {1 - MAX_SHORTFALL:.2f}: {verdict})",
+                        flush=True,
                     )
-                print(f"{server}: ingress (sync {mode}) / bare = {ce.rate / bare.rate:.2f}", flush=True)
-                print(
-                    f"{server}: ingress (sync {mode}) shopify / commerce-engine = {ratio:.2f} "
-                    f"(>= {1 - MAX_SHORTFALL:.2f}: {verdict})",
-                    flush=True,
-                )
-                if verdict == "FAIL" or shopify.errors or ce.errors:
-                    failed.append(
-                        f"{server}, sync {mode}: shopify / commerce-engine = {ratio:.2f}, errors "
-                        f"{ce.errors} / {shopify.errors}"
-                    )
+                    if verdict == "FAIL" or shopify.errors or ce.errors:
+                        failed.append(
+                            f"{server}, sync {mode}, tracing {tracing}: shopify / commerce-engine = {ratio:.2f}, "
+                            f"errors {ce.errors} / {shopify.errors}"
+                        )
+                if len(traced) == 2 and traced["off"]:
+                    print(f"{server}: tracing on / off = {traced['on'] / traced['off']:.2f}", flush=True)
             if len(rates) == 2 and rates["default"]:
                 print(f"{server}: sync always / default = {rates['always'] / rates['default']:.2f}", flush=True)
     load = "wrk" if wrk_binary() else "asyncio loadgen"

@@ -72,11 +72,16 @@ _REPLAY_HEADERS = {
     " published with.",
 }
 _REPLAY_ID = " A replay's is `replay:<deadletter seq>:<original id>`."
+# Only while `[tracing]` is on (docs/architecture.md, "Traces").
+_TRACE_HEADERS = {
+    contracts.HEADER_TRACEPARENT: "W3C Trace Context: the span that sent the message (only while `[tracing]` is on).",
+    contracts.HEADER_TRACESTATE: "W3C Trace Context vendor state, passed along when the trace has one.",
+}
 
 
 def _replayable(msg_id: str, others: dict[str, str] | None = None) -> dict[str, str]:
     """Header descriptions of a message that may be replayed: ``msg_id`` describes its ``Nats-Msg-Id``."""
-    return {contracts.HEADER_MSG_ID: msg_id + _REPLAY_ID, **(others or {}), **_REPLAY_HEADERS}
+    return {contracts.HEADER_MSG_ID: msg_id + _REPLAY_ID, **(others or {}), **_REPLAY_HEADERS, **_TRACE_HEADERS}
 
 
 def _commerce_headers() -> dict[str, Any]:

@@ -31,7 +31,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -41,11 +41,13 @@ __all__ = [
     "DEFAULT_NATS_URL",
     "SERVICE_SECTIONS",
     "ConfigError",
+    "LoggingSettings",
     "NatsSettings",
     "RawConfig",
     "SourceSettings",
     "StockwireSettings",
     "TopologySettings",
+    "TracingSettings",
     "check_known",
     "load_raw",
     "load_section",
@@ -133,6 +135,31 @@ class TopologySettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    """``[tracing]``: OpenTelemetry traces (docs/architecture.md, "Traces"). Off by default: no span is
+    made and no header is read or written. ``otlp`` needs the ``otlp`` extra (``pip install stockwire[otlp]``)."""
+
+    exporter: Literal["none", "otlp", "file", "console"] = "none"
+    endpoint: str = ""
+    """OTLP/HTTP traces endpoint (``http://collector:4318/v1/traces``); empty: the ``OTEL_EXPORTER_OTLP_*``
+    environment variables, else the SDK's default."""
+    path: str = ""
+    """The ``file`` exporter's file, one JSON span a line (appended); empty: ``<data_dir>/traces.jsonl``."""
+    sample_ratio: float = 1.0
+    """Share of new traces kept (0.0-1.0); a trace begun upstream follows its caller's sampling flag."""
+    service_prefix: str = "stockwire-"
+    """Each process's ``service.name`` is this prefix followed by the service (``stockwire-ingress``)."""
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """``[logging]``: the log line format of every service process. ``json``: one JSON object a line
+    (``ts``, ``level``, ``logger``, ``message``, and ``trace_id``/``span_id`` while a span is current)."""
+
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
 class StockwireSettings:
     """What every process shares: the data directory, the admin token, NATS, the topology and the sources."""
 
@@ -141,6 +168,8 @@ class StockwireSettings:
     nats: NatsSettings = field(default_factory=NatsSettings)
     topology: TopologySettings = field(default_factory=TopologySettings)
     sources: dict[str, SourceSettings] = field(default_factory=dict)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     def __repr__(self) -> str:
         return (
@@ -360,8 +389,8 @@ def _describe(raw: Mapping[str, Any], path: tuple[str, ...], valid: list[str]) -
 def check_known(raw: Mapping[str, Any], sections: Mapping[str, type] | None = None) -> None:
     """Refuse what no settings dataclass declares: top-level names other than the shared settings,
     ``[admin]`` and :data:`SERVICE_SECTIONS`; unknown keys in the shared sections (``[nats]``,
-    ``[topology]``, ``[sources.<name>]``, ``[admin]``); and unknown keys, nested tables and list items
-    included, in each section of ``sections`` (name -> the dataclass that reads it).
+    ``[topology]``, ``[sources.<name>]``, ``[tracing]``, ``[logging]``, ``[admin]``); and unknown keys,
+    nested tables and list items included, in each section of ``sections`` (name -> the dataclass that reads it).
 
     Raises :class:`ConfigError` with one line naming every unknown key, its origin (the file or the
     ``STOCKWIRE__…`` variable) and the nearest valid key (``difflib.get_close_matches``)."""
@@ -408,6 +437,8 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
         settings = msgspec.convert(_split_lists(StockwireSettings, shared), StockwireSettings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"configuration: {exc}") from exc
+    if not 0.0 <= settings.tracing.sample_ratio <= 1.0:
+        raise ConfigError(f"[tracing] sample_ratio: {settings.tracing.sample_ratio} is not between 0.0 and 1.0")
     from libs.profiles import ProfileError, implied_scheme, source_profile
     from libs.subjects import SOURCE_PATTERN
 

@@ -32,8 +32,11 @@ __all__ = [
     "HEADER_RECEIVED_AT",
     "HEADER_REPLAY_OF",
     "HEADER_SOURCE",
+    "HEADER_TRACEPARENT",
+    "HEADER_TRACESTATE",
     "INVENTORY_KINDS",
     "JETSTREAM_HEADER_PREFIX",
+    "TRACE_HEADERS",
     "AvailabilityChanged",
     "FirstBody",
     "InventoryEvent",
@@ -174,6 +177,15 @@ HEADER_EVENT_ID = "Stockwire-Event-Id"
 """COMMERCE: the producer's event id, unique per source."""
 HEADER_RECEIVED_AT = "Stockwire-Received-At"
 """COMMERCE: when ingress received the webhook, ISO 8601 UTC with microseconds."""
+
+# W3C Trace Context (https://www.w3.org/TR/trace-context/), written and read by OpenTelemetry's
+# propagator when ``[tracing]`` is on, absent otherwise: on the inbound webhook (read), on COMMERCE and
+# INVENTORY messages and on the inventory outbox rows' headers, and on outbound channel webhooks.
+HEADER_TRACEPARENT = "traceparent"
+"""``00-<trace id>-<parent span id>-<flags>``: the span a message or request was sent from."""
+HEADER_TRACESTATE = "tracestate"
+"""Vendor trace state, passed along unchanged when the caller sent one."""
+TRACE_HEADERS = (HEADER_TRACEPARENT, HEADER_TRACESTATE)
 
 HEADER_CONSUMER = "Stockwire-Consumer"
 """DEADLETTER: the durable consumer that gave up on the message."""

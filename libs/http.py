@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ControllerRouterHandler, LifespanHook
 from litestar.typing import FieldDefinition
 
+from libs import tracing
 from libs.metrics import CONTENT_TYPE_LATEST, render_metrics
 
 __all__ = [
@@ -265,6 +267,11 @@ class _AllowedMethods:
         return Response(None, status_code=204, headers={"Allow": allowed})
 
 
+async def _flush_traces() -> None:
+    if tracing.enabled():
+        await asyncio.to_thread(tracing.flush)
+
+
 def create_service_app(
     service: str,
     route_handlers: Sequence[ControllerRouterHandler],
@@ -287,7 +294,9 @@ def create_service_app(
             Exception: _internal_error_handler,
         },
         on_startup=list(on_startup),
-        on_shutdown=list(on_shutdown),
+        # Last: the spans of the shutdown itself are exported too (a uvicorn worker process ends
+        # without running atexit hooks).
+        on_shutdown=[*on_shutdown, _flush_traces],
         lifespan=list(lifespan),
         openapi_config=OpenAPIConfig(
             title=f"Stockwire {service}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import uvicorn
 
@@ -19,7 +20,15 @@ def service_name(app_factory: str) -> str:
     return parts[1] if len(parts) > 2 and parts[0] == "services" else parts[-1]
 
 
-def serve(app_factory: str, *, host: str, port: int, workers: int = 1, data_dir: str | Path = ".data") -> None:
+def serve(
+    app_factory: str,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    data_dir: str | Path = ".data",
+    log_format: Literal["text", "json"] = "text",
+) -> None:
     """Serve ``module:factory``; with several workers, metrics are aggregated across processes.
 
     The workers' metrics live in ``<data_dir>/metrics/<service>-<port>`` (emptied here, before any
@@ -27,7 +36,7 @@ def serve(app_factory: str, *, host: str, port: int, workers: int = 1, data_dir:
     files are removed). ``service`` is the package of ``services.<service>.app:...`` factories, else
     the factory's module name.
     """
-    setup_logging()
+    setup_logging(fmt=log_format)
     explicit = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if explicit:
         for stale in Path(explicit).glob("*.db"):

@@ -10,6 +10,7 @@ from litestar import Litestar
 from libs.config import StockwireSettings, load_service_config
 from libs.http import create_service_app
 from libs.logs import setup_logging
+from libs.tracing import setup_service_telemetry
 from libs.urlpolicy import Resolver, system_resolver
 
 from .admin import admin_router
@@ -52,4 +53,6 @@ def build_app(
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
     setup_logging()
-    return build_app(*load_service_config("channel-notifier", ChannelNotifierSettings))
+    shared, settings = load_service_config("channel-notifier", ChannelNotifierSettings)
+    setup_service_telemetry(shared, "channel-notifier")
+    return build_app(shared, settings)

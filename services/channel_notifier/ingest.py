@@ -12,6 +12,7 @@ whole: the runner holds it and retries it in place, so a full disk uses up no me
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +20,9 @@ from collections.abc import Callable, Sequence
 import msgspec
 from nats.aio.msg import Msg
 
+from libs import tracing
 from libs.consumer import Decision
-from libs.contracts import AvailabilityChanged, decode_availability
+from libs.contracts import TRACE_HEADERS, AvailabilityChanged, decode_availability
 from libs.subjects import encode_token
 
 from .domain.channel import AVAILABILITY, Channel
@@ -52,6 +54,8 @@ class AvailabilityIngest:
     async def handle(self, batch: Sequence[Msg]) -> list[Decision]:
         decisions: list[Decision] = [Decision.ack()] * len(batch)
         updates: list[tuple[int, AvailabilityChanged, bytes]] = []
+        traced = tracing.enabled()
+        contexts: dict[tuple[str, int], str] = {}
         for index, msg in enumerate(batch):
             parts = msg.subject.split(".", 2)
             if len(parts) != 3 or parts[1] != AVAILABILITY:
@@ -67,6 +71,10 @@ class AvailabilityIngest:
                 decisions[index] = Decision.dead_letter(f"SKU {update.sku!r} does not match subject {msg.subject}")
                 continue
             updates.append((index, update, msg.data))
+            if traced and msg.headers:
+                context = {name: msg.headers[name] for name in TRACE_HEADERS if name in msg.headers}
+                if context:
+                    contexts[update.sku, update.version] = json.dumps(context, separators=(",", ":"))
         if not updates:
             return decisions
         documents = {id(u): raw for _, u, raw in updates}
@@ -75,7 +83,7 @@ class AvailabilityIngest:
         # or seeds itself from a bucket that already holds these updates, so it cannot miss them.
         failed = await self._update_kv(newest, documents)
         versions = {sku: (update.version, documents[id(update)]) for sku, update in newest.items()}
-        await handlers.record_updates(self.uow, versions, self.channels(), time.time())
+        await handlers.record_updates(self.uow, versions, self.channels(), time.time(), contexts)
         for index, update, _ in updates:
             if update.sku in failed:
                 decisions[index] = Decision.retry(f"kv: {failed[update.sku]}")

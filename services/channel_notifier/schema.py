@@ -71,6 +71,8 @@ deliveries_table = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("delivered_at", sa.Float, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # W3C trace context (JSON headers) of the update this row holds, while [tracing] is on.
+    sa.Column("trace_context", sa.Text, nullable=True),
     sa.UniqueConstraint("channel_id", "sku", name="uq_channel_deliveries_channel_sku"),
 )
 # The claim's whole ORDER BY (next_attempt_at, id), so a claim walks the index and stops at its limit.
@@ -95,7 +97,13 @@ def _claim_index_in_claim_order(conn: Connection) -> None:
     _DUE_INDEX.create(conn, checkfirst=True)
 
 
-MIGRATIONS = [_create_schema, _claim_index_in_claim_order]
+def _trace_context_column(conn: Connection) -> None:
+    columns = {column["name"] for column in sa.inspect(conn).get_columns("channel_deliveries")}
+    if "trace_context" not in columns:  # a store created before the column (step 1 now creates it)
+        conn.execute(sa.text("ALTER TABLE channel_deliveries ADD COLUMN trace_context TEXT"))
+
+
+MIGRATIONS = [_create_schema, _claim_index_in_claim_order, _trace_context_column]
 
 _C = channels_table.c
 _D = deliveries_table.c

@@ -45,6 +45,7 @@ from .schema import (
 )
 from .service_layer.unit_of_work import AfterCommit, NewChannel, Transaction
 from .transactions import (
+    TRACE_CONTEXT,
     claim,
     delete_channel,
     delivery_row,
@@ -246,6 +247,14 @@ class SqlTransaction:
             params = [delivery_row(channel_id, sku, version, doc, now) for channel_id, sku, version, doc in offers]
             execute_many(self._conn, self._store.record_upsert, params)
 
+    def set_trace_context(self, contexts: Sequence[tuple[int, str, int, str]]) -> None:
+        if contexts:
+            params = [
+                {"t_channel": channel_id, "t_sku": sku, "t_version": version, "t_context": context}
+                for channel_id, sku, version, context in contexts
+            ]
+            execute_many(self._conn, TRACE_CONTEXT, params)
+
     def claim(self, channel_id: int, owner: str, limit: int, now: float, lease_s: float) -> list[ClaimedDelivery]:
         if limit <= 0:
             return []
@@ -259,6 +268,7 @@ class SqlTransaction:
                 bytes(r.document),
                 int(r.attempts),
                 float(r.pending_since if r.pending_since is not None else now),
+                r.trace_context,
             )
             for r in rows
         ]

@@ -79,6 +79,7 @@ def delivery_row(channel_id: int, sku: str, version: int, document: bytes, now: 
         "next_attempt_at": now,
         "pending_since": now,
         "updated_at": now,
+        "trace_context": None,
     }
 
 
@@ -97,6 +98,7 @@ def record_statement(insert: Any) -> Any:
             "next_attempt_at": sa.case((still_pending, _D.next_attempt_at), else_=excluded.next_attempt_at),
             "pending_since": sa.case((still_pending, _D.pending_since), else_=excluded.pending_since),
             "updated_at": excluded.updated_at,
+            "trace_context": excluded.trace_context,
         },
         where=excluded.version > _D.version,
     )
@@ -144,8 +146,19 @@ _CLAIM = (
     .values(
         lease_owner=sa.bindparam("c_owner", type_=sa.String(64)), lease_until=sa.bindparam("c_until", type_=sa.Float)
     )
-    .returning(_D.id, _D.channel_id, _D.sku, _D.version, _D.document, _D.attempts, _D.pending_since)
+    .returning(_D.id, _D.channel_id, _D.sku, _D.version, _D.document, _D.attempts, _D.pending_since, _D.trace_context)
 )
+
+TRACE_CONTEXT = (
+    sa.update(deliveries_table)
+    .where(
+        _D.channel_id == sa.bindparam("t_channel", type_=ID_TYPE),
+        _D.sku == sa.bindparam("t_sku", type_=sa.String(512)),
+        _D.version == sa.bindparam("t_version", type_=sa.BigInteger),
+    )
+    .values(trace_context=sa.bindparam("t_context", type_=sa.Text))
+)
+"""Set the trace context of the (channel, SKU) row that holds that version (a row holding another is left)."""
 _DUE_AT = sa.case(
     (sa.and_(_D.lease_until.is_not(None), _D.lease_until > _D.next_attempt_at), _D.lease_until),
     else_=_D.next_attempt_at,

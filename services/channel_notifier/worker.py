@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import json
 import logging
 import random
 import time
@@ -20,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from libs import tracing
 from libs.contracts import decode_availability
 from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
 
@@ -301,7 +303,10 @@ class ChannelWorker:
         headers = signed_headers(
             current.secrets, webhook_id(current.name, row.sku, row.version), body, int(time.time())
         )
-        attempt = await self.sender.send(current.url, body, headers)
+        if tracing.enabled():
+            attempt = await self._traced_send(current, row, body, headers)
+        else:
+            attempt = await self.sender.send(current.url, body, headers)
         now, mono = time.time(), time.monotonic()
         if attempt.outcome is AttemptOutcome.DELIVERED:
             self.breaker.record_success(mono)
@@ -324,6 +329,28 @@ class ChannelWorker:
             task.add_done_callback(_background.discard)
             return
         self._failed(current, row, attempt, now, mono)
+
+    async def _traced_send(
+        self, channel: Channel, row: ClaimedDelivery, body: bytes, headers: dict[str, str]
+    ) -> Attempt:
+        """One attempt in a ``channel-notifier deliver`` span, the child of the context the update's INVENTORY
+        message came with (kept in the delivery row), whose own context the webhook carries to the channel."""
+        attributes = {
+            "stockwire.channel": channel.name,
+            "stockwire.sku": row.sku,
+            "stockwire.version": row.version,
+            "stockwire.attempt": row.attempts + 1,
+            "http.request.method": "POST",
+        }
+        parent = _context(row.trace_context)
+        with tracing.span("channel-notifier deliver", parent=parent, kind="client", attributes=attributes) as span:
+            attempt = await self.sender.send(channel.url, body, dict(tracing.inject(dict(headers), of=span)))
+            span.set_attribute("stockwire.delivery.outcome", attempt.outcome.value)
+            if attempt.status_code is not None:
+                span.set_attribute("http.response.status_code", attempt.status_code)
+            if attempt.outcome is not AttemptOutcome.DELIVERED:
+                tracing.mark_error(span, attempt.error or attempt.outcome.value)
+            return attempt
 
     def _failed(self, channel: Channel, row: ClaimedDelivery, attempt: Attempt, now: float, mono: float) -> None:
         self.breaker.record_failure(mono)
@@ -358,6 +385,19 @@ class ChannelWorker:
             channel.id,
             Settlement.failed(row.id, self.owner, plan, attempt.status_code, attempt.error or outcome.value, now),
         )
+
+
+def _context(stored: str | None) -> dict[str, str] | None:
+    """The trace context headers a delivery row keeps (JSON), or None (none kept, or unreadable)."""
+    if not stored:
+        return None
+    try:
+        headers = json.loads(stored)
+    except ValueError:
+        return None
+    if not isinstance(headers, dict):
+        return None
+    return {str(k): str(v) for k, v in headers.items()}
 
 
 def _disabled(channel: Channel) -> Channel:

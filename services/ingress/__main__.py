@@ -16,6 +16,7 @@ def main() -> None:
         port=settings.port,
         workers=settings.workers,
         data_dir=shared.data_dir,
+        log_format=shared.logging.format,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -18,6 +19,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.params import Parameter
 
+from libs import tracing
 from libs.bus import connect, jetstream
 from libs.config import SourceSettings, StockwireSettings, load_service_config
 from libs.http import create_service_app, error_response, error_responses
@@ -26,12 +28,13 @@ from libs.natsserver import sync_warning
 from libs.schemes import MAX_ID_LENGTH, SCHEMES, WebhookScheme
 from libs.store import database_url
 from libs.subjects import EVENT_TYPE_PATTERN, SOURCE_PATTERN
+from libs.tracing import setup_service_telemetry
 
 from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
-from .publisher import DurableWriter, Outcome, StoreUnavailable
+from .publisher import Durability, DurableWriter, Outcome, StoreUnavailable
 from .settings import IngressSettings
 from .spool import Spool
-from .webhook import WebhookRejected, accept_webhook, check_header_block, check_size, is_ping
+from .webhook import InboundWebhook, WebhookRejected, accept_webhook, check_header_block, check_size, is_ping
 
 __all__ = ["build_app", "create_app"]
 
@@ -124,6 +127,22 @@ _SourceName = Annotated[str, Parameter(description="A configured source name")]
 """The path parameter; each app's document lists its configured names (see ``signature_namespace``)."""
 
 
+async def _traced_write(writer: DurableWriter, event: InboundWebhook) -> Durability:
+    """:meth:`DurableWriter.write` in an ``ingress publish`` span whose context the event carries on."""
+    attributes = {
+        "messaging.system": "nats",
+        "messaging.destination.name": event.subject,
+        "messaging.message.id": event.msg_id,
+        "stockwire.event_type": event.event_type,
+    }
+    with tracing.span("ingress publish", kind="producer", attributes=attributes) as span:
+        result = await writer.write(dataclasses.replace(event, trace=tracing.inject({})))
+        span.set_attribute("stockwire.outcome", result.outcome.value)
+        if result.stream_seq is not None:
+            span.set_attribute("stockwire.stream_seq", result.stream_seq)
+        return result
+
+
 def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSettings) -> Any:
     limit = settings.max_body_bytes
     # Any other name is answered 404: the document lists the configured ones.
@@ -168,6 +187,19 @@ def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSet
         source: _SourceName,
         request: Request[Any, Any, State],
     ) -> Response[dict[str, Any]]:
+        if not tracing.enabled():
+            return await handle(source, request, traced=False)
+        attributes = {
+            "http.request.method": "POST",
+            "http.route": "/webhooks/{source}",
+            "stockwire.source": source[:64],
+        }
+        with tracing.span("ingress webhook", parent=request.headers, kind="server", attributes=attributes) as span:
+            response = await handle(source, request, traced=True)
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    async def handle(source: str, request: Request[Any, Any, State], *, traced: bool) -> Response[dict[str, Any]]:
         started = time.perf_counter()
         config = sources.get(source)
         if config is None:
@@ -186,12 +218,19 @@ def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSet
                 RECEIVED.labels(source, "ping", "ping").inc()
                 REQUEST_SECONDS.labels("ping").observe(time.perf_counter() - started)
                 return Response({"status": "ping"}, status_code=200)
-            event = accept_webhook(source, config, request.headers, body, max_body_bytes=limit)
+            if traced:
+                with tracing.span("ingress verify", attributes={"stockwire.scheme": config.scheme}):
+                    event = accept_webhook(source, config, request.headers, body, max_body_bytes=limit)
+            else:
+                event = accept_webhook(source, config, request.headers, body, max_body_bytes=limit)
         except WebhookRejected as exc:
             return _reject(source, exc, started)
         writer: DurableWriter = request.app.state.writer
         try:
-            result = await writer.write(event)
+            if traced:
+                result = await _traced_write(writer, event)
+            else:
+                result = await writer.write(event)
         except StoreUnavailable:
             RECEIVED.labels(source, event.event_type, "unavailable").inc()
             REQUEST_SECONDS.labels("unavailable").observe(time.perf_counter() - started)
@@ -290,4 +329,6 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
     setup_logging()
-    return build_app(*load_service_config("ingress", IngressSettings))
+    shared, settings = load_service_config("ingress", IngressSettings)
+    setup_service_telemetry(shared, "ingress")
+    return build_app(shared, settings)

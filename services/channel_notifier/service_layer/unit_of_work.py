@@ -70,6 +70,11 @@ class Transaction(Protocol):
         """Make ``(sku, version, document)`` pending again, even if delivered or given up; never older."""
         ...
 
+    def set_trace_context(self, contexts: Sequence[tuple[int, str, int, str]]) -> None:
+        """``(channel id, sku, version, context)``: the trace context (JSON headers) of the row that holds
+        that version; a row holding another version is left as it is."""
+        ...
+
     def claim(self, channel_id: int, owner: str, limit: int, now: float, lease_s: float) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries of a channel, in due order then id; returned by id."""
         ...

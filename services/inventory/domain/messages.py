@@ -49,20 +49,33 @@ def entry_event(entry: LedgerEntry) -> InventoryEvent:
     )
 
 
+def _headers(ws: Workspace, source: str | None) -> dict[str, str]:
+    """The message headers, with the trace context of the event ``source`` (its msg_id) when it has one."""
+    extra = ws.trace.get(source) if source is not None else None
+    return {**_HEADERS, **extra} if extra else _HEADERS
+
+
 def outbox_messages(ws: Workspace, occurred_at: str) -> list[OutboxMessage]:
     out = [
         OutboxMessage(
             inventory_subject(entry.kind.value, entry.sku),
             inventory_event_msg_id(entry.sku, entry.version),
             encode(entry_event(entry)),
-            _HEADERS,
+            _headers(ws, entry.source) if ws.trace else _HEADERS,
         )
         for entry in ws.entries
     ]
     out += [
-        OutboxMessage(inventory_subject("rejected", event.sku), rejection_msg_id(event), encode(event), _HEADERS)
+        OutboxMessage(
+            inventory_subject("rejected", event.sku),
+            rejection_msg_id(event),
+            encode(event),
+            _headers(ws, event.source_event_id) if ws.trace else _HEADERS,
+        )
         for event in ws.rejections
     ]
+    # A SKU's snapshot follows from its last ledger row of the transaction (the event that caused it).
+    last_source = {entry.sku: entry.source for entry in ws.entries} if ws.trace else {}
     for state in ws.changed_availability():
         snapshot = AvailabilityChanged(
             sku=state.sku,
@@ -79,7 +92,7 @@ def outbox_messages(ws: Workspace, occurred_at: str) -> list[OutboxMessage]:
                 availability_subject(state.sku),
                 availability_msg_id(state.sku, state.version),
                 encode(snapshot),
-                _HEADERS,
+                _headers(ws, last_source.get(state.sku)) if ws.trace else _HEADERS,
             )
         )
     return out

@@ -8,6 +8,7 @@ changed. Tests keep one workspace alive across steps as a complete in-memory inv
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from libs.contracts import InventoryEvent
@@ -88,6 +89,9 @@ class Workspace:
     """(order key, SKU) -> the backorder as it is now; None: filled or dropped (deleted)."""
     replaced_inbox: set[str] = field(default_factory=set)
     """Inbox rows of dead-lettered events that a replay recorded again."""
+    trace: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    """Trace context headers (``traceparent``…) by event ``msg_id``: added to the outbox messages that the
+    event's ledger rows cause (empty while tracing is off)."""
 
     # --- reads -------------------------------------------------------------------------------------
     def sku(self, sku: str) -> SkuState:
@@ -187,3 +191,4 @@ class Workspace:
         self.cause = {}
         self.backorder_changes = {}
         self.replaced_inbox = set()
+        self.trace = {}

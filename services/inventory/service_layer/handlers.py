@@ -18,10 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from libs.contracts import TRACE_HEADERS
+
 from ..domain.events import CommerceEvent
 from ..domain.ledger import CartResult, Inventory, Result
 from ..domain.model import cart_key
-from ..domain.workspace import Outcome
+from ..domain.workspace import Outcome, Workspace
 from .unit_of_work import Scope, StoreUnavailable, UnitOfWork
 
 __all__ = ["BatchResult", "Incoming", "StoreUnavailable", "apply_batch", "expire_overdue", "release", "reserve"]
@@ -41,6 +43,8 @@ class BatchResult:
     outbox_rows: int = 0
     oversell_rejections: int = 0
     expired: int = 0
+    kinds: dict[str, set[str]] = field(default_factory=dict)
+    """With ``trace``: the kinds of the ledger rows (and ``rejected``) each event caused, by msg_id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class _Done(Generic[T]):
     outbox_rows: int
     oversell_rejections: int
     settled: list[tuple[str, Outcome]]
+    kinds: dict[str, set[str]] = field(default_factory=dict)
 
 
 def _scope(items: Sequence[Incoming]) -> Scope:
@@ -86,33 +91,80 @@ def _apply_one(book: Inventory, item: Incoming) -> Result:
     return book.apply(item.event)
 
 
+Trace = Mapping[str, Mapping[str, str]]
+"""Trace context headers by event msg_id, for the outbox messages each event causes (tracing on only)."""
+
+
+def _trace_settled(ws: Workspace) -> None:
+    """A formerly parked event settled now: its outbox messages carry the context it was published with."""
+    for parked, _outcome in ws.settled_events:
+        envelope = parked.event.envelope
+        if parked.event.msg_id in ws.trace or envelope is None:
+            continue
+        context = {name: envelope.headers[name] for name in TRACE_HEADERS if name in envelope.headers}
+        if context:
+            ws.trace[parked.event.msg_id] = context
+
+
+def _kinds(ws: Workspace) -> dict[str, set[str]]:
+    kinds: dict[str, set[str]] = {}
+    for entry in ws.entries:
+        kinds.setdefault(entry.source, set()).add(entry.kind.value)
+    for rejection in ws.rejections:
+        if rejection.source_event_id is not None:
+            kinds.setdefault(rejection.source_event_id, set()).add("rejected")
+    return kinds
+
+
 async def _act(
-    uow: UnitOfWork, scope: Scope, act: Callable[[Inventory], T], *, now: float, ttl_s: float, expire: bool
+    uow: UnitOfWork,
+    scope: Scope,
+    act: Callable[[Inventory], T],
+    *,
+    now: float,
+    ttl_s: float,
+    expire: bool,
+    trace: Trace | None = None,
 ) -> _Done[T]:
     """Inside an open unit of work: load, build the ledger, expire what is overdue, act, write."""
     ws, overdue = await uow.load(scope, now=now, expire=expire)
+    if trace is not None:
+        ws.trace = dict(trace)
     book = Inventory(ws, now=now, reservation_ttl_s=ttl_s)
     expired = sum(book.expire(key) for key in overdue)
     value = act(book)
     settled = [(parked.event.event_type, outcome) for parked, outcome in ws.settled_events]
+    if trace is not None:
+        _trace_settled(ws)
+    kinds = _kinds(ws) if trace is not None else {}
     rows = await uow.write(ws, now=now)
-    return _Done(value, expired, rows, book.oversell_rejections, settled)
+    return _Done(value, expired, rows, book.oversell_rejections, settled, kinds)
 
 
 async def _transact(
-    uow: UnitOfWork, scope: Scope, act: Callable[[Inventory], T], *, now: float, ttl_s: float, expire: bool = True
+    uow: UnitOfWork,
+    scope: Scope,
+    act: Callable[[Inventory], T],
+    *,
+    now: float,
+    ttl_s: float,
+    expire: bool = True,
+    trace: Trace | None = None,
 ) -> _Done[T]:
     """One whole transaction: :func:`_act`, then commit."""
     async with uow:
-        done = await _act(uow, scope, act, now=now, ttl_s=ttl_s, expire=expire)
+        done = await _act(uow, scope, act, now=now, ttl_s=ttl_s, expire=expire, trace=trace)
         await uow.commit()
     return done
 
 
-async def apply_batch(uow: UnitOfWork, items: Sequence[Incoming], *, now: float, ttl_s: float) -> BatchResult:
+async def apply_batch(
+    uow: UnitOfWork, items: Sequence[Incoming], *, now: float, ttl_s: float, trace: Trace | None = None
+) -> BatchResult:
     """Apply a fetched batch of COMMERCE events in stream order; one result per item, in order.
 
-    ``now`` is epoch seconds; ``ttl_s`` the lifetime of an order's reservation. Raises
+    ``now`` is epoch seconds; ``ttl_s`` the lifetime of an order's reservation; ``trace`` (tracing on):
+    the trace context headers of each event's outbox messages, by msg_id. Raises
     :class:`StoreUnavailable` when the store cannot write (the caller retries the batch as it is).
     """
 
@@ -120,7 +172,7 @@ async def apply_batch(uow: UnitOfWork, items: Sequence[Incoming], *, now: float,
         return [_apply_one(book, item) for item in items]
 
     try:
-        done = await _transact(uow, _scope(items), apply_all, now=now, ttl_s=ttl_s)
+        done = await _transact(uow, _scope(items), apply_all, now=now, ttl_s=ttl_s, trace=trace)
     except StoreUnavailable:
         raise
     except Exception as exc:
@@ -128,11 +180,15 @@ async def apply_batch(uow: UnitOfWork, items: Sequence[Incoming], *, now: float,
             "batch of %d failed as a whole (%s: %s); applying event by event", len(items), type(exc).__name__, exc
         )
     else:
-        return BatchResult(done.value, done.settled, done.outbox_rows, done.oversell_rejections, done.expired)
-    return await _apply_isolated(uow, items, now=now, ttl_s=ttl_s)
+        return BatchResult(
+            done.value, done.settled, done.outbox_rows, done.oversell_rejections, done.expired, done.kinds
+        )
+    return await _apply_isolated(uow, items, now=now, ttl_s=ttl_s, trace=trace)
 
 
-async def _apply_isolated(uow: UnitOfWork, items: Sequence[Incoming], *, now: float, ttl_s: float) -> BatchResult:
+async def _apply_isolated(
+    uow: UnitOfWork, items: Sequence[Incoming], *, now: float, ttl_s: float, trace: Trace | None = None
+) -> BatchResult:
     batch = BatchResult([])
     async with uow:
         # Every lock the batch needs is taken here, in one go and in order, before any event is applied.
@@ -144,7 +200,7 @@ async def _apply_isolated(uow: UnitOfWork, items: Sequence[Incoming], *, now: fl
 
             try:
                 async with uow.savepoint():
-                    done = await _act(uow, _scope([item]), apply_item, now=now, ttl_s=ttl_s, expire=False)
+                    done = await _act(uow, _scope([item]), apply_item, now=now, ttl_s=ttl_s, expire=False, trace=trace)
             except StoreUnavailable:
                 raise
             except Exception as exc:
@@ -155,6 +211,8 @@ async def _apply_isolated(uow: UnitOfWork, items: Sequence[Incoming], *, now: fl
             batch.settled += done.settled
             batch.outbox_rows += done.outbox_rows
             batch.oversell_rejections += done.oversell_rejections
+            for msg_id, kinds in done.kinds.items():
+                batch.kinds.setdefault(msg_id, set()).update(kinds)
         await uow.commit()
     return batch
 

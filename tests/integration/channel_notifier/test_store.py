@@ -280,3 +280,32 @@ async def test_the_unit_of_work_wakes_channels_only_after_a_commit(store: Notifi
     await uow.run(offer)
     assert woken == [{channel_id}]
     assert [r.sku for r in await run(store, lambda tx: tx.deliveries(channel_id, None, 10))] == ["A"]
+
+
+async def test_a_row_keeps_the_trace_context_of_the_version_it_holds(store: NotifierStore) -> None:
+    channel_id = await _channel(store)
+    context = '{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}'
+    await run(store, methodcaller("offer", [(channel_id, "A", 2, _doc(2)), (channel_id, "B", 1, _doc(1))], 1.0))
+    # An older version's context never lands on a row holding a newer one.
+    await run(store, methodcaller("set_trace_context", [(channel_id, "A", 2, context), (channel_id, "B", 0, "{}")]))
+    claimed = await run(store, methodcaller("claim", channel_id, "me", 5, 2.0, lease_s=50))
+    assert {row.sku: row.trace_context for row in claimed} == {"A": context, "B": None}
+    # A newer version replaces the row's context with its own (here none).
+    await run(store, methodcaller("offer", [(channel_id, "A", 3, _doc(3))], 3.0))
+    await run(store, methodcaller("release_leases", "me"))
+    claimed = await run(store, methodcaller("claim", channel_id, "me", 5, 100.0, lease_s=50))
+    assert {row.sku: (row.version, row.trace_context) for row in claimed}["A"] == (3, None)
+
+
+async def test_an_older_store_gets_the_trace_context_column(store_url: str) -> None:
+    engine = create_engine(store_url)
+    try:
+        await migrate(engine, COMPONENT, MIGRATIONS[:1])
+        async with engine.begin() as conn:  # as the releases before tracing left it
+            await conn.execute(sa.text("ALTER TABLE channel_deliveries DROP COLUMN trace_context"))
+        assert await migrate(engine, COMPONENT, MIGRATIONS) == len(MIGRATIONS)
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(lambda c: sa.inspect(c).get_columns("channel_deliveries"))
+        assert "trace_context" in {column["name"] for column in columns}
+    finally:
+        await engine.dispose()

@@ -10,6 +10,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
+from prometheus_client.parser import text_string_to_metric_families
 
 from libs.config import NatsSettings, SourceSettings, StockwireSettings, TopologySettings
 from libs.natsserver import NatsServer
@@ -114,10 +115,10 @@ async def sku(client: AsyncTestClient, name: str) -> dict[str, Any] | None:
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    """One sample of the Prometheus exposition text (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            return float(line[len(prefix) :])
+    """One sample of the Prometheus exposition text (0 when absent); ``labels`` in any order (the
+    multiprocess collector writes them sorted, the plain registry in declaration order)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
     return 0.0

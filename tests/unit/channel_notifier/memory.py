@@ -140,6 +140,9 @@ class MemoryTransaction:
             row.model.resend(now)
             row.updated_at = now
 
+    def set_trace_context(self, contexts: Sequence[tuple[int, str, int, str]]) -> None:
+        pass  # traces are not modelled here (tests/integration/channel_notifier/test_store.py keeps them)
+
     def claim(self, channel_id: int, owner: str, limit: int, now: float, lease_s: float) -> list[ClaimedDelivery]:
         due = sorted(
             (r for r in self._rows(channel_id) if r.model.claimable(now)),

@@ -65,3 +65,25 @@ def test_a_commit_moves_no_available_stock_so_no_snapshot() -> None:
     ws.clear_changes()
     book.apply(parse_event(envelope("payment.successful", "p1", {"order_id": "o1"})))
     assert [m.subject for m in outbox_messages(ws, "t")] == ["inventory.committed.A"]
+
+
+def test_messages_carry_the_trace_context_of_the_event_that_caused_them() -> None:
+    ws = _workspace(A=5, B=1)
+    ws.trace = {"ce:c1": {"traceparent": "00-t1-s1-01"}}
+    book = Inventory(ws, now=1000.0, reservation_ttl_s=60)
+    book.apply(parse_event(envelope("order.created", "c1", {"order_id": "o1", "lines": [{"sku": "A", "qty": 2}]})))
+    book.apply(parse_event(envelope("order.created", "c2", {"order_id": "o2", "lines": [{"sku": "B", "qty": 5}]})))
+    messages = outbox_messages(ws, "2026-11-28T10:00:00+00:00")
+    headers = {m.msg_id: m.headers for m in messages}
+    assert headers["inventory:A:2"] == {"Content-Type": "application/json", "traceparent": "00-t1-s1-01"}
+    assert headers["availability:A:2"] == {"Content-Type": "application/json", "traceparent": "00-t1-s1-01"}
+    # An event without a context (here c2, rejected) is announced without one.
+    assert headers["rejected:ce:o2:B"] == {"Content-Type": "application/json"}
+
+
+def test_without_tracing_messages_have_the_plain_headers() -> None:
+    ws = _workspace(A=5)
+    Inventory(ws, now=1000.0, reservation_ttl_s=60).apply(
+        parse_event(envelope("order.created", "c1", {"order_id": "o1", "lines": [{"sku": "A", "qty": 2}]}))
+    )
+    assert all(m.headers == {"Content-Type": "application/json"} for m in outbox_messages(ws, "t"))
