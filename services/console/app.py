@@ -264,12 +264,11 @@ async def _overview(console: Console) -> dict[str, Any]:
             kind = "sent" if outcome == "delivered" else "failed"
             row[kind] += value
             row[f"{kind}_rate"] += rates.get(key, 0.0)
-    gauges = {k: v for h in healths for k, v in h.metrics.items() if "_total" not in k}
+    gauges = [(_gauge_label(k), v) for h in healths for k, v in sorted(h.metrics.items()) if "_total" not in k]
     return {
         "healths": healths,
         "webhooks_rate": sum(v for k, v in rates.items() if k.startswith("ingress_webhooks_received_total")),
         "applied_rate": sum(v for k, v in rates.items() if k.startswith("inventory_events_applied_total")),
-        "has_rates": bool(rates),
         "channels": dict(sorted(channels.items())),
         "lag": lag,
         "deadletters": dead,
@@ -278,6 +277,20 @@ async def _overview(console: Console) -> dict[str, Any]:
         "took_ms": (time.perf_counter() - started) * 1000,
         "now": dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC"),
     }
+
+
+_GAUGES = {
+    "ingress_spool_depth": "webhooks spooled (JetStream away)",
+    "inventory_parked_events": "events parked (awaiting a predecessor)",
+    "outbox_relay_backlog_rows": "outbox rows not yet published",
+    "channel_notifier_pending_deliveries": "deliveries pending",
+}
+
+
+def _gauge_label(key: str) -> str:
+    name, _, labels = key.partition("{")
+    label = _GAUGES.get(name, name)
+    return f"{label}: {labels.rstrip('}')}" if labels else label
 
 
 async def _safe(awaitable: Any, default: Any) -> Any:
