@@ -1,4 +1,4 @@
-"""The local Stockwire stack: an embedded nats-server (unless one is given) , the four services and the operator console."""
+"""The local Stockwire stack: an embedded nats-server (unless one is given), the four services and the console."""
 
 from __future__ import annotations
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import itertools
 import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -47,7 +48,7 @@ from libs.profiles import MappingError, ProfileError, profile_name, source_profi
 
 from .auth import COOKIE, CSRF_FIELD, CSRF_HEADER, ActionLog, Session, Sessions
 from .charts import availability_points, line_chart
-from .peers import MetricRates, Peers
+from .peers import Health, MetricRates, Peers
 from .settings import PEER_DEFAULTS, ConsoleSettings, with_peer_urls
 from .stream import EventFilter, StoredEvent, consumer_lag, deadletter_count, read_event, redact, search
 
@@ -76,6 +77,11 @@ class Console:
     rates: MetricRates = field(default_factory=MetricRates)
     nc: Client | None = None
     connecting: asyncio.Task[None] | None = None
+    overview_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    overview_cache: tuple[float, dict[str, Any]] | None = None
+    inflight: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    last: dict[str, Any] = field(default_factory=dict)
+    last_rates: dict[str, float] = field(default_factory=dict)
 
     @property
     def js(self) -> JetStreamContext | None:
@@ -244,22 +250,71 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
 
 # --- overview ---------------------------------------------------------------------------------------------
 async def _overview(console: Console) -> dict[str, Any]:
+    """What the overview shows; computed once per half a refresh interval however many pages poll."""
+    async with console.overview_lock:
+        cached = console.overview_cache
+        if cached is not None and time.monotonic() - cached[0] < console.settings.refresh_s / 2:
+            return cached[1]
+        result = await _read_overview(console)
+        console.overview_cache = (time.monotonic(), result)
+        return result
+
+
+async def _within(console: Console, key: str, make: Callable[[], Coroutine[Any, Any, Any]]) -> tuple[Any, bool]:
+    """The answer of ``make()`` if it comes within the overview's budget, else the last one (and False).
+
+    A call that overruns is left to finish, and its answer kept for the next refresh; no second call to
+    the same place starts while one is in flight, so a busy service is never asked more often."""
+    task = console.inflight.get(key)
+    if task is None or task.done():
+        task = asyncio.create_task(make())
+        console.inflight[key] = task
+
+        def keep(done: asyncio.Task[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                console.last[key] = done.result()
+
+        task.add_done_callback(keep)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), console.settings.overview_budget_s), True
+    except Exception as exc:  # slow or failed: the overview shows the last answer, marked
+        if not isinstance(exc, TimeoutError):
+            log.warning("overview: %s: %s", key, exc)
+        return console.last.get(key), False
+
+
+async def _read_overview(console: Console) -> dict[str, Any]:
     started = time.perf_counter()
-    services = [s for s in PEER_DEFAULTS]
+    services = list(PEER_DEFAULTS)
     js = console.js
-    healths, lag, dead = await asyncio.gather(
-        asyncio.gather(*(console.peers.health(s) for s in services)),
-        _safe(consumer_lag(js), []) if js else _none([]),
-        _safe(deadletter_count(js), None) if js else _none(None),
+    budget_ms = console.settings.overview_budget_s * 1000
+    answers = await asyncio.gather(
+        *(_within(console, f"health:{s}", functools.partial(console.peers.health, s)) for s in services),
+        _within(console, "lag", lambda: consumer_lag(js)) if js else _none(([], False)),
+        _within(console, "deadletters", lambda: deadletter_count(js)) if js else _none((None, False)),
     )
+    healths: list[Health] = []
+    fresh: list[Health] = []
+    for service, (health, on_time) in zip(services, answers[: len(services)], strict=True):
+        if health is None:
+            health = Health(service, console.peers.urls[service], False, False, {}, {}, "no answer yet")
+        if on_time:
+            fresh.append(health)
+        else:
+            health = replace(health, error=f"slower than {budget_ms:.0f} ms: its previous answer is shown")
+        healths.append(health)
+    (lag, _), (dead, _) = answers[len(services) :]
+    lag = lag or []
     totals: dict[str, float] = {}
     for health in healths:
         totals.update({k: v for k, v in health.metrics.items() if "_total" in k})
-    rates = console.rates.rates(totals)
+    # Rates from the answers that came now; a late service keeps the rates of its last answer.
+    console.last_rates.update(console.rates.rates({k: v for h in fresh for k, v in h.metrics.items() if "_total" in k}))
+    rates = console.last_rates
     channels: dict[str, dict[str, float]] = {}
     for key, value in totals.items():
         if key.startswith("channel_notifier_deliveries_total{"):
-            channel, _, outcome = key[key.index("{") + 1 : -1].partition(",")
+            channel, _, outcome = key[key.index("{") + 1 : -1].rpartition(",")
             row = channels.setdefault(channel, {"sent": 0.0, "sent_rate": 0.0, "failed": 0.0, "failed_rate": 0.0})
             kind = "sent" if outcome == "delivered" else "failed"
             row[kind] += value
@@ -291,14 +346,6 @@ def _gauge_label(key: str) -> str:
     name, _, labels = key.partition("{")
     label = _GAUGES.get(name, name)
     return f"{label}: {labels.rstrip('}')}" if labels else label
-
-
-async def _safe(awaitable: Any, default: Any) -> Any:
-    try:
-        return await asyncio.wait_for(awaitable, 2.0)
-    except Exception as exc:  # the overview shows what it can
-        log.warning("overview: %s", exc)
-        return default
 
 
 async def _none(value: Any) -> Any:

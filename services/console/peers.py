@@ -5,6 +5,7 @@ Nothing here opens another service's store: every answer comes from a service's 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,7 +13,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from .settings import PEER_DEFAULTS, ConsoleSettings
 
@@ -59,17 +59,32 @@ _SHOWN = {
 }
 
 
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+_PREFIXES = tuple(_SHOWN)
+
+
 def _samples(text: str) -> dict[str, float]:
+    """The shown series of a Prometheus text exposition, summed over the labels not kept. Only the lines
+    of those series are parsed (a histogram's buckets are skipped unread): a refresh stays cheap while
+    the services are busy."""
     out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name not in _SHOWN:
-                continue
-            labels = _SHOWN[sample.name]
-            key = sample.name
-            if labels:
-                key += "{" + ",".join(sample.labels.get(label, "") for label in labels) + "}"
-            out[key] = out.get(key, 0.0) + sample.value
+    for line in text.splitlines():
+        if not line.startswith(_PREFIXES):
+            continue
+        head, _, rest = line.rpartition(" ") if "}" not in line else line.partition("} ")
+        name, _, labels_text = head.partition("{")
+        if name not in _SHOWN:
+            continue
+        try:
+            value = float(rest.split()[0]) if rest.strip() else float(head.split()[-1])
+        except (ValueError, IndexError):
+            continue
+        keep = _SHOWN[name]
+        key = name
+        if keep:
+            labels = dict(_LABEL.findall(labels_text))
+            key += "{" + ",".join(labels.get(label, "") for label in keep) + "}"
+        out[key] = out.get(key, 0.0) + value
     return out
 
 
@@ -113,10 +128,10 @@ class Peers:
         return ApiAnswer(response.status_code, body)
 
     async def health(self, service: str, timeout_s: float = 1.0) -> Health:
+        """Readiness (its checks) and the shown metrics; /healthz is asked only when /readyz fails."""
         url = self.urls[service]
         try:
-            live, ready, metrics = await asyncio.gather(
-                self.client.get(url + "/healthz", timeout=timeout_s),
+            ready, metrics = await asyncio.gather(
                 self.client.get(url + "/readyz", timeout=timeout_s),
                 self.client.get(url + "/metrics", timeout=timeout_s),
             )
@@ -126,10 +141,16 @@ class Peers:
             checks = dict(ready.json().get("checks", {}))
         except ValueError:
             checks = {}
+        live = ready.status_code == 200
+        if not live:
+            try:
+                live = (await self.client.get(url + "/healthz", timeout=timeout_s)).status_code == 200
+            except httpx.HTTPError:
+                live = False
         return Health(
             service,
             url,
-            live.status_code == 200,
+            live,
             ready.status_code == 200,
             checks,
             _samples(metrics.text) if metrics.status_code == 200 else {},

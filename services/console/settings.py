@@ -34,6 +34,9 @@ class ConsoleSettings:
     """How often the overview refreshes itself."""
     request_timeout_s: float = 3.0
     """Each call to another service's API."""
+    overview_budget_s: float = 0.15
+    """How long an overview refresh waits for each service and JetStream; a slower answer is shown at
+    the next refresh (the last one is shown meanwhile, marked), so a refresh stays quick under load."""
     search_scan: int = 5000
     """COMMERCE messages one event search reads at most."""
 

@@ -139,6 +139,7 @@ def browser() -> Iterator[Any]:
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    driver.implicitly_wait(5)  # an element looked for appears once its page has loaded
     try:
         yield driver
     finally:

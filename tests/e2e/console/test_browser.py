@@ -74,7 +74,7 @@ def test_log_in_and_see_the_overview_refresh(browser: Any, console_stack: Stack,
     assert "/login" in browser.current_url, "a page asks for the login first"
     browser.find_element(By.ID, "token").send_keys("not-the-token")
     browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
-    assert "not the admin token" in _text(browser, "login-error")
+    _until(lambda: "not the admin token" in _text(browser, "login-error"), "the wrong token refused")
     _login(browser, console_stack, screenshots)
     cookie = browser.get_cookie("stockwire_console")
     assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -100,8 +100,10 @@ def test_find_an_order_by_number_and_see_its_ledger_rows(browser: Any, console_s
     _send(console_stack, "order.created", "ord-100", {"order_id": "o-100", "lines": [{"sku": "TEE-1", "qty": 3}]})
     _login(browser, console_stack)
     browser.find_element(By.LINK_TEXT, "Events").click()
+    _until(lambda: browser.current_url.endswith("/events"), "the events page")
     browser.find_element(By.ID, "f-order").send_keys("o-100")
     browser.find_element(By.ID, "search").click()
+    _until(lambda: "order" in browser.current_url, "the search's page")
 
     def ledger() -> str:
         text = _text(browser, "order-ledger")
@@ -115,6 +117,7 @@ def test_find_an_order_by_number_and_see_its_ledger_rows(browser: Any, console_s
     browser.save_screenshot(str(screenshots / "events-order.png"))
     # The event's own page: its body, headers, profile mapping and the ledger rows it caused.
     browser.find_element(By.CSS_SELECTOR, "#events a").click()
+    _until(lambda: _text(browser, "event-body"), "the event's page")
     assert '"order_id": "o-100"' in _text(browser, "event-body")
     assert '"profile": "stockwire"' in _text(browser, "event-mapping")
     assert "reserved" in _text(browser, "event-ledger")
@@ -157,7 +160,13 @@ def test_retry_a_failed_delivery_and_see_the_attempt_appear(
     assert row.find_element(By.CSS_SELECTOR, ".attempts").text == "2"
     browser.save_screenshot(str(screenshots / "channel-failed.png"))
     row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert "queued again" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+    _until(
+        lambda: (
+            "queued again"
+            in browser.execute_script("const e = document.querySelector('.flash'); return e ? e.innerText : '';")
+        ),
+        "the retry's answer",
+    )
 
     def delivered() -> bool:
         browser.refresh()
@@ -207,13 +216,15 @@ def test_replay_a_dead_letter_and_see_it_applied(browser: Any, console_stack: St
     seq = asyncio.run(_dead_letter_of_a_valid_event(console_stack))
     _login(browser, console_stack)
     browser.find_element(By.LINK_TEXT, "Dead letters").click()
+    _until(lambda: browser.current_url.endswith("/deadletters"), "the dead letters page")
     assert "store unavailable" in browser.find_element(By.ID, f"dl-{seq}").text
     browser.save_screenshot(str(screenshots / "deadletters.png"))
     browser.find_element(By.LINK_TEXT, str(seq)).click()
+    _until(lambda: _text(browser, "dl-body"), "the dead letter's page")
     assert '"sku": "DL-SKU"' in _text(browser, "dl-body")
     browser.save_screenshot(str(screenshots / "deadletter.png"))
     browser.find_element(By.ID, "replay-one").click()
-    assert "replayed: 1" in _text(browser, "replay-summary")
+    _until(lambda: "replayed: 1" in _text(browser, "replay-summary"), "the replay's summary")
     assert "replayed" in _text(browser, "replay-results")
     browser.save_screenshot(str(screenshots / "deadletter-replayed.png"))
 
