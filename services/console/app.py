@@ -50,7 +50,7 @@ from .auth import COOKIE, CSRF_FIELD, CSRF_HEADER, ActionLog, Session, Sessions
 from .charts import availability_points, line_chart
 from .peers import Health, MetricRates, Peers
 from .settings import PEER_DEFAULTS, ConsoleSettings, with_peer_urls
-from .stream import EventFilter, StoredEvent, consumer_lag, deadletter_count, read_event, redact, search
+from .stream import EventFilter, StoredEvent, consumer_lag, deadletter_count, emitted, read_event, redact, search
 
 __all__ = ["build_app", "create_app"]
 
@@ -469,6 +469,13 @@ async def event_page(request: Request[Any, Any, Any], seq: int) -> Response[str]
         for e in answer.body.get("entries", [])
         if e.get("source") == event.msg_id
     ]
+    messages = await asyncio.gather(
+        *(
+            emitted(js, kind, row["sku"], int(row["version"]))
+            for row in caused
+            for kind in (row["kind"], "availability")
+        )
+    )
     order = await console.peers.order(order_id, orders_source) if order_id else None
     deliveries = await _deliveries_for(console, skus)
     return console.render(
@@ -483,6 +490,7 @@ async def event_page(request: Request[Any, Any, Any], seq: int) -> Response[str]
         orders_source=orders_source,
         deliveries=deliveries,
         skus=skus,
+        emitted=[m for m in messages if m is not None],
     )
 
 

@@ -13,9 +13,20 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from libs.contracts import HEADER_EVENT_ID, HEADER_EVENT_TYPE, HEADER_MSG_ID, HEADER_RECEIVED_AT, HEADER_SOURCE
+from libs.subjects import inventory_subject
 from libs.topology import COMMERCE, DEADLETTER, INVENTORY
 
-__all__ = ["ConsumerLag", "EventFilter", "StoredEvent", "consumer_lag", "deadletter_count", "read_event", "search"]
+__all__ = [
+    "ConsumerLag",
+    "EmittedMessage",
+    "EventFilter",
+    "StoredEvent",
+    "consumer_lag",
+    "deadletter_count",
+    "emitted",
+    "read_event",
+    "search",
+]
 
 _SECRET_WORDS = ("secret", "token", "password", "signature", "authorization", "api_key", "apikey", "hmac")
 _HIDDEN = "••• (hidden)"
@@ -212,3 +223,41 @@ async def deadletter_count(js: JetStreamContext) -> int | None:
     except NotFoundError:
         return None
     return int(info.state.messages)
+
+
+@dataclass(frozen=True)
+class EmittedMessage:
+    seq: int
+    subject: str
+    body: dict[str, Any]
+
+
+async def emitted(js: JetStreamContext, kind: str, sku: str, version: int) -> EmittedMessage | None:
+    """The INVENTORY message ``inventory.<kind>.<sku>`` of the SKU's ledger ``version``: a binary search over
+    sequences with direct gets by subject (a subject's messages carry rising versions)."""
+    subject = inventory_subject(kind, sku)
+    try:
+        info = await js.stream_info(INVENTORY)
+    except NotFoundError:
+        return None
+    low, high = int(info.state.first_seq), int(info.state.last_seq) + 1
+    found: EmittedMessage | None = None
+    while low < high:
+        middle = (low + high) // 2
+        try:
+            msg = await js.get_msg(INVENTORY, middle, subject=subject, next=True, direct=True)
+        except NotFoundError:
+            high = middle
+            continue
+        try:
+            body = json.loads(msg.data or b"{}")
+        except ValueError:
+            return None
+        at = int(msg.seq or middle)
+        if int(body.get("version", 0)) < version:
+            low = at + 1
+        else:
+            if int(body.get("version", 0)) == version:
+                found = EmittedMessage(at, str(msg.subject or subject), body)
+            high = middle
+    return found

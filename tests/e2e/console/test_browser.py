@@ -121,6 +121,8 @@ def test_find_an_order_by_number_and_see_its_ledger_rows(browser: Any, console_s
     assert '"order_id": "o-100"' in _text(browser, "event-body")
     assert '"profile": "stockwire"' in _text(browser, "event-mapping")
     assert "reserved" in _text(browser, "event-ledger")
+    emitted = _text(browser, "event-emitted")
+    assert "inventory.reserved." in emitted and "inventory.availability." in emitted
     browser.save_screenshot(str(screenshots / "event.png"))
     browser.get(f"{console_stack.url('console')}/skus/TEE-1")
     assert _text(browser, "level-on_hand") == "10" and _text(browser, "level-reserved") == "3"
