@@ -591,6 +591,26 @@ async def set_channel_enabled(request: Request[Any, Any, Any], name: str) -> Red
     return _back(f"/channels/{quote(name, safe='')}", f"{what}d" if answer.ok else answer.detail, answer.ok)
 
 
+@post("/channels/{name:str}/settings")
+async def change_channel(request: Request[Any, Any, Any], name: str) -> Redirect:
+    session, form = await _action(request)
+    console = _console(request)
+    target = f"/channels/{quote(name, safe='')}"
+    buffer = _int(form.get("buffer"))
+    if buffer is None or buffer < 0:
+        return _back(target, "the buffer is a whole number of units, 0 or more", False)
+
+    def listed(field: str) -> list[str]:
+        return [part.strip() for part in str(form.get(field) or "").split(",") if part.strip()]
+
+    changes = {"buffer": buffer, "filters": {"skus": listed("skus"), "kinds": listed("kinds") or ["availability"]}}
+    answer = await console.peers.change_channel(name, changes)
+    console.actions.record(
+        session.who, "channel.change", name, answer.status, json.dumps(changes) if answer.ok else answer.detail
+    )
+    return _back(target, "buffer and filters saved" if answer.ok else answer.detail, answer.ok)
+
+
 @post("/channels/{name:str}/replay")
 async def replay_channel(request: Request[Any, Any, Any], name: str) -> Redirect:
     session, form = await _action(request)
@@ -767,6 +787,7 @@ def build_app(shared: StockwireSettings, settings: ConsoleSettings) -> Litestar:
             channels_page,
             channel_page,
             set_channel_enabled,
+            change_channel,
             replay_channel,
             retry_delivery,
             deadletters_page,

@@ -196,6 +196,9 @@ class Peers:
             "channel-notifier", "PATCH", f"/channels/{quote(name, safe='')}", json={"enabled": enabled}
         )
 
+    async def change_channel(self, name: str, changes: Mapping[str, Any]) -> ApiAnswer:
+        return await self.call("channel-notifier", "PATCH", f"/channels/{quote(name, safe='')}", json=dict(changes))
+
     async def retry_delivery(self, delivery_id: int) -> ApiAnswer:
         return await self.call("channel-notifier", "POST", f"/deliveries/{delivery_id}/retry")
 

@@ -182,6 +182,12 @@ def test_retry_a_failed_delivery_and_see_the_attempt_appear(
     assert row.find_element(By.CSS_SELECTOR, ".attempts").text == "0"
     assert flaky_endpoint.received[sent_before:] == [200], "one more request reached the channel"
     browser.save_screenshot(str(screenshots / "channel-retried.png"))
+    # The channel's buffer, changed from its page.
+    field = browser.find_element(By.ID, "channel-buffer")
+    field.clear()
+    field.send_keys("2")
+    browser.find_element(By.ID, "save-settings").click()
+    _until(lambda: notifier.get("/channels/flaky").json()["buffer"] == 2, "the buffer saved")
     browser.get(f"{console_stack.url('console')}/actions")
     assert "delivery.retry" in _text(browser, "actions")
     browser.save_screenshot(str(screenshots / "actions.png"))

@@ -23,6 +23,7 @@ NOWHERE = "http://127.0.0.1:9"
 ACTIONS = [
     "/logout",
     "/channels/storefront/enabled",
+    "/channels/storefront/settings",
     "/channels/storefront/replay",
     "/deliveries/1/retry",
     "/deadletters/replay",
@@ -130,3 +131,14 @@ def test_secrets_in_a_body_or_its_headers_are_hidden() -> None:
         "password": "••• (hidden)",
         "lines": [{"token": "••• (hidden)"}],
     }
+
+
+def test_every_post_route_is_among_the_actions_checked_above(tmp_path: Path) -> None:
+    from litestar.routes import HTTPRoute
+
+    posts = {
+        route.path.replace("{name:str}", "storefront").replace("{delivery_id:int}", "1")
+        for route in _app(tmp_path).routes
+        if isinstance(route, HTTPRoute) and "POST" in route.methods
+    }
+    assert posts - {"/login"} == set(ACTIONS)
