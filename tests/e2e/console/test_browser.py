@@ -272,3 +272,27 @@ def test_a_forged_action_without_the_csrf_token_is_refused(
     first = _text(browser, "overview")
     _until(lambda: _text(browser, "overview") != first, "a refresh")
     browser.save_screenshot(str(screenshots / "overview-after.png"))
+
+
+_UNLABELLED = """
+return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea, button'))
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.innerText.trim())
+  .map(e => e.outerHTML.slice(0, 120));
+"""
+
+
+def test_every_control_is_labelled_and_reached_from_the_keyboard(browser: Any, console_stack: Stack) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    _login(browser, console_stack)
+    base = console_stack.url("console")
+    for page in ("/", "/events", "/skus/TEE-1", "/channels", "/channels/flaky", "/deadletters", "/actions", "/login"):
+        browser.get(base + page)
+        assert browser.execute_script(_UNLABELLED) == [], page
+    browser.get(base + "/channels/flaky")
+    # Tab from the top: the skip link first, then the navigation; Enter follows a focused link.
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    assert browser.execute_script("return document.activeElement.className") == "skip"
+    ActionChains(browser).send_keys(Keys.TAB, Keys.TAB, Keys.ENTER).perform()
+    _until(lambda: browser.current_url.endswith("/events"), "Events opened from the keyboard")
