@@ -251,7 +251,8 @@ async def test_a_version_1_store_is_migrated_at_open_and_reads_back(database: st
             order = await reader.reservation(key)
             assert order is not None and (order.state.value, order.lines) == (state, lines)
             assert order.detail_json() == {
-                "backordered": {}, "shipped": {}, "shipments": {}, "returns": [], "products": {}, "unattributed": {}, "restocked": {},
+                "backordered": {}, "shipped": {}, "shipments": {}, "returns": [], "products": {}, "unattributed": {},
+                "restocked": {},
             }  # fmt: skip
         if release == EARLIER_RELEASE:
             t = schema.reservations
