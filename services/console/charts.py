@@ -34,18 +34,16 @@ def line_chart(points: Sequence[tuple[str, int]], *, title: str, width: int = 64
     values = [v for _, v in points]
     low, high = min(0, *values), max(1, *values)
     span = high - low or 1
-    step = inner_w / max(1, len(points) - 1)
+    step = inner_w / len(points)
 
     def y(value: int) -> float:
         return pad + inner_h - (value - low) / span * inner_h
 
-    path: list[str] = []
-    for i, (_, value) in enumerate(points):
-        x = pad_left + i * step
-        if i == 0:
-            path.append(f"M{x:.1f},{y(value):.1f}")
-        else:
-            path.append(f"H{x:.1f}V{y(value):.1f}")
+    # Each row's value holds until the next row: a step line across the whole width.
+    path = [f"M{pad_left:.1f},{y(points[0][1]):.1f}"]
+    for i, (_, value) in enumerate(points[1:], start=1):
+        path.append(f"H{pad_left + i * step:.1f}V{y(value):.1f}")
+    path.append(f"H{pad_left + inner_w:.1f}")
     zero = y(0)
     first, last = escape(points[0][0][:19]), escape(points[-1][0][:19])
     return (
