@@ -46,7 +46,17 @@ $(PROMTOOL):
 	fi
 	$@ --version | head -1
 
-tools: $(STAMP) $(NPM_TOOLS_STAMP) $(PROMTOOL)
+# Headless Chromium and its driver for the console's browser tests (tests/e2e/console), from Debian's
+# chromium and chromium-driver packages (root, or sudo). The tests fail, naming them, when they are missing.
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMEDRIVER):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium chromium-driver
+	chromium --version
+
+tools: $(STAMP) $(NPM_TOOLS_STAMP) $(PROMTOOL) $(CHROMEDRIVER)
 
 demo: $(STAMP)
 	$(BIN)/stockwire demo $(ARGS)

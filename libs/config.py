@@ -58,7 +58,7 @@ __all__ = [
 DEFAULT_NATS_URL = "nats://127.0.0.1:4250"
 _ENV_PREFIX = "STOCKWIRE__"
 
-SERVICE_SECTIONS = ("ingress", "inventory", "outbox-relay", "channel-notifier")
+SERVICE_SECTIONS = ("ingress", "inventory", "outbox-relay", "channel-notifier", "console")
 """The sections the services read with :func:`load_section`; any other top-level table is refused."""
 
 T = TypeVar("T")

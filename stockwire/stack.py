@@ -1,4 +1,4 @@
-"""The local Stockwire stack: an embedded nats-server (unless one is given) and the four services."""
+"""The local Stockwire stack: an embedded nats-server (unless one is given), the four services and the console."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from libs.processes import ChildProcess
 from libs.schemes import SCHEME_NAMES, SchemeName
 from libs.topology import apply_topology
 from services.channel_notifier.settings import ChannelNotifierSettings
+from services.console.settings import PEER_DEFAULTS, ConsoleSettings
 from services.ingress.settings import IngressSettings
 from services.inventory.settings import InventorySettings
 from services.outbox_relay.settings import OutboxRelaySettings
@@ -73,6 +74,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("inventory", "services.inventory"),
     ServiceSpec("outbox-relay", "services.outbox_relay"),
     ServiceSpec("channel-notifier", "services.channel_notifier"),
+    ServiceSpec("console", "services.console"),
 )
 
 
@@ -83,6 +85,7 @@ def section_classes() -> dict[str, type[Any]]:
         "inventory": InventorySettings,
         "outbox-relay": OutboxRelaySettings,
         "channel-notifier": ChannelNotifierSettings,
+        "console": ConsoleSettings,
     }
 
 
@@ -237,6 +240,11 @@ class Stack:
             f"STOCKWIRE__{spec.section}__PORT": str(self.ports[name]),
             "STOCKWIRE__TOPOLOGY__DUPLICATE_WINDOW_S": str(self.topology.duplicate_window_s),
         }
+        if name == "console":
+            # The console reads the others through their HTTP APIs: where this stack runs each of them.
+            for peer, (key, _port) in PEER_DEFAULTS.items():
+                if peer in self.ports:
+                    env[f"STOCKWIRE__CONSOLE__{key.upper()}"] = self.url(peer)
         if self.configure_dev_source:
             for source, profile in DEV_SOURCES.items():
                 prefix = f"STOCKWIRE__SOURCES__{source.upper()}__"

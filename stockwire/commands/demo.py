@@ -1,4 +1,4 @@
-"""``stockwire demo``: NATS, the four services, three channel sinks and a flash sale, then the report."""
+"""``stockwire demo``: NATS, the services and the console, three channel sinks and a flash sale, then the report."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run a flash sale end to end on a fresh local stack and write a report",
-        description="Starts the embedded nats-server, the four services and three demo channels, runs a "
-        "flash sale (in the dialect --dialect names), checks the invariants (no "
+        description="Starts the embedded nats-server, the four services, the operator console and three demo "
+        "channels, runs a flash sale (in the dialect --dialect names), checks the invariants (no "
         "oversell, ledger = ground truth, channels converged) and writes a JSON and HTML report. Exits "
         "non-zero if an invariant fails.",
     )

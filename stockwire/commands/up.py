@@ -134,7 +134,12 @@ def _print_banner(stack: Stack) -> None:
     lines += [
         f"  {name:<17} {stack.url(name)}   (metrics {stack.url(name)}/metrics, API {stack.url(name)}/schema)"
         for name in stack.services
+        if name != "console"
     ]
+    if "console" in stack.services:
+        lines.append(
+            f"  console           {stack.url('console')}   (open it in a browser; log in with the admin token)"
+        )
     lines.append(f"  data dir          {data_dir.resolve()}")
     if stack.admin_token_file is not None:
         lines.append(f"  admin token       in {stack.admin_token_file}")

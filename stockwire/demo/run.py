@@ -1,6 +1,6 @@
 """``stockwire demo``: a fresh stack, three channel sinks, a flash sale, and the report.
 
-Everything runs on 127.0.0.1: the embedded nats-server, the four services, the sinks. Service logs go
+Everything runs on 127.0.0.1: the embedded nats-server, the four services and the console, the sinks. Service logs go
 to ``<data dir>/logs`` (``--show-logs`` prints them too); the terminal shows one progress line a
 second, then the invariants and the headline figures. The exit status is 0 only if every invariant holds.
 """
@@ -210,6 +210,12 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
             + ", ".join(f"{name} {stack.url(name)}" for name in stack.services)
             + f"; channels {', '.join(f'{c.name} (buffer {c.buffer})' for c in sinks.channels)}\n"
         )
+        if "console" in stack.services:
+            token = f"in {stack.admin_token_file}" if stack.admin_token_file else "as configured"
+            out.write(
+                f"stockwire demo: watch the sale in the console: {stack.url('console')} (log in with the admin "
+                f"token, {token}; it stops with the demo)\n"
+            )
         stocked = len(assortment(settings.sim).stocked)
         out.write(
             f"stockwire demo: flash sale of {settings.sim.orders:,} orders over {stocked} stocked SKUs "

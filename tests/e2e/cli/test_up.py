@@ -208,3 +208,31 @@ def test_up_and_send_take_nats_data_dir_and_ports_from_the_configuration_file(
     assert f"NATS              {nats_server.url}" in output
     assert (tmp_path / "configured-data" / "ingress.db").is_file()
     assert not (tmp_path / "data").exists() and not (tmp_path / ".data").exists()
+
+
+def test_up_starts_the_console_prints_its_url_and_points_it_at_the_services_it_started(tmp_path: Path) -> None:
+    nats_port, inventory_port, console_port = free_port(), free_port(), free_port()
+    env = _clean_env(
+        STOCKWIRE__INVENTORY__PORT=str(inventory_port),
+        STOCKWIRE__CONSOLE__PORT=str(console_port),
+        STOCKWIRE_ADMIN_TOKEN="console-token",
+    )
+    with running_up(tmp_path, "inventory,console", env, console_port, nats_port) as up:
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+
+        def sku_page() -> int:
+            login = urllib.request.Request(
+                f"http://127.0.0.1:{console_port}/login", data=b"token=console-token&next=/skus/NONE", method="POST"
+            )
+            try:
+                with opener.open(login, timeout=10) as page:
+                    return int(page.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        # The SKU page asks inventory (on its configured port) and answers with inventory's 404.
+        eventually_sync(lambda: sku_page() == 404, timeout=30, what="the console reaching inventory")
+        up.send_signal(signal.SIGTERM)
+        output, _ = up.communicate(timeout=30)
+    assert f"console           http://127.0.0.1:{console_port}" in output, output
+    assert "log in with the admin token" in output

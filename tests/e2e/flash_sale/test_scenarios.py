@@ -84,6 +84,7 @@ async def test_a_clean_run_through_the_demo_command(tmp_path: Path) -> None:
     assert report["orders"]["expired"] > 0  # abandoned carts visibly expire
     assert "<svg" in html_path.read_text()
     assert "All invariants hold." in out.getvalue()
+    assert "watch the sale in the console: http://127.0.0.1:" in out.getvalue()
     # Commerce Engine's dialect by default: its shipments left stock, its returns came back, a carrier lost one.
     assert report["dialect"]["profile"] == "commerce-engine" and "Commerce Engine webhooks" in out.getvalue()
     assert {"deducted", "returned", "lost"} <= set(report["events"]["by_kind"])

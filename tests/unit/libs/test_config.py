@@ -171,7 +171,7 @@ def test_the_example_configuration_loads_strictly() -> None:
         assert load_section(raw, name, cls).port > 0
 
 
-@pytest.mark.parametrize("service", ["ingress", "inventory", "outbox_relay", "channel_notifier"])
+@pytest.mark.parametrize("service", ["ingress", "inventory", "outbox_relay", "channel_notifier", "console"])
 def test_a_service_refuses_a_typo_at_start_with_one_line_and_no_traceback(service: str, tmp_path: Path) -> None:
     section = service.upper()
     env = {**os.environ, f"STOCKWIRE__{section}__PROT": "1", "STOCKWIRE_DATA_DIR": str(tmp_path)}

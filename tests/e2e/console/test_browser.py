@@ -1,0 +1,298 @@
+"""The console in a real headless Chromium against the real services: log in, find an order and its
+ledger rows, retry a failed delivery and see the new attempt, replay a dead letter and see it applied,
+and a forged action without the CSRF token refused. Each page is saved under .data/screenshots/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from libs.bus import connect
+from libs.config import NatsSettings
+from stockwire.stack import Stack, dev_source_secret
+from tests.e2e.console.conftest import FlakyEndpoint
+from tests.support import ce_headers, dead_letter
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+
+
+def _until(probe: Callable[[], T], what: str, timeout: float = 20.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not within {timeout}s (last: {last!r})")
+
+
+def _send(stack: Stack, event_type: str, event_id: str, data: dict[str, Any]) -> None:
+    body = json.dumps(
+        {"id": event_id, "event_type": event_type, "created_at": "2026-12-01T10:00:00Z", "data": data}
+    ).encode()
+    secret = dev_source_secret(stack.data_dir, "shop")
+    answer = httpx.post(f"{stack.url('ingress')}/webhooks/shop", content=body, headers=ce_headers(secret, body))
+    assert answer.status_code == 200, answer.text
+
+
+def _login(browser: Any, stack: Stack, screenshots: Path | None = None) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{stack.url('console')}/login")
+    if screenshots is not None:
+        browser.save_screenshot(str(screenshots / "login.png"))
+    browser.find_element(By.ID, "token").send_keys(stack.admin_token)
+    browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+    _until(lambda: browser.find_elements(By.ID, "overview"), "the overview after logging in")
+
+
+def _text(browser: Any, element_id: str) -> str:
+    """The element's text, read in the page (the overview's panel is replaced under a held reference)."""
+    script = "const e = document.getElementById(arguments[0]); return e ? e.innerText : '';"
+    return str(browser.execute_script(script, element_id))
+
+
+def _service_rows(browser: Any) -> list[str]:
+    script = "return Array.from(document.querySelectorAll('tr[data-service]')).map(r => r.innerText);"
+    return list(browser.execute_script(script))
+
+
+def test_log_in_and_see_the_overview_refresh(browser: Any, console_stack: Stack, screenshots: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(console_stack.url("console"))
+    assert "/login" in browser.current_url, "a page asks for the login first"
+    browser.find_element(By.ID, "token").send_keys("not-the-token")
+    browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+    _until(lambda: "not the admin token" in _text(browser, "login-error"), "the wrong token refused")
+    _login(browser, console_stack, screenshots)
+    cookie = browser.get_cookie("stockwire_console")
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    # Every service is live and ready, and the panel refreshes itself (htmx polling).
+    rows = _until(
+        lambda: (r := _service_rows(browser)) and all("not ready" not in x and "\tno\t" not in x for x in r) and r,
+        "every service ready",
+    )
+    assert len(rows) == 4
+    first = _text(browser, "overview")
+    _until(lambda: _text(browser, "overview") != first and "webhooks in" in _text(browser, "overview"), "a refresh")
+    assert "inventory" in _text(browser, "overview"), "consumer lag names the inventory durable"
+    browser.save_screenshot(str(screenshots / "overview.png"))
+    browser.set_window_size(390, 844)
+    browser.save_screenshot(str(screenshots / "overview-phone.png"))
+    browser.set_window_size(1280, 800)
+
+
+def test_find_an_order_by_number_and_see_its_ledger_rows(browser: Any, console_stack: Stack, screenshots: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    _send(console_stack, "inventory.received", "rcv-tee", {"sku": "TEE-1", "qty": 10})
+    _send(console_stack, "order.created", "ord-100", {"order_id": "o-100", "lines": [{"sku": "TEE-1", "qty": 3}]})
+    _login(browser, console_stack)
+    browser.find_element(By.LINK_TEXT, "Events").click()
+    _until(lambda: browser.current_url.endswith("/events"), "the events page")
+    browser.find_element(By.ID, "f-order").send_keys("o-100")
+    browser.find_element(By.ID, "search").click()
+    _until(lambda: "order" in browser.current_url, "the search's page")
+
+    def ledger() -> str:
+        text = _text(browser, "order-ledger")
+        if "reserved" not in text:
+            browser.refresh()
+        return text if "reserved" in text else ""
+
+    text = _until(ledger, "the order's ledger rows")
+    assert "TEE-1" in text and "shop:ord-100" in text
+    assert "Order o-100" in _text(browser, "order")
+    browser.save_screenshot(str(screenshots / "events-order.png"))
+    # The event's own page: its body, headers, profile mapping and the ledger rows it caused.
+    browser.find_element(By.CSS_SELECTOR, "#events a").click()
+    _until(lambda: _text(browser, "event-body"), "the event's page")
+    assert '"order_id": "o-100"' in _text(browser, "event-body")
+    assert '"profile": "stockwire"' in _text(browser, "event-mapping")
+    assert "reserved" in _text(browser, "event-ledger")
+    emitted = _text(browser, "event-emitted")
+    assert "inventory.reserved." in emitted and "inventory.availability." in emitted
+    browser.save_screenshot(str(screenshots / "event.png"))
+    browser.get(f"{console_stack.url('console')}/skus/TEE-1")
+    assert _text(browser, "level-on_hand") == "10" and _text(browser, "level-reserved") == "3"
+    assert "linked" in _text(browser, "chain-status")
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart path.line")
+    browser.save_screenshot(str(screenshots / "sku.png"))
+
+
+def test_retry_a_failed_delivery_and_see_the_attempt_appear(
+    browser: Any, console_stack: Stack, flaky_endpoint: FlakyEndpoint, screenshots: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    notifier = httpx.Client(
+        base_url=console_stack.url("channel-notifier"),
+        headers={"authorization": f"Bearer {console_stack.admin_token}"},
+    )
+    created = notifier.post(
+        "/channels",
+        json={"name": "flaky", "kind": "webhook", "url": flaky_endpoint.url, "filters": {"skus": ["RETRY-*"]}},
+    )
+    assert created.status_code == 201, created.text
+    _send(console_stack, "inventory.received", "rcv-retry", {"sku": "RETRY-1", "qty": 4})
+
+    def failed() -> dict[str, Any] | None:
+        rows = notifier.get("/channels/flaky/deliveries", params={"status": "failed"}).json()["deliveries"]
+        return rows[0] if rows else None
+
+    delivery = _until(failed, "the delivery given up after its attempts")
+    sent_before = len(flaky_endpoint.received)
+    flaky_endpoint.failing = False
+    _login(browser, console_stack)
+    browser.get(f"{console_stack.url('console')}/channels/flaky")
+    row = browser.find_element(By.ID, f"delivery-{delivery['id']}")
+    assert row.get_attribute("data-status") == "failed"
+    assert row.find_element(By.CSS_SELECTOR, ".last-status").text == "500"
+    assert row.find_element(By.CSS_SELECTOR, ".attempts").text == "2"
+    browser.save_screenshot(str(screenshots / "channel-failed.png"))
+    row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _until(
+        lambda: (
+            "queued again"
+            in browser.execute_script("const e = document.querySelector('.flash'); return e ? e.innerText : '';")
+        ),
+        "the retry's answer",
+    )
+
+    def delivered() -> bool:
+        browser.refresh()
+        row = browser.find_element(By.ID, f"delivery-{delivery['id']}")
+        return row.get_attribute("data-status") == "delivered"
+
+    _until(delivered, "the retried delivery delivered")
+    row = browser.find_element(By.ID, f"delivery-{delivery['id']}")
+    # The new attempt: its answer (200) where the failed one's 500 was; the failure count starts afresh.
+    assert row.find_element(By.CSS_SELECTOR, ".last-status").text == "200"
+    assert row.find_element(By.CSS_SELECTOR, ".attempts").text == "0"
+    assert flaky_endpoint.received[sent_before:] == [200], "one more request reached the channel"
+    browser.save_screenshot(str(screenshots / "channel-retried.png"))
+    # The channel's buffer, changed from its page.
+    field = browser.find_element(By.ID, "channel-buffer")
+    field.clear()
+    field.send_keys("2")
+    browser.find_element(By.ID, "save-settings").click()
+    _until(lambda: notifier.get("/channels/flaky").json()["buffer"] == 2, "the buffer saved")
+    browser.get(f"{console_stack.url('console')}/actions")
+    assert "delivery.retry" in _text(browser, "actions")
+    browser.save_screenshot(str(screenshots / "actions.png"))
+
+
+async def _dead_letter_of_a_valid_event(stack: Stack) -> int:
+    nc = await connect(NatsSettings(servers=[str(stack.nats_url)]), "console-test")
+    try:
+        body = json.dumps(
+            {
+                "id": "dl-1",
+                "event_type": "inventory.received",
+                "created_at": "2026-12-01T10:00:00Z",
+                "data": {"sku": "DL-SKU", "qty": 5},
+            }
+        ).encode()
+        from tests.support import commerce_headers
+
+        return await dead_letter(
+            nc.jetstream(),
+            event_id="dl-1",
+            event_type="inventory.received",
+            reason="store unavailable (a test's dead letter)",
+            body=body,
+            original=commerce_headers("dl-1", "inventory.received"),
+        )
+    finally:
+        await nc.close()
+
+
+def test_replay_a_dead_letter_and_see_it_applied(browser: Any, console_stack: Stack, screenshots: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    seq = asyncio.run(_dead_letter_of_a_valid_event(console_stack))
+    _login(browser, console_stack)
+    browser.find_element(By.LINK_TEXT, "Dead letters").click()
+    _until(lambda: browser.current_url.endswith("/deadletters"), "the dead letters page")
+    assert "store unavailable" in browser.find_element(By.ID, f"dl-{seq}").text
+    browser.save_screenshot(str(screenshots / "deadletters.png"))
+    browser.find_element(By.LINK_TEXT, str(seq)).click()
+    _until(lambda: _text(browser, "dl-body"), "the dead letter's page")
+    assert '"sku": "DL-SKU"' in _text(browser, "dl-body")
+    browser.save_screenshot(str(screenshots / "deadletter.png"))
+    browser.find_element(By.ID, "replay-one").click()
+    _until(lambda: "replayed: 1" in _text(browser, "replay-summary"), "the replay's summary")
+    assert "replayed" in _text(browser, "replay-results")
+    browser.save_screenshot(str(screenshots / "deadletter-replayed.png"))
+
+    def applied() -> bool:
+        browser.get(f"{console_stack.url('console')}/skus/DL-SKU")
+        return _text(browser, "level-on_hand") == "5"
+
+    _until(applied, "the replayed event applied")
+    assert "received" in _text(browser, "sku-ledger")
+
+
+def test_a_forged_action_without_the_csrf_token_is_refused(
+    browser: Any, console_stack: Stack, screenshots: Path
+) -> None:
+    _login(browser, console_stack)
+    # The page's own origin and session cookie, but not the CSRF token: what a forged form would send.
+    status = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        fetch('/deadletters/replay', {method: 'POST', credentials: 'same-origin',
+              headers: {'content-type': 'application/x-www-form-urlencoded'}, body: 'all=true'})
+          .then(r => done(r.status), e => done(String(e)));
+        """
+    )
+    assert status == 403
+    status = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        fetch('/deliveries/1/retry', {method: 'POST', credentials: 'same-origin',
+              headers: {'content-type': 'application/x-www-form-urlencoded', 'x-csrf-token': 'forged'}, body: ''})
+          .then(r => done(r.status), e => done(String(e)));
+        """
+    )
+    assert status == 403
+    # The overview once the tests above have sent events, retried and replayed (README shows it).
+    browser.get(console_stack.url("console"))
+    first = _text(browser, "overview")
+    _until(lambda: _text(browser, "overview") != first, "a refresh")
+    browser.save_screenshot(str(screenshots / "overview-after.png"))
+
+
+_UNLABELLED = """
+return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea, button'))
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.innerText.trim())
+  .map(e => e.outerHTML.slice(0, 120));
+"""
+
+
+def test_every_control_is_labelled_and_reached_from_the_keyboard(browser: Any, console_stack: Stack) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    _login(browser, console_stack)
+    base = console_stack.url("console")
+    for page in ("/", "/events", "/skus/TEE-1", "/channels", "/channels/flaky", "/deadletters", "/actions", "/login"):
+        browser.get(base + page)
+        assert browser.execute_script(_UNLABELLED) == [], page
+    browser.get(base + "/channels/flaky")
+    # Tab from the top: the skip link first, then the navigation; Enter follows a focused link.
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    assert browser.execute_script("return document.activeElement.className") == "skip"
+    ActionChains(browser).send_keys(Keys.TAB, Keys.TAB, Keys.ENTER).perform()
+    _until(lambda: browser.current_url.endswith("/events"), "Events opened from the keyboard")
