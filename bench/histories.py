@@ -11,15 +11,16 @@ fate          Commerce Engine             Shopify                          Stock
 ============  ==========================  ===============================  ===============================
 placed        order.created               orders/create (pending)          order.created
 cancelled     order.cancelled             orders/cancelled (customer)      order.cancelled
-failed        payment.failed              orders/cancelled (declined) [1]  payment.failed
+failed        payment.failed              orders/updated (unpaid) [1]      payment.failed
 paid          payment.success             orders/paid                      payment.successful
 shipped       shipment.updated packed     fulfillments/create success      shipment.shipped
               shipment.updated shipped    fulfillments/update in_transit
               shipment.delivered          fulfillments/update delivered
 ============  ==========================  ===============================  ===============================
 
-[1] Shopify has no failed-payment topic on orders: a declined payment leaves the order unpaid until the
-merchant cancels it (``cancel_reason: declined``), the event that moves stock.
+[1] Shopify has no failed-payment topic on orders: a declined payment leaves the order unpaid and sends
+``orders/updated``, which, like Commerce Engine's ``payment.failed``, moves no stock. So both dialects
+do the same ledger work and the comparison measures what reading each costs.
 
 Bodies: ``lean`` carries the fields the profile reads and a few usual ones; ``full`` is the whole
 resource, built from the fixtures (``tests/fixtures/commerce_engine/01-order.created.json`` and
@@ -271,10 +272,11 @@ def _shopify_fulfillment(n: int, items: Items, full: bool) -> dict:
 def _shopify_life(order_id: str, n: int, items: Items, fate: str, full: bool) -> list[Event]:
     order = _shopify_order(n, items, full)
     life: list[tuple[str, dict]] = [("orders/create", order)]
-    if fate in ("cancelled", "failed"):
-        reason = "customer" if fate == "cancelled" else "declined"
-        cancelled = {"cancelled_at": SHOPIFY_TIME, "cancel_reason": reason, "financial_status": "voided"}
+    if fate == "cancelled":
+        cancelled = {"cancelled_at": SHOPIFY_TIME, "cancel_reason": "customer", "financial_status": "voided"}
         life.append(("orders/cancelled", {**order, **cancelled, **({"closed_at": SHOPIFY_TIME} if full else {})}))
+    elif fate == "failed":
+        life.append(("orders/updated", order))
     elif fate == "paid":
         fulfillment = _shopify_fulfillment(n, items, full)
         life += [

@@ -217,7 +217,9 @@ class _NotInMap(Exception):
 class _ValueMap:
     """``{ from = <expression>, map = { <wire value> = <value> }, default = <value> }``: a field whose wire
     value is translated through a table (Shopify's fulfilment ``status`` ``success`` is ``shipped``).
-    A wire value the table does not hold takes ``default``; without one it is a mapping error."""
+    A wire value the table does not hold takes ``default``; without one it is a mapping error. A value
+    of the table may itself be a value map, read from the same object: Shopify's fulfilment is read by its
+    ``status`` and, once that is ``success``, by the carrier's ``shipment_status``."""
 
     source: _Expr
     table: dict[str, object]
@@ -238,7 +240,8 @@ class _ValueMap:
             return self.default if self.has_default else None
         key = _map_key(found)
         if key is not None and key in self.table:
-            return self.table[key]
+            mapped = self.table[key]
+            return mapped.search(value) if isinstance(mapped, _ValueMap) else mapped
         if self.has_default:
             return self.default
         raise _NotInMap(found, tuple(self.table))
@@ -551,10 +554,19 @@ def _value_table(value: object, where: str) -> tuple[object, dict[str, object], 
 
 def _value_map(value: object, compile_: _Compiler, where: str) -> _ValueMap:
     source, mapping, default, has_default = _value_table(value, where)
-    for key, mapped in [*mapping.items(), *([("default", default)] if has_default else [])]:
-        if not isinstance(mapped, str | int | float | bool):
-            raise ProfileError(f"{where}.map.{key}: a value map gives a string, number or boolean, got {mapped!r}")
-    return _ValueMap(compile_(source, f"{where}.{_LIST_SOURCE}"), mapping, default, has_default)
+    table: dict[str, object] = {}
+    for key, mapped in mapping.items():
+        if isinstance(mapped, Mapping):
+            table[key] = _value_map(mapped, compile_, f"{where}.map.{key}")
+        elif isinstance(mapped, str | int | float | bool):
+            table[key] = mapped
+        else:
+            raise ProfileError(
+                f"{where}.map.{key}: a value map gives a string, number, boolean or value map, got {mapped!r}"
+            )
+    if has_default and not isinstance(default, str | int | float | bool):
+        raise ProfileError(f"{where}.default: a string, number or boolean, got {default!r}")
+    return _ValueMap(compile_(source, f"{where}.{_LIST_SOURCE}"), table, default, has_default)
 
 
 def _plan(

@@ -259,8 +259,6 @@ def test_a_shopify_line_s_requires_shipping_gives_its_product_type(
         ("cancelled", None, "cancelled"),
         ("error", None, "cancelled"),
         ("failure", None, "cancelled"),
-        ("teleport", None, "shipped"),  # an unknown top-level value still maps: the default
-        (None, None, "shipped"),
     ],
 )
 def test_a_shopify_fulfilment_s_status_maps_through_its_table(
@@ -271,6 +269,18 @@ def test_a_shopify_fulfilment_s_status_maps_through_its_table(
     event = shopify.map(body, event_type="fulfillments/create").event
     assert isinstance(event, Shipment)
     assert event.status == expected
+
+
+@pytest.mark.parametrize("status", ["teleport", None])
+def test_a_shopify_fulfilment_whose_own_status_is_unknown_is_refused_naming_it(
+    shopify: Profile, status: str | None
+) -> None:
+    # Shopify's fulfilment statuses are a closed list: another (or none) cannot say whether units left.
+    body = copy.deepcopy(_by_number("shopify", 3)["body"])
+    body["status"] = status
+    with pytest.raises(MappingError) as caught:
+        shopify.map(body, event_type="fulfillments/create")
+    assert caught.value.field == "status"
 
 
 def test_a_shopify_order_of_a_gift_card_only_is_placed_with_no_lines(shopify: Profile) -> None:
@@ -695,7 +705,8 @@ def test_a_value_map_may_give_booleans_and_numbers() -> None:
         ({"from": "st", "map": {"a": "shipped"}, "otherwise": "x"}, "value map"),
         ({"from": "st", "map": {}}, "empty map"),
         ({"from": "st", "map": {"a": ["shipped"]}}, "kinds.shipment.status.map.a"),
-        ({"from": "st", "map": {"a": "shipped"}, "default": {"x": 1}}, "kinds.shipment.status.map.default"),
+        ({"from": "st", "map": {"a": "shipped"}, "default": {"x": 1}}, "kinds.shipment.status.default"),
+        ({"from": "st", "map": {"a": {"from": "x", "map": {"b": ["c"]}}}}, "kinds.shipment.status.map.a.map.b"),
         ({"from": "st[", "map": {"a": "shipped"}}, "kinds.shipment.status.from"),
     ],
 )
