@@ -142,6 +142,10 @@ def create_engine(url: str, *, durable_commits: bool = False, pool_size: int = 1
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+def _nothing() -> None:
+    """Handed to a store's thread to wait for what was handed to it before."""
+
+
 CommitHook = Callable[[], Awaitable[None] | None]
 """Work to do once a transaction has committed: a function or a coroutine function of nothing."""
 
@@ -253,9 +257,11 @@ class Transactions:
             return work(conn)
 
     async def close(self) -> None:
-        """Let the transaction under way finish, then close the thread and both engines."""
+        """Let the transactions already handed over finish (awaited, the event loop goes on), then close
+        the thread and both engines."""
         if self._thread is not None:
-            self._thread.shutdown(wait=True)
+            await asyncio.get_running_loop().run_in_executor(self._thread, _nothing)
+            self._thread.shutdown(wait=False)
         if self.sync_engine is not None:
             self.sync_engine.dispose()
         await self.engine.dispose()
