@@ -179,7 +179,7 @@ class PostgresOutboxStore(OutboxStore):
 
     The hot path (reading, marking, the bound and its horizon) uses a small asyncpg pool of its own
     (plain SQL, no result processing layer) rather than :class:`libs.store.Transactions`, which only
-    serves the queries off it. Measured on the machine's PostgreSQL 16 (2 cores, medians of 4
+    serves the queries off it. Measured on the machine's PostgreSQL 15 (2 cores, medians of 4
     alternating rounds): a 500-row batch read took 1.36 ms on the pool and 2.37 ms through
     ``Transactions.run`` (+74%); a 4000-row mark 54 ms and 61 ms. On SQLite the same comparison came
     out 1.00 ms against 1.39 ms per read with marks alike (6.6 ms and 6.8 ms), and reads there run off
