@@ -5,18 +5,18 @@ statement over many rows (a fetched batch of updates, a batch of claims, a batch
 a transaction per delivery would cap the notifier at a few hundred deliveries a second on SQLite.
 The transitions are those of :class:`.domain.pending.PendingDelivery`.
 
-Each transaction is a plain function of a SQLAlchemy ``Connection``, run in one step: on SQLite in
-the store's own thread (one hand-off per transaction rather than one per statement, which under a
-busy event loop cost ~10 ms per transaction; the single thread is also SQLite's single writer), on
-PostgreSQL through ``AsyncConnection.run_sync`` over asyncpg. The service layer gets them through
-:class:`SqlUnitOfWork`: one ``run`` is one such transaction, its body a function of a
-:class:`SqlTransaction` (the statements of :mod:`.transactions` in the notifier's terms).
+Each transaction is a plain function of a SQLAlchemy ``Connection``, run in one step by
+:class:`libs.store.Transactions`: on SQLite in the store's own writer thread (one hand-off per
+transaction rather than one per statement, which under a busy event loop cost ~10 ms per transaction;
+the single thread is also SQLite's single writer), on PostgreSQL through ``AsyncConnection.run_sync``.
+The service layer gets them through :class:`SqlUnitOfWork`: one ``run`` is one such transaction, its
+body a function of a :class:`SqlTransaction` (the statements of :mod:`.transactions` in the notifier's
+terms).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import fcntl
 import json
 import logging
@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.store import SQLITE_BUSY_TIMEOUT_S, WriteHealth, create_engine, is_postgres, migrate, sqlite_transactions
+from libs.store import Transactions, WriteHealth, create_engine, is_postgres, migrate
 
 from .domain.channel import Channel
 from .domain.pending import Offer
@@ -78,14 +78,6 @@ log = logging.getLogger("stockwire.channel_notifier.store")
 _D = deliveries_table.c
 
 
-def _sqlite_engine(url: sa.URL) -> Engine:
-    """A synchronous engine on the same SQLite file, with the pragmas of :func:`libs.store.create_engine`."""
-    engine = sa.create_engine(
-        url.set(drivername="sqlite"), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
-    )
-    return sqlite_transactions(engine)
-
-
 async def _exclusive(path: Path) -> IO[bytes]:
     """Hold an exclusive lock on ``path`` for the life of the process (the kernel drops it when we die).
 
@@ -107,19 +99,21 @@ async def _exclusive(path: Path) -> IO[bytes]:
 
 
 class NotifierStore:
-    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, *, writer_thread: bool = False) -> None:
         self.engine = engine
-        self._sync = sync_engine
+        self.transactions = Transactions(engine, thread="notifier-sqlite" if writer_thread else None)
         self.write_health = WriteHealth().watch(engine)
-        if sync_engine is not None:
-            self.write_health.watch(sync_engine)
-        self._thread = (
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="notifier-sqlite") if sync_engine else None
-        )
+        if self._sync is not None:
+            self.write_health.watch(self._sync)
         self._lock_file: IO[bytes] | None = None
         insert = postgresql.insert if is_postgres(engine) else sqlite.insert
         self.record_upsert = record_statement(insert)
         self.replay_upsert = replay_statement(insert)
+
+    @property
+    def _sync(self) -> Engine | None:
+        """The synchronous engine of the SQLite writer thread (None on PostgreSQL)."""
+        return self.transactions.sync_engine
 
     @classmethod
     async def open(cls, url: str) -> NotifierStore:
@@ -129,7 +123,7 @@ class NotifierStore:
             return cls(engine)
         lock = await _exclusive(Path(engine.url.database or "notifier.db").with_suffix(".lock"))
         await migrate(engine, COMPONENT, MIGRATIONS)
-        store = cls(engine, _sqlite_engine(engine.url))
+        store = cls(engine, writer_thread=True)
         store._lock_file = lock
         # This process is the only notifier on this file: leases left by a previous one (killed before
         # it could hand them back) belong to nobody, so its deliveries resume at once.
@@ -139,26 +133,14 @@ class NotifierStore:
         return store
 
     async def close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-        if self._sync is not None:
-            self._sync.dispose()
-        await self.engine.dispose()
+        await self.transactions.close()
         if self._lock_file is not None:
             self._lock_file.close()  # releases the flock
             self._lock_file = None
 
-    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
-        assert self._sync is not None
-        with self._sync.begin() as conn:
-            return work(conn)
-
     async def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one transaction (committed when it returns, rolled back when it raises)."""
-        if self._thread is not None:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._in_transaction, work)
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(work)
+        return await self.transactions.run(work)
 
     async def writable(self) -> bool:
         """After a failed write (a full disk, say): false until a write commits; this check writes one

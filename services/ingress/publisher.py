@@ -19,6 +19,7 @@ from libs.outbox import OutboxMessage
 
 from .identity import EventIds, body_digest, conflict_evidence
 from .metrics import CONFLICTS, PUBLISH_SECONDS
+from .service_layer import handlers
 from .spool import Spool
 from .webhook import InboundWebhook
 
@@ -94,7 +95,7 @@ class DurableWriter:
     async def _must_queue(self) -> bool:
         """Whether events acknowledged earlier still wait in the spool (see :class:`Spool`)."""
         try:
-            return await self.spool.holds_unpublished()
+            return await handlers.must_spool(self.spool.unit_of_work(), self.spool.gate)
         except Exception as exc:
             # Rows may wait and cannot be counted: publishing now could overtake them.
             log.warning("cannot tell whether the spool is drained (%s); spooling", exc)
@@ -190,7 +191,9 @@ class DurableWriter:
 
     async def _spool(self, message: OutboxMessage, event: InboundWebhook) -> bytes | None:
         try:
-            return await self.spool.add(message, now=event.received_at.timestamp())
+            return await handlers.spool(
+                self.spool.unit_of_work(), self.spool.gate, message, event.received_at.timestamp()
+            )
         except Exception as exc:
             log.error("spool write of %s failed: %s", message.msg_id, exc)
             raise StoreUnavailable(str(exc)) from exc

@@ -30,10 +30,11 @@ from nats.js import api as js_api
 from libs import tracing
 
 from .acks import Ack, BatchOutcome, settle_batch
-from .cursor import AwaitHorizon, ReadRows, ScanCursor, TakeBound
+from .cursor import ReadRows, ScanCursor
 from .rows import OutboxRow, UnpublishableRow, publish_headers
 from .schedule import IdlePoll
-from .store import OutboxStore, PostgresOutboxStore
+from .service_layer import handlers
+from .service_layer.unit_of_work import UnitOfWork
 from .wakeup import Wakeup
 
 __all__ = ["EpochFailed", "EpochStats", "PublishEpoch", "Tuning"]
@@ -79,7 +80,7 @@ class PublishEpoch:
     def __init__(
         self,
         name: str,
-        store: OutboxStore,
+        store: UnitOfWork,
         js: JetStreamContext,
         wakeup: Wakeup,
         tuning: Tuning,
@@ -166,24 +167,11 @@ class PublishEpoch:
 
     async def _next_rows(self) -> list[OutboxRow] | None:
         """The next batch to publish, ``[]`` when caught up, ``None`` when a PostgreSQL bound is not final yet."""
-        step = self.cursor.next_step()
-        if isinstance(step, ReadRows):
-            rows = await self.store.read(step.after_id, step.up_to, step.limit)
-            self.cursor.rows_read([row.id for row in rows])
-            return rows
-        assert isinstance(self.store, PostgresOutboxStore)
-        if isinstance(step, TakeBound):
-            max_id, next_xid = await self.store.take_bound(step.after_id)
-            self.cursor.bound_taken(max_id, next_xid)
-            return [] if self.cursor.caught_up else None
-        assert isinstance(step, AwaitHorizon)
-        passed = await self.store.horizon_passed(step.xid)
-        self.cursor.horizon_checked(passed)
-        if not passed:
+        rows = await handlers.next_rows(self.store, self.cursor)
+        if rows is handlers.NotYet.HORIZON_OPEN:
             self.stats.horizon_waits += 1
-            # A transaction that may still commit a lower id is open; they are short, look again soon.
             await self.wakeup.wait(min(self.idle.found_nothing(), 0.05))
-        return None
+        return None if isinstance(rows, handlers.NotYet) else rows
 
     async def _send(self, rows: list[OutboxRow]) -> bool:
         batch = _Batch(rows, sent_at=time.monotonic())
@@ -261,7 +249,7 @@ class PublishEpoch:
                 self.tuning.pause_before_mark_s,
             )
             await asyncio.sleep(self.tuning.pause_before_mark_s)
-        await self.store.mark_published(ids, time.time())
+        await handlers.mark_published(self.store, ids, time.time())
 
     def _account(self, outcome: BatchOutcome) -> None:
         self.stats.published += len(outcome.published)

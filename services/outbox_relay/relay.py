@@ -24,6 +24,7 @@ from .acks import BatchOutcome
 from .metrics import BACKLOG, DUPLICATES, LEADER, OLDEST_AGE, PUBLISH_ERRORS, PUBLISHED
 from .pipeline import EpochStats, PublishEpoch, Tuning, close_quietly
 from .schedule import retry_backoff
+from .service_layer import handlers
 from .settings import OutboxRelaySettings, OutboxSpec
 from .store import OutboxStore, PostgresOutboxStore, SqliteOutboxStore, open_store
 from .wakeup import Wakeup, listen_postgres, watch_sqlite
@@ -214,12 +215,12 @@ class OutboxRelay:
     async def _refresh_backlog(self) -> None:
         while True:
             try:
-                count, oldest = await self.store.backlog()
+                count, oldest_age_s = await handlers.backlog(self.store, time.time())
             except Exception as exc:
                 log.debug("outbox %s: backlog query failed: %s", self.name, exc)
             else:
                 BACKLOG.labels(self.name).set(count)
-                OLDEST_AGE.labels(self.name).set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+                OLDEST_AGE.labels(self.name).set(oldest_age_s)
             await asyncio.sleep(self.settings.stats_interval_s)
 
     async def _cleanup(self) -> None:
@@ -227,7 +228,8 @@ class OutboxRelay:
             await asyncio.sleep(self.settings.cleanup_interval_s)
             before = time.time() - self.settings.retention_s
             try:
-                while (deleted := await self.store.delete_published(before, _CLEANUP_CHUNK)) >= _CLEANUP_CHUNK:
+                deleted = await handlers.clean_up(self.store, before, _CLEANUP_CHUNK)
+                if deleted:
                     log.debug("outbox %s: deleted %d published rows", self.name, deleted)
             except Exception as exc:
                 log.warning("outbox %s: cleanup failed: %s", self.name, exc)

@@ -83,9 +83,20 @@ class RelayRuntime:
                 task.cancel()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*relay_tasks, return_exceptions=True)
+        if self._tasks:
+            await _cancel(self._tasks[0])
         for relay in self.relays:
             await relay.close()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` until it ends. A cancel can be lost while the first NATS connect is retried:
+    nats-py catches every ``Exception`` of a failed attempt, and Python 3.11's ``asyncio.wait_for``
+    answers a cancel that comes as the attempt fails with the attempt's error instead."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.5)

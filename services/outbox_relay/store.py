@@ -1,6 +1,7 @@
 """The relay's side of an outbox table: read in id order, mark published, clean up, count the backlog.
 
-One class per kind of database, with the same methods; :func:`open_store` picks one from the URL.
+This is the SQL unit of work of :mod:`.service_layer` (each method one transaction or one snapshot
+read). One class per kind of database, with the same methods; :func:`open_store` picks one from the URL.
 The relay never creates the table (its writer does, at its own start-up): until it exists
 :meth:`OutboxStore.exists` answers ``False`` and the relay waits.
 """
@@ -10,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from libs.outbox import outbox_notify_channel, outbox_table
-from libs.store import SQLITE_BUSY_TIMEOUT_S, configure_sqlite, create_engine
+from libs.store import Transactions, create_engine
 
 from .rows import OutboxRow
 
@@ -31,8 +30,6 @@ log = logging.getLogger("stockwire.outbox_relay")
 
 # SQLite allows 32766 bound parameters per statement; stay well below for the IN lists.
 _SQLITE_CHUNK = 500
-
-T = TypeVar("T")
 
 # The sessions of the relay's hot path run only its own few statements, so they can be told how:
 # - No sorting. Without fresh statistics (a backlog written during an outage, before autovacuum has
@@ -45,22 +42,30 @@ _HOT_PATH_SETTINGS = {"enable_sort": "off", "synchronous_commit": "off"}
 
 
 class OutboxStore:
-    """The queries off the hot path (SQLAlchemy); subclasses add reading and marking, which run on
-    the plain driver of their database."""
+    """The queries off the hot path, through ``reads`` and ``writes`` (:class:`libs.store.Transactions`);
+    subclasses add reading and marking."""
 
     commit_ordered: bool = True
 
-    def __init__(self, url: str, table_name: str, reader: AsyncEngine, writer: AsyncEngine) -> None:
+    def __init__(self, url: str, table_name: str, reads: Transactions, writes: Transactions) -> None:
         self.url = url
         self.table = outbox_table(sa.MetaData(), table_name)
-        self.reader = reader
-        self.writer = writer
+        self.reads = reads
+        self.writes = writes
 
     async def exists(self) -> bool:
         raise NotImplementedError
 
     async def read(self, after_id: int, up_to: int | None, limit: int) -> list[OutboxRow]:
         """Unpublished rows with ``after_id < id`` (and ``id <= up_to``), in id order, at most ``limit``."""
+        raise NotImplementedError
+
+    async def take_bound(self, after_id: int) -> tuple[int | None, int | None]:
+        """Only a store whose ids are not committed in order is asked (see :mod:`.cursor`)."""
+        raise NotImplementedError
+
+    async def horizon_passed(self, xid: int) -> bool:
+        """Only a store whose ids are not committed in order is asked (see :mod:`.cursor`)."""
         raise NotImplementedError
 
     async def mark_published(self, ids: Sequence[int], at: float) -> None:
@@ -70,8 +75,7 @@ class OutboxStore:
         """Unpublished rows and the ``created_at`` of the oldest."""
         c = self.table.c
         query = sa.select(sa.func.count(), sa.func.min(c.created_at)).where(c.published_at.is_(None))
-        async with self.reader.connect() as conn:
-            count, oldest = (await conn.execute(query)).one()
+        count, oldest = await self.reads.run(lambda conn: conn.execute(query).one())
         return int(count), (float(oldest) if oldest is not None else None)
 
     async def delete_published(self, before: float, limit: int) -> int:
@@ -85,76 +89,32 @@ class OutboxStore:
             .order_by(c.id)
             .limit(limit)
         )
-        async with self.writer.begin() as conn:
-            result = await conn.execute(sa.delete(self.table).where(c.id.in_(victims)))
-        return max(result.rowcount or 0, 0)
+        statement = sa.delete(self.table).where(c.id.in_(victims))
+        deleted = await self.writes.run(lambda conn: conn.execute(statement).rowcount)
+        return max(deleted or 0, 0)
 
     async def close(self) -> None:
-        await self.reader.dispose()
-        if self.writer is not self.reader:
-            await self.writer.dispose()
-
-
-class _SqliteThread:
-    """One plain sqlite3 connection used from one thread of its own.
-
-    The hot path (reading batches, marking them) runs here rather than through SQLAlchemy: the whole
-    query, the row fetch and the conversion run off the event loop, and sqlite releases the GIL while
-    it works, which measured several times faster than the async ORM layer on this path.
-    """
-
-    def __init__(self, path: Path, name: str) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._conn: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = sqlite3.connect(
-                self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
-            configure_sqlite(conn)
-            self._conn = conn
-        return self._conn
-
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            conn = self._connection()
-            try:
-                return work(conn)
-            except sqlite3.Error:
-                # A broken connection is not reused; the next call opens a fresh one.
-                self._close()
-                raise
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
-        self._executor.shutdown(wait=False)
+        await self.reads.close()
+        if self.writes is not self.reads:
+            await self.writes.close()
 
 
 class SqliteOutboxStore(OutboxStore):
-    """One writer at a time: ids are committed in id order (see :mod:`.cursor`)."""
+    """One writer at a time: ids are committed in id order (see :mod:`.cursor`).
+
+    Reading and marking run each on a thread of its own (:class:`libs.store.Transactions`), so a read
+    goes on while a mark waits for the write lock. Reads begin no transaction: each reads its own WAL
+    snapshot and never queues behind a writer; marks, like every write, begin ``BEGIN IMMEDIATE``.
+    """
 
     commit_ordered = True
 
     def __init__(self, url: str, table_name: str) -> None:
         self.path = Path(make_url(url).database or "")
-        # Reads take no lock (WAL snapshots); libs.store's engine starts every transaction with
-        # BEGIN IMMEDIATE, which is right for writes but would make each read queue behind writers.
-        reader = create_async_engine(url, connect_args={"timeout": 30})
-        super().__init__(url, table_name, reader, create_engine(url))
+        reads = Transactions(create_async_engine(url), thread=f"outbox-read-{table_name}", reads_only=True)
+        writes = Transactions(create_engine(url), thread=f"outbox-mark-{table_name}")
+        super().__init__(url, table_name, reads, writes)
         self._watch: sqlite3.Connection | None = None
-        self._read_thread = _SqliteThread(self.path, f"outbox-read-{table_name}")
-        self._mark_thread = _SqliteThread(self.path, f"outbox-mark-{table_name}")
         quoted = f'"{table_name}"'  # validated as a plain identifier by the settings
         columns = f"SELECT id, subject, msg_id, headers, payload FROM {quoted} WHERE published_at IS NULL AND id > ?"
         self._sql_read = f"{columns} ORDER BY id LIMIT ?"
@@ -166,8 +126,8 @@ class SqliteOutboxStore(OutboxStore):
         if not self.path.is_file():
             return False
         query = sa.text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name")
-        async with self.reader.connect() as conn:
-            return (await conn.execute(query, {"name": self.table.name})).first() is not None
+        found = await self.reads.run(lambda conn: conn.execute(query, {"name": self.table.name}).first())
+        return found is not None
 
     async def read(self, after_id: int, up_to: int | None, limit: int) -> list[OutboxRow]:
         params: tuple[int, ...]
@@ -176,27 +136,20 @@ class SqliteOutboxStore(OutboxStore):
         else:
             sql, params = self._sql_read_bounded, (after_id, up_to, limit)
 
-        def work(conn: sqlite3.Connection) -> list[OutboxRow]:
-            rows = conn.execute(sql, params).fetchall()
+        def work(conn: Connection) -> list[OutboxRow]:
+            rows = conn.exec_driver_sql(sql, params).fetchall()
             return [OutboxRow(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 
-        return await self._read_thread.run(work)
+        return await self.reads.run(work)
 
     async def mark_published(self, ids: Sequence[int], at: float) -> None:
         sql, chunks = self._sql_mark, [list(ids[i : i + _SQLITE_CHUNK]) for i in range(0, len(ids), _SQLITE_CHUNK)]
 
-        def work(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for chunk in chunks:
-                    conn.execute(sql + "(" + ",".join("?" * len(chunk)) + ")", (at, *chunk))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        def work(conn: Connection) -> None:
+            for chunk in chunks:
+                conn.exec_driver_sql(sql + "(" + ",".join("?" * len(chunk)) + ")", (at, *chunk))
 
-        await self._mark_thread.run(work)
+        await self.writes.run(work)
 
     def data_version(self) -> int | None:
         """Changes whenever another connection commits to the file; microseconds, no lock taken.
@@ -218,22 +171,26 @@ class SqliteOutboxStore(OutboxStore):
 
     async def close(self) -> None:
         self._close_watch()
-        await self._read_thread.close()
-        await self._mark_thread.close()
         await super().close()
 
 
 class PostgresOutboxStore(OutboxStore):
     """Ids are drawn before commit: reads stay below a bound every open transaction has passed.
 
-    The hot path uses a small asyncpg pool of its own (plain SQL, no result processing layer).
+    The hot path (reading, marking, the bound and its horizon) uses a small asyncpg pool of its own
+    (plain SQL, no result processing layer) rather than :class:`libs.store.Transactions`, which only
+    serves the queries off it. Measured on the machine's PostgreSQL 15 (2 cores, medians of 4
+    alternating rounds): a 500-row batch read took 1.36 ms on the pool and 2.37 ms through
+    ``Transactions.run`` (+74%); a 4000-row mark 54 ms and 61 ms. On SQLite the same comparison came
+    out 1.00 ms against 1.39 ms per read with marks alike (6.6 ms and 6.8 ms), and reads there run off
+    the event loop in a thread of their own, overlapped with publishing: that store uses the runner.
     """
 
     commit_ordered = False
 
     def __init__(self, url: str, table_name: str) -> None:
-        engine = create_engine(url, pool_size=2)
-        super().__init__(url, table_name, engine, engine)
+        transactions = Transactions(create_engine(url, pool_size=2))
+        super().__init__(url, table_name, transactions, transactions)
         self.notify_channel = outbox_notify_channel(table_name)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
@@ -260,19 +217,21 @@ class PostgresOutboxStore(OutboxStore):
         return self._pool
 
     async def exists(self) -> bool:
-        async with self.reader.connect() as conn:
-            found = await conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": self.table.name})
-            if not found.scalar_one():
-                return False
-            await self._check_sequence(conn)
+        return await self.reads.run(self._exists)
+
+    def _exists(self, conn: Connection) -> bool:
+        found = conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": self.table.name})
+        if not found.scalar_one():
+            return False
+        self._check_sequence(conn)
         return True
 
-    async def _check_sequence(self, conn: AsyncConnection) -> None:
+    def _check_sequence(self, conn: Connection) -> None:
         query = sa.text(
             "SELECT s.cache_size FROM pg_sequences s WHERE format('%I.%I', s.schemaname, s.sequencename)::regclass"
             " = pg_get_serial_sequence(:t, 'id')::regclass"
         )
-        cache = (await conn.execute(query, {"t": self.table.name})).scalar()
+        cache = conn.execute(query, {"t": self.table.name}).scalar()
         if cache is not None and cache > 1:
             log.error(
                 "outbox %s: its id sequence caches %d values per session, so ids are not drawn in order; "
