@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import uvicorn
+from litestar import Litestar
 
+from libs.config import StockwireSettings, load_service_config
 from libs.logs import setup_logging
 from libs.metrics import reset_multiprocess_dir
+from libs.tracing import setup_service_telemetry
 
-__all__ = ["serve", "service_name"]
+T = TypeVar("T")
+
+__all__ = ["serve", "service_app", "service_name"]
 
 
 def service_name(app_factory: str) -> str:
@@ -59,3 +65,13 @@ def serve(
         timeout_graceful_shutdown=10,
         server_header=False,
     )
+
+
+def service_app(section: str, settings_cls: type[T], build: Callable[[StockwireSettings, T], Litestar]) -> Litestar:
+    """What a service's uvicorn factory does: logging, the shared settings and the service's own
+    ``[section]`` read from the file and the environment (a configuration that cannot be used ends the
+    process, see :func:`libs.config.load_service_config`), telemetry, then ``build(shared, settings)``."""
+    setup_logging()
+    shared, settings = load_service_config(section, settings_cls)
+    setup_service_telemetry(shared, section)
+    return build(shared, settings)

@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 
-from libs.config import StockwireSettings, load_service_config
+from libs.config import StockwireSettings
 from libs.http import create_service_app
-from libs.logs import setup_logging
-from libs.tracing import setup_service_telemetry
+from libs.server import service_app
 from libs.urlpolicy import Resolver, system_resolver
 
 from .admin import admin_router
@@ -52,7 +51,4 @@ def build_app(
 
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
-    setup_logging()
-    shared, settings = load_service_config("channel-notifier", ChannelNotifierSettings)
-    setup_service_telemetry(shared, "channel-notifier")
-    return build_app(shared, settings)
+    return service_app("channel-notifier", ChannelNotifierSettings, build_app)

@@ -21,14 +21,13 @@ from litestar.params import Parameter
 
 from libs import tracing
 from libs.bus import connect, jetstream
-from libs.config import SourceSettings, StockwireSettings, load_service_config
+from libs.config import SourceSettings, StockwireSettings
 from libs.http import create_service_app, error_response, error_responses
-from libs.logs import setup_logging
 from libs.natsserver import sync_warning
 from libs.schemes import MAX_ID_LENGTH, SCHEMES, WebhookScheme
+from libs.server import service_app
 from libs.store import database_url
 from libs.subjects import EVENT_TYPE_PATTERN, SOURCE_PATTERN
-from libs.tracing import setup_service_telemetry
 
 from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
 from .publisher import Durability, DurableWriter, Outcome, StoreUnavailable
@@ -328,7 +327,4 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
 
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
-    setup_logging()
-    shared, settings = load_service_config("ingress", IngressSettings)
-    setup_service_telemetry(shared, "ingress")
-    return build_app(shared, settings)
+    return service_app("ingress", IngressSettings, build_app)

@@ -11,14 +11,13 @@ from litestar import Litestar
 from nats.aio.client import Client
 
 from libs.bus import connect, jetstream
-from libs.config import StockwireSettings, load_service_config
+from libs.config import StockwireSettings
 from libs.consumer import PullConsumer
 from libs.http import create_service_app
-from libs.logs import setup_logging
 from libs.profiles import SourceProfiles
+from libs.server import service_app
 from libs.store import ConsumerFloors, database_url
 from libs.topology import COMMERCE, INVENTORY_CONSUMER, consumer_spec
-from libs.tracing import setup_service_telemetry
 
 from .adapters.wire import read_event
 from .api import route_handlers
@@ -138,7 +137,4 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
 
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
-    setup_logging()
-    shared, settings = load_service_config("inventory", InventorySettings)
-    setup_service_telemetry(shared, "inventory")
-    return build_app(shared, settings)
+    return service_app("inventory", InventorySettings, build_app)

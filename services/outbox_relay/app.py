@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 
-from libs.config import StockwireSettings, load_service_config
+from libs.config import StockwireSettings
 from libs.http import create_service_app
-from libs.logs import setup_logging
-from libs.tracing import setup_service_telemetry
+from libs.server import service_app
 
 from .runtime import RelayRuntime
 from .settings import OutboxRelaySettings
@@ -48,7 +47,4 @@ def build_app(shared: StockwireSettings, settings: OutboxRelaySettings, *, holde
 
 def create_app() -> Litestar:
     """The uvicorn factory: reads configuration from the file and the environment."""
-    setup_logging()
-    shared, settings = load_service_config("outbox-relay", OutboxRelaySettings)
-    setup_service_telemetry(shared, "outbox-relay")
-    return build_app(shared, settings)
+    return service_app("outbox-relay", OutboxRelaySettings, build_app)

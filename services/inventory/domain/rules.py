@@ -18,8 +18,10 @@ from libs.profiles.canonical import (
     PaymentRetried,
     PaymentSucceeded,
     Return,
+    ReturnItem,
     ReturnReceived,
     Shipment,
+    ShipmentItem,
 )
 
 from .events import AFTER_SHIPPING, OrderEvent
@@ -70,18 +72,26 @@ _REVIVABLE = frozenset({S.EXPIRED, S.PAYMENT_FAILED})
 _MAY_SHIP = frozenset({S.RESERVED, S.COMMITTED, S.CANCELLED}) | _REVIVABLE
 
 
+def _item_sku(item: ShipmentItem | ReturnItem, order: Reservation, notes: list[str], effect: str) -> str | None:
+    """The SKU an item names, or the SKU of the order's line for the product it names; None (and a note
+    saying ``effect``) when the order has no such line."""
+    sku = item.sku
+    if sku is None and item.product_id is not None:
+        sku = order.sku_of(item.product_id, item.variant_id)
+    if sku is None:
+        what = f"{item.product_id}" + (f"/{item.variant_id}" if item.variant_id else "")
+        notes.append(f"product {what} is not a line of the order: {effect}")
+    return sku
+
+
 def shipment_units(event: Shipment, order: Reservation) -> tuple[dict[str, int], list[str]]:
     """Units per SKU a shipment carries, paid and free (items of one SKU added up; an item that names its
     product, not its SKU, resolved through the order's lines), and notes on items it cannot place."""
     out: dict[str, int] = {}
     notes: list[str] = []
     for item in event.items:
-        sku = item.sku
-        if sku is None and item.product_id is not None:
-            sku = order.sku_of(item.product_id, item.variant_id)
+        sku = _item_sku(item, order, notes, "nothing deducted for it")
         if sku is None:
-            what = f"{item.product_id}" + (f"/{item.variant_id}" if item.variant_id else "")
-            notes.append(f"product {what} is not a line of the order: nothing deducted for it")
             continue
         if item.units:
             out[sku] = out.get(sku, 0) + item.units
@@ -100,12 +110,8 @@ def return_units(event: Return, order: Reservation) -> tuple[dict[Disposition, d
     out: dict[Disposition, dict[str, int]] = {"restock": {}, "no_restock": {}, "cancel": {}}
     notes: list[str] = []
     for item in event.items:
-        sku = item.sku
-        if sku is None and item.product_id is not None:
-            sku = order.sku_of(item.product_id, item.variant_id)
+        sku = _item_sku(item, order, notes, "not restocked")
         if sku is None:
-            what = f"{item.product_id}" + (f"/{item.variant_id}" if item.variant_id else "")
-            notes.append(f"product {what} is not a line of the order: not restocked")
             continue
         units = out[item.disposition]
         units[sku] = units.get(sku, 0) + item.quantity
