@@ -27,18 +27,20 @@ import argparse
 import io
 import json
 import math
+import os
 import random
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvloop
 
+from bench.cpu import SERVICES_AND_NATS, SUM, CpuMeter, floors, ms_per_order
 from bench.support import Service, dump, machine, print_table
 from libs.natsserver import free_port
 from stockwire.demo.analysis import channel_divergences, percentile
@@ -77,6 +79,8 @@ class Step:
     failed: list[str]
     nominal_opm: float = 0.0
     """The step's target rate (what ``offered_opm`` measured the producer achieving)."""
+    cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
+    """CPU-milliseconds per order of each process over the step (Stockwire's steps)."""
 
     @property
     def sustained(self) -> bool:
@@ -101,9 +105,24 @@ def sale_config(orders_per_min: float, seconds: float, seed: int, dialect: Diale
 
 
 # --- Stockwire ---------------------------------------------------------------------------------------
+def stack_meter(stack: Stack, sinks: SinkProcess) -> CpuMeter:
+    """Every process of a Stockwire run: the four services, nats-server, the sinks and this one (the
+    simulator and load generator)."""
+    pids = {name: child.pid for name, child in stack.children.items() if child.pid is not None}
+    if stack.nats is not None and stack.nats.process is not None:
+        pids["nats-server"] = stack.nats.process.pid
+    if sinks.child.pid is not None:
+        pids["sinks"] = sinks.child.pid
+    return CpuMeter(pids, own={"simulator": os.getpid()})
+
+
 def stockwire_step(stack: Stack, sinks: SinkProcess, config: SimConfig, scenario: str, settle_s: float) -> Step:
     options = SaleOptions(sim=config, settle_timeout_s=settle_s, verify_ledger=False, sample_interval_s=1.0)
-    report = build_report(uvloop.run(FlashSale(stack, sinks, options).run()), title=f"bench {scenario}")
+    meter = stack_meter(stack, sinks)
+    before = meter.read()
+    outcome = uvloop.run(FlashSale(stack, sinks, options).run())
+    after = meter.read()
+    report = build_report(outcome, title=f"bench {scenario}")
     latency = report["latency"]
     hooks = report["webhooks"]
     failed = [f"{i['name']}: {i['detail']}" for i in report["invariants"] if not i["ok"]]
@@ -125,6 +144,7 @@ def stockwire_step(stack: Stack, sinks: SinkProcess, config: SimConfig, scenario
         f"ledger {'= ground truth' if ledger_ok['ok'] else 'DIFFERS'}",
         report["ok"],
         failed,
+        cpu_ms_per_order=ms_per_order(before, after, report["orders"]["sent"]),
     )
 
 
@@ -233,6 +253,24 @@ def _best_step(steps: Sequence[Step]) -> str:
     return f"the {max(sustained):,.0f}/min step" if sustained else "no step"
 
 
+CPU_COLUMNS = (*SERVICES_AND_NATS, SUM, "simulator", "sinks")
+
+
+def print_cpu(steps: Sequence[Step], degraded: Step, floor_ms: dict[str, float]) -> None:
+    """CPU-milliseconds per order of each process, per Stockwire step, and the floor of the work."""
+    measured = [*steps, degraded]
+    print_table(
+        "Stockwire: CPU-milliseconds per order (user + system, each process with its children)",
+        ["scenario", "orders", *CPU_COLUMNS],
+        [[s.scenario, s.orders, *(s.cpu_ms_per_order.get(c, math.nan) for c in CPU_COLUMNS)] for s in measured],
+    )
+    print_table(
+        "Floor: CPU-milliseconds of the bare work, measured in this process",
+        ["work", "ms"],
+        [[name, f"{ms:.4f}"] for name, ms in floor_ms.items()],
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short steps at low rates (proves it runs)")
@@ -307,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _degrade(sinks, False)
             print(f"  degraded: p99 {degraded_sw.p99_ms:,.1f} ms, lost {degraded_sw.lost}", flush=True)
+            assert stack.nats_url is not None
+            floor = sinks.channels[0].name
+            floor_ms = floors(stack.nats_url, sinks.url(floor), sinks.secret(floor), work)
         finally:
             stack.stop()
         secret = "bench-sync-secret"
@@ -375,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for s in everything
         ],
     )
+    print_cpu(stockwire_steps, degraded_sw, floor_ms)
     sw_best, sync_best = _best(stockwire_steps), _best(sync_steps)
     at_10k = next((s for s in stockwire_steps if s.nominal_opm == 10000), None)
     print("\nHeadline")
@@ -414,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "synchronous_max_sustained_opm": sync_best,
             "ratio": sw_best / sync_best if sync_best else None,
             "stockwire_lost": lost_total,
+            "floor_cpu_ms": floor_ms,
         }
     )
     dump(Path(args.out), results)

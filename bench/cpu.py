@@ -1,0 +1,166 @@
+"""CPU time per order: of each process of a run (from the OS, via psutil), and the bare floor of the same work.
+
+A :class:`CpuMeter` reads the user + system CPU time of named processes (each with its live descendants)
+before and after a step; :func:`ms_per_order` turns the two readings and the step's order count into
+CPU-milliseconds per order. :func:`floors` measures, in this process with small loops, what the work
+itself costs at the least: an HMAC-SHA256 check of a ~1 KB body, a JetStream publish with its ack, a
+pull-consume with its ack, one SQLite row written in a batch, and one signed POST to a local sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from libs.signing import commerce_engine_signature, sign_standard_webhook, verify_commerce_engine
+
+SERVICES_AND_NATS = ("ingress", "inventory", "outbox-relay", "channel-notifier", "nats-server")
+"""The processes whose sum is the figure an operator pays for."""
+SUM = "services + nats"
+
+
+def process_cpu_s(pid: int, *, descendants: bool = True) -> float:
+    """User + system CPU seconds of ``pid`` (and, with ``descendants``, of its live children and their
+    reaped children); 0 for a process that is gone."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *(root.children(recursive=True) if descendants else ())]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+        if descendants:
+            total += times.children_user + times.children_system
+    return total
+
+
+@dataclass
+class CpuMeter:
+    """The processes of a run by name: ``pids`` counted with their descendants, ``own`` without (this
+    process, whose descendants are the other processes)."""
+
+    pids: Mapping[str, int]
+    own: Mapping[str, int] = field(default_factory=dict)
+
+    def read(self) -> dict[str, float]:
+        reading = {name: process_cpu_s(pid) for name, pid in self.pids.items()}
+        reading.update({name: process_cpu_s(pid, descendants=False) for name, pid in self.own.items()})
+        return reading
+
+
+def ms_per_order(before: Mapping[str, float], after: Mapping[str, float], orders: int) -> dict[str, float]:
+    """CPU-milliseconds per order of each process between two readings (seconds), and :data:`SUM`, the
+    four services and nats-server together (when all were read). Empty when no order was sent."""
+    if orders <= 0:
+        return {}
+    result = {name: max(0.0, after[name] - before[name]) * 1000 / orders for name in after if name in before}
+    if all(name in result for name in SERVICES_AND_NATS):
+        result[SUM] = sum(result[name] for name in SERVICES_AND_NATS)
+    return result
+
+
+# --- floors ------------------------------------------------------------------------------------------
+def _per_op_ms(started: float, n: int) -> float:
+    return (time.process_time() - started) * 1000 / n
+
+
+def hmac_check_ms(n: int = 20000) -> float:
+    body = b'{"event":"order.created","data":' + b'"' + b"x" * 990 + b'"}'
+    secret = "floor-secret"
+    signature = commerce_engine_signature(secret, body)
+    started = time.process_time()
+    for _ in range(n):
+        verify_commerce_engine([secret], body, signature)
+    return _per_op_ms(started, n)
+
+
+async def _nats_floors(nats_url: str, n: int, batch: int) -> tuple[float, float]:
+    import nats
+
+    nc = await nats.connect(nats_url, name="cpu-floor")
+    js = nc.jetstream()
+    stream, subject = "CPU_FLOOR", "cpu-floor.events"
+    try:
+        await js.add_stream(name=stream, subjects=[subject])
+        body = b"x" * 1000
+        started = time.process_time()
+        for _ in range(n):
+            await js.publish(subject, body)
+        publish = _per_op_ms(started, n)
+        subscription = await js.pull_subscribe(subject, durable="cpu-floor", stream=stream)
+        started = time.process_time()
+        consumed = 0
+        while consumed < n:
+            for message in await subscription.fetch(batch, timeout=5):
+                await message.ack()
+                consumed += 1
+        consume = _per_op_ms(started, consumed)
+        await js.delete_stream(stream)
+    finally:
+        await nc.close()
+    return publish, consume
+
+
+def jetstream_floors_ms(nats_url: str, n: int = 2000, batch: int = 100) -> tuple[float, float]:
+    """(publish with ack, pull-consume with ack), each per message, on a throwaway stream."""
+    return asyncio.run(_nats_floors(nats_url, n, batch))
+
+
+def sqlite_row_ms(directory: Path, n: int = 20000, batch: int = 100) -> float:
+    """One row inserted in a transaction of ``batch`` rows (WAL, synchronous=NORMAL)."""
+    path = directory / "cpu-floor.db"
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, sku TEXT, payload TEXT)")
+        payload = "x" * 300
+        started = time.process_time()
+        for start in range(0, n, batch):
+            with db:
+                db.executemany(
+                    "INSERT INTO rows (sku, payload) VALUES (?, ?)",
+                    [(f"SKU-{i}", payload) for i in range(start, start + batch)],
+                )
+        return _per_op_ms(started, n)
+    finally:
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def signed_post_ms(url: str, secret: str, n: int = 1000) -> float:
+    """One Standard Webhooks-signed POST of ~1 KB over a kept-alive connection. The body is not a
+    document the sink applies (it answers 422 after checking the signature), so its state is untouched."""
+    body = b"x" * 1000
+    with httpx.Client(timeout=10) as client:
+        client.post(url, content=body)
+        started = time.process_time()
+        for i in range(n):
+            headers = sign_standard_webhook(secret, f"floor-{i}", body).as_dict()
+            client.post(url, content=body, headers={**headers, "content-type": "application/json"})
+        return _per_op_ms(started, n)
+
+
+def floors(nats_url: str, sink_url: str, sink_secret: str, directory: Path) -> dict[str, float]:
+    """The bare CPU-milliseconds of each unit of work, measured in this process."""
+    publish, consume = jetstream_floors_ms(nats_url)
+    return {
+        "HMAC-SHA256 check, 1 KB body": hmac_check_ms(),
+        "JetStream publish + ack": publish,
+        "JetStream pull-consume + ack": consume,
+        "SQLite row, 100 per transaction": sqlite_row_ms(directory),
+        "signed POST to a local sink": signed_post_ms(sink_url, sink_secret),
+    }
