@@ -19,8 +19,14 @@ __all__ = [
     "CONFLICT_HEADERS",
     "DEADLETTER_HEADERS",
     "DIRECT_GET_HEADERS",
+    "HEADER_BODY_SHA256",
     "HEADER_CONSUMER",
     "HEADER_DELIVERY_COUNT",
+    "HEADER_DISCARDED_AT",
+    "HEADER_DISCARDED_BY",
+    "HEADER_DISCARDED_SEQ",
+    "HEADER_DISCARDED_SUBJECT",
+    "HEADER_DISCARD_REASON",
     "HEADER_ERROR",
     "HEADER_EVENT_ID",
     "HEADER_EVENT_TYPE",
@@ -50,6 +56,7 @@ __all__ = [
     "decode_availability",
     "decode_first_body",
     "decode_inventory_event",
+    "discard_msg_id",
     "encode",
     "inventory_event_msg_id",
     "rejection_msg_id",
@@ -206,6 +213,19 @@ consumer keys it by ``Stockwire-Original-Msg-Id``, so an event applied once is n
 while one that was dead-lettered may now be. A replayed message also carries
 ``Stockwire-Original-Msg-Id`` (the id it was first published with) and, as ``Nats-Msg-Id``,
 :func:`replay_msg_id`."""
+HEADER_DISCARDED_SEQ = "Stockwire-Discarded-Seq"
+"""The record of a discarded dead letter: the dead letter's sequence in DEADLETTER (decimal). The record
+keeps the dead letter's headers (its subject in ``Stockwire-Original-Subject``) but not its body."""
+HEADER_DISCARDED_SUBJECT = "Stockwire-Discarded-Subject"
+"""The record of a discarded dead letter: the dead letter's DEADLETTER subject."""
+HEADER_DISCARD_REASON = "Stockwire-Discard-Reason"
+"""The record of a discarded dead letter: why it was discarded, as the operator gave it."""
+HEADER_DISCARDED_BY = "Stockwire-Discarded-By"
+"""The record of a discarded dead letter: who discarded it (the admin API's caller: ``admin``)."""
+HEADER_DISCARDED_AT = "Stockwire-Discarded-At"
+"""The record of a discarded dead letter: when, RFC 3339 UTC."""
+HEADER_BODY_SHA256 = "Stockwire-Body-Sha256"
+"""The record of a discarded dead letter: the SHA-256 of the dead letter's body (hex)."""
 JETSTREAM_HEADER_PREFIX = "Nats-"
 """JetStream's own headers (``Nats-Msg-Id``, ``Nats-Expected-Stream``, ``Nats-TTL``…): instructions for
 one publication, never part of the event, so a replay carries none of the first publication's."""
@@ -295,6 +315,12 @@ def deadletter_original_msg_id(headers: Mapping[str, str]) -> str | None:
 
 # JetStream keeps every id of a stream's duplicate window in memory; ids stay short.
 _MAX_REPLAY_ID_CHARS = 256
+
+
+def discard_msg_id(deadletter_seq: int) -> str:
+    """The ``Nats-Msg-Id`` of the record of discarding the dead letter ``deadletter_seq``:
+    ``discard:<seq>`` (a retried discard stores its record once within DEADLETTER's duplicate window)."""
+    return f"discard:{deadletter_seq}"
 
 
 def replay_msg_id(deadletter_seq: int, original_msg_id: str) -> str:

@@ -11,12 +11,14 @@ import re
 
 __all__ = [
     "COMMERCE_SUBJECT",
+    "DEADLETTER_DISCARDED_SUBJECT",
     "DEADLETTER_SUBJECT",
     "EVENT_TYPE_PATTERN",
     "INVENTORY_SUBJECT",
     "SOURCE_PATTERN",
     "check_subject_filter",
     "commerce_subject",
+    "deadletter_discarded_subject",
     "deadletter_subject",
     "decode_token",
     "encode_token",
@@ -90,6 +92,8 @@ def event_type_levels(event_type: object, separator: str = ".") -> str | None:
 COMMERCE_SUBJECT = "commerce.{source}.{event_type}"
 INVENTORY_SUBJECT = "inventory.{kind}.{sku_token}"
 DEADLETTER_SUBJECT = "deadletter.{consumer}.{original_subject}"
+DEADLETTER_DISCARDED_SUBJECT = "deadletter.discarded.{consumer}"
+"""The record of a discarded dead letter, kept in DEADLETTER; ``discarded`` is no consumer's name."""
 
 
 def commerce_subject(source: str, event_type: str) -> str:
@@ -106,6 +110,11 @@ def inventory_subject(kind: str, sku: str) -> str:
 def deadletter_subject(consumer: str, original_subject: str) -> str:
     """``deadletter.<consumer>.<original subject>``: the original subject keeps all its tokens."""
     return DEADLETTER_SUBJECT.format(consumer=consumer, original_subject=original_subject)
+
+
+def deadletter_discarded_subject(consumer: str) -> str:
+    """``deadletter.discarded.<consumer>``: where the record of a discarded dead letter of ``consumer`` goes."""
+    return DEADLETTER_DISCARDED_SUBJECT.format(consumer=consumer)
 
 
 def is_publish_subject(subject: str) -> bool:

@@ -4,6 +4,8 @@
   (:class:`DeadLetterFilter`); pure.
 - :mod:`.reading`: :func:`list_deadletters` (a bounded scan, paged by sequence) and :func:`show_deadletter`.
 - :mod:`.replay`: :func:`replay_deadletters` (by sequence) and :func:`replay_matching` (by filters).
+- :mod:`.discard`: :func:`discard_deadletters` (by sequence, with a reason): each recorded on
+  ``deadletter.discarded.<consumer>``, then deleted.
 
 Errors: ``ValueError`` for arguments out of range, :class:`DeadLetterNotFound`, and
 :class:`DeadLettersUnavailable` when NATS does not answer (:class:`DeadLetterStreamMissing`, one of them,
@@ -12,6 +14,13 @@ when there is no DEADLETTER stream).
 
 from __future__ import annotations
 
+from .discard import (
+    MAX_DISCARD,
+    MAX_DISCARD_REASON,
+    DiscardReport,
+    check_discard_reason,
+    discard_deadletters,
+)
 from .reading import (
     MAX_LIMIT,
     MAX_SCAN,
@@ -37,6 +46,8 @@ from .replay import (
 )
 
 __all__ = [
+    "MAX_DISCARD",
+    "MAX_DISCARD_REASON",
     "MAX_LIMIT",
     "MAX_REASON_FILTER",
     "MAX_REPLAY",
@@ -49,11 +60,14 @@ __all__ = [
     "DeadLetterNotFound",
     "DeadLetterStreamMissing",
     "DeadLettersUnavailable",
+    "DiscardReport",
     "Page",
     "ReplayOutcome",
     "ReplayPlan",
     "ReplayReport",
     "ReplayResult",
+    "check_discard_reason",
+    "discard_deadletters",
     "list_deadletters",
     "parse_record",
     "replay_deadletters",

@@ -22,6 +22,7 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 
 from libs.contracts import DIRECT_GET_HEADERS
+from libs.subjects import DEADLETTER_DISCARDED_SUBJECT
 from libs.topology import DEADLETTER
 
 from .records import DeadLetter, DeadLetterFilter, DeadLetterMessage, parse_record
@@ -37,6 +38,7 @@ __all__ = [
     "Page",
     "Scan",
     "check_range",
+    "is_discard_record",
     "list_deadletters",
     "show_deadletter",
     "unavailable",
@@ -49,6 +51,13 @@ MAX_SCAN = 100_000
 MAX_SEQ = 2**63 - 1
 """The largest stream sequence (JetStream's are unsigned 64-bit; what a BIGINT holds is plenty)."""
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_DISCARDED_PREFIX = DEADLETTER_DISCARDED_SUBJECT.format(consumer="")
+"""``deadletter.discarded.``: the records of discarded dead letters, which are no dead letters."""
+
+
+def is_discard_record(subject: str) -> bool:
+    """Whether a DEADLETTER message on ``subject`` is the record of a discard (:mod:`.discard`)."""
+    return subject.startswith(_DISCARDED_PREFIX)
 
 
 class DeadLetterError(Exception):
@@ -56,7 +65,8 @@ class DeadLetterError(Exception):
 
 
 class DeadLetterNotFound(DeadLetterError):
-    """No dead letter at that DEADLETTER sequence (never stored, deleted, or aged out)."""
+    """No dead letter at that DEADLETTER sequence (never stored, discarded, deleted, aged out, or the record
+    of a discard)."""
 
 
 class DeadLettersUnavailable(DeadLetterError):
@@ -170,6 +180,8 @@ class Scan:
                 return
             self.scanned += 1
             self.seq = raw.seq + 1
+            if is_discard_record(raw.subject or ""):
+                continue
             message = _message(raw)
             if self.filters.matches(message.record):
                 yield message
@@ -209,6 +221,6 @@ async def show_deadletter(js: JetStreamContext, seq: int) -> DeadLetterMessage:
     """
     check_range("seq", seq, 1, MAX_SEQ)
     raw = await _direct_get(js, seq, None)
-    if raw is None:
+    if raw is None or is_discard_record(raw.subject or ""):
         raise DeadLetterNotFound(f"no dead letter at {DEADLETTER} sequence {seq}")
     return _message(raw)

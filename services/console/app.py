@@ -713,6 +713,36 @@ async def replay_deadletters(request: Request[Any, Any, Any]) -> Response[Any]:
     return console.render(request, "replayed.html", answer=answer.body, dry_run=dry_run, back=target)
 
 
+@post("/deadletters/discard")
+async def discard_deadletters(request: Request[Any, Any, Any]) -> Redirect:
+    session, form = await _action(request)
+    console = _console(request)
+    seqs = [s for s in (_int(v) for v in form.getall("seq", [])) if s]
+    reason = str(form.get("discard_reason") or "").strip()
+    back = f"/deadletters/{seqs[0]}" if len(seqs) == 1 else "/deadletters"
+    if not seqs:
+        return _back("/deadletters", "choose the dead letters to discard", False)
+    if not reason:
+        return _back(back, "give the reason for discarding (it is kept with each record)", False)
+    answer = await console.peers.discard(seqs, reason)
+    console.actions.record(
+        session.who,
+        "deadletter.discard",
+        ",".join(map(str, seqs)),
+        answer.status,
+        json.dumps(answer.body) if answer.ok else answer.detail,
+        request={"seqs": seqs, "reason": reason},
+    )
+    if not answer.ok:
+        return _back(back, answer.detail, False)
+    discarded = answer.body.get("discarded", []) if isinstance(answer.body, Mapping) else []
+    missing = answer.body.get("missing", []) if isinstance(answer.body, Mapping) else []
+    message = f"discarded {len(discarded)}: {', '.join(map(str, discarded)) or 'none'}"
+    if missing:
+        message += f"; no dead letter at {', '.join(map(str, missing))}"
+    return _back("/deadletters", message, not missing)
+
+
 # --- actions ----------------------------------------------------------------------------------------------
 @get("/actions")
 async def actions_page(request: Request[Any, Any, Any]) -> Response[str]:
@@ -793,6 +823,7 @@ def build_app(shared: StockwireSettings, settings: ConsoleSettings) -> Litestar:
             deadletters_page,
             deadletter_page,
             replay_deadletters,
+            discard_deadletters,
             actions_page,
         ],
         exception_handlers={LoginRequired: _login_redirect},

@@ -178,6 +178,9 @@ class Peers:
     async def replay(self, body: Mapping[str, Any]) -> ApiAnswer:
         return await self.call("inventory", "POST", "/deadletters/replay", json=dict(body))
 
+    async def discard(self, seqs: list[int], reason: str) -> ApiAnswer:
+        return await self.call("inventory", "POST", "/deadletters/discard", json={"seqs": seqs, "reason": reason})
+
     # --- channel-notifier -----------------------------------------------------------------------------
     async def channels(self) -> ApiAnswer:
         return await self.call("channel-notifier", "GET", "/channels")

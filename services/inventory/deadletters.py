@@ -1,4 +1,4 @@
-"""The dead-letter admin API (admin token): list and show what DEADLETTER holds, replay it.
+"""The dead-letter admin API (admin token): list and show what DEADLETTER holds, replay it, discard it.
 
 Inventory serves it because it owns the COMMERCE consumer whose dead letters an operator replays; the work
 is :mod:`libs.deadletters`, over the service's own NATS connection (``app.state.nc``).
@@ -19,6 +19,8 @@ from nats.aio.client import Client
 
 from libs.bus import jetstream
 from libs.deadletters import (
+    MAX_DISCARD,
+    MAX_DISCARD_REASON,
     MAX_LIMIT,
     MAX_REASON_FILTER,
     MAX_REPLAY,
@@ -29,6 +31,8 @@ from libs.deadletters import (
     DeadLettersUnavailable,
     ReplayReport,
     ReplayResult,
+    check_discard_reason,
+    discard_deadletters,
     list_deadletters,
     replay_deadletters,
     replay_matching,
@@ -36,11 +40,21 @@ from libs.deadletters import (
 )
 from libs.http import ADMIN_SECURITY, MAX_INT64, ApiError, admin_guard, error_responses, int64_parameter
 
-__all__ = ["DeadLetterDetail", "DeadLetterPage", "ReplayIn", "ReplayOut", "deadletter_router"]
+__all__ = [
+    "DeadLetterDetail",
+    "DeadLetterPage",
+    "DiscardIn",
+    "DiscardOut",
+    "ReplayIn",
+    "ReplayOut",
+    "deadletter_router",
+]
 
 MAX_SCAN_PER_REQUEST = 10_000
 """Most DEADLETTER messages one request reads (about 2 s): a longer scan pages on ``next_seq``."""
 _DEFAULT_SCAN = 1000
+_DISCARDED_BY = "admin"
+"""Who a discard record names: the admin token's holder (one token, no user names)."""
 
 # As the library checks them (400 before any of it is used); the patterns let the document say so too.
 # Only ASCII white space is named: the document's regex dialect and Python's disagree on the rest, and a
@@ -132,6 +146,33 @@ class ReplayOut(msgspec.Struct):
     """A publish failed and the rest were not tried (replaying again is safe)."""
 
 
+class DiscardIn(msgspec.Struct, forbid_unknown_fields=True):
+    seqs: Annotated[
+        list[_Seq],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_DISCARD,
+            description="DEADLETTER sequences",
+            extra_json_schema={"extra": {"items": {"type": "integer", "minimum": 1, "maximum": MAX_INT64}}},
+        ),
+    ]
+    reason: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_DISCARD_REASON,
+            description="Why they are discarded, kept in each record: printable characters, no line breaks",
+        ),
+    ]
+
+
+class DiscardOut(msgspec.Struct):
+    discarded: list[int]
+    """Recorded on `deadletter.discarded.<consumer>`, then deleted from DEADLETTER."""
+    missing: list[int]
+    """No dead letter there (never stored, discarded already, aged out)."""
+
+
 def _query(*, format: str | None = None, description: str, **bounds: Any) -> Any:
     """An optional string query parameter, documented as a string (not "string or null") with its bounds."""
     extra = {"one_of": None, "type": OpenAPIType.STRING, **({"format": format} if format else {})}
@@ -181,6 +222,14 @@ _REPLAY_DESCRIPTION = (
     "the stream's duplicate window), `would_replay` (`dry_run`), `skipped` with why, or `failed` (the call "
     "stops there; running it again is safe). Give `seqs`, or `all: true` with the filters and paging of "
     "`GET /deadletters`."
+)
+
+_DISCARD_DESCRIPTION = (
+    "Deletes each dead letter from DEADLETTER after recording it there, on `deadletter.discarded.<consumer>`: "
+    "its headers (original subject, stream and sequence, why it was dead-lettered), the SHA-256 of its body, "
+    "`reason`, who discarded it (`admin`) and when. A sequence holding no dead letter (discarded already, "
+    "never stored) is `missing`. The records are kept as long as DEADLETTER keeps messages and are never "
+    "listed as dead letters."
 )
 
 
@@ -280,6 +329,29 @@ class DeadLettersController(Controller):
         except DeadLettersUnavailable as exc:
             raise _unavailable(exc) from None
         return _replay_out(report, data.dry_run)
+
+    @post(
+        "/discard",
+        summary="Discard dead letters, recording why",
+        description=_DISCARD_DESCRIPTION,
+        status_code=200,
+        responses=error_responses(
+            400, 401, 403, 413, 503, s400=f"{_S400}; a reason that is not printable characters", s503=_S503
+        ),
+    )
+    async def discard(self, state: State, data: DiscardIn) -> DiscardOut:
+        try:
+            check_discard_reason(data.reason)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_discard", str(exc)) from None
+        nc = _connection(state)
+        try:
+            report = await discard_deadletters(jetstream(nc), data.seqs, reason=data.reason, by=_DISCARDED_BY)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_discard", str(exc)) from None
+        except DeadLettersUnavailable as exc:
+            raise _unavailable(exc) from None
+        return DiscardOut(report.discarded, report.missing)
 
 
 def deadletter_router(admin_token: str | None) -> Router:

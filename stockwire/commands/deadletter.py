@@ -1,4 +1,5 @@
-"""``stockwire deadletter list|show|replay``: what the DEADLETTER stream holds, and putting it back.
+"""``stockwire deadletter list|show|replay|discard``: what the DEADLETTER stream holds, putting it back, and
+discarding it with a recorded reason.
 
 Talks to the configured NATS (``[nats]``, ``STOCKWIRE_NATS_URL``) through :mod:`libs.deadletters`.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -18,6 +20,8 @@ from nats.js import JetStreamContext
 from libs.bus import connect, jetstream
 from libs.config import load_settings
 from libs.deadletters import (
+    MAX_DISCARD,
+    MAX_DISCARD_REASON,
     MAX_LIMIT,
     MAX_REPLAY,
     MAX_SCAN,
@@ -31,6 +35,8 @@ from libs.deadletters import (
     ReplayOutcome,
     ReplayReport,
     ReplayResult,
+    check_discard_reason,
+    discard_deadletters,
     list_deadletters,
     replay_deadletters,
     replay_matching,
@@ -39,7 +45,7 @@ from libs.deadletters import (
 
 __all__ = ["register"]
 
-# Exit statuses: 0 done, 1 nothing at that sequence (show) or a dead letter skipped or failed (replay),
+# Exit statuses: 0 done, 1 nothing at that sequence (show, discard) or a dead letter skipped or failed (replay),
 # 2 bad arguments or configuration (no DEADLETTER stream included), 3 NATS did not answer.
 NOT_DONE = 1
 BAD_ARGUMENTS = 2
@@ -97,11 +103,13 @@ def _selection_arguments(parser: argparse.ArgumentParser, *, limit_high: int, de
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "deadletter",
-        help="list, show or replay what the DEADLETTER stream holds",
+        help="list, show, replay or discard what the DEADLETTER stream holds",
         description="list: the dead letters (a table, or --json), oldest first, with filters. show SEQ: one dead "
         "letter's headers and body. replay SEQ... | --all: publish dead letters again to their original subject "
         "with the original headers (the replay id makes a second replay within the duplicate window a duplicate). "
-        "Exit status: 0 done, 1 no dead letter at SEQ (show) or one skipped or failed (replay), 2 bad arguments or "
+        "discard SEQ... --reason TEXT: record each on deadletter.discarded.<consumer>, then delete it. "
+        "Exit status: 0 done, 1 no dead letter at SEQ (show, discard) or one skipped or failed (replay), 2 bad "
+        "arguments or "
         "configuration (or no DEADLETTER stream), 3 NATS did not answer within --nats-timeout.",
     )
     common = argparse.ArgumentParser(add_help=False)
@@ -145,6 +153,19 @@ def register(subparsers: Any) -> None:
     _selection_arguments(replay, limit_high=MAX_REPLAY, default_limit=100)
     replay.add_argument("--dry-run", action="store_true", help="say what would be published; publish nothing")
     replay.add_argument("--json", action="store_true", help="print one JSON document")
+
+    discard = action(
+        "discard",
+        "delete dead letters, recording why",
+        f"Discards the dead letters named by sequence (at most {MAX_DISCARD}): each is recorded on "
+        "deadletter.discarded.<consumer> in DEADLETTER (its headers, the SHA-256 of its body, the reason, who and "
+        "when), then deleted. Prints the sequences discarded and those holding no dead letter.",
+    )
+    discard.add_argument("seqs", type=_sequence, nargs="+", metavar="SEQ", help="DEADLETTER sequences")
+    discard.add_argument(
+        "--reason", required=True, help=f"why they are discarded (1 to {MAX_DISCARD_REASON} printable characters)"
+    )
+    discard.add_argument("--json", action="store_true", help="print one JSON document")
 
 
 # -- output --------------------------------------------------------------------------------------------------
@@ -303,7 +324,27 @@ async def _replay(js: JetStreamContext, max_payload: int, args: argparse.Namespa
     return NOT_DONE if any(counts[o.value] for o in _NOT_DONE) else 0
 
 
-_ACTIONS = {"list": _list, "show": _show, "replay": _replay}
+def _who() -> str:
+    """Who a discard record names: ``cli (<login name>)``, or ``cli`` when there is none."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+    return f"cli ({user})" if user.isprintable() else "cli"
+
+
+async def _discard(js: JetStreamContext, _max_payload: int, args: argparse.Namespace, _f: DeadLetterFilter) -> int:
+    report = await discard_deadletters(js, args.seqs, reason=args.reason, by=_who())
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(f"discarded: {' '.join(map(str, report.discarded)) or '-'}")
+        if report.missing:
+            print(f"no dead letter at: {' '.join(map(str, report.missing))}")
+    return NOT_DONE if report.missing else 0
+
+
+_ACTIONS = {"list": _list, "show": _show, "replay": _replay, "discard": _discard}
 
 
 def _filters(args: argparse.Namespace) -> DeadLetterFilter:
@@ -316,6 +357,10 @@ def _filters(args: argparse.Namespace) -> DeadLetterFilter:
             raise ValueError("filters (--consumer, --subject, --reason, --since, --until) go with --all")
         if len(set(args.seqs)) > MAX_REPLAY:
             raise ValueError(f"at most {MAX_REPLAY} sequences at a time")
+    if args.action == "discard":
+        check_discard_reason(args.reason)
+        if len(set(args.seqs)) > MAX_DISCARD:
+            raise ValueError(f"at most {MAX_DISCARD} sequences at a time")
     return DeadLetterFilter(**given)
 
 

@@ -105,12 +105,28 @@ async def test_replay_prints_each_outcome_and_a_summary(js: JetStreamContext, na
     assert status == 1 and report["summary"]["duplicate"] == 1 and report["summary"]["skipped"] == 1
 
 
+async def test_discard_records_the_reason_and_a_second_discard_is_missing(
+    js: JetStreamContext, nats_server: NatsServer
+) -> None:
+    seq = await dead_letter(js, event_id="e1")
+    status, out, _ = await cli(nats_server.url, "discard", str(seq), "--reason", "test order")
+    assert status == 0 and out.splitlines() == [f"discarded: {seq}"]
+    record = (await js.stream_info(DEADLETTER)).state.last_seq
+    subject, headers, _body = await stored_message(js, DEADLETTER, record)
+    assert subject == "deadletter.discarded.inventory" and headers["Stockwire-Discard-Reason"] == "test order"
+    assert headers["Stockwire-Discarded-By"].startswith("cli")
+
+    status, out, _ = await cli(nats_server.url, "discard", str(seq), "--reason", "again", "--json")
+    assert status == 1 and json.loads(out) == {"discarded": [], "missing": [seq]}
+
+
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
         (["replay"], "name the dead letters to replay: SEQ... or --all"),
         (["replay", "1", "--all"], "not both"),
         (["replay", "1", "--consumer", "inventory"], "go with --all"),
+        (["discard", "1", "--reason", "  "], "reason must be 1 to 500 characters"),
         (["list", "--subject", "commerce.>.x"], "'>' must be the last token"),
         (["list", "--since", "2026-12-02T00:00:00Z", "--until", "2026-12-01T00:00:00Z"], "since must be before"),
     ],

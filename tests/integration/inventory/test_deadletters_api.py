@@ -4,6 +4,7 @@ replays is what DEADLETTER holds."""
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -58,7 +59,12 @@ async def _json(response: Any, status: int = 200) -> Any:
 
 @pytest.mark.parametrize(
     ("method", "path", "body"),
-    [("GET", "/deadletters", None), ("GET", "/deadletters/1", None), ("POST", "/deadletters/replay", {"seqs": [1]})],
+    [
+        ("GET", "/deadletters", None),
+        ("GET", "/deadletters/1", None),
+        ("POST", "/deadletters/replay", {"seqs": [1]}),
+        ("POST", "/deadletters/discard", {"seqs": [1], "reason": "test order"}),
+    ],
 )
 async def test_every_route_needs_the_admin_token(
     admin: AsyncTestClient, js: JetStreamContext, method: str, path: str, body: object
@@ -68,6 +74,7 @@ async def test_every_route_needs_the_admin_token(
         response = await admin.request(method, path, json=body, headers=headers)
         assert response.status_code == 401 and response.json()["error"] == "unauthorized"
     assert (await js.stream_info(COMMERCE)).state.messages == 0
+    assert (await js.stream_info(DEADLETTER)).state.messages == 1
 
 
 async def test_list_with_filters_and_paging(admin: AsyncTestClient, js: JetStreamContext) -> None:
@@ -162,6 +169,71 @@ async def test_replay_by_sequence_then_again_is_a_duplicate(admin: AsyncTestClie
     )
     assert [(r["outcome"], r["stream_seq"]) for r in again["results"]] == [("duplicate", 1)]
     assert (await js.stream_info(COMMERCE)).state.messages == 1
+
+
+async def test_discard_records_then_deletes_and_a_second_discard_is_missing(
+    admin: AsyncTestClient, js: JetStreamContext
+) -> None:
+    body = b'{"id": "e1"}'
+    first = await dead_letter(js, event_id="e1", body=body, stream_seq=12)
+    kept = await dead_letter(js, event_id="e2")
+    _subject, original, _body = await stored_message(js, DEADLETTER, first)
+
+    done = await _json(
+        await admin.post("/deadletters/discard", json={"seqs": [first, 99], "reason": "test order, Ä"}, headers=AUTH)
+    )
+    assert done == {"discarded": [first], "missing": [99]}
+    page = await _json(await admin.get("/deadletters", headers=AUTH))
+    assert [d["seq"] for d in page["deadletters"]] == [kept]
+    assert (await admin.get(f"/deadletters/{first}", headers=AUTH)).status_code == 404
+
+    record_seq = (await js.stream_info(DEADLETTER)).state.last_seq
+    subject, headers, stored_body = await stored_message(js, DEADLETTER, record_seq)
+    assert subject == "deadletter.discarded.inventory" and stored_body == b""
+    assert headers["Stockwire-Discard-Reason"] == "test order, Ä"
+    assert headers["Stockwire-Discarded-By"] == "admin"
+    assert headers["Stockwire-Discarded-Seq"] == str(first)
+    assert headers["Stockwire-Discarded-Subject"] == _subject
+    assert headers["Stockwire-Discarded-At"].startswith("20")
+    assert headers["Stockwire-Body-Sha256"] == hashlib.sha256(body).hexdigest()
+    assert headers["Stockwire-Original-Subject"] == original["Stockwire-Original-Subject"]
+    assert headers["Stockwire-Error"] == original["Stockwire-Error"]
+    # The record is no dead letter: neither shown, replayed nor discarded.
+    assert (await admin.get(f"/deadletters/{record_seq}", headers=AUTH)).status_code == 404
+    again = await _json(
+        await admin.post("/deadletters/discard", json={"seqs": [first, record_seq], "reason": "again"}, headers=AUTH)
+    )
+    assert again == {"discarded": [], "missing": [first, record_seq]}
+    filtered = await _json(await admin.get("/deadletters", params={"consumer": "discarded"}, headers=AUTH))
+    assert filtered["deadletters"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"seqs": [1]},
+        {"reason": "x"},
+        {"seqs": [], "reason": "x"},
+        {"seqs": [0], "reason": "x"},
+        {"seqs": [1], "reason": ""},
+        {"seqs": [1], "reason": "   "},
+        {"seqs": [1], "reason": "two\nlines"},
+        {"seqs": [1], "reason": "x" * 501},
+        {"seqs": [1], "reason": 5},
+        {"seqs": [1.5], "reason": "x"},
+        {"seqs": list(range(1, 502)), "reason": "x"},
+        {"seqs": [1], "reason": "x", "unknown": 1},
+        *({"seqs": [bad], "reason": "x"} for bad in BAD_INTEGERS),
+    ],
+)
+async def test_a_discard_request_that_does_not_fit_is_400(
+    admin: AsyncTestClient, js: JetStreamContext, body: dict[str, Any]
+) -> None:
+    await dead_letter(js, event_id="e1")
+    response = await admin.post("/deadletters/discard", json=body, headers=AUTH)
+    assert refusal_problem(response) is None and response.status_code == 400, response.text
+    assert (await js.stream_info(DEADLETTER)).state.messages == 1
 
 
 @pytest.mark.parametrize(

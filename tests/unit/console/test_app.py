@@ -27,6 +27,7 @@ ACTIONS = [
     "/channels/storefront/replay",
     "/deliveries/1/retry",
     "/deadletters/replay",
+    "/deadletters/discard",
 ]
 PAGES = ["/", "/overview/panel", "/events", "/skus", "/skus/A", "/channels", "/channels/x", "/deadletters", "/actions"]
 
@@ -106,6 +107,34 @@ def test_actions_are_recorded_with_who_and_when(client: TestClient[Litestar], tm
     assert any('"action": "refused"' in line and '"status": 403' in line for line in lines)
     assert all('"who": "admin (session ' in line and '"at": "20' in line for line in lines[1:])
     assert "delivery.retry" in client.get("/actions").text
+
+
+def test_discarding_dead_letters_needs_the_csrf_token_and_a_reason(
+    client: TestClient[Litestar], tmp_path: Path
+) -> None:
+    csrf = _login(client)
+    forged = client.post("/deadletters/discard", data={"seq": "3", "discard_reason": "test order"})
+    assert forged.status_code == 403
+    for reason in ("", "   "):
+        answer = client.post(
+            "/deadletters/discard", data={"csrf": csrf, "seq": "3", "discard_reason": reason}, follow_redirects=False
+        )
+        assert answer.status_code == 303 and "give+the+reason" in answer.headers["location"]
+        assert answer.headers["location"].startswith("/deadletters/3?") and "ok=0" in answer.headers["location"]
+    chosen = client.post("/deadletters/discard", data={"csrf": csrf, "discard_reason": "x"}, follow_redirects=False)
+    assert "choose+the+dead+letters" in chosen.headers["location"]
+    # With a reason the call goes to inventory (away here): refused by it, and recorded like a replay.
+    answer = client.post(
+        "/deadletters/discard",
+        data={"csrf": csrf, "seq": ["3", "4"], "discard_reason": "test orders"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and "ok=0" in answer.headers["location"]
+    lines = (tmp_path / "console-actions.jsonl").read_text().splitlines()
+    assert any('"action": "deadletter.discard"' in line and '"target": "3,4"' in line for line in lines)
+    assert any('"action": "refused"' in line and "/deadletters/discard" in line for line in lines)
+    page = client.get("/deadletters/3")
+    assert page.status_code == 200
 
 
 def test_assets_are_served_locally_and_no_page_names_another_host(client: TestClient[Litestar]) -> None:
