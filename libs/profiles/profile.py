@@ -56,6 +56,7 @@ __all__ = [
     "load_profile",
     "parse_profile",
     "profile_names",
+    "shipped_scheme",
 ]
 
 UNMAPPED = "unmapped"
@@ -989,6 +990,13 @@ def load_profile(
     Raises :class:`ProfileError` for an unknown name, a bad override or an unknown parameter.
     """
     return parse_profile(_shipped_document(name), override, parameters)
+
+
+def shipped_scheme(name: str) -> str | None:
+    """The ``scheme`` the shipped profile ``name`` declares (None: the source's own applies), read from its
+    file without compiling it. Raises :class:`ProfileError` for an unknown name."""
+    scheme = _read_shipped(name, ()).get("scheme")
+    return scheme if isinstance(scheme, str) else None
 
 
 def _shipped_document(name: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 
 from libs.config import SourceSettings
-from libs.profiles.profile import Profile, ProfileError, load_profile
+from libs.profiles.profile import Profile, ProfileError, load_profile, shipped_scheme
 
 __all__ = [
     "CANONICAL_PROFILE",
@@ -46,7 +46,8 @@ def implied_scheme(profile: str) -> str | None:
     """The signature scheme the shipped profile ``profile`` implies (None: it takes the source's).
 
     Raises :class:`ProfileError` for an unknown profile."""
-    return load_profile(profile).scheme
+    # Read from the file, not compiled: the source's profile is compiled once, by source_profile.
+    return shipped_scheme(profile)
 
 
 def source_profile(source: str, settings: SourceSettings) -> Profile:
