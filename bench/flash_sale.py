@@ -256,9 +256,9 @@ def _best_step(steps: Sequence[Step]) -> str:
 CPU_COLUMNS = (*SERVICES_AND_NATS, SUM, "simulator", "sinks")
 
 
-def print_cpu(steps: Sequence[Step], degraded: Step, floor_ms: dict[str, float]) -> None:
+def print_cpu(steps: Sequence[Step], degraded: Step | None, floor_ms: dict[str, float]) -> None:
     """CPU-milliseconds per order of each process, per Stockwire step, and the floor of the work."""
-    measured = [*steps, degraded]
+    measured = [*steps, *([degraded] if degraded else [])]
     print_table(
         "Stockwire: CPU-milliseconds per order (user + system, each process with its children)",
         ["scenario", "orders", *CPU_COLUMNS],
@@ -269,6 +269,24 @@ def print_cpu(steps: Sequence[Step], degraded: Step, floor_ms: dict[str, float])
         ["work", "ms"],
         [[name, f"{ms:.4f}"] for name, ms in floor_ms.items()],
     )
+
+
+def _stockwire_only(steps: Sequence[Step], floor_ms: dict[str, float], results: dict[str, Any], out: Path) -> int:
+    """The report of ``--stockwire-only``: the step-up, the CPU per order and the floors."""
+    print_cpu(steps, None, floor_ms)
+    lost = sum(s.lost for s in steps)
+    print(f"\n  Stockwire max sustained: {_best(steps):,.0f} orders/min processed, {_best_step(steps)}; lost {lost}")
+    results.update(
+        {
+            "steps": [asdict(s) | {"sustained": s.sustained} for s in steps],
+            "stockwire_max_sustained_opm": _best(steps),
+            "stockwire_lost": lost,
+            "floor_cpu_ms": floor_ms,
+        }
+    )
+    dump(out, results)
+    print(f"\nwritten to {out}")
+    return 0 if lost == 0 else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated orders/min for the synchronous design's own step-up (it tops out far lower)",
     )
     parser.add_argument("--out", default=".data/bench/flash_sale.json")
+    parser.add_argument(
+        "--stockwire-only",
+        action="store_true",
+        help="only Stockwire's step-up, its CPU per order and the floors (no degraded or synchronous runs)",
+    )
     parser.add_argument(
         "--nats-sync",
         choices=["always", "default"],
@@ -339,6 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("stockwire:", flush=True)
             run = lambda config, scenario: stockwire_step(stack, sinks, config, scenario, settle_s)  # noqa: E731
             stockwire_steps = _step_up(run, rates, seconds, 100, "stockwire  ", dialect)
+            if args.stockwire_only:
+                assert stack.nats_url is not None
+                floor = sinks.channels[0].name
+                floor_ms = floors(stack.nats_url, sinks.url(floor), sinks.secret(floor), work)
+                return _stockwire_only(stockwire_steps, floor_ms, results, Path(args.out))
             _degrade(sinks, True)
             degraded_sw = stockwire_step(
                 stack, sinks, sale_config(degraded_rate, seconds, 900, dialect), "slow + failing channel", settle_s

@@ -258,7 +258,9 @@ class _AllowedMethods:
                 self.by_path[route.path] = ", ".join(sorted(route.methods))
         return app
 
-    def __call__(self, request: Request[Any, Any, Any]) -> Response[None] | None:
+    # A coroutine: Litestar runs a plain callable hook in a worker thread, a hop (and GIL hand-off)
+    # on every request of every service.
+    async def __call__(self, request: Request[Any, Any, Any]) -> Response[None] | None:
         if request.method != "OPTIONS":
             return None
         allowed = next((self.by_path[p] for p in request.route_handler.paths if p in self.by_path), None)
