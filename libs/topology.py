@@ -138,6 +138,9 @@ class KvSpec:
             ttl=self.ttl_s,
             replicas=self.replicas,
             storage=js_api.StorageType.FILE,
+            # Reads as direct gets: the JetStream API path costs the server several times as much
+            # per read (a request through the API handler, an advisory), and ingress reads once per webhook.
+            direct=True,
         )
 
 
@@ -311,6 +314,9 @@ async def _apply_bucket(js: JetStreamContext, spec: KvSpec) -> str:
     if (config.num_replicas or 1) != spec.replicas:
         config.num_replicas = spec.replicas
         changed.append("replicas")
+    if not config.allow_direct:
+        config.allow_direct = True
+        changed.append("direct gets")
     if not changed:
         return f"kv {spec.bucket} up to date"
     try:

@@ -166,6 +166,7 @@ class NotifierRuntime:
             ingest.handle,
             batch_size=self.settings.fetch_batch,
             fetch_timeout_s=self.settings.fetch_wait_s,
+            linger_s=self.settings.fetch_linger_s,
             max_deliver=self.shared.topology.max_deliver,
             spec=consumer_spec(self.shared.topology, INVENTORY, NOTIFIER_CONSUMER),
             floors=ConsumerFloors(self.store.engine),

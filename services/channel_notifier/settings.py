@@ -73,6 +73,8 @@ class ChannelNotifierSettings:
     fetch_batch: int = 256
     fetch_wait_s: float = 0.05
     """How long one fetch from INVENTORY waits for messages; bounds the latency added while caught up."""
+    fetch_linger_s: float = 0.02
+    """A batch shorter than ``fetch_batch`` waits this long for more (:class:`libs.consumer.PullConsumer`)."""
     kv_concurrency: int = 64
 
     registry_refresh_s: float = 5.0

@@ -81,6 +81,7 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
                     ),
                     batch_size=settings.batch_size,
                     fetch_timeout_s=settings.fetch_timeout_s,
+                    linger_s=settings.fetch_linger_s,
                     watchdog_s=settings.watchdog_s,
                     max_deliver=shared.topology.max_deliver,
                     heartbeat_s=settings.heartbeat_s,

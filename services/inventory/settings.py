@@ -21,6 +21,8 @@ class InventorySettings:
     """Run the COMMERCE consumer (false: an HTTP-only replica)."""
     batch_size: int = 256
     fetch_timeout_s: float = 1.0
+    fetch_linger_s: float = 0.02
+    """A batch shorter than ``batch_size`` waits this long for more (:class:`libs.consumer.PullConsumer`)."""
     watchdog_s: float = 15.0
     heartbeat_s: float = 10.0
     reservation_ttl_s: float = 900.0

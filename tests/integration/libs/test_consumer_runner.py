@@ -275,3 +275,53 @@ async def test_the_runner_brings_a_durable_with_older_settings_to_its_spec(
     info = await js.consumer_info(COMMERCE, INVENTORY_CONSUMER)
     assert info.config.backoff is None
     assert info.config.ack_wait == pytest.approx(topology_settings.ack_wait_s)
+
+
+async def test_a_short_batch_lingers_and_takes_what_arrives_meanwhile(js: JetStreamContext, stream: str) -> None:
+    batches: list[list[bytes]] = []
+
+    async def handler(batch: Sequence[Msg]) -> list[Decision]:
+        batches.append([msg.data for msg in batch])
+        return [Decision.ack()] * len(batch)
+
+    # A linger far longer than the test needs: the four later messages are published once the first is
+    # known to be fetched, so they can only join its batch by the linger.
+    consumer = PullConsumer(js, stream, "worker", handler, batch_size=10, fetch_timeout_s=0.2, linger_s=1.5)
+    task = await _run(consumer)
+    try:
+        await js.publish("runner.a", b"first")
+
+        async def fetched() -> bool:
+            return (await js.consumer_info(stream, "worker")).num_ack_pending == 1
+
+        await eventually(fetched, what="the first message fetched")
+        for n in range(4):
+            await js.publish("runner.a", b"later-%d" % n)
+        await eventually(lambda: _true(bool(batches)), timeout=15, what="a batch handled")
+        assert batches[0] == [b"first", *(b"later-%d" % n for n in range(4))], "one batch, the later ones in it"
+    finally:
+        consumer.stop()
+        await task
+
+
+async def test_without_linger_a_fetch_hands_over_what_it_has_at_once(js: JetStreamContext, stream: str) -> None:
+    batches: list[list[bytes]] = []
+    release = asyncio.Event()
+
+    async def handler(batch: Sequence[Msg]) -> list[Decision]:
+        batches.append([msg.data for msg in batch])
+        await release.wait()
+        return [Decision.ack()] * len(batch)
+
+    consumer = PullConsumer(js, stream, "worker", handler, batch_size=10, fetch_timeout_s=0.2)
+    task = await _run(consumer)
+    try:
+        await js.publish("runner.a", b"first")
+        await eventually(lambda: _true(bool(batches)), what="the first batch handed over")
+        await js.publish("runner.a", b"second")
+        release.set()
+        await eventually(lambda: _true(len(batches) == 2), what="the second batch")
+        assert batches == [[b"first"], [b"second"]]
+    finally:
+        consumer.stop()
+        await task

@@ -96,3 +96,16 @@ async def test_a_missing_consumer_on_a_stream_with_messages_is_left_to_its_servi
     )
     with pytest.raises(js_errors.NotFoundError):
         await js.consumer_info(COMMERCE, "inventory")
+
+
+async def test_every_bucket_is_read_with_direct_gets_and_an_older_bucket_is_brought_to_it(
+    js: JetStreamContext, topology_settings: TopologySettings
+) -> None:
+    for bucket in ("availability", "leases", "event-ids"):
+        assert (await js.stream_info(f"KV_{bucket}")).config.allow_direct, bucket
+    config = (await js.stream_info("KV_event-ids")).config
+    config.allow_direct = False
+    await js.update_stream(config)
+    actions = await apply_topology(js, topology_settings)
+    assert "updated kv event-ids (direct gets)" in actions
+    assert (await js.stream_info("KV_event-ids")).config.allow_direct
