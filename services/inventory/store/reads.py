@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -100,9 +101,13 @@ class InventoryReader:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def _lapsed(self, conn: AsyncConnection, now: float) -> list[Reservation]:
+    async def _lapsed(self, conn: AsyncConnection, now: float, sku: str) -> list[Reservation]:
+        """Reservations past their TTL that hold ``sku``. The lines are JSON text written by msgspec: the
+        SKU as a key is its JSON string and a colon, which the database finds without decoding a row, so a
+        read of one SKU does not decode every lapsed reservation during a sale."""
         t = schema.reservations
-        rows = await conn.execute(sa.select(t).where(t.c.expires_at <= now))
+        key = "%" + _like_escaped(msgspec.json.encode(sku).decode()) + ":%"
+        rows = await conn.execute(sa.select(t).where(t.c.expires_at <= now, t.c.lines.like(key, escape="\\")))
         return [reservation_from_row(r) for r in rows]
 
     async def sku(self, sku: str, now: float) -> SkuView | None:
@@ -111,7 +116,7 @@ class InventoryReader:
             row = (await conn.execute(sa.select(t).where(t.c.sku == sku))).first()
             if row is None:
                 return None
-            lapsed = sum(r.reserved_qty().get(sku, 0) for r in await self._lapsed(conn, now) if r.overdue(now))
+            lapsed = sum(r.reserved_qty().get(sku, 0) for r in await self._lapsed(conn, now, sku) if r.overdue(now))
         state = sku_from_row(row)
         reserved = state.reserved - lapsed
         return SkuView(

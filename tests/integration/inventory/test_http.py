@@ -83,6 +83,26 @@ async def test_reserve_all_lines_or_none_repeat_and_release(inventory: AsyncTest
     assert missing.status_code == 404 and missing.json()["error"] == "unknown_reservation"
 
 
+async def test_a_lapsed_reservation_counts_only_for_the_skus_it_holds(
+    inventory: AsyncTestClient, js: JetStreamContext
+) -> None:
+    # SQL wildcards and a quote in a SKU: the lapsed lines are found by the SKU's JSON text.
+    odd, plain, other = 'L%_"x', "L", "M"
+    for name in (odd, plain, other):
+        await _stock(js, name, 2)
+    lapsing = _reservation("lapsing", (odd, 1), (other, 1), ttl_s=1)
+    assert (await inventory.post("/reservations", json=lapsing, headers=AUTH)).status_code == 201
+    held = _reservation("held", (plain, 1))
+    assert (await inventory.post("/reservations", json=held, headers=AUTH)).status_code == 201
+
+    async def lapsed() -> bool:
+        return (await sku(inventory, odd))["available"] == 2
+
+    await eventually(lapsed, timeout=5, what="the lapsed reservation released on read")
+    assert (await sku(inventory, other))["available"] == 2
+    assert (await sku(inventory, plain))["available"] == 1, "a SKU the lapsed reservation does not hold"
+
+
 async def test_a_lapsed_reservation_reads_as_released_before_the_sweeper_runs(
     inventory: AsyncTestClient, js: JetStreamContext
 ) -> None:
