@@ -33,7 +33,7 @@ from .domain.channel import (
     validate_name,
     validate_secret,
 )
-from .domain.records import DeliveryRecord
+from .domain.records import DeliveryAttempt, DeliveryRecord
 from .jetstream import (
     availability_kv_stream,
     provision_channel_consumer,
@@ -288,6 +288,22 @@ class ChannelRegistry:
     async def deliveries(self, name: str, status: str | None, limit: int, after_id: int) -> list[DeliveryRecord]:
         channel = await self.get(name)
         return await self.uow.run(lambda tx: tx.deliveries(channel.id, status, limit, after_id))
+
+    async def deliveries_with_attempts(
+        self, name: str, status: str | None, limit: int, after_id: int, per_delivery: int
+    ) -> tuple[Channel, list[DeliveryRecord], dict[int, list[DeliveryAttempt]]]:
+        """A page of the channel's deliveries and the newest ``per_delivery`` attempts of each."""
+        channel = await self.get(name)
+        records, attempts = await handlers.deliveries_of(self.uow, channel.id, status, limit, after_id, per_delivery)
+        return channel, records, attempts
+
+    async def attempts(self, name: str, delivery_id: int, limit: int) -> list[DeliveryAttempt]:
+        """The newest ``limit`` kept attempts of one of the channel's deliveries."""
+        channel = await self.get(name)
+        found = await handlers.attempts_of(self.uow, channel.id, delivery_id, limit)
+        if found is None:
+            raise NotFound(f"delivery {delivery_id} of channel {name}")
+        return found
 
     async def retry(self, delivery_id: int) -> DeliveryRecord:
         record = await handlers.retry(self.uow, delivery_id, time.time())
