@@ -263,7 +263,7 @@ class ChannelsController(Controller):
             default=0,
             ge=0,
             le=ATTEMPTS_KEPT,
-            description="Embed each delivery's newest attempts, this many (0: none)",
+            description="Embed each delivery's newest attempts, this many, as `recent_attempts` (0: none)",
         ),
     ) -> dict[str, Any]:
         if status is not None and status not in {s.value for s in DeliveryStatus}:
@@ -277,7 +277,7 @@ class ChannelsController(Controller):
         views = [r.as_dict() for r in records]
         if attempts:
             for view in views:
-                view["attempts"] = [a.as_dict(name) for a in kept.get(view["id"], [])]
+                view["recent_attempts"] = [a.as_dict(name) for a in kept.get(view["id"], [])]
         return {"deliveries": views, "next_after_id": records[-1].id if len(records) == limit else None}
 
     @get(
