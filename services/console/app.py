@@ -568,12 +568,16 @@ async def channels_page(request: Request[Any, Any, Any]) -> Response[str]:
     return console.render(request, "channels.html", answer=answer)
 
 
+_ATTEMPTS_SHOWN = 5
+"""A delivery's newest attempts on its channel's page."""
+
+
 @get("/channels/{name:str}")
 async def channel_page(request: Request[Any, Any, Any], name: str, status: str = "") -> Response[str]:
     _session(request)
     console = _console(request)
     channel, deliveries = await asyncio.gather(
-        console.peers.channel(name), console.peers.deliveries(name, status or None)
+        console.peers.channel(name), console.peers.deliveries(name, status or None, attempts=_ATTEMPTS_SHOWN)
     )
     return console.render(
         request, "channel.html", channel=channel, deliveries=deliveries, name=name, status_filter=status
