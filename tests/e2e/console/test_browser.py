@@ -1,6 +1,6 @@
 """The console in a real headless Chromium against the real services: log in, find an order and its
 ledger rows, retry a failed delivery and see the new attempt, replay a dead letter and see it applied,
-discard one with a reason, and a forged action without the CSRF token refused. Each page is saved under
+discard one with a reason, and a forged action (or login) without the CSRF token refused. Each page is saved under
 .data/screenshots/."""
 
 from __future__ import annotations
@@ -337,6 +337,12 @@ def test_a_forged_action_without_the_csrf_token_is_refused(
         """
     )
     assert status == 403
+    # A login without the login form's own token (login CSRF: a page elsewhere logging the browser into
+    # a session) is refused as well, the right admin token notwithstanding.
+    forged = httpx.post(
+        f"{console_stack.url('console')}/login", data={"token": console_stack.admin_token, "csrf": "forged"}
+    )
+    assert forged.status_code == 403 and "did not come from this console" in forged.text
     # The overview once the tests above have sent events, retried and replayed (README shows it).
     browser.get(console_stack.url("console"))
     first = _text(browser, "overview")
