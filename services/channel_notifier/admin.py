@@ -269,9 +269,7 @@ class ChannelsController(Controller):
         if status is not None and status not in {s.value for s in DeliveryStatus}:
             raise ApiError(400, "invalid_status", f"status must be one of {', '.join(s.value for s in DeliveryStatus)}")
         try:
-            _, records, kept = await _registry(state).deliveries_with_attempts(
-                _known(name), status, limit, after_id, attempts
-            )
+            records, kept = await _registry(state).deliveries(_known(name), status, limit, after_id, attempts)
         except _EXPECTED as exc:
             raise _translate(exc) from None
         views = [r.as_dict() for r in records]

@@ -285,17 +285,12 @@ class ChannelRegistry:
 
     # -- deliveries -----------------------------------------------------------------------------------
 
-    async def deliveries(self, name: str, status: str | None, limit: int, after_id: int) -> list[DeliveryRecord]:
+    async def deliveries(
+        self, name: str, status: str | None, limit: int, after_id: int, per_delivery: int = 0
+    ) -> tuple[list[DeliveryRecord], dict[int, list[DeliveryAttempt]]]:
+        """A page of the channel's deliveries and the newest ``per_delivery`` attempts of each (by row id)."""
         channel = await self.get(name)
-        return await self.uow.run(lambda tx: tx.deliveries(channel.id, status, limit, after_id))
-
-    async def deliveries_with_attempts(
-        self, name: str, status: str | None, limit: int, after_id: int, per_delivery: int
-    ) -> tuple[Channel, list[DeliveryRecord], dict[int, list[DeliveryAttempt]]]:
-        """A page of the channel's deliveries and the newest ``per_delivery`` attempts of each."""
-        channel = await self.get(name)
-        records, attempts = await handlers.deliveries_of(self.uow, channel.id, status, limit, after_id, per_delivery)
-        return channel, records, attempts
+        return await handlers.deliveries_of(self.uow, channel.id, status, limit, after_id, per_delivery)
 
     async def attempts(self, name: str, delivery_id: int, limit: int) -> list[DeliveryAttempt]:
         """The newest ``limit`` kept attempts of one of the channel's deliveries."""
