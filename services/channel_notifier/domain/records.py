@@ -128,7 +128,7 @@ class AttemptRecord:
         error: str | None,
         secrets: Sequence[str] = (),
     ) -> AttemptRecord:
-        """The record of an attempt, its latency in whole-ish milliseconds and its error made safe to keep."""
+        """The record of an attempt: its latency in milliseconds (to the microsecond), its error made safe to keep."""
         latency_ms = round(max(0.0, latency_s) * 1000.0, 3)
         return cls(attempt, started_at, latency_ms, outcome, status_code, redact_error(error, secrets))
 
