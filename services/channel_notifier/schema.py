@@ -114,6 +114,8 @@ attempts_table = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("outcome", sa.String(16), nullable=False),
+    # SQLite: the rows live in the primary key's b-tree, one insert per attempt rather than two.
+    sqlite_with_rowid=False,
 )
 
 
