@@ -190,7 +190,7 @@ _B_CODE = sa.bindparam("b_code", type_=sa.Integer)
 _B_ERROR = sa.bindparam("b_error", type_=sa.Text)
 _B_SENT = sa.bindparam("b_sent", type_=sa.BigInteger)
 _HELD = (_D.id == _B_ID, _D.lease_owner == _B_OWNER)
-_NEXT_SEQ = _D.attempt_seq + 1
+_NEXT_SEQ = _D.attempt_seq + sa.literal_column("1", sa.BigInteger)  # constants inline: fewer bound parameters
 _COUNTED = _D.attempt_seq + sa.bindparam("b_tried", type_=sa.Integer)
 """A row's attempt count after a settlement: one more when it carries an attempt."""
 
@@ -254,7 +254,7 @@ def attempt_statement(insert: Any) -> Any:
     columns += ["status_code", "latency_ms", "error", "outcome"]
     source = sa.select(
         _D.id,
-        _NEXT_SEQ % ATTEMPTS_KEPT,
+        _NEXT_SEQ % sa.literal_column(str(ATTEMPTS_KEPT), sa.Integer),
         _NEXT_SEQ,
         _D.channel_id,
         sa.bindparam("a_attempt", type_=sa.Integer),
