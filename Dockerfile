@@ -5,6 +5,7 @@
 #   python -m services.inventory          (port 8081)
 #   python -m services.channel_notifier   (port 8082)
 #   python -m services.outbox_relay       (port 8083, health and metrics only)
+#   python -m services.console            (port 8084, the operator console)
 #   stockwire topology apply              (one-off: declare the JetStream topology)
 #
 # The image runs as an unprivileged user and works with a read-only root filesystem: the only
@@ -54,7 +55,7 @@ COPY --from=builder /app /app
 ENV STOCKWIRE_DATA_DIR=/data
 RUN mkdir -p /data && chown stockwire:stockwire /data
 VOLUME ["/data", "/tmp"]
-EXPOSE 8080 8081 8082 8083
+EXPOSE 8080 8081 8082 8083 8084
 CMD ["python", "-m", "services.ingress"]
 
 # Local development only (Tilt): sources writable by the app user for live update.

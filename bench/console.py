@@ -48,7 +48,9 @@ class Poller(threading.Thread):
     def __init__(self, url: str, token: str, interval: float) -> None:
         super().__init__(daemon=True)
         self.client = httpx.Client(base_url=url, timeout=10.0)
-        answer = self.client.post("/login", data={"token": token, "next": "/"}, follow_redirects=False)
+        form = re.search(r'name="csrf" value="([^"]+)" id="login-csrf"', self.client.get("/login").text)
+        csrf = form.group(1) if form else ""
+        answer = self.client.post("/login", data={"token": token, "next": "/", "csrf": csrf}, follow_redirects=False)
         if answer.status_code != 303:
             raise RuntimeError(f"console login: {answer.status_code} {answer.text[:200]}")
         self.interval = interval

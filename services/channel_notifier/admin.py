@@ -23,11 +23,22 @@ from .domain.channel import (
     ChannelFilters,
     jetstream_consumer_name,
 )
+from .domain.outcome import AttemptOutcome
 from .domain.pending import DeliveryStatus
+from .domain.records import ATTEMPTS_KEPT, DeliveryAttempt
 from .registry import ChannelChanges, ChannelRegistry, CreatedChannel, NotFound, Unavailable
 from .store import DuplicateChannel
 
-__all__ = ["ChannelIn", "ChannelPatch", "FiltersIn", "ReplayIn", "admin_router", "channel_view"]
+__all__ = [
+    "AttemptOut",
+    "AttemptsOut",
+    "ChannelIn",
+    "ChannelPatch",
+    "FiltersIn",
+    "ReplayIn",
+    "admin_router",
+    "channel_view",
+]
 
 _MAX_PAGE = 1000
 
@@ -88,6 +99,32 @@ class ChannelPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 class ReplayIn(msgspec.Struct, forbid_unknown_fields=True):
     since: dt.datetime
+
+
+_Outcome = Annotated[str, msgspec.Meta(extra_json_schema={"enum": [o.value for o in AttemptOutcome]})]
+
+
+class AttemptOut(msgspec.Struct):
+    """One kept attempt of a delivery: never its request's headers, signature or the channel's secrets."""
+
+    delivery_id: int
+    channel: str
+    seq: Annotated[int, msgspec.Meta(ge=1, description="The row's attempts ever, this one included")]
+    attempt: Annotated[int, msgspec.Meta(ge=1, description="The attempt's number in its delivery's current run")]
+    started_at: Annotated[float, msgspec.Meta(description="Unix time the request began")]
+    status_code: int | None
+    latency_ms: Annotated[float, msgspec.Meta(ge=0)]
+    error: str | None
+    outcome: _Outcome
+
+
+class AttemptsOut(msgspec.Struct):
+    attempts: list[AttemptOut]
+    """Newest first; at most the newest ``ATTEMPTS_KEPT`` of a delivery are kept."""
+
+
+def _attempts_out(attempts: list[DeliveryAttempt], channel: str) -> list[AttemptOut]:
+    return [msgspec.convert(a.as_dict(channel), AttemptOut) for a in attempts]
 
 
 def channel_view(channel: Channel, generated_secret: str | None = None) -> dict[str, Any]:
@@ -222,17 +259,42 @@ class ChannelsController(Controller):
         ),
         limit: int = Parameter(default=100, ge=1, le=_MAX_PAGE),
         after_id: int = int64_parameter(default=0, ge=0),
+        attempts: int = Parameter(
+            default=0,
+            ge=0,
+            le=ATTEMPTS_KEPT,
+            description="Embed each delivery's newest attempts, this many, as `recent_attempts` (0: none)",
+        ),
     ) -> dict[str, Any]:
         if status is not None and status not in {s.value for s in DeliveryStatus}:
             raise ApiError(400, "invalid_status", f"status must be one of {', '.join(s.value for s in DeliveryStatus)}")
         try:
-            records = await _registry(state).deliveries(_known(name), status, limit, after_id)
+            records, kept = await _registry(state).deliveries(_known(name), status, limit, after_id, attempts)
         except _EXPECTED as exc:
             raise _translate(exc) from None
-        return {
-            "deliveries": [r.as_dict() for r in records],
-            "next_after_id": records[-1].id if len(records) == limit else None,
-        }
+        views = [r.as_dict() for r in records]
+        if attempts:
+            for view in views:
+                view["recent_attempts"] = [a.as_dict(name) for a in kept.get(view["id"], [])]
+        return {"deliveries": views, "next_after_id": records[-1].id if len(records) == limit else None}
+
+    @get(
+        "/{name:str}/deliveries/{delivery_id:int}/attempts",
+        summary="A delivery's attempts, newest first (the newest kept)",
+        responses=error_responses(400, 401, 403, 404, 503),
+    )
+    async def list_attempts(
+        self,
+        state: State,
+        name: _ChannelName,
+        delivery_id: Annotated[int, int64_parameter(ge=1)],
+        limit: int = Parameter(default=ATTEMPTS_KEPT, ge=1, le=ATTEMPTS_KEPT),
+    ) -> AttemptsOut:
+        try:
+            found = await _registry(state).attempts(_known(name), delivery_id, limit)
+        except _EXPECTED as exc:
+            raise _translate(exc) from None
+        return AttemptsOut(attempts=_attempts_out(found, name))
 
     @post(
         "/{name:str}/replay",

@@ -33,7 +33,7 @@ from .domain.channel import (
     validate_name,
     validate_secret,
 )
-from .domain.records import DeliveryRecord
+from .domain.records import DeliveryAttempt, DeliveryRecord
 from .jetstream import (
     availability_kv_stream,
     provision_channel_consumer,
@@ -285,9 +285,20 @@ class ChannelRegistry:
 
     # -- deliveries -----------------------------------------------------------------------------------
 
-    async def deliveries(self, name: str, status: str | None, limit: int, after_id: int) -> list[DeliveryRecord]:
+    async def deliveries(
+        self, name: str, status: str | None, limit: int, after_id: int, per_delivery: int = 0
+    ) -> tuple[list[DeliveryRecord], dict[int, list[DeliveryAttempt]]]:
+        """A page of the channel's deliveries and the newest ``per_delivery`` attempts of each (by row id)."""
         channel = await self.get(name)
-        return await self.uow.run(lambda tx: tx.deliveries(channel.id, status, limit, after_id))
+        return await handlers.deliveries_of(self.uow, channel.id, status, limit, after_id, per_delivery)
+
+    async def attempts(self, name: str, delivery_id: int, limit: int) -> list[DeliveryAttempt]:
+        """The newest ``limit`` kept attempts of one of the channel's deliveries."""
+        channel = await self.get(name)
+        found = await handlers.attempts_of(self.uow, channel.id, delivery_id, limit)
+        if found is None:
+            raise NotFound(f"delivery {delivery_id} of channel {name}")
+        return found
 
     async def retry(self, delivery_id: int) -> DeliveryRecord:
         record = await handlers.retry(self.uow, delivery_id, time.time())

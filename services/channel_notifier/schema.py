@@ -10,7 +10,14 @@ from sqlalchemy.engine import Connection
 
 from .domain.channel import Channel, ChannelFilters
 from .domain.pending import DeliveryStatus
-from .domain.records import ClaimedDelivery, DeliveryRecord, DuplicateChannel, Settlement
+from .domain.records import (
+    AttemptRecord,
+    ClaimedDelivery,
+    DeliveryAttempt,
+    DeliveryRecord,
+    DuplicateChannel,
+    Settlement,
+)
 
 __all__ = [
     "COMPONENT",
@@ -21,9 +28,12 @@ __all__ = [
     "PENDING",
     "RECORD_COLUMNS",
     "ClaimedDelivery",
+    "DeliveryAttempt",
     "DeliveryRecord",
     "DuplicateChannel",
     "Settlement",
+    "attempt_from_row",
+    "attempts_table",
     "channel_from_row",
     "channels_table",
     "deliveries_table",
@@ -73,6 +83,8 @@ deliveries_table = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     # W3C trace context (JSON headers) of the update this row holds, while [tracing] is on.
     sa.Column("trace_context", sa.Text, nullable=True),
+    # Attempts the row ever made (never reset): numbers its kept attempts and picks their slot.
+    sa.Column("attempt_seq", sa.BigInteger, nullable=False, default=0, server_default="0"),
     sa.UniqueConstraint("channel_id", "sku", name="uq_channel_deliveries_channel_sku"),
 )
 # The claim's whole ORDER BY (next_attempt_at, id), so a claim walks the index and stops at its limit.
@@ -85,6 +97,25 @@ _DUE_INDEX = sa.Index(
     deliveries_table.c.status,
     deliveries_table.c.next_attempt_at,
     deliveries_table.c.id,
+)
+
+attempts_table = sa.Table(
+    "channel_delivery_attempts",
+    _metadata,
+    # A ring of ATTEMPTS_KEPT slots per delivery row, written with the row's settlement and deleted with
+    # the row (the foreign key's cascade: a channel deleted, a SKU its filters leave out).
+    sa.Column("delivery_id", ID_TYPE, sa.ForeignKey("channel_deliveries.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("channel_id", ID_TYPE, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    # SQLite: the rows live in the primary key's b-tree, one insert per attempt rather than two.
+    sqlite_with_rowid=False,
 )
 
 
@@ -103,7 +134,14 @@ def _trace_context_column(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE channel_deliveries ADD COLUMN trace_context TEXT"))
 
 
-MIGRATIONS = [_create_schema, _claim_index_in_claim_order, _trace_context_column]
+def _attempts(conn: Connection) -> None:
+    columns = {column["name"] for column in sa.inspect(conn).get_columns("channel_deliveries")}
+    if "attempt_seq" not in columns:  # a store created before the column (step 1 now creates it)
+        conn.execute(sa.text("ALTER TABLE channel_deliveries ADD COLUMN attempt_seq BIGINT NOT NULL DEFAULT 0"))
+    _metadata.create_all(conn, tables=[attempts_table])
+
+
+MIGRATIONS = [_create_schema, _claim_index_in_claim_order, _trace_context_column, _attempts]
 
 _C = channels_table.c
 _D = deliveries_table.c
@@ -161,3 +199,15 @@ RECORD_COLUMNS = (
     _D.delivered_at,
     _D.updated_at,
 )
+
+
+def attempt_from_row(row: Any) -> DeliveryAttempt:
+    record = AttemptRecord(
+        attempt=int(row.attempt),
+        started_at=float(row.started_at),
+        latency_ms=float(row.latency_ms),
+        outcome=row.outcome,
+        status_code=row.status_code,
+        error=row.error,
+    )
+    return DeliveryAttempt(int(row.delivery_id), int(row.channel_id), int(row.seq), record)

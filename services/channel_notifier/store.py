@@ -38,6 +38,7 @@ from .schema import (
     MIGRATIONS,
     PENDING,
     ClaimedDelivery,
+    DeliveryAttempt,
     DeliveryRecord,
     DuplicateChannel,
     Settlement,
@@ -46,6 +47,8 @@ from .schema import (
 from .service_layer.unit_of_work import AfterCommit, NewChannel, Transaction
 from .transactions import (
     TRACE_CONTEXT,
+    attempt_statement,
+    attempts,
     claim,
     delete_channel,
     delivery_row,
@@ -109,6 +112,7 @@ class NotifierStore:
         insert = postgresql.insert if is_postgres(engine) else sqlite.insert
         self.record_upsert = record_statement(insert)
         self.replay_upsert = replay_statement(insert)
+        self.attempt_upsert = attempt_statement(insert)
 
     @property
     def _sync(self) -> Engine | None:
@@ -262,7 +266,7 @@ class SqlTransaction:
 
     def settle(self, settlements: Sequence[Settlement]) -> None:
         if settlements:
-            settle(self._conn, settlements)
+            settle(self._conn, settlements, self._store.attempt_upsert)
 
     def release_leases(self, owner: str) -> None:
         self._conn.execute(
@@ -276,6 +280,9 @@ class SqlTransaction:
         if status:
             where.append(_D.status == status)
         return records(self._conn, *where, limit=limit)
+
+    def attempts(self, delivery_ids: Sequence[int], per_delivery: int) -> dict[int, list[DeliveryAttempt]]:
+        return attempts(self._conn, delivery_ids, per_delivery) if delivery_ids and per_delivery > 0 else {}
 
     def resend(self, delivery_id: int, now: float) -> DeliveryRecord | None:
         resend(self._conn, _D.id == delivery_id, now)

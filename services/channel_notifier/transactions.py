@@ -14,14 +14,18 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from .domain.channel import Channel
+from .domain.records import ATTEMPTS_KEPT
 from .schema import (
     DELIVERED,
     ID_TYPE,
     PENDING,
     RECORD_COLUMNS,
+    DeliveryAttempt,
     DeliveryRecord,
     DuplicateChannel,
     Settlement,
+    attempt_from_row,
+    attempts_table,
     channel_from_row,
     channels_table,
     deliveries_table,
@@ -30,6 +34,7 @@ from .schema import (
 
 _C = channels_table.c
 _D = deliveries_table.c
+_A = attempts_table.c
 
 
 def json_list(values: Iterable[str]) -> str:
@@ -185,6 +190,9 @@ _B_CODE = sa.bindparam("b_code", type_=sa.Integer)
 _B_ERROR = sa.bindparam("b_error", type_=sa.Text)
 _B_SENT = sa.bindparam("b_sent", type_=sa.BigInteger)
 _HELD = (_D.id == _B_ID, _D.lease_owner == _B_OWNER)
+_NEXT_SEQ = _D.attempt_seq + sa.literal_column("1", sa.BigInteger)  # constants inline: fewer bound parameters
+_COUNTED = _D.attempt_seq + sa.bindparam("b_tried", type_=sa.Integer)
+"""A row's attempt count after a settlement: one more when it carries an attempt."""
 
 _SETTLE_SUCCESS = (
     sa.update(deliveries_table)
@@ -201,6 +209,7 @@ _SETTLE_SUCCESS = (
         last_error=None,
         delivered_at=_B_NOW,
         updated_at=_B_NOW,
+        attempt_seq=_COUNTED,
     )
 )
 _SETTLE_FAILURE = (
@@ -215,6 +224,7 @@ _SETTLE_FAILURE = (
         last_status=_B_CODE,
         last_error=_B_ERROR,
         updated_at=_B_NOW,
+        attempt_seq=_COUNTED,
     )
 )
 _SETTLE_RELEASE = (
@@ -229,6 +239,7 @@ _SETTLE_RELEASE = (
         ),
         last_error=sa.func.coalesce(_B_ERROR, _D.last_error),
         updated_at=_B_NOW,
+        attempt_seq=_COUNTED,
     )
 )
 
@@ -236,10 +247,50 @@ _SETTLE_RELEASE = (
 _SETTLE_DROP = sa.delete(deliveries_table).where(*_HELD)
 
 
-def settle(conn: Connection, settlements: Sequence[Settlement]) -> None:
-    successes, failures, releases, drops = [], [], [], []
+def attempt_statement(insert: Any) -> Any:
+    """Keep an attempt in its row's ring (the slot of its number, :func:`.domain.records.attempt_slot`),
+    while the settling owner still holds the row's lease; run before the settlements that count it."""
+    columns = ["delivery_id", "slot", "seq", "channel_id", "attempt", "started_at"]
+    columns += ["status_code", "latency_ms", "error", "outcome"]
+    source = sa.select(
+        _D.id,
+        _NEXT_SEQ % sa.literal_column(str(ATTEMPTS_KEPT), sa.Integer),
+        _NEXT_SEQ,
+        _D.channel_id,
+        sa.bindparam("a_attempt", type_=sa.Integer),
+        sa.bindparam("a_started", type_=sa.Float),
+        sa.bindparam("a_code", type_=sa.Integer),
+        sa.bindparam("a_latency", type_=sa.Float),
+        sa.bindparam("a_error", type_=sa.Text),
+        sa.bindparam("a_outcome", type_=sa.String(16)),
+    ).where(*_HELD)
+    statement = insert(attempts_table).from_select(columns, source)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[_A.delivery_id, _A.slot], set_={name: excluded[name] for name in columns[2:]}
+    )
+
+
+def settle(conn: Connection, settlements: Sequence[Settlement], attempt_upsert: Any) -> None:
+    """Write a batch of results: first the attempts they record, each in the slot after the row's newest,
+    then the rows (which count them); a handful of statements for the whole batch."""
+    successes, failures, releases, drops, attempts = [], [], [], [], []
     for s in settlements:
-        base = {"b_id": s.delivery_id, "b_owner": s.owner, "b_now": s.now}
+        base = {"b_id": s.delivery_id, "b_owner": s.owner, "b_now": s.now, "b_tried": 0 if s.attempt is None else 1}
+        if s.attempt is not None and not s.dropped:
+            a = s.attempt
+            attempts.append(
+                {
+                    "b_id": s.delivery_id,
+                    "b_owner": s.owner,
+                    "a_attempt": a.attempt,
+                    "a_started": a.started_at,
+                    "a_code": a.status_code,
+                    "a_latency": a.latency_ms,
+                    "a_error": a.error,
+                    "a_outcome": a.outcome,
+                }
+            )
         if s.dropped:
             drops.append({"b_id": s.delivery_id, "b_owner": s.owner})
         elif s.succeeded:
@@ -258,6 +309,7 @@ def settle(conn: Connection, settlements: Sequence[Settlement]) -> None:
         else:
             releases.append({**base, "b_error": s.error, "b_next": max(s.now, s.not_before or s.now)})
     for statement, params in (
+        (attempt_upsert, attempts),
         (_SETTLE_SUCCESS, successes),
         (_SETTLE_FAILURE, failures),
         (_SETTLE_RELEASE, releases),
@@ -270,6 +322,22 @@ def settle(conn: Connection, settlements: Sequence[Settlement]) -> None:
 def records(conn: Connection, *where: Any, limit: int = 1000) -> list[DeliveryRecord]:
     statement = sa.select(*RECORD_COLUMNS).where(*where).order_by(_D.id).limit(limit)
     return [record_from_row(r) for r in conn.execute(statement).all()]
+
+
+def attempts(conn: Connection, delivery_ids: Sequence[int], per_delivery: int) -> dict[int, list[DeliveryAttempt]]:
+    """The newest ``per_delivery`` kept attempts of each row, newest first (rows without any left out)."""
+    found: dict[int, list[DeliveryAttempt]] = {}
+    for start in range(0, len(delivery_ids), 500):
+        statement = (
+            sa.select(attempts_table)
+            .where(_A.delivery_id.in_(delivery_ids[start : start + 500]))
+            .order_by(_A.delivery_id, _A.seq.desc())
+        )
+        for row in conn.execute(statement).all():
+            kept = found.setdefault(int(row.delivery_id), [])
+            if len(kept) < per_delivery:
+                kept.append(attempt_from_row(row))
+    return found
 
 
 def resend(conn: Connection, where: Any, now: float) -> int:

@@ -30,7 +30,7 @@ from .domain.channel import Channel
 from .domain.outcome import AttemptOutcome
 from .domain.payload import signed_headers, webhook_body, webhook_id
 from .domain.pending import DeliveryStatus, plan_failure
-from .domain.records import ClaimedDelivery, Settlement
+from .domain.records import AttemptRecord, ClaimedDelivery, Settlement
 from .domain.retry import RetrySchedule
 from .metrics import CIRCUIT_OPEN, DELIVERIES, DELIVERY_LATENCY
 from .sender import Attempt, WebhookSender
@@ -281,7 +281,9 @@ class ChannelWorker:
             # once, forever (a hot loop). Backoff, the breaker and the give-up rules apply.
             log.exception("channel %s: delivery %d failed unexpectedly", channel.name, row.id)
             error = f"unexpected error: {type(exc).__name__}: {exc}"[:500]
-            self._failed(channel, row, Attempt(AttemptOutcome.ERROR, error=error), time.time(), time.monotonic())
+            failure, now = Attempt(AttemptOutcome.ERROR, error=error), time.time()
+            record = _record(channel, row, failure, now, 0.0)
+            self._failed(channel, row, failure, now, time.monotonic(), record)
         finally:
             current_task = asyncio.current_task()
             if current_task is not None:
@@ -303,11 +305,13 @@ class ChannelWorker:
         headers = signed_headers(
             current.secrets, webhook_id(current.name, row.sku, row.version), body, int(time.time())
         )
+        started, sent_mono = time.time(), time.monotonic()
         if tracing.enabled():
             attempt = await self._traced_send(current, row, body, headers)
         else:
             attempt = await self.sender.send(current.url, body, headers)
         now, mono = time.time(), time.monotonic()
+        record = _record(current, row, attempt, started, mono - sent_mono)
         if attempt.outcome is AttemptOutcome.DELIVERED:
             self.breaker.record_success(mono)
             DELIVERIES.labels(current.name, attempt.outcome.value).inc()
@@ -315,20 +319,23 @@ class ChannelWorker:
             if occurred is not None:
                 DELIVERY_LATENCY.labels(current.name).observe(max(0.0, now - occurred))
             self.results.put(
-                channel.id, Settlement.success(row.id, self.owner, row.version, attempt.status_code or 200, now)
+                channel.id,
+                Settlement.success(row.id, self.owner, row.version, attempt.status_code or 200, now, record),
             )
             return
         if attempt.outcome is AttemptOutcome.GONE:
             self.breaker.release(mono)
             DELIVERIES.labels(current.name, attempt.outcome.value).inc()
             self.channel = _disabled(current)
-            self.results.put(channel.id, Settlement.released(row.id, self.owner, now, "HTTP 410: channel disabled"))
+            self.results.put(
+                channel.id, Settlement.released(row.id, self.owner, now, "HTTP 410: channel disabled", attempt=record)
+            )
             # Disabling stops this worker, which waits for its deliveries: not from inside one of them.
             task = asyncio.create_task(self.on_gone(current, attempt.status_code or 410))
             _background.add(task)
             task.add_done_callback(_background.discard)
             return
-        self._failed(current, row, attempt, now, mono)
+        self._failed(current, row, attempt, now, mono, record)
 
     async def _traced_send(
         self, channel: Channel, row: ClaimedDelivery, body: bytes, headers: dict[str, str]
@@ -352,7 +359,9 @@ class ChannelWorker:
                 tracing.mark_error(span, attempt.error or attempt.outcome.value)
             return attempt
 
-    def _failed(self, channel: Channel, row: ClaimedDelivery, attempt: Attempt, now: float, mono: float) -> None:
+    def _failed(
+        self, channel: Channel, row: ClaimedDelivery, attempt: Attempt, now: float, mono: float, record: AttemptRecord
+    ) -> None:
         self.breaker.record_failure(mono)
         if attempt.retry_after_s is not None:
             pause = min(attempt.retry_after_s, self.config.schedule.retry_after_max_s)
@@ -383,8 +392,25 @@ class ChannelWorker:
             log.warning("channel %s: destination refused by the URL policy: %s", channel.name, attempt.error)
         self.results.put(
             channel.id,
-            Settlement.failed(row.id, self.owner, plan, attempt.status_code, attempt.error or outcome.value, now),
+            Settlement.failed(
+                row.id, self.owner, plan, attempt.status_code, attempt.error or outcome.value, now, record
+            ),
         )
+
+
+def _record(
+    channel: Channel, row: ClaimedDelivery, attempt: Attempt, started: float, latency_s: float
+) -> AttemptRecord:
+    """What the attempt did, for the row's attempt history (its error without the channel's secrets)."""
+    return AttemptRecord.of(
+        row.attempts + 1,
+        started,
+        latency_s,
+        attempt.outcome.value,
+        attempt.status_code,
+        attempt.error,
+        channel.secrets,
+    )
 
 
 def _context(stored: str | None) -> dict[str, str] | None:

@@ -13,6 +13,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -46,7 +47,17 @@ from libs.http import create_service_app
 from libs.logs import setup_logging
 from libs.profiles import MappingError, ProfileError, profile_name, source_profile
 
-from .auth import COOKIE, CSRF_FIELD, CSRF_HEADER, ActionLog, Session, Sessions
+from .auth import (
+    COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    LOGIN_COOKIE,
+    ActionLog,
+    LoginForms,
+    LoginThrottle,
+    Session,
+    Sessions,
+)
 from .charts import availability_points, line_chart
 from .peers import Health, MetricRates, Peers
 from .settings import PEER_DEFAULTS, ConsoleSettings, with_peer_urls
@@ -74,6 +85,8 @@ class Console:
     sessions: Sessions
     actions: ActionLog
     templates: Environment
+    login_forms: LoginForms = field(default_factory=LoginForms)
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     rates: MetricRates = field(default_factory=MetricRates)
     nc: Client | None = None
     connecting: asyncio.Task[None] | None = None
@@ -195,35 +208,81 @@ def _order_in(value: Any) -> str | None:
 
 
 # --- login ------------------------------------------------------------------------------------------------
+def _login_form(
+    request: Request[Any, Any, Any],
+    target: str,
+    status: int = 200,
+    error: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response[str]:
+    """The login page, its form carrying the login CSRF token its cookie holds (the browser's own while
+    valid, so several tabs may log in; else a new one)."""
+    console = _console(request)
+    now = time.time()
+    token = request.cookies.get(LOGIN_COOKIE)
+    if not console.login_forms.valid(token, now):
+        token = console.login_forms.issue(now)
+    response = console.render(
+        request,
+        "login.html",
+        status=status,
+        next=target,
+        error=error,
+        login_csrf=token,
+        enabled=bool(console.shared.admin_token),
+    )
+    response.set_cookie(
+        Cookie(
+            key=LOGIN_COOKIE,
+            value=token,
+            httponly=True,
+            samesite="strict",
+            path="/login",
+            max_age=int(console.login_forms.ttl_s),
+        )
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
 @get("/login", sync_to_thread=False)
 def login_page(request: Request[Any, Any, Any], next: str = "/") -> Response[str]:
-    console = _console(request)
-    return console.render(
-        request, "login.html", next=next if next.startswith("/") else "/", enabled=bool(console.shared.admin_token)
-    )
+    return _login_form(request, next if next.startswith("/") and not next.startswith("//") else "/")
 
 
 @post("/login")
 async def login(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The admin token for a session: only with the login form's CSRF token, and only while the client's
+    address has not failed ``[console] login_failures`` times within ``login_window_s`` (then 429)."""
     console = _console(request)
     form = await request.form()
     address = request.client.host if request.client else "?"
-    session = console.sessions.login(str(form.get("token") or ""), address)
     target = str(form.get("next") or "/")
     if not target.startswith("/") or target.startswith("//"):
         target = "/"
+    who, now = f"unknown ({address})", time.time()
+    wait = console.login_throttle.retry_after(address, now)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        console.actions.record(who, "login", "/login", 429, f"too many failed logins; refused for {seconds} s")
+        error = f"Too many failed logins from {address}: try again in {seconds} s."
+        return _login_form(request, target, 429, error, {"Retry-After": str(seconds)})
+    if not console.login_forms.accepts(request.cookies.get(LOGIN_COOKIE), str(form.get(CSRF_FIELD) or ""), now):
+        console.actions.record(who, "refused", "/login", 403, "missing or wrong login CSRF token")
+        error = "This login form expired or did not come from this console: try again."
+        return _login_form(request, target, 403, error)
+    session = console.sessions.login(str(form.get("token") or ""), address)
     if session is None:
-        console.actions.record(f"unknown ({address})", "login", "/login", 401, "wrong admin token")
-        return console.render(
-            request,
-            "login.html",
-            status=401,
-            next=target,
-            error="That is not the admin token.",
-            enabled=bool(console.shared.admin_token),
-        )
+        failures = console.login_throttle.failed(address, now)
+        console.actions.record(who, "login", "/login", 401, f"wrong admin token ({failures} within the window)")
+        if failures >= console.settings.login_failures:
+            log.warning("console: %d failed logins from %s; it waits before trying again", failures, address)
+        return _login_form(request, target, 401, "That is not the admin token.")
+    console.login_throttle.forget(address)
     console.actions.record(session.who, "login", "/login", 200)
     response: Response[Any] = Redirect(target, status_code=303)
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
     response.set_cookie(
         Cookie(
             key=COOKIE,
@@ -568,12 +627,16 @@ async def channels_page(request: Request[Any, Any, Any]) -> Response[str]:
     return console.render(request, "channels.html", answer=answer)
 
 
+_ATTEMPTS_SHOWN = 5
+"""A delivery's newest attempts on its channel's page."""
+
+
 @get("/channels/{name:str}")
 async def channel_page(request: Request[Any, Any, Any], name: str, status: str = "") -> Response[str]:
     _session(request)
     console = _console(request)
     channel, deliveries = await asyncio.gather(
-        console.peers.channel(name), console.peers.deliveries(name, status or None)
+        console.peers.channel(name), console.peers.deliveries(name, status or None, attempts=_ATTEMPTS_SHOWN)
     )
     return console.render(
         request, "channel.html", channel=channel, deliveries=deliveries, name=name, status_filter=status
@@ -780,6 +843,7 @@ def build_app(shared: StockwireSettings, settings: ConsoleSettings) -> Litestar:
         sessions=Sessions(shared.admin_token, settings.session_ttl_s),
         actions=ActionLog(Path(shared.data_dir) / "console-actions.jsonl"),
         templates=_environment(),
+        login_throttle=LoginThrottle(settings.login_failures, settings.login_window_s),
     )
 
     async def connect_nats() -> None:

@@ -1,9 +1,12 @@
-"""Sessions (the admin token exchanged for an HttpOnly, SameSite=Strict cookie), CSRF tokens, and the
-record of every action: who (the session, from which address), when, what and the answer."""
+"""Sessions (the admin token exchanged for an HttpOnly, SameSite=Strict cookie), CSRF tokens (the
+session's, and the login form's own before there is a session), the limit on failed logins per client
+address, and the record of every action: who (the session, from which address), when, what and the
+answer."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import json
 import logging
@@ -14,9 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COOKIE", "CSRF_FIELD", "CSRF_HEADER", "ActionLog", "Session", "Sessions"]
+__all__ = [
+    "COOKIE",
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "LOGIN_COOKIE",
+    "ActionLog",
+    "LoginForms",
+    "LoginThrottle",
+    "Session",
+    "Sessions",
+]
 
 COOKIE = "stockwire_console"
+LOGIN_COOKIE = "stockwire_console_login"
+"""The login form's CSRF token, before there is a session (a signed double-submit cookie)."""
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 
@@ -73,6 +88,88 @@ class Sessions:
     @staticmethod
     def csrf_ok(session: Session, presented: str | None) -> bool:
         return bool(presented) and hmac.compare_digest(str(presented).encode(), session.csrf.encode())
+
+
+@dataclass
+class LoginForms:
+    """The login form's CSRF protection: a signed double-submit token. ``GET /login`` sets it as a cookie
+    (HttpOnly, SameSite=Strict) and puts the same value in the form; ``POST /login`` is taken only when
+    both are present, equal, signed with this process's key and younger than ``ttl_s``. The signature
+    keeps a cookie planted by another site (a sibling domain can set cookies) from being accepted."""
+
+    ttl_s: float = 3600.0
+    key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+
+    def _sign(self, body: str) -> str:
+        return hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self, now: float) -> str:
+        """A new token: issued-at, a random part and their signature."""
+        body = f"{int(now)}.{secrets.token_urlsafe(24)}"
+        return f"{body}.{self._sign(body)}"
+
+    def valid(self, token: str | None, now: float) -> bool:
+        """Whether ``token`` is one this process issued less than ``ttl_s`` ago."""
+        if not token or len(token) > 200:
+            return False
+        body, _, signature = token.rpartition(".")
+        issued, _, _nonce = body.partition(".")
+        if not issued.isdigit() or not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
+            return False
+        return 0 <= now - int(issued) < self.ttl_s
+
+    def accepts(self, cookie: str | None, presented: str | None, now: float) -> bool:
+        """The double submit: the form's token is the cookie's, and it is valid."""
+        if not cookie or not presented:
+            return False
+        return hmac.compare_digest(cookie.encode(), presented.encode()) and self.valid(cookie, now)
+
+
+@dataclass
+class LoginThrottle:
+    """At most ``limit`` failed logins per client address within ``window_s`` seconds; beyond, every login
+    from that address (right token or not) is refused until the oldest failure leaves the window."""
+
+    limit: int = 5
+    window_s: float = 60.0
+    max_addresses: int = 10_000
+    """Addresses tracked at most: when more fail at once, the ones that failed longest ago are forgotten."""
+    failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def _recent(self, address: str, now: float) -> deque[float]:
+        times = self.failures.get(address)
+        if times is None:
+            return deque()
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if not times:
+            del self.failures[address]
+        return times
+
+    def retry_after(self, address: str, now: float) -> float | None:
+        """Seconds until ``address`` may try again, or None when it may now."""
+        times = self._recent(address, now)
+        if self.limit > 0 and len(times) >= self.limit:
+            return max(0.0, times[-self.limit] + self.window_s - now)
+        return None
+
+    def failed(self, address: str, now: float) -> int:
+        """Count a failed login; returns how many ``address`` has within the window."""
+        times = self._recent(address, now)
+        if address not in self.failures:
+            if len(self.failures) >= self.max_addresses:
+                for stale in [a for a, t in self.failures.items() if not t or t[-1] <= now - self.window_s]:
+                    del self.failures[stale]
+                while len(self.failures) >= self.max_addresses:
+                    oldest = min(self.failures, key=lambda a: self.failures[a][-1])
+                    del self.failures[oldest]
+            self.failures[address] = times
+        times.append(now)
+        return len(times)
+
+    def forget(self, address: str) -> None:
+        """A successful login clears the address's failures."""
+        self.failures.pop(address, None)
 
 
 @dataclass

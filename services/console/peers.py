@@ -188,8 +188,11 @@ class Peers:
     async def channel(self, name: str) -> ApiAnswer:
         return await self.call("channel-notifier", "GET", f"/channels/{quote(name, safe='')}")
 
-    async def deliveries(self, name: str, status: str | None = None, limit: int = 200) -> ApiAnswer:
+    async def deliveries(self, name: str, status: str | None = None, limit: int = 200, attempts: int = 0) -> ApiAnswer:
+        """A channel's deliveries; ``attempts``: each with its newest attempts (``recent_attempts``)."""
         params: dict[str, Any] = {"limit": limit}
+        if attempts:
+            params["attempts"] = attempts
         if status:
             params["status"] = status
         return await self.call("channel-notifier", "GET", f"/channels/{quote(name, safe='')}/deliveries", params=params)

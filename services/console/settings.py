@@ -39,6 +39,9 @@ class ConsoleSettings:
     the next refresh (the last one is shown meanwhile, marked), so a refresh stays quick under load."""
     search_scan: int = 5000
     """COMMERCE messages one event search reads at most."""
+    login_failures: int = 5
+    """Failed logins one client address may make within ``login_window_s``; then it waits (429)."""
+    login_window_s: float = 60.0
 
 
 def _url(host: str, port: int) -> str:

@@ -30,8 +30,10 @@ HELM_CANDIDATES = (
     ROOT / ".tools" / "node_modules" / ".bin" / "helm",
 )
 
-SERVICES = ("ingress", "inventory", "channel-notifier", "outbox-relay")
-PORTS = {"ingress": 8080, "inventory": 8081, "channel-notifier": 8082, "outbox-relay": 8083}
+SERVICES = ("ingress", "inventory", "channel-notifier", "outbox-relay", "console")
+PORTS = {"ingress": 8080, "inventory": 8081, "channel-notifier": 8082, "outbox-relay": 8083, "console": 8084}
+STATELESS = ("outbox-relay", "console")
+"""Services without a store of their own: a Deployment whatever the store mode."""
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet", "CronJob"}
 
 

@@ -21,6 +21,7 @@ from .support import (
     DEV_VALUES,
     PORTS,
     PRODUCTION_VALUES,
+    STATELESS,
     by_kind,
     containers,
     env_of,
@@ -34,8 +35,8 @@ from .support import (
 )
 
 # The configurations CI renders: defaults (sqlite), the production file (postgres, autoscaled),
-# the Tilt set-ups (both stores), and a mix (ingress on its own SQLite spool, the rest on
-# PostgreSQL).
+# the Tilt set-ups (both stores, the console on), a mix (ingress on its own SQLite spool, the rest on
+# PostgreSQL), and production with the operator console.
 DEV_PG_URLS = [
     f"store.postgres.urls.{name}=postgresql://stockwire:stockwire@stockwire-dev-postgres:5432/{name.replace('-', '_')}"
     for name in ("ingress", "inventory", "channel-notifier")
@@ -46,6 +47,7 @@ CONFIGS: dict[str, tuple[list[Path], list[str]]] = {
     "dev-sqlite": ([DEV_VALUES], []),
     "dev-postgres": ([DEV_VALUES], ["store.mode=postgres", *DEV_PG_URLS]),
     "mixed": ([PRODUCTION_VALUES], ["services.ingress.store=sqlite", "services.ingress.autoscaling.enabled=false"]),
+    "console": ([PRODUCTION_VALUES], ["services.console.enabled=true"]),
 }
 
 # Contract metric names (design and issue): alerts and dashboards may use these and nothing else.
@@ -312,7 +314,7 @@ def test_sqlite_store_uses_statefulsets_with_a_volume_per_pod_and_relay_sidecars
 def test_postgres_store_uses_deployments_and_a_relay_deployment() -> None:
     manifests = rendered("production")
     loads = _service_workloads(manifests)
-    assert set(loads) == {f"stockwire-{s}" for s in PORTS}
+    assert set(loads) == {f"stockwire-{s}" for s in PORTS if s != "console"}  # the console: opt-in
     for name, workload in loads.items():
         assert workload["kind"] == "Deployment", name
         assert "volumeClaimTemplates" not in workload["spec"]
@@ -398,6 +400,8 @@ def test_production_values_scale_out_every_service() -> None:
         # Shorter than the preStop sleep plus the graceful shutdown: in-flight webhooks cut off.
         (["terminationGracePeriodSeconds=12"], "terminationGracePeriodSeconds"),
         (["preStopSleepSeconds=20"], "at least 35"),
+        # The console logs in with the admin token and calls the APIs with it.
+        (["services.console.enabled=true"], "admin.existingSecret"),
     ],
 )
 def test_invalid_values_are_refused(sets: list[str], message: str) -> None:
@@ -503,7 +507,7 @@ def test_every_service_reads_its_configuration(config: str, tmp_path: Path) -> N
 
                     for spec in resolve_outboxes(parsed, settings.data_dir):
                         assert spec.database_url.startswith(("sqlite+aiosqlite:////data/", "postgresql+asyncpg://"))
-            if cname != "outbox-relay" and workload["kind"] == "Deployment":
+            if cname not in STATELESS and workload["kind"] == "Deployment":
                 assert section["database_url"].startswith("postgresql://"), f"{name}: PostgreSQL URL from the Secret"
 
 
@@ -819,3 +823,54 @@ def test_keda_reads_the_lag_in_the_streams_account() -> None:
                          "nats.account=stockwire"])
     (trigger,) = by_kind(plain, "ScaledObject")["stockwire-inventory"]["spec"]["triggers"]
     assert trigger["metadata"]["account"] == "stockwire"
+
+
+@pytest.mark.parametrize("config", ["console", "dev-sqlite", "dev-postgres"])
+def test_the_console_is_a_deployment_that_reads_its_peers_through_their_services(config: str) -> None:
+    """No store of its own (a Deployment, no database URL), the admin token from the Secret, and every
+    peer URL one of this release's Services on the port that service listens on."""
+    manifests = rendered(config)
+    loads = _service_workloads(manifests)
+    console = loads["stockwire-console"]
+    assert console["kind"] == "Deployment" and "volumeClaimTemplates" not in console["spec"]
+    (container,) = containers(console).values()
+    env = env_of(container)
+    assert not [name for name in env if name.endswith("DATABASE_URL")]
+    token = env["STOCKWIRE_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]
+    # Production names the operator's Secret; development has the chart write one.
+    expected = ("stockwire-admin", "token") if config == "console" else ("stockwire-dev-secrets", "admin-token")
+    assert (token["name"], token["key"]) == expected
+    section = tomllib.loads(_config_toml(manifests))["console"]
+    services = by_kind(manifests, "Service")
+    for peer in ("ingress", "inventory", "channel-notifier", "outbox-relay"):
+        match = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", section[f"{peer.replace('-', '_')}_url"])
+        assert match, section
+        host, port = match.group(1), int(match.group(2))
+        assert port == PORTS[peer]
+        # The relay answers on its own Service, or on a writer's where it is a sidecar (sqlite).
+        assert host == "stockwire-" + peer or (peer == "outbox-relay" and host == "stockwire-ingress"), host
+        assert port in {p["port"] for p in services[host]["spec"]["ports"]}, (peer, host)
+        assert host in loads, f"{peer}: {host} is a Service with pods behind it"
+
+
+def test_the_console_may_call_every_service_under_network_policies() -> None:
+    manifests = rendered("console")
+    policies = by_kind(manifests, "NetworkPolicy")
+    selector = _service_workloads(manifests)["stockwire-console"]["spec"]["selector"]["matchLabels"]
+    console_peer = json.dumps({"podSelector": {"matchLabels": selector}}, sort_keys=True)
+    values = yaml.safe_load(PRODUCTION_VALUES.read_text())["networkPolicy"]
+    for name, policy in policies.items():
+        rules = _policy_rules(policy)
+        for port, peers in rules.items():
+            admitted = {json.dumps(p, sort_keys=True) for p in peers or []}
+            if name == "stockwire-console":
+                # Operators reach it from where the APIs may be called from, and Prometheus scrapes it.
+                expected = values["metricsFrom"] + values["apiFrom"]
+                assert admitted == {json.dumps(p, sort_keys=True) for p in expected}
+            else:
+                assert console_peer in admitted, (name, port)
+    # Without the console nothing admits it (the production test above checks the exact peers).
+    assert all(
+        "console" not in json.dumps(policy)
+        for name, policy in by_kind(rendered("production"), "NetworkPolicy").items()
+    )

@@ -193,7 +193,8 @@ def test_image_suits_a_read_only_root_filesystem() -> None:
 def named_modules() -> set[str]:
     """`python -m services.<pkg>` modules the Dockerfile (commands, comments) and the chart name."""
     modules = set(re.findall(r"\bservices\.[a-z_]+", DOCKERFILE.read_text()))
-    for manifests in (render(), render(sets=["store.mode=postgres", "store.postgres.existingSecret=pg"])):
+    console = ["services.console.enabled=true", "admin.existingSecret=admin"]
+    for manifests in (render(sets=console), render(sets=["store.mode=postgres", "store.postgres.existingSecret=pg"])):
         for workload in [*by_kind(manifests, "Deployment").values(), *by_kind(manifests, "StatefulSet").values()]:
             for container in containers(workload).values():
                 modules |= set(re.findall(r"\bservices\.[a-z_]+", " ".join(container["command"])))

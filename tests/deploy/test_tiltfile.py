@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .support import PORTS, ROOT, workloads
+from .support import PORTS, ROOT, STATELESS, workloads
 from .tilt_standins import TILT_JSON, TILTFILE, StandIns, TiltRun
 
 NATS_REPO = "https://nats-io.github.io/k8s/helm/charts/"
@@ -56,10 +56,10 @@ def check_run_matches(settings: dict[str, Any], run: TiltRun) -> None:
         assert (name in rendered) is has_workload, name
         if has_workload:
             assert rendered[name]["spec"]["replicas"] == settings["replicas"].get(service, 1), name
-            kind = "StatefulSet" if settings["store"] == "sqlite" and service != "outbox-relay" else "Deployment"
+            kind = "StatefulSet" if settings["store"] == "sqlite" and service not in STATELESS else "Deployment"
             assert rendered[name]["kind"] == kind
 
-    # Port forwards: every running service on its own port, 8080-8083, each once.
+    # Port forwards: every running service on its own port, 8080-8084, each once.
     forwarded: dict[int, str] = {}
     for args in run.called("k8s_resource"):
         for forward in args["port_forwards"] or []:
@@ -96,8 +96,17 @@ def test_tiltfile_runs_with_tilt_json_and_declares_what_it_asks_for() -> None:
         {"services": ["ingress", "outbox-relay"], "replicas": {"ingress": 3}, "store": "sqlite"},
         {"services": ["channel-notifier", "outbox-relay"], "replicas": {}, "store": "sqlite"},
         {"services": ["inventory"], "replicas": {"inventory": 1}, "store": "postgres"},
+        {"services": ["inventory", "console"], "replicas": {"console": 2}, "store": "sqlite"},
+        {"services": ["ingress", "inventory", "outbox-relay", "console"], "replicas": {}, "store": "postgres"},
     ],
-    ids=["postgres-scaled", "sqlite-ingress-only", "sqlite-no-writer", "postgres-inventory-only"],
+    ids=[
+        "postgres-scaled",
+        "sqlite-ingress-only",
+        "sqlite-no-writer",
+        "postgres-inventory-only",
+        "sqlite-console",
+        "postgres-console",
+    ],
 )
 def test_tiltfile_follows_other_settings(settings: dict[str, Any]) -> None:
     check_run_matches(settings, run_tiltfile(settings))

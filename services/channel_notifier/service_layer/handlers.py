@@ -13,14 +13,16 @@ from typing import Any
 
 from ..domain.channel import Channel
 from ..domain.pending import fan_out
-from ..domain.records import ClaimedDelivery, DeliveryRecord, Settlement
+from ..domain.records import ClaimedDelivery, DeliveryAttempt, DeliveryRecord, Settlement
 from .unit_of_work import NewChannel, Transaction, UnitOfWork
 
 __all__ = [
+    "attempts_of",
     "change_channel",
     "claim_due",
     "create_channel",
     "delete_channel",
+    "deliveries_of",
     "drop_unwanted",
     "next_due",
     "record_updates",
@@ -87,6 +89,37 @@ async def retry(uow: UnitOfWork, delivery_id: int, now: float) -> DeliveryRecord
         if record is not None:
             tx.wake({record.channel_id})
         return record
+
+    return await uow.run(work)
+
+
+Attempts = dict[int, list[DeliveryAttempt]]
+"""Delivery row id -> its kept attempts, newest first."""
+
+
+async def deliveries_of(
+    uow: UnitOfWork, channel_id: int, status: str | None, limit: int, after_id: int, per_delivery: int
+) -> tuple[list[DeliveryRecord], Attempts]:
+    """A page of the channel's rows (ids above ``after_id``, of ``status`` if given) and the newest
+    ``per_delivery`` attempts of each (none asked: none read), read in one transaction."""
+
+    def work(tx: Transaction) -> tuple[list[DeliveryRecord], Attempts]:
+        records = tx.deliveries(channel_id, status, limit, after_id)
+        if per_delivery <= 0 or not records:
+            return records, {}
+        return records, tx.attempts([r.id for r in records], per_delivery)
+
+    return await uow.run(work)
+
+
+async def attempts_of(uow: UnitOfWork, channel_id: int, delivery_id: int, limit: int) -> list[DeliveryAttempt] | None:
+    """The newest ``limit`` kept attempts of one of the channel's rows; None when it has no such row."""
+
+    def work(tx: Transaction) -> list[DeliveryAttempt] | None:
+        found = tx.deliveries(channel_id, None, 1, after_id=delivery_id - 1)
+        if not found or found[0].id != delivery_id:
+            return None
+        return tx.attempts([delivery_id], limit).get(delivery_id, [])
 
     return await uow.run(work)
 

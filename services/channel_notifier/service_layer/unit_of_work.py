@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..domain.channel import Channel, ChannelFilters
 from ..domain.pending import Offer
-from ..domain.records import ClaimedDelivery, DeliveryRecord, Settlement
+from ..domain.records import ClaimedDelivery, DeliveryAttempt, DeliveryRecord, Settlement
 
 __all__ = ["AfterCommit", "NewChannel", "Transaction", "UnitOfWork"]
 
@@ -84,7 +84,14 @@ class Transaction(Protocol):
         ...
 
     def settle(self, settlements: Sequence[Settlement]) -> None:
-        """Write results; a row whose lease another owner took meanwhile is left alone."""
+        """Write results, and the attempts they carry into their rows' attempt history (the newest
+        ``ATTEMPTS_KEPT`` of a row are kept); a row whose lease another owner took meanwhile is left alone,
+        its attempt not recorded."""
+        ...
+
+    def attempts(self, delivery_ids: Sequence[int], per_delivery: int) -> dict[int, list[DeliveryAttempt]]:
+        """The newest ``per_delivery`` kept attempts of each of these rows, newest first; rows with none
+        (or gone) left out."""
         ...
 
     def resend(self, delivery_id: int, now: float) -> DeliveryRecord | None:

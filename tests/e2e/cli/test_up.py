@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,8 +223,17 @@ def test_up_starts_the_console_prints_its_url_and_points_it_at_the_services_it_s
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
 
         def sku_page() -> int:
+            try:
+                # The login form's CSRF token (its cookie goes with the opener).
+                with opener.open(f"http://127.0.0.1:{console_port}/login", timeout=10) as form:
+                    found = re.search(r'name="csrf" value="([^"]+)" id="login-csrf"', form.read().decode())
+            except (urllib.error.URLError, OSError):
+                return 0
+            csrf = urllib.parse.quote(found.group(1) if found else "", safe="")
             login = urllib.request.Request(
-                f"http://127.0.0.1:{console_port}/login", data=b"token=console-token&next=/skus/NONE", method="POST"
+                f"http://127.0.0.1:{console_port}/login",
+                data=f"token=console-token&next=/skus/NONE&csrf={csrf}".encode(),
+                method="POST",
             )
             try:
                 with opener.open(login, timeout=10) as page:

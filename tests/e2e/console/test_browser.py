@@ -1,6 +1,6 @@
 """The console in a real headless Chromium against the real services: log in, find an order and its
 ledger rows, retry a failed delivery and see the new attempt, replay a dead letter and see it applied,
-discard one with a reason, and a forged action without the CSRF token refused. Each page is saved under
+discard one with a reason, and a forged action (or login) without the CSRF token refused. Each page is saved under
 .data/screenshots/."""
 
 from __future__ import annotations
@@ -161,6 +161,13 @@ def test_retry_a_failed_delivery_and_see_the_attempt_appear(
     assert row.get_attribute("data-status") == "failed"
     assert row.find_element(By.CSS_SELECTOR, ".last-status").text == "500"
     assert row.find_element(By.CSS_SELECTOR, ".attempts").text == "2"
+    # Each attempt listed with its answer, latency and error, newest first.
+    before = _attempt_rows(row)
+    assert [(a["seq"], a["outcome"], a["status"]) for a in before] == [
+        ("2", "http_error", "500"),
+        ("1", "http_error", "500"),
+    ]
+    assert all(a["error"] == "HTTP 500" and a["latency"].endswith(" ms") and a["time"] for a in before)
     browser.save_screenshot(str(screenshots / "channel-failed.png"))
     row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     _until(
@@ -182,6 +189,10 @@ def test_retry_a_failed_delivery_and_see_the_attempt_appear(
     assert row.find_element(By.CSS_SELECTOR, ".last-status").text == "200"
     assert row.find_element(By.CSS_SELECTOR, ".attempts").text == "0"
     assert flaky_endpoint.received[sent_before:] == [200], "one more request reached the channel"
+    # ... and a new attempt row above the two failed ones, which are still listed.
+    after = _attempt_rows(row)
+    assert [(a["seq"], a["outcome"], a["status"], a["error"]) for a in after[:1]] == [("3", "delivered", "200", "")]
+    assert after[1:] == before
     browser.save_screenshot(str(screenshots / "channel-retried.png"))
     # The channel's buffer, changed from its page.
     field = browser.find_element(By.ID, "channel-buffer")
@@ -192,6 +203,27 @@ def test_retry_a_failed_delivery_and_see_the_attempt_appear(
     browser.get(f"{console_stack.url('console')}/actions")
     assert "delivery.retry" in _text(browser, "actions")
     browser.save_screenshot(str(screenshots / "actions.png"))
+
+
+def _attempt_rows(row: Any) -> list[dict[str, str]]:
+    """The attempts a delivery's row lists, newest first: seq, outcome, status, latency, time, error."""
+    from selenium.webdriver.common.by import By
+
+    def text(item: Any, selector: str) -> str:
+        found = item.find_elements(By.CSS_SELECTOR, selector)
+        return str(found[0].text) if found else ""
+
+    return [
+        {
+            "seq": item.get_attribute("data-seq"),
+            "outcome": item.get_attribute("data-outcome"),
+            "status": text(item, ".attempt-status"),
+            "latency": text(item, ".attempt-latency"),
+            "time": text(item, ".attempt-time"),
+            "error": text(item, ".attempt-error"),
+        }
+        for item in row.find_elements(By.CSS_SELECTOR, "li.attempt")
+    ]
 
 
 async def _dead_letter_of_a_valid_event(stack: Stack) -> int:
@@ -305,6 +337,12 @@ def test_a_forged_action_without_the_csrf_token_is_refused(
         """
     )
     assert status == 403
+    # A login without the login form's own token (login CSRF: a page elsewhere logging the browser into
+    # a session) is refused as well, the right admin token notwithstanding.
+    forged = httpx.post(
+        f"{console_stack.url('console')}/login", data={"token": console_stack.admin_token, "csrf": "forged"}
+    )
+    assert forged.status_code == 403 and "did not come from this console" in forged.text
     # The overview once the tests above have sent events, retried and replayed (README shows it).
     browser.get(console_stack.url("console"))
     first = _text(browser, "overview")

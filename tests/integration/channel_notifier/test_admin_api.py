@@ -109,8 +109,14 @@ async def test_openapi_document_describes_the_admin_api(notifier: Notifier) -> N
         "/channels/{name}/deliveries",
         "/channels/{name}/replay",
         "/deliveries/{delivery_id}/retry",
+        "/channels/{name}/deliveries/{delivery_id}/attempts",
     ):
         assert path in paths, sorted(paths)
+    listed = paths["/channels/{name}/deliveries/{delivery_id}/attempts"]["get"]["responses"]
+    assert set(listed) >= {"200", "400", "401", "404"}
+    schema = listed["200"]["content"]["application/json"]["schema"]
+    attempt = response.json()["components"]["schemas"]["AttemptOut"]
+    assert schema["$ref"].endswith("/AttemptsOut") and "outcome" in attempt["required"]
 
 
 # -- no input answers 500: every number bounded where it enters, every refusal a 4xx {error, detail} ---

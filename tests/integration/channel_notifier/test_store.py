@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from libs.store import create_engine, database_url, migrate
 from services.channel_notifier.domain.channel import ChannelFilters
 from services.channel_notifier.domain.pending import DeliveryStatus, FailurePlan, PendingDelivery
-from services.channel_notifier.schema import COMPONENT, MIGRATIONS
+from services.channel_notifier.domain.records import ATTEMPTS_KEPT, AttemptRecord
+from services.channel_notifier.schema import COMPONENT, MIGRATIONS, attempts_table
 from services.channel_notifier.service_layer.unit_of_work import NewChannel, Transaction
 from services.channel_notifier.store import NotifierStore, Settlement
 from services.channel_notifier.transactions import _CLAIM
@@ -309,3 +310,102 @@ async def test_an_older_store_gets_the_trace_context_column(store_url: str) -> N
         assert "trace_context" in {column["name"] for column in columns}
     finally:
         await engine.dispose()
+
+
+def _attempt(number: int, at: float, code: int | None = 500, error: str | None = "HTTP 500") -> AttemptRecord:
+    outcome = "delivered" if code == 200 else "http_error"
+    return AttemptRecord(number, at, 4.25, outcome, code, error)
+
+
+async def _kept(store: NotifierStore, delivery_id: int, per: int = ATTEMPTS_KEPT) -> list[tuple[int, int, int | None]]:
+    found = await run(store, methodcaller("attempts", [delivery_id], per))
+    return [(a.seq, a.record.attempt, a.record.status_code) for a in found.get(delivery_id, [])]
+
+
+async def test_each_attempt_is_written_with_its_result_and_only_the_newest_are_kept(store: NotifierStore) -> None:
+    channel_id = await _channel(store)
+    await run(store, methodcaller("offer", [(channel_id, "A", 1, _doc(1))], 0.0))
+    now = 1.0
+    for number in range(1, ATTEMPTS_KEPT + 3):
+        (row,) = await run(store, methodcaller("claim", channel_id, "me", 1, now, lease_s=5))
+        plan = FailurePlan(DeliveryStatus.PENDING, number, now)
+        failed = Settlement.failed(row.id, "me", plan, 500, "HTTP 500", now, _attempt(number, now))
+        await run(store, methodcaller("settle", [failed]))
+        now += 1
+    kept = await _kept(store, row.id, ATTEMPTS_KEPT + 5)
+    assert [seq for seq, _, _ in kept] == list(range(ATTEMPTS_KEPT + 2, 2, -1))  # newest first, a ring
+    # A release sends nothing and keeps nothing; a success keeps its 200 and starts the run afresh.
+    (row,) = await run(store, methodcaller("claim", channel_id, "me", 1, now, lease_s=5))
+    await run(store, methodcaller("settle", [Settlement.released(row.id, "me", now)]))
+    (row,) = await run(store, methodcaller("claim", channel_id, "me", 1, now, lease_s=5))
+    success = Settlement.success(row.id, "me", 1, 200, now, _attempt(1, now, 200, None))
+    await run(store, methodcaller("settle", [success]))
+    assert (await _kept(store, row.id, 2)) == [(ATTEMPTS_KEPT + 3, 1, 200), (ATTEMPTS_KEPT + 2, ATTEMPTS_KEPT + 2, 500)]
+    (attempt,) = (await run(store, methodcaller("attempts", [row.id], 1)))[row.id]
+    assert (attempt.channel_id, attempt.record.latency_ms, attempt.record.error, attempt.record.started_at) == (
+        channel_id,
+        4.25,
+        None,
+        now,
+    )
+
+
+async def test_an_attempt_settled_by_an_owner_whose_lease_lapsed_is_not_kept(store: NotifierStore) -> None:
+    channel_id = await _channel(store)
+    await run(store, methodcaller("offer", [(channel_id, "A", 1, _doc(1))], 0.0))
+    (first,) = await run(store, methodcaller("claim", channel_id, "one", 1, 1.0, lease_s=5))
+    (taken,) = await run(store, methodcaller("claim", channel_id, "two", 1, 7.0, lease_s=5))
+    late = Settlement.success(first.id, "one", 1, 200, 8.0, _attempt(1, 1.0, 200, None))
+    gone = Settlement.released(taken.id, "two", 8.0, "HTTP 410: channel disabled", attempt=_attempt(1, 7.0, 410))
+    await run(store, methodcaller("settle", [late, gone]))
+    assert await _kept(store, taken.id) == [(1, 1, 410)]  # the 410 was sent, and kept without counting
+    (record,) = await run(store, methodcaller("deliveries", channel_id, None, 10))
+    assert (record.status, record.attempts) == ("pending", 0)
+
+
+async def test_attempts_go_with_their_delivery(store: NotifierStore) -> None:
+    channel_id = await _channel(store)
+    other = await _channel(store, "other")
+    offers = [(channel_id, "A", 1, _doc(1)), (channel_id, "B", 1, _doc(1)), (channel_id, "C", 1, _doc(1))]
+    await run(store, methodcaller("offer", [*offers, (other, "A", 1, _doc(1))], 0.0))
+    rows = await run(store, methodcaller("claim", channel_id, "me", 3, 1.0, lease_s=5))
+    (kept,) = await run(store, methodcaller("claim", other, "me", 1, 1.0, lease_s=5))
+    plan = FailurePlan(DeliveryStatus.PENDING, 1, 1.0)
+    settled = [Settlement.failed(r.id, "me", plan, 500, "HTTP 500", 2.0, _attempt(1, 1.0)) for r in [*rows, kept]]
+    await run(store, methodcaller("settle", settled))
+    a, b, c = rows
+    (again,) = await run(store, methodcaller("claim", channel_id, "me", 1, 1.0, lease_s=5))
+    await run(store, methodcaller("settle", [Settlement.drop(again.id, "me", 3.0)]))  # its filters changed
+    await run(store, methodcaller("delete_deliveries", [b.id if again.id != b.id else c.id]))
+    left = await run(store, methodcaller("attempts", [r.id for r in [*rows, kept]], 5))
+    assert len([i for i in left if i in {a.id, b.id, c.id}]) == 1 and kept.id in left
+    await run(store, methodcaller("remove_channel", channel_id))
+    assert set(await run(store, methodcaller("attempts", [r.id for r in [*rows, kept]], 5))) == {kept.id}
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(attempts_table))).scalar() == 1
+
+
+async def test_an_older_store_gets_the_attempt_history(store_url: str) -> None:
+    engine = create_engine(store_url)
+    try:
+        await migrate(engine, COMPONENT, MIGRATIONS[:3])
+        async with engine.begin() as conn:  # as the releases before the attempt history left it
+            await conn.execute(sa.text("ALTER TABLE channel_deliveries DROP COLUMN attempt_seq"))
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO channels (name, kind, secrets, filters, buffer, enabled, created_at, updated_at)"
+                    " VALUES ('old', 'webhook', '[]', '{}', 0, true, 0, 0)"
+                )
+            )
+        assert await migrate(engine, COMPONENT, MIGRATIONS) == len(MIGRATIONS)
+    finally:
+        await engine.dispose()
+    store = await NotifierStore.open(store_url)
+    try:
+        (channel,) = await run(store, methodcaller("channels"))
+        await run(store, methodcaller("offer", [(channel.id, "A", 1, _doc(1))], 0.0))
+        (row,) = await run(store, methodcaller("claim", channel.id, "me", 1, 1.0, lease_s=5))
+        await run(store, methodcaller("settle", [Settlement.success(row.id, "me", 1, 200, 2.0, _attempt(1, 1.0, 200))]))
+        assert await _kept(store, row.id) == [(1, 1, 200)]
+    finally:
+        await store.close()

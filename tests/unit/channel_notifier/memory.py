@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 
 from services.channel_notifier.domain.channel import Channel
 from services.channel_notifier.domain.pending import DeliveryStatus, Offer, PendingDelivery
-from services.channel_notifier.domain.records import ClaimedDelivery, DeliveryRecord, DuplicateChannel, Settlement
+from services.channel_notifier.domain.records import (
+    ClaimedDelivery,
+    DeliveryAttempt,
+    DeliveryRecord,
+    DuplicateChannel,
+    Settlement,
+    attempt_slot,
+)
 from services.channel_notifier.service_layer.unit_of_work import NewChannel, Transaction
 
 T = TypeVar("T")
@@ -33,6 +40,9 @@ class Row:
     last_error: str | None = None
     delivered_at: float | None = None
     updated_at: float = 0.0
+    attempt_seq: int = 0
+    kept: dict[int, DeliveryAttempt] = field(default_factory=dict)
+    """The attempt history: slot -> attempt, as the store's ring keeps it."""
 
     def record(self) -> DeliveryRecord:
         m = self.model
@@ -173,6 +183,11 @@ class MemoryTransaction:
                 continue  # another owner's lease now (or gone): not ours to settle
             row.lease_owner = None
             row.updated_at = s.now
+            if s.attempt is not None and not s.dropped:
+                row.attempt_seq += 1
+                row.kept[attempt_slot(row.attempt_seq)] = DeliveryAttempt(
+                    row.id, row.channel_id, row.attempt_seq, s.attempt
+                )
             if s.dropped:
                 del self.s.rows[row.id]
             elif s.succeeded:
@@ -185,6 +200,14 @@ class MemoryTransaction:
                 row.model.lease_until = None
                 row.model.next_attempt_at = max(row.model.next_attempt_at, s.now, s.not_before or s.now)
                 row.last_error = s.error if s.error is not None else row.last_error
+
+    def attempts(self, delivery_ids: Sequence[int], per_delivery: int) -> dict[int, list[DeliveryAttempt]]:
+        found: dict[int, list[DeliveryAttempt]] = {}
+        for row_id in delivery_ids:
+            row = self.s.rows.get(row_id)
+            if row is not None and row.kept and per_delivery > 0:
+                found[row_id] = sorted(row.kept.values(), key=lambda a: -a.seq)[:per_delivery]
+        return found
 
     def resend(self, delivery_id: int, now: float) -> DeliveryRecord | None:
         row = self.s.rows.get(delivery_id)

@@ -6,7 +6,13 @@ import pytest
 
 from services.channel_notifier.domain.channel import Channel, ChannelFilters
 from services.channel_notifier.domain.pending import DeliveryStatus, FailurePlan
-from services.channel_notifier.domain.records import DeliveryRecord, DuplicateChannel, Settlement
+from services.channel_notifier.domain.records import (
+    ATTEMPTS_KEPT,
+    AttemptRecord,
+    DeliveryRecord,
+    DuplicateChannel,
+    Settlement,
+)
 from services.channel_notifier.service_layer import handlers
 from services.channel_notifier.service_layer.unit_of_work import NewChannel, Transaction
 
@@ -198,3 +204,59 @@ async def test_a_failed_transaction_leaves_nothing_and_wakes_nobody(uow: MemoryU
 
 async def deliveries(uow: MemoryUnitOfWork, channel_id: int) -> list[DeliveryRecord]:
     return await uow.run(lambda tx: tx.deliveries(channel_id, None, 100))
+
+
+def attempt(number: int, at: float, outcome: str = "http_error", code: int | None = 500) -> AttemptRecord:
+    return AttemptRecord(number, at, 12.5, outcome, code, None if outcome == "delivered" else f"HTTP {code}")
+
+
+async def test_each_attempt_is_kept_with_its_settlement_newest_first_and_none_for_what_was_not_sent(
+    uow: MemoryUnitOfWork,
+) -> None:
+    shop = await channel(uow, "shop")
+    await handlers.record_updates(uow, newest(A=1), [shop], 0.0)
+    (row,) = await handlers.claim_due(uow, shop.id, "me", 1, 1.0, 5.0)
+    plan = FailurePlan(DeliveryStatus.PENDING, 1, 2.0)
+    commits = uow.commits
+    await handlers.settle(
+        uow, [(shop.id, Settlement.failed(row.id, "me", plan, 500, "HTTP 500", 1.5, attempt(1, 1.0)))]
+    )
+    assert uow.commits == commits + 1  # the attempt and the result: one transaction
+    (row,) = await handlers.claim_due(uow, shop.id, "me", 1, 2.0, 5.0)
+    await handlers.settle(uow, [(shop.id, Settlement.released(row.id, "me", 2.1))])  # nothing sent
+    (row,) = await handlers.claim_due(uow, shop.id, "me", 1, 3.0, 5.0)
+    success = Settlement.success(row.id, "me", 1, 200, 3.5, attempt(2, 3.0, "delivered", 200))
+    await handlers.settle(uow, [(shop.id, success)])
+    kept = await handlers.attempts_of(uow, shop.id, row.id, 10)
+    assert kept is not None
+    assert [(a.seq, a.record.attempt, a.record.status_code, a.record.outcome) for a in kept] == [
+        (2, 2, 200, "delivered"),
+        (1, 1, 500, "http_error"),
+    ]
+    assert [a.seq for a in await handlers.attempts_of(uow, shop.id, row.id, 1) or []] == [2]
+    records, by_row = await handlers.deliveries_of(uow, shop.id, None, 10, 0, 5)
+    assert [r.id for r in records] == [row.id] and [a.seq for a in by_row[row.id]] == [2, 1]
+    assert (await handlers.deliveries_of(uow, shop.id, None, 10, 0, 0))[1] == {}
+    other = await channel(uow, "other")
+    assert await handlers.attempts_of(uow, other.id, row.id, 10) is None  # not that channel's
+    assert await handlers.attempts_of(uow, shop.id, 9999, 10) is None
+
+
+async def test_a_row_keeps_only_its_newest_attempts_and_a_lapsed_lease_records_none(uow: MemoryUnitOfWork) -> None:
+    shop = await channel(uow, "shop")
+    await handlers.record_updates(uow, newest(A=1), [shop], 0.0)
+    now = 1.0
+    for number in range(1, ATTEMPTS_KEPT + 4):
+        (row,) = await handlers.claim_due(uow, shop.id, "me", 1, now, 5.0)
+        plan = FailurePlan(DeliveryStatus.PENDING, number, now)
+        await handlers.settle(
+            uow, [(shop.id, Settlement.failed(row.id, "me", plan, 500, "x", now, attempt(number, now)))]
+        )
+        now += 1.0
+    kept = await handlers.attempts_of(uow, shop.id, row.id, ATTEMPTS_KEPT + 10) or []
+    assert [a.seq for a in kept] == list(range(ATTEMPTS_KEPT + 3, 3, -1))
+    (row,) = await handlers.claim_due(uow, shop.id, "one", 1, now, 5.0)
+    await handlers.claim_due(uow, shop.id, "two", 1, now + 6.0, 5.0)
+    await handlers.settle(uow, [(shop.id, Settlement.success(row.id, "one", 1, 200, now + 7, attempt(1, now)))])
+    assert len(await handlers.attempts_of(uow, shop.id, row.id, 100) or []) == ATTEMPTS_KEPT
+    assert (await handlers.attempts_of(uow, shop.id, row.id, 1) or [])[0].seq == ATTEMPTS_KEPT + 3

@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 
 from libs.config import NatsSettings, StockwireSettings
 from services.console.app import HERE, HTMX, build_app
-from services.console.auth import COOKIE
+from services.console.auth import COOKIE, LOGIN_COOKIE, LoginForms, LoginThrottle
 from services.console.settings import ConsoleSettings
 from services.console.stream import StoredEvent, redact
 
@@ -46,8 +46,17 @@ def client(tmp_path: Path) -> Iterator[TestClient[Litestar]]:
         yield test_client
 
 
+def _login_csrf(client: TestClient[Litestar]) -> str:
+    """The login form's CSRF token, as GET /login puts it in the form (and its cookie in the client)."""
+    match = re.search(r'name="csrf" value="([^"]+)" id="login-csrf"', client.get("/login").text)
+    assert match
+    return match.group(1)
+
+
 def _login(client: TestClient[Litestar]) -> str:
-    answer = client.post("/login", data={"token": TOKEN, "next": "/"}, follow_redirects=False)
+    answer = client.post(
+        "/login", data={"token": TOKEN, "next": "/", "csrf": _login_csrf(client)}, follow_redirects=False
+    )
     assert answer.status_code == 303
     page = client.get("/actions")
     match = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
@@ -67,15 +76,19 @@ def test_pages_need_a_login_and_say_where_to_log_in(client: TestClient[Litestar]
 def test_a_wrong_token_is_refused_and_the_right_one_sets_a_strict_http_only_cookie(
     client: TestClient[Litestar],
 ) -> None:
-    wrong = client.post("/login", data={"token": "nope"}, follow_redirects=False)
+    wrong = client.post("/login", data={"token": "nope", "csrf": _login_csrf(client)}, follow_redirects=False)
     assert wrong.status_code == 401 and "not the admin token" in wrong.text
-    right = client.post("/login", data={"token": TOKEN, "next": "/channels"}, follow_redirects=False)
+    data = {"token": TOKEN, "next": "/channels", "csrf": _login_csrf(client)}
+    right = client.post("/login", data=data, follow_redirects=False)
     assert right.status_code == 303 and right.headers["location"] == "/channels"
-    cookie = right.headers["set-cookie"]
+    (cookie,) = [c for c in right.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}=")]
+    # The login form's token is spent.
+    assert any(c.startswith(f"{LOGIN_COOKIE}=") and "Max-Age=0" in c for c in right.headers.get_list("set-cookie"))
     assert cookie.startswith(f"{COOKIE}=") and "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
     assert "Path=/" in cookie
     # An open redirect is not offered: a next that leaves the console goes home.
-    away = client.post("/login", data={"token": TOKEN, "next": "//evil.example/"}, follow_redirects=False)
+    data = {"token": TOKEN, "next": "//evil.example/", "csrf": _login_csrf(client)}
+    away = client.post("/login", data=data, follow_redirects=False)
     assert away.headers["location"] == "/"
 
 
@@ -171,3 +184,81 @@ def test_every_post_route_is_among_the_actions_checked_above(tmp_path: Path) -> 
         if isinstance(route, HTTPRoute) and "POST" in route.methods
     }
     assert posts - {"/login"} == set(ACTIONS)
+
+
+def test_a_login_without_the_login_forms_csrf_token_is_refused(client: TestClient[Litestar], tmp_path: Path) -> None:
+    """A page elsewhere cannot log the browser in (login CSRF): the form's token must match its cookie,
+    which only GET /login sets, signed by this process."""
+    page = client.get("/login")
+    (cookie,) = page.headers.get_list("set-cookie")
+    assert cookie.startswith(f"{LOGIN_COOKIE}=") and "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    assert "Path=/login" in cookie
+    token = client.cookies[LOGIN_COOKIE]
+    assert f'name="csrf" value="{token}" id="login-csrf"' in page.text
+    forged = [
+        {"token": TOKEN},  # no form token
+        {"token": TOKEN, "csrf": "forged"},  # not the cookie's
+        {"token": TOKEN, "csrf": token + "x"},
+    ]
+    for data in forged:
+        answer = client.post("/login", data=data, follow_redirects=False)
+        assert answer.status_code == 403 and "did not come from this console" in answer.text, data
+    # A cookie and field that match but were not signed by this console (planted by another site).
+    planted = LoginForms().issue(0.0)
+    client.cookies.set(LOGIN_COOKIE, planted, path="/login")
+    answer = client.post("/login", data={"token": TOKEN, "csrf": planted}, follow_redirects=False)
+    assert answer.status_code == 403
+    # A refused form comes back with a fresh token that works.
+    fresh = re.search(r'name="csrf" value="([^"]+)" id="login-csrf"', answer.text)
+    assert fresh and fresh.group(1) != planted
+    assert answer.headers["set-cookie"].startswith(f"{LOGIN_COOKIE}={fresh.group(1)};")
+    client.cookies.clear()  # the planted one aside (the test client keeps both)
+    client.cookies.set(LOGIN_COOKIE, fresh.group(1))
+    answer = client.post("/login", data={"token": TOKEN, "csrf": fresh.group(1)}, follow_redirects=False)
+    assert answer.status_code == 303 and COOKIE in answer.headers["set-cookie"]
+    lines = (tmp_path / "console-actions.jsonl").read_text().splitlines()
+    assert sum('"status": 403' in line and "login CSRF" in line for line in lines) == 4
+
+
+def test_failed_logins_are_limited_per_client_address(client: TestClient[Litestar], tmp_path: Path) -> None:
+    for attempt in range(5):
+        answer = client.post("/login", data={"token": "guess", "csrf": _login_csrf(client)}, follow_redirects=False)
+        assert answer.status_code == 401, attempt
+    # The sixth within the minute waits, the right token too, and says for how long.
+    for token in ("guess", TOKEN):
+        answer = client.post("/login", data={"token": token, "csrf": _login_csrf(client)}, follow_redirects=False)
+        assert answer.status_code == 429 and "Too many failed logins" in answer.text
+        assert 1 <= int(answer.headers["retry-after"]) <= 60
+        assert not [c for c in answer.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}=")]
+    lines = (tmp_path / "console-actions.jsonl").read_text().splitlines()
+    assert sum('"status": 401' in line for line in lines) == 5
+    assert sum('"status": 429' in line for line in lines) == 2
+
+
+def test_the_login_throttle_counts_failures_within_its_window_per_address() -> None:
+    throttle = LoginThrottle(limit=3, window_s=60.0, max_addresses=2)
+    assert throttle.retry_after("a", 0.0) is None
+    for at in (0.0, 10.0, 20.0):
+        throttle.failed("a", at)
+    assert throttle.retry_after("a", 30.0) == 30.0  # the first failure leaves the window at 60
+    assert throttle.retry_after("b", 30.0) is None  # another address is not held back
+    assert throttle.retry_after("a", 60.0) is None
+    assert throttle.failed("a", 61.0) == 3  # 10, 20 and 61
+    throttle.forget("a")
+    assert throttle.retry_after("a", 62.0) is None
+    # Bounded: a flood of addresses forgets the ones that failed longest ago.
+    for n, address in enumerate(["x", "y", "z"]):
+        throttle.failed(address, 100.0 + n)
+    assert set(throttle.failures) == {"y", "z"}
+
+
+def test_a_login_forms_token_is_signed_and_expires() -> None:
+    forms = LoginForms(ttl_s=60.0)
+    token = forms.issue(1000.0)
+    assert forms.valid(token, 1000.0) and forms.valid(token, 1059.0)
+    assert not forms.valid(token, 1060.0) and not forms.valid(token, 999.0 - 1)
+    assert forms.accepts(token, token, 1001.0)
+    assert not forms.accepts(token, None, 1001.0) and not forms.accepts(None, token, 1001.0)
+    assert not LoginForms().valid(token, 1001.0), "another process's key"
+    for bad in ("", "x", "1000.abc", token.replace(".", "", 1), "9" * 300):
+        assert not forms.valid(bad, 1001.0)

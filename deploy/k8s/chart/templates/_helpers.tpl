@@ -23,9 +23,31 @@ Names, labels and the pieces every workload shares.
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The four services, in start-up order. */}}
+{{/* The services, in start-up order: the four of the pipeline, then the console that reads them. */}}
 {{- define "stockwire.serviceNames" -}}
-{{- list "ingress" "inventory" "channel-notifier" "outbox-relay" | toJson }}
+{{- list "ingress" "inventory" "channel-notifier" "outbox-relay" "console" | toJson }}
+{{- end }}
+
+{{/* Does a service keep a store of its own (SQLite or PostgreSQL)? Returns "true" or "". */}}
+{{- define "stockwire.hasStore" -}}
+{{- if has . (list "ingress" "inventory" "channel-notifier") }}true{{ end }}
+{{- end }}
+
+{{/*
+The console's peers: this release's Services, and the outbox-relay's port on the first writer that
+carries it as a sidecar (sqlite), else its own Service. A JSON object of [console] keys.
+*/}}
+{{- define "stockwire.consolePeers" -}}
+{{- $url := dict }}
+{{- range $name := list "ingress" "inventory" "channel-notifier" }}
+{{- $_ := set $url (printf "%s_url" (replace "-" "_" $name)) (printf "http://%s:%v" (include "stockwire.componentName" (dict "root" $ "name" $name)) (int (index $.Values.services $name).port)) }}
+{{- end }}
+{{- $relayHost := "outbox-relay" }}
+{{- range $writer := list "inventory" "ingress" }}
+{{- if include "stockwire.relaySidecar" (dict "root" $ "name" $writer) }}{{ $relayHost = $writer }}{{ end }}
+{{- end }}
+{{- $_ := set $url "outbox_relay_url" (printf "http://%s:%v" (include "stockwire.componentName" (dict "root" $ "name" $relayHost)) (int (index $.Values.services "outbox-relay").port)) }}
+{{- toJson $url }}
 {{- end }}
 
 {{/* Python module of a service: channel-notifier -> services.channel_notifier. */}}
@@ -126,9 +148,9 @@ PostgreSQL (otherwise it lives in sidecars). Returns "true" or "".
 {{- if and $svc.enabled (or (ne .name "outbox-relay") (include "stockwire.postgresOutboxes" .root | fromJsonArray)) }}true{{ end }}
 {{- end }}
 
-{{/* StatefulSet (sqlite: a volume per pod) or Deployment (postgres, and the relay). */}}
+{{/* StatefulSet (sqlite: a volume per pod) or Deployment (postgres, the relay and the console). */}}
 {{- define "stockwire.workloadKind" -}}
-{{- if and (ne .name "outbox-relay") (eq (include "stockwire.storeMode" .) "sqlite") }}StatefulSet{{ else }}Deployment{{ end }}
+{{- if and (include "stockwire.hasStore" .name) (eq (include "stockwire.storeMode" .) "sqlite") }}StatefulSet{{ else }}Deployment{{ end }}
 {{- end }}
 
 {{/*
@@ -197,6 +219,9 @@ Checks that make an invalid combination of values fail at render time with a cle
 {{- end }}
 {{- if and $keda .Values.nats.existingSecret .Values.nats.credsKey (not (regexMatch "^A[A-Z2-7]{55}$" .Values.nats.account)) }}
 {{- fail (printf "nats.account: with JWT authentication (nats.credsKey) the streams live in an account named by its public NKey (56 characters starting with A; nsc describe account <name> --field sub), and KEDA (%s) reads the consumer lag from that account, not %q" (join ", " $keda) .Values.nats.account) }}
+{{- end }}
+{{- if and .Values.services.console.enabled (not (or .Values.admin.existingSecret .Values.admin.token)) }}
+{{- fail "services.console: the console logs operators in with the admin token and calls the other services' APIs with it: set admin.existingSecret (or, for development, admin.token)" }}
 {{- end }}
 {{- $grace := int .Values.terminationGracePeriodSeconds }}
 {{- $needed := add (int .Values.preStopSleepSeconds) (int (include "stockwire.shutdownSeconds" .)) }}
@@ -283,6 +308,7 @@ the processes as environment variables from Secrets (STOCKWIRE__SECTION__KEY) or
 {{- $svc := index $v.services $name }}
 {{- $section := dict "host" "0.0.0.0" "port" $svc.port }}
 {{- if eq $name "ingress" }}{{ $_ := set $section "workers" $svc.workers }}{{ end }}
+{{- if eq $name "console" }}{{ $section = merge $section (include "stockwire.consolePeers" $ | fromJson) }}{{ end }}
 {{- $_ := set $tree $name (mergeOverwrite $section (deepCopy ($svc.config | default dict))) }}
 {{- end }}
 {{- mergeOverwrite $tree (deepCopy $v.config) | toJson }}
@@ -465,7 +491,7 @@ outboxes and sidecar matter to the outbox-relay only.
       value: /data
     {{- with include "stockwire.natsEnv" $root | trim }}{{ . | nindent 4 }}{{ end }}
     {{- with include "stockwire.adminEnv" $root | trim }}{{ . | nindent 4 }}{{ end }}
-    {{- if and (ne $name "outbox-relay") (eq (include "stockwire.storeMode" (dict "root" $root "name" $name)) "postgres") }}
+    {{- if and (include "stockwire.hasStore" $name) (eq (include "stockwire.storeMode" (dict "root" $root "name" $name)) "postgres") }}
     {{- with include "stockwire.databaseUrlEnv" (dict "root" $root "name" $name) | trim }}{{ . | nindent 4 }}{{ end }}
     {{- end }}
     {{- if eq $name "ingress" }}
