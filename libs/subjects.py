@@ -23,6 +23,7 @@ __all__ = [
     "decode_token",
     "encode_token",
     "event_type_levels",
+    "inventory_kind_filter",
     "inventory_subject",
     "is_publish_subject",
     "is_safe_event_type",
@@ -105,6 +106,11 @@ def commerce_subject(source: str, event_type: str) -> str:
 def inventory_subject(kind: str, sku: str) -> str:
     """``inventory.<kind>.<sku-token>``, the SKU encoded by :func:`encode_token`."""
     return INVENTORY_SUBJECT.format(kind=kind, sku_token=encode_token(sku))
+
+
+def inventory_kind_filter(kind: str) -> str:
+    """``inventory.<kind>.>``: every INVENTORY message of one kind, whatever its SKU."""
+    return INVENTORY_SUBJECT.format(kind=kind, sku_token=">")
 
 
 def deadletter_subject(consumer: str, original_subject: str) -> str:

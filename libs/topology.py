@@ -15,6 +15,7 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 
 from libs.config import TopologySettings
+from libs.subjects import inventory_kind_filter
 
 __all__ = [
     "COMMERCE",
@@ -197,7 +198,9 @@ def topology_specs(settings: TopologySettings) -> tuple[list[StreamSpec], list[K
         ConsumerSpec(
             INVENTORY,
             NOTIFIER_CONSUMER,
-            "inventory.>",
+            # Webhook channels are sent availability only (jetstream channels pull ledger events on their
+            # own): the server skips the other four of every five INVENTORY messages.
+            inventory_kind_filter("availability"),
             settings.max_deliver,
             settings.ack_wait_s,
             settings.max_ack_pending,

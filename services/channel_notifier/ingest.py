@@ -1,11 +1,12 @@
 """From INVENTORY to the channels: the batch handler of the ``channel-notifier`` consumer.
 
-Per fetched batch: decode the availability changes (ledger events are for jetstream channels, which
-pull them on their own), keep the newest per SKU, bring the ``availability`` KV bucket up to date,
-then record one pending delivery per (channel, SKU) in one transaction (the unit of work wakes the
-workers once it commits). A message is acknowledged only once both are done; on redelivery both
-steps are no-ops for what already happened (a KV failure retries the message on the runner's
-schedule but does not hold its deliveries back). A store that cannot record fails the batch as a
+Per fetched batch: decode the availability changes (the durable is filtered to them; ledger events
+are for jetstream channels, which pull them on their own, and any that come are acknowledged and
+skipped), keep the newest per SKU, bring the ``availability`` KV bucket up to date, then record one
+pending delivery per (channel, SKU) in one transaction (the unit of work wakes the workers once it
+commits). A message is acknowledged only once both are done; on redelivery both steps are no-ops for
+what already happened (a KV failure retries the message on the runner's schedule but does not hold
+its deliveries back). A store that cannot record fails the batch as a
 whole: the runner holds it and retries it in place, so a full disk uses up no message's deliveries.
 """
 

@@ -109,3 +109,16 @@ async def test_every_bucket_is_read_with_direct_gets_and_an_older_bucket_is_brou
     actions = await apply_topology(js, topology_settings)
     assert "updated kv event-ids (direct gets)" in actions
     assert (await js.stream_info("KV_event-ids")).config.allow_direct
+
+
+async def test_the_notifier_consumer_takes_availability_only_and_an_older_one_is_narrowed(
+    js: JetStreamContext, topology_settings: TopologySettings
+) -> None:
+    spec = consumer_spec(topology_settings, "INVENTORY", "channel-notifier")
+    assert spec.filter_subject == "inventory.availability.>"
+    config = (await js.consumer_info("INVENTORY", "channel-notifier")).config
+    config.filter_subject = "inventory.>"
+    await js.add_consumer("INVENTORY", config)
+    actions = await apply_topology(js, topology_settings)
+    assert any(line.startswith("updated consumer INVENTORY/channel-notifier") for line in actions), actions
+    assert (await js.consumer_info("INVENTORY", "channel-notifier")).config.filter_subject == spec.filter_subject
