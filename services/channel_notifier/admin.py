@@ -8,26 +8,40 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.openapi.spec import OpenAPIType
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Parameter
 
-from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_responses, int64_parameter
-from libs.urlpolicy import MAX_URL_LENGTH
+from libs.contracts import INVENTORY_KINDS
+from libs.http import ADMIN_SECURITY, ApiError, SchemaOverrides, admin_guard, error_responses, int64_parameter
+from libs.urlpolicy import DEFAULT_ALLOW_HOSTS, MAX_URL_LENGTH, url_pattern
 
 from .domain.channel import (
+    AVAILABILITY,
     CHANNEL_KINDS,
     CHANNEL_NAME_PATTERN,
     MAX_BUFFER,
+    MAX_PATTERN_LENGTH,
+    MAX_PATTERNS,
+    SECRET_PATTERN,
     Channel,
     ChannelError,
     ChannelFilters,
+    KindMismatch,
     jetstream_consumer_name,
 )
 from .domain.pending import DeliveryStatus
 from .registry import ChannelChanges, ChannelRegistry, CreatedChannel, NotFound, Unavailable
 from .store import DuplicateChannel
 
-__all__ = ["ChannelIn", "ChannelPatch", "FiltersIn", "ReplayIn", "admin_router", "channel_view"]
+__all__ = [
+    "ChannelIn",
+    "ChannelPatch",
+    "FiltersIn",
+    "ReplayIn",
+    "admin_router",
+    "channel_schemas",
+    "channel_view",
+]
 
 _MAX_PAGE = 1000
 
@@ -90,6 +104,119 @@ class ReplayIn(msgspec.Struct, forbid_unknown_fields=True):
     since: dt.datetime
 
 
+_STRING, _ARRAY, _NULL = OpenAPIType.STRING, OpenAPIType.ARRAY, OpenAPIType.NULL
+_SECRETS_MAX = 16
+
+
+def _filters_schema(kinds: list[str]) -> Schema:
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        additional_properties=False,
+        properties={
+            "skus": Schema(
+                type=_ARRAY,
+                max_items=MAX_PATTERNS,
+                items=Schema(type=_STRING, min_length=1, max_length=MAX_PATTERN_LENGTH),
+                description="Shell-style SKU patterns (case-sensitive); none: every SKU",
+            ),
+            "kinds": Schema(
+                type=_ARRAY,
+                min_items=1,
+                max_items=16,
+                items=Schema(type=_STRING, enum=kinds),
+                default=[AVAILABILITY],
+            ),
+        },
+    )
+
+
+def channel_schemas(allow_hosts: list[str] | tuple[str, ...] = DEFAULT_ALLOW_HOSTS) -> SchemaOverrides:
+    """The documents' schemas of :class:`ChannelIn` and :class:`ChannelPatch`: which fields each kind of
+    channel takes (``oneOf`` on ``kind``), secrets, filters, and the URLs ``allow_hosts`` lets through
+    (:func:`libs.urlpolicy.url_pattern`; where a name resolves is checked when it is registered: 422
+    ``url_refused``)."""
+    name = Schema(type=_STRING, pattern=CHANNEL_NAME_PATTERN.pattern)
+    url = Schema(
+        type=_STRING,
+        max_length=MAX_URL_LENGTH,
+        pattern=url_pattern(allow_hosts),
+        description="https, or http to a host on `allow_hosts`; a name must resolve to a global address only "
+        "(else 422 `url_refused`)",
+    )
+    secret = Schema(type=_STRING, pattern=SECRET_PATTERN, description="`whsec_` and base64 of 24 to 64 bytes")
+    # An empty secret counts as none given.
+    optional_secret = Schema(
+        type=[_STRING, _NULL], pattern=f"^$|{SECRET_PATTERN}", description="`whsec_` and base64 of 24 to 64 bytes"
+    )
+    secrets = Schema(type=_ARRAY, max_items=_SECRETS_MAX, items=secret)
+    enabled = Schema(type=OpenAPIType.BOOLEAN, default=True)
+    webhook = Schema(
+        title="WebhookChannelIn",
+        type=OpenAPIType.OBJECT,
+        additional_properties=False,
+        required=["name", "url"],
+        description="Availability changes POSTed to `url`, signed with its secrets (one is generated when "
+        "none is given, and answered once)",
+        properties={
+            "name": name,
+            "kind": Schema(type=_STRING, enum=["webhook"], default="webhook"),
+            "url": url,
+            "secret": optional_secret,
+            "secrets": secrets,
+            "filters": Schema(one_of=[_filters_schema([AVAILABILITY]), Schema(type=_NULL)]),
+            "buffer": Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=MAX_BUFFER, default=0),
+            "enabled": enabled,
+        },
+    )
+    jetstream = Schema(
+        title="JetStreamChannelIn",
+        type=OpenAPIType.OBJECT,
+        additional_properties=False,
+        required=["name", "kind"],
+        description="A durable consumer on INVENTORY that the channel pulls itself: no URL, secret or buffer",
+        properties={
+            "name": name,
+            "kind": Schema(type=_STRING, enum=["jetstream"]),
+            "url": Schema(type=[_STRING, _NULL], max_length=0),
+            "secret": Schema(type=[_STRING, _NULL], max_length=0),
+            "secrets": Schema(type=_ARRAY, max_items=0),
+            "filters": Schema(one_of=[_filters_schema(list(INVENTORY_KINDS)), Schema(type=_NULL)]),
+            "buffer": Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=0, default=0),
+            "enabled": enabled,
+        },
+    )
+    channel_in = Schema(one_of=[webhook, jetstream], description="A webhook channel, or a jetstream channel")
+    patch = Schema(
+        type=OpenAPIType.OBJECT,
+        additional_properties=False,
+        description="What to change. A change the channel's kind cannot take (a jetstream channel's URL, "
+        "secrets or buffer; a webhook channel's ledger kinds) is answered 409 `kind_mismatch`.",
+        properties={
+            "url": Schema(one_of=[url, Schema(type=_NULL)]),
+            "secrets": Schema(
+                type=[_ARRAY, _NULL],
+                max_items=_SECRETS_MAX,
+                items=secret,
+                description="Replaces every secret (rotation: list the new and the old one, later drop the old one)",
+            ),
+            "generate_secret": Schema(
+                type=OpenAPIType.BOOLEAN,
+                default=False,
+                description="Add a newly generated secret in front of the others; the answer carries it once",
+            ),
+            "filters": Schema(one_of=[_filters_schema(list(INVENTORY_KINDS)), Schema(type=_NULL)]),
+            "buffer": Schema(type=[OpenAPIType.INTEGER, _NULL], minimum=0, maximum=MAX_BUFFER),
+            "enabled": Schema(type=[OpenAPIType.BOOLEAN, _NULL]),
+        },
+        # A webhook channel keeps at least one secret: an empty list only with a generated one.
+        any_of=[
+            Schema(required=["generate_secret"], properties={"generate_secret": Schema(const=True)}),
+            Schema(properties={"secrets": Schema(min_items=1)}),
+        ],
+    )
+    return SchemaOverrides({ChannelIn: channel_in, ChannelPatch: patch})
+
+
 def channel_view(channel: Channel, generated_secret: str | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {
         "name": channel.name,
@@ -122,7 +249,11 @@ def _known(name: str) -> str:
     return name
 
 
-def _translate(exc: Exception) -> ApiError:
+def _translate(exc: Exception, *, stored: bool = False) -> ApiError:
+    """``exc`` as the API's answer; ``stored``: a change to a stored channel, where a value its kind cannot
+    take conflicts with what is stored (409) rather than with the rest of the request (422)."""
+    if stored and isinstance(exc, KindMismatch):
+        return ApiError(409, "kind_mismatch", exc.detail, **exc.extra)
     if isinstance(exc, ChannelError):
         return ApiError(422, exc.code, exc.detail, **exc.extra)
     if isinstance(exc, DuplicateChannel):
@@ -179,7 +310,9 @@ class ChannelsController(Controller):
     @patch(
         "/{name:str}",
         summary="Change a channel (url, secrets, filters, buffer, enabled)",
-        responses=error_responses(400, 401, 403, 404, 413, 422, 503),
+        responses=error_responses(
+            400, 401, 403, 404, 409, 413, 422, 503, s409="The channel's kind cannot take the change (`kind_mismatch`)"
+        ),
     )
     async def update_channel(self, state: State, name: _ChannelName, data: ChannelPatch) -> Response[dict[str, Any]]:
         try:
@@ -193,7 +326,7 @@ class ChannelsController(Controller):
             )
             result = await _registry(state).update(_known(name), changes)
         except _EXPECTED as exc:
-            raise _translate(exc) from None
+            raise _translate(exc, stored=True) from None
         return _created(result, 200)
 
     @delete(

@@ -90,6 +90,8 @@ class _WebhookOperation(Operation):
                         type=OpenAPIType.OBJECT,
                         properties={"webhook_id": Schema(type=OpenAPIType.STRING, pattern="^[0-9]{1,20}$")},
                         required=["webhook_id"],
+                        # WooCommerce's URL test is that one field, nothing else (any other form: 415).
+                        additional_properties=False,
                     )
                 ),
             },

@@ -17,7 +17,15 @@ from litestar.openapi.spec import OpenAPIType
 from litestar.params import KwargDefinition, Parameter
 from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
-from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_response, error_responses, int64_parameter
+from libs.http import (
+    ADMIN_SECURITY,
+    ApiError,
+    admin_guard,
+    error_response,
+    error_responses,
+    int64_parameter,
+    printable_pattern,
+)
 from libs.subjects import SOURCE_PATTERN
 
 from .adapters.wire import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
@@ -36,8 +44,12 @@ log = logging.getLogger("stockwire.inventory")
 
 # The bounds below are documentation (KwargDefinition, which msgspec ignores): the handler checks the
 # same bounds and answers 422 naming the field, as it always has; the OpenAPI document now says so.
+_ID_PATTERN = printable_pattern(1, MAX_ID_LENGTH)
 _Id = Annotated[
-    str, KwargDefinition(min_length=1, max_length=MAX_ID_LENGTH, description="1 to 200 printable characters")
+    str,
+    KwargDefinition(
+        min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN, description="1 to 200 printable characters"
+    ),
 ]
 
 
@@ -70,7 +82,13 @@ _PathId = Annotated[
     Parameter(
         description="1 to 200 printable characters; a `/` in it is sent encoded (`%2F`)",
         # In the schema only: the value reaches the handler as a Path (the raw path is what it reads).
-        schema_extra={"type": OpenAPIType.STRING, "format": None, "min_length": 1, "max_length": MAX_ID_LENGTH},
+        schema_extra={
+            "type": OpenAPIType.STRING,
+            "format": None,
+            "min_length": 1,
+            "max_length": MAX_ID_LENGTH,
+            "pattern": _ID_PATTERN,
+        },
     ),
 ]
 _CART = ResponseSpec(dict[str, Any], description="The reservation", generate_examples=False)
