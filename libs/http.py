@@ -8,7 +8,7 @@ import hmac
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import sqlalchemy.exc
@@ -35,6 +35,8 @@ __all__ = [
     "MAX_INT64",
     "ApiError",
     "ErrorBody",
+    "Liveness",
+    "Readiness",
     "ReadinessCheck",
     "SchemaOverrides",
     "admin_guard",
@@ -236,18 +238,31 @@ def admin_guard(token: str | None) -> Callable[[ASGIConnection[Any, Any, Any, An
     return guard
 
 
+class Liveness(msgspec.Struct, forbid_unknown_fields=True):
+    """``GET /healthz``: the process answers."""
+
+    status: Literal["ok"]
+
+
+class Readiness(msgspec.Struct, forbid_unknown_fields=True):
+    """``GET /readyz``: each check and whether it passes; ``ready`` when all do."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, bool]
+
+
 def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRouterHandler]:
     @get("/healthz", sync_to_thread=False, summary="Liveness", tags=["health"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> Liveness:
+        return Liveness("ok")
 
     @get(
         "/readyz",
         summary="Readiness: each check and whether it passes",
         tags=["health"],
-        responses={503: ResponseSpec(dict[str, Any], description="A check fails", generate_examples=False)},
+        responses={503: ResponseSpec(Readiness, description="A check fails", generate_examples=False)},
     )
-    async def readyz() -> Response[dict[str, Any]]:
+    async def readyz() -> Response[Readiness]:
         results: dict[str, bool] = {}
         for name, check in checks.items():
             try:
@@ -256,9 +271,7 @@ def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRou
                 log.warning("readiness check %s failed: %s", name, exc)
                 results[name] = False
         ready = all(results.values())
-        return Response(
-            {"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503
-        )
+        return Response(Readiness("ready" if ready else "not_ready", results), status_code=200 if ready else 503)
 
     @get(
         "/metrics",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Parameter
+from msgspec import UNSET, UnsetType
 
 from libs.contracts import INVENTORY_KINDS
 from libs.http import ADMIN_SECURITY, ApiError, SchemaOverrides, admin_guard, error_responses, int64_parameter
@@ -30,12 +31,18 @@ from .domain.channel import (
     jetstream_consumer_name,
 )
 from .domain.pending import DeliveryStatus
+from .domain.records import DeliveryRecord
 from .registry import ChannelChanges, ChannelRegistry, CreatedChannel, NotFound, Unavailable
 from .store import DuplicateChannel
 
 __all__ = [
     "ChannelIn",
+    "ChannelList",
+    "ChannelOut",
     "ChannelPatch",
+    "ChannelReplayOut",
+    "DeliveryOut",
+    "DeliveryPage",
     "FiltersIn",
     "ReplayIn",
     "admin_router",
@@ -217,25 +224,93 @@ def channel_schemas(allow_hosts: list[str] | tuple[str, ...] = DEFAULT_ALLOW_HOS
     return SchemaOverrides({ChannelIn: channel_in, ChannelPatch: patch})
 
 
-def channel_view(channel: Channel, generated_secret: str | None = None) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "name": channel.name,
-        "kind": channel.kind,
-        "url": channel.url,
-        "filters": channel.filters.as_dict(),
-        "buffer": channel.buffer,
-        "enabled": channel.enabled,
-        "disabled_reason": channel.disabled_reason,
-        "created_at": channel.created_at,
-        "updated_at": channel.updated_at,
-    }
+class FiltersOut(msgspec.Struct, forbid_unknown_fields=True):
+    skus: list[str]
+    kinds: list[str]
+
+
+class ConsumerOut(msgspec.Struct, forbid_unknown_fields=True):
+    stream: str
+    durable: str
+
+
+class ChannelOut(msgspec.Struct, forbid_unknown_fields=True):
+    """A channel as the API shows it: a webhook channel counts its secrets (never shows them), a jetstream
+    channel names its consumer; ``secret`` is a newly generated one, in the answer that made it only."""
+
+    name: str
+    kind: Literal["webhook", "jetstream"]
+    url: str | None
+    filters: FiltersOut
+    buffer: int
+    enabled: bool
+    disabled_reason: str | None
+    created_at: float
+    updated_at: float
+    secrets: int | UnsetType = UNSET
+    consumer: ConsumerOut | UnsetType = UNSET
+    secret: str | UnsetType = UNSET
+
+
+class ChannelList(msgspec.Struct, forbid_unknown_fields=True):
+    channels: list[ChannelOut]
+
+
+class DeliveryOut(msgspec.Struct, forbid_unknown_fields=True):
+    id: int
+    sku: str
+    version: int
+    delivered_version: int
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: float | None
+    """When the next attempt is due, while pending."""
+    pending_since: float | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: float | None
+    updated_at: float
+
+
+class DeliveryPage(msgspec.Struct, forbid_unknown_fields=True):
+    deliveries: list[DeliveryOut]
+    next_after_id: int | None
+    """Where the next page starts (``after_id``); null on the last page."""
+
+
+class ChannelReplayOut(msgspec.Struct, forbid_unknown_fields=True):
+    channel: str
+    since: str
+    messages: int
+    """INVENTORY messages read (0 for a jetstream channel: its consumer starts again at ``since``)."""
+    skus: int
+    """SKUs sent again, each at its newest version."""
+
+
+def channel_view(channel: Channel, generated_secret: str | None = None) -> ChannelOut:
+    """``channel`` as the API shows it, with ``generated_secret`` when one was just made."""
+    view = ChannelOut(
+        name=channel.name,
+        kind=channel.kind,  # type: ignore[arg-type]
+        url=channel.url,
+        filters=FiltersOut(list(channel.filters.skus), list(channel.filters.kinds)),
+        buffer=channel.buffer,
+        enabled=channel.enabled,
+        disabled_reason=channel.disabled_reason,
+        created_at=channel.created_at,
+        updated_at=channel.updated_at,
+    )
     if channel.is_webhook:
-        view["secrets"] = len(channel.secrets)  # how many, never which
+        view.secrets = len(channel.secrets)  # how many, never which
     else:
-        view["consumer"] = {"stream": "INVENTORY", "durable": jetstream_consumer_name(channel.name)}
+        view.consumer = ConsumerOut("INVENTORY", jetstream_consumer_name(channel.name))
     if generated_secret:
-        view["secret"] = generated_secret
+        view.secret = generated_secret
     return view
+
+
+def _delivery(record: DeliveryRecord) -> DeliveryOut:
+    return msgspec.convert(record.as_dict(), DeliveryOut)
 
 
 def _registry(state: State) -> ChannelRegistry:
@@ -268,7 +343,7 @@ def _translate(exc: Exception, *, stored: bool = False) -> ApiError:
 _EXPECTED = (ChannelError, DuplicateChannel, NotFound, Unavailable)
 
 
-def _created(result: CreatedChannel, status: int) -> Response[dict[str, Any]]:
+def _created(result: CreatedChannel, status: int) -> Response[ChannelOut]:
     return Response(channel_view(result.channel, result.generated_secret), status_code=status)
 
 
@@ -279,7 +354,7 @@ class ChannelsController(Controller):
     @post(
         "/", summary="Register a channel", status_code=201, responses=error_responses(400, 401, 403, 409, 413, 422, 503)
     )
-    async def create_channel(self, state: State, data: ChannelIn) -> Response[dict[str, Any]]:
+    async def create_channel(self, state: State, data: ChannelIn) -> Response[ChannelOut]:
         try:
             filters = (data.filters or FiltersIn()).build()
             result = await _registry(state).create(
@@ -296,12 +371,12 @@ class ChannelsController(Controller):
         return _created(result, 201)
 
     @get("/", summary="List channels", responses=error_responses(401, 403))
-    async def list_channels(self, state: State) -> dict[str, Any]:
+    async def list_channels(self, state: State) -> ChannelList:
         channels = await _registry(state).uow.run(lambda tx: tx.channels())
-        return {"channels": [channel_view(c) for c in channels]}
+        return ChannelList([channel_view(c) for c in channels])
 
     @get("/{name:str}", summary="One channel", responses=error_responses(400, 401, 403, 404, 503))
-    async def get_channel(self, state: State, name: _ChannelName) -> dict[str, Any]:
+    async def get_channel(self, state: State, name: _ChannelName) -> ChannelOut:
         try:
             return channel_view(await _registry(state).get(_known(name)))
         except _EXPECTED as exc:
@@ -314,7 +389,7 @@ class ChannelsController(Controller):
             400, 401, 403, 404, 409, 413, 422, 503, s409="The channel's kind cannot take the change (`kind_mismatch`)"
         ),
     )
-    async def update_channel(self, state: State, name: _ChannelName, data: ChannelPatch) -> Response[dict[str, Any]]:
+    async def update_channel(self, state: State, name: _ChannelName, data: ChannelPatch) -> Response[ChannelOut]:
         try:
             changes = ChannelChanges(
                 url=data.url,
@@ -355,17 +430,14 @@ class ChannelsController(Controller):
         ),
         limit: int = Parameter(default=100, ge=1, le=_MAX_PAGE),
         after_id: int = int64_parameter(default=0, ge=0),
-    ) -> dict[str, Any]:
+    ) -> DeliveryPage:
         if status is not None and status not in {s.value for s in DeliveryStatus}:
             raise ApiError(400, "invalid_status", f"status must be one of {', '.join(s.value for s in DeliveryStatus)}")
         try:
             records = await _registry(state).deliveries(_known(name), status, limit, after_id)
         except _EXPECTED as exc:
             raise _translate(exc) from None
-        return {
-            "deliveries": [r.as_dict() for r in records],
-            "next_after_id": records[-1].id if len(records) == limit else None,
-        }
+        return DeliveryPage([_delivery(r) for r in records], records[-1].id if len(records) == limit else None)
 
     @post(
         "/{name:str}/replay",
@@ -373,13 +445,13 @@ class ChannelsController(Controller):
         status_code=202,
         responses=error_responses(400, 401, 403, 404, 413, 422, 503),
     )
-    async def replay_channel(self, state: State, name: _ChannelName, data: ReplayIn) -> dict[str, Any]:
+    async def replay_channel(self, state: State, name: _ChannelName, data: ReplayIn) -> ChannelReplayOut:
         since = data.since if data.since.tzinfo else data.since.replace(tzinfo=dt.UTC)
         try:
             counts = await _registry(state).replay(_known(name), since)
         except _EXPECTED as exc:
             raise _translate(exc) from None
-        return {"channel": name, "since": since.isoformat(), **counts}
+        return ChannelReplayOut(name, since.isoformat(), counts["messages"], counts["skus"])
 
 
 class DeliveriesController(Controller):
@@ -396,12 +468,12 @@ class DeliveriesController(Controller):
         self,
         state: State,
         delivery_id: Annotated[int, int64_parameter(ge=1)],
-    ) -> dict[str, Any]:
+    ) -> DeliveryOut:
         try:
             record = await _registry(state).retry(delivery_id)
         except _EXPECTED as exc:
             raise _translate(exc) from None
-        return record.as_dict()
+        return _delivery(record)
 
 
 def admin_router(token: str | None) -> Router:

@@ -91,7 +91,7 @@ _Seq = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT64)]
 _TIME = "DEADLETTER's timestamp, RFC 3339 with an offset"
 
 
-class DeadLetterPage(msgspec.Struct):
+class DeadLetterPage(msgspec.Struct, forbid_unknown_fields=True):
     deadletters: list[DeadLetter]
     scanned: int
     next_seq: int | None
@@ -190,7 +190,7 @@ def deadletter_schemas() -> SchemaOverrides:
     return SchemaOverrides({ReplayIn: _replay_schema()})
 
 
-class ReplaySummaryOut(msgspec.Struct):
+class ReplaySummaryOut(msgspec.Struct, forbid_unknown_fields=True):
     replayed: int
     duplicate: int
     would_replay: int
@@ -198,7 +198,7 @@ class ReplaySummaryOut(msgspec.Struct):
     failed: int
 
 
-class ReplayOut(msgspec.Struct):
+class ReplayOut(msgspec.Struct, forbid_unknown_fields=True):
     dry_run: bool
     results: list[ReplayResult]
     summary: ReplaySummaryOut
@@ -231,7 +231,7 @@ class DiscardIn(msgspec.Struct, forbid_unknown_fields=True):
     ]
 
 
-class DiscardOut(msgspec.Struct):
+class DiscardOut(msgspec.Struct, forbid_unknown_fields=True):
     discarded: list[int]
     """Recorded on `deadletter.discarded.<consumer>`, then deleted from DEADLETTER."""
     missing: list[int]

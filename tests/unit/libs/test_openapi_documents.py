@@ -231,3 +231,26 @@ def test_ids_and_reasons_are_printable_characters_per_the_document(tmp_path: Pat
     assert not replay.is_valid({"seqs": [1], "subject": "commerce.>"})
     assert not replay.is_valid({"all": False})
     assert not replay.is_valid({"all": True, "consumer": "a\x1db"})  # white space to Python
+
+
+_OPEN_BODIES = {"DeadLetterDetail"}
+"""A dead letter in full: a dataclass of libs.deadletters (its schema leaves extra properties open)."""
+
+
+@pytest.mark.parametrize("service", ["ingress", "inventory", "channel-notifier", "outbox-relay"])
+def test_every_success_body_is_a_declared_closed_type(tmp_path: Path, service: str) -> None:
+    document = _document(_apps(tmp_path)[service])
+    schemas = document["components"]["schemas"]
+    for method, path, op in _operations(document):
+        for status, response in op["responses"].items():
+            content = response.get("content", {}).get("application/json")
+            if not status.startswith("2") or content is None:
+                continue
+            schema = content["schema"]
+            refs = [schema] if "$ref" in schema else schema.get("oneOf", [])
+            assert refs and all("$ref" in ref for ref in refs), (method, path, status, schema)
+            for ref in refs:
+                declared = schemas[ref["$ref"].rsplit("/", 1)[1]]
+                assert declared["properties"] and declared["required"], (method, path, status, ref)
+                if declared["title"] not in _OPEN_BODIES:
+                    assert declared.get("additionalProperties") is False, (method, path, status, ref)
