@@ -1,10 +1,10 @@
 """CPU time per order: of each process of a run (from the OS, via psutil), and the bare floor of the same work.
 
-A :class:`CpuMeter` reads the user + system CPU time of named processes (each with its live descendants)
-before and after a step; :func:`ms_per_order` turns the two readings and the step's order count into
-CPU-milliseconds per order. :func:`floors` measures, in this process with small loops, what the work
-itself costs at the least: an HMAC-SHA256 check of a ~1 KB body, a JetStream publish with its ack, a
-pull-consume with its ack, one SQLite row written in a batch, and one signed POST to a local sink.
+The meter itself (:class:`CpuMeter`, :func:`ms_per_order`) is :mod:`stockwire.demo.cpu`, which
+``stockwire demo`` uses too; it is re-exported here. :func:`floors` measures, in this process with small
+loops, what the work itself costs at the least: an HMAC-SHA256 check of a ~1 KB body, a JetStream
+publish with its ack, a pull-consume with its ack, one SQLite row written in a batch, and one signed POST
+to a local sink.
 """
 
 from __future__ import annotations
@@ -12,63 +12,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
 
 from libs.signing import commerce_engine_signature, sign_standard_webhook, verify_commerce_engine
+from stockwire.demo.cpu import SERVICES_AND_NATS, SUM, CpuMeter, ms_per_order, process_cpu_s
 
-SERVICES_AND_NATS = ("ingress", "inventory", "outbox-relay", "channel-notifier", "nats-server")
-"""The processes whose sum is the figure an operator pays for."""
-SUM = "services + nats"
-
-
-def process_cpu_s(pid: int, *, descendants: bool = True) -> float:
-    """User + system CPU seconds of ``pid`` (and, with ``descendants``, of its live children and their
-    reaped children); 0 for a process that is gone."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *(root.children(recursive=True) if descendants else ())]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-        if descendants:
-            total += times.children_user + times.children_system
-    return total
-
-
-@dataclass
-class CpuMeter:
-    """The processes of a run by name: ``pids`` counted with their descendants, ``own`` without (this
-    process, whose descendants are the other processes)."""
-
-    pids: Mapping[str, int]
-    own: Mapping[str, int] = field(default_factory=dict)
-
-    def read(self) -> dict[str, float]:
-        reading = {name: process_cpu_s(pid) for name, pid in self.pids.items()}
-        reading.update({name: process_cpu_s(pid, descendants=False) for name, pid in self.own.items()})
-        return reading
-
-
-def ms_per_order(before: Mapping[str, float], after: Mapping[str, float], orders: int) -> dict[str, float]:
-    """CPU-milliseconds per order of each process between two readings (seconds), and :data:`SUM`, the
-    four services and nats-server together (when all were read). Empty when no order was sent."""
-    if orders <= 0:
-        return {}
-    result = {name: max(0.0, after[name] - before[name]) * 1000 / orders for name in after if name in before}
-    if all(name in result for name in SERVICES_AND_NATS):
-        result[SUM] = sum(result[name] for name in SERVICES_AND_NATS)
-    return result
+__all__ = ["SERVICES_AND_NATS", "SUM", "CpuMeter", "floors", "ms_per_order", "process_cpu_s"]
 
 
 # --- floors ------------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ import argparse
 import io
 import json
 import math
-import os
 import random
 import sys
 import tempfile
@@ -40,11 +39,12 @@ from typing import Any
 import httpx
 import uvloop
 
-from bench.cpu import SERVICES_AND_NATS, SUM, CpuMeter, floors, ms_per_order
+from bench.cpu import SERVICES_AND_NATS, SUM, floors, ms_per_order
 from bench.support import Service, dump, machine, print_table
 from libs.natsserver import free_port
 from stockwire.demo.analysis import channel_divergences, percentile
 from stockwire.demo.channels import SinkProcess, register_channels
+from stockwire.demo.cpu import stack_meter
 from stockwire.demo.flash_sale import FlashSale, SaleOptions
 from stockwire.demo.report import build_report
 from stockwire.demo.run import demo_env
@@ -105,17 +105,6 @@ def sale_config(orders_per_min: float, seconds: float, seed: int, dialect: Diale
 
 
 # --- Stockwire ---------------------------------------------------------------------------------------
-def stack_meter(stack: Stack, sinks: SinkProcess) -> CpuMeter:
-    """Every process of a Stockwire run: the four services, nats-server, the sinks and this one (the
-    simulator and load generator)."""
-    pids = {name: child.pid for name, child in stack.children.items() if child.pid is not None}
-    if stack.nats is not None and stack.nats.process is not None:
-        pids["nats-server"] = stack.nats.process.pid
-    if sinks.child.pid is not None:
-        pids["sinks"] = sinks.child.pid
-    return CpuMeter(pids, own={"simulator": os.getpid()})
-
-
 def stockwire_step(stack: Stack, sinks: SinkProcess, config: SimConfig, scenario: str, settle_s: float) -> Step:
     options = SaleOptions(sim=config, settle_timeout_s=settle_s, verify_ledger=False, sample_interval_s=1.0)
     meter = stack_meter(stack, sinks)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import sqlalchemy.exc
@@ -19,6 +21,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, Schema, SecurityScheme
 from litestar.params import Parameter
+from litestar.plugins import OpenAPISchemaPlugin
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ControllerRouterHandler, LifespanHook
@@ -32,12 +35,16 @@ __all__ = [
     "MAX_INT64",
     "ApiError",
     "ErrorBody",
+    "Liveness",
+    "Readiness",
     "ReadinessCheck",
+    "SchemaOverrides",
     "admin_guard",
     "create_service_app",
     "error_response",
     "error_responses",
     "int64_parameter",
+    "printable_pattern",
 ]
 
 log = logging.getLogger("stockwire.http")
@@ -53,6 +60,46 @@ def int64_parameter(**kwargs: Any) -> Any:
     """``Parameter(...)`` for an id, version or cursor: at most :data:`MAX_INT64`, and so in the document
     (Litestar writes ``le`` as a float, 2^63, which would let one value too many through)."""
     return Parameter(le=MAX_INT64, schema_extra={"maximum": MAX_INT64}, **kwargs)
+
+
+def _class_char(code: int) -> str:
+    """One end of a range in a regex class, as both Python's ``re`` and ECMA-262 (``u`` flag) read it: an
+    escape in the Basic Multilingual Plane (which also covers control characters and lone surrogates,
+    unwritable as such in JSON), the character itself above it (neither dialect shares an escape there)."""
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+
+@functools.cache
+def _printable_class(space: bool = True) -> str:
+    """The code points ``str.isprintable()`` takes (every one but those of categories Cc, Cf, Cs, Co, Cn, Zl,
+    Zp and the Zs other than the space), as the ranges of a regex class, from this interpreter's Unicode
+    database; without the space unless ``space``. A class of what is taken, not a negated one of what is
+    refused: generators (hypothesis) build it in a fraction of the time."""
+    ranges: list[str] = []
+    start: int | None = None
+    for code in range(sys.maxunicode + 2):
+        taken = code <= sys.maxunicode and chr(code).isprintable() and (space or code != 0x20)
+        if taken and start is None:
+            start = code
+        elif not taken and start is not None:
+            end = code - 1
+            ranges.append(_class_char(start) if start == end else f"{_class_char(start)}-{_class_char(end)}")
+            start = None
+    return "".join(ranges)
+
+
+def printable_pattern(min_length: int, max_length: int, *, strip: bool = False) -> str:
+    """A JSON Schema ``pattern`` for ``min_length`` to ``max_length`` characters of which ``str.isprintable()``
+    holds for each: the rule of ids, SKUs and reasons, which the documents could not say otherwise.
+    ``strip``: the service strips white space from both ends first (``str.strip()``), then asks for at least
+    one character (``min_length`` must be 1); ``max_length`` bounds what is left."""
+    printable = f"[{_printable_class()}]"
+    if not strip:
+        return f"^{printable}{{{min_length},{max_length}}}$"
+    assert min_length == 1, "strip is only for a minimum of one character"
+    # White space, one printable character that is not a space, printable ones, white space.
+    solid = f"[{_printable_class(space=False)}]"
+    return rf"^\s*{solid}(?:{printable}{{0,{max_length - 2}}}{solid})?\s*$"
 
 
 class ApiError(HTTPException):
@@ -191,18 +238,31 @@ def admin_guard(token: str | None) -> Callable[[ASGIConnection[Any, Any, Any, An
     return guard
 
 
+class Liveness(msgspec.Struct, forbid_unknown_fields=True):
+    """``GET /healthz``: the process answers."""
+
+    status: Literal["ok"]
+
+
+class Readiness(msgspec.Struct, forbid_unknown_fields=True):
+    """``GET /readyz``: each check and whether it passes; ``ready`` when all do."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, bool]
+
+
 def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRouterHandler]:
     @get("/healthz", sync_to_thread=False, summary="Liveness", tags=["health"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> Liveness:
+        return Liveness("ok")
 
     @get(
         "/readyz",
         summary="Readiness: each check and whether it passes",
         tags=["health"],
-        responses={503: ResponseSpec(dict[str, Any], description="A check fails", generate_examples=False)},
+        responses={503: ResponseSpec(Readiness, description="A check fails", generate_examples=False)},
     )
-    async def readyz() -> Response[dict[str, Any]]:
+    async def readyz() -> Response[Readiness]:
         results: dict[str, bool] = {}
         for name, check in checks.items():
             try:
@@ -211,9 +271,7 @@ def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRou
                 log.warning("readiness check %s failed: %s", name, exc)
                 results[name] = False
         ready = all(results.values())
-        return Response(
-            {"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503
-        )
+        return Response(Readiness("ready" if ready else "not_ready", results), status_code=200 if ready else 503)
 
     @get(
         "/metrics",
@@ -242,6 +300,23 @@ class _ClosedStructs(StructSchemaPlugin):
         schema = super().to_openapi_schema(field_definition, schema_creator)
         schema.additional_properties = False
         return schema
+
+
+class SchemaOverrides(OpenAPISchemaPlugin):
+    """The document's schema of each listed type written out, for a rule that spans fields (a channel's
+    ``kind`` deciding which others it takes: ``oneOf``), which no generated schema can say; the type
+    itself still decodes the body. Pass it in ``plugins=`` of :func:`create_service_app`."""
+
+    def __init__(self, schemas: Mapping[type, Schema]) -> None:
+        self._schemas = dict(schemas)
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        """Whether the field's type is one of those listed."""
+        return field_definition.annotation in self._schemas
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
+        """The schema listed for the field's type."""
+        return self._schemas[field_definition.annotation]
 
 
 class _AllowedMethods:
@@ -312,7 +387,8 @@ def create_service_app(
         # Logging is configured once per process by libs.logs; Litestar's own config would replace it.
         logging_config=None,
         before_request=allowed,
-        plugins=[_ClosedStructs(), *kwargs.pop("plugins", [])],
+        # The service's own first: the first plugin that takes a type writes its schema.
+        plugins=[*kwargs.pop("plugins", []), _ClosedStructs()],
         **kwargs,
     )
     return allowed.learn(app)

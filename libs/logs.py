@@ -16,7 +16,8 @@ _TEXT_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
 
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "message"}``, plus ``trace_id`` and ``span_id`` when a span is current
-    (tracing on, see :mod:`libs.tracing`) and ``exc_info`` for an exception."""
+    (tracing on, see :mod:`libs.tracing`) or the record names its event's (``extra=`` of
+    :func:`libs.tracing.event_log_ids`), and ``exc_info`` for an exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         """One JSON object for ``record``, on one line."""
@@ -28,7 +29,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        ids = current_ids()
+        # A line about one event of a batch names that event's context (libs.tracing.event_log_ids).
+        given = getattr(record, "trace_id", None)
+        ids = (given, getattr(record, "span_id", "")) if isinstance(given, str) else current_ids()
         if ids is not None:
             line["trace_id"], line["span_id"] = ids
         if record.exc_info:

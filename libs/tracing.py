@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "current_ids",
     "enabled",
+    "event_log_ids",
     "flush",
     "has_context",
     "inject",
@@ -253,6 +255,22 @@ def current_ids() -> tuple[str, str] | None:
     if not context.is_valid:
         return None
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+
+def event_log_ids(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """``extra=`` for a log line about one event of a batch, where no span of the event's is current: the
+    ``trace_id`` and ``span_id`` of the context ``headers`` carry (their ``traceparent``), which
+    :class:`libs.logs.JsonFormatter` writes instead of the current span's. Empty while tracing is off, or
+    when ``headers`` carry no valid context."""
+    if _tracer is None or not headers:
+        return {}
+    match = _TRACEPARENT.fullmatch(headers.get(HEADER_TRACEPARENT, ""))
+    if match is None or not int(match[1], 16) or not int(match[2], 16):
+        return {}
+    return {"trace_id": match[1], "span_id": match[2]}
 
 
 def setup_service_telemetry(shared: StockwireSettings, service: str) -> None:

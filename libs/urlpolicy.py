@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "embedded_ipv4",
     "numeric_host_address",
     "system_resolver",
+    "url_pattern",
     "vet_url",
 ]
 
@@ -372,3 +374,31 @@ async def vet_url(url: str, policy: UrlPolicy, resolve: Resolver = system_resolv
         raise UrlRefused("unresolvable_host", f"{target.host} does not resolve: {exc}") from None
     policy.check_addresses(target.host, addresses)
     return target
+
+
+_PORT = r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+# Host names of ASCII labels whose last starts with a letter (a name of numbers would be read as an
+# address); no `--` (IDNA reserves it at the third place); a label of at most 62 characters, at most 4 labels.
+_LABEL = r"[A-Za-z0-9]{1,20}(?:-[A-Za-z0-9]{1,20}){0,2}"
+_NAME = rf"(?:{_LABEL}\.){{0,3}}[A-Za-z][A-Za-z0-9]{{0,19}}(?:-[A-Za-z0-9]{{1,20}}){{0,2}}"
+_REST = r"(?:[/?#][^\s\u0000-\u001f\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?"
+
+
+def url_pattern(allow_hosts: Iterable[str] = DEFAULT_ALLOW_HOSTS) -> str:
+    """A JSON Schema ``pattern`` for the URLs the policy can take, as far as a document can say it:
+    ``https://`` with a host name or an IPv4 address, or ``http://`` with a host of ``allow_hosts`` listed
+    by name or address (networks are left out); a port, then a path, query or fragment without white
+    space or control characters. What it cannot say: where a name resolves to, and the class of an
+    address (private, loopback...); :func:`vet_url` refuses those with ``unresolvable_host`` and
+    ``address_not_allowed``. An IPv6 address is taken by the policy but not by the pattern."""
+    listed: list[str] = []
+    for entry in allow_hosts:
+        host = _normalise_host(entry)
+        if not host or "/" in host:
+            continue
+        address = _parse_address(host)
+        listed.append(rf"\[{re.escape(host)}\]" if isinstance(address, ipaddress.IPv6Address) else re.escape(host))
+    https = rf"https://(?:{_NAME}|{_OCTET}(?:\.{_OCTET}){{3}}{''.join('|' + h for h in listed)})"
+    http = rf"|http://(?:{'|'.join(listed)})" if listed else ""
+    return rf"^(?:{https}{http}){_PORT}{_REST}$"

@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.openapi.spec import OpenAPIType
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Parameter
+from msgspec import UNSET, UnsetType
 
-from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_responses, int64_parameter
-from libs.urlpolicy import MAX_URL_LENGTH
+from libs.contracts import INVENTORY_KINDS
+from libs.http import ADMIN_SECURITY, ApiError, SchemaOverrides, admin_guard, error_responses, int64_parameter
+from libs.urlpolicy import DEFAULT_ALLOW_HOSTS, MAX_URL_LENGTH, url_pattern
 
 from .domain.channel import (
+    AVAILABILITY,
     CHANNEL_KINDS,
     CHANNEL_NAME_PATTERN,
     MAX_BUFFER,
+    MAX_PATTERN_LENGTH,
+    MAX_PATTERNS,
+    SECRET_PATTERN,
     Channel,
     ChannelError,
     ChannelFilters,
+    KindMismatch,
     jetstream_consumer_name,
 )
 from .domain.outcome import AttemptOutcome
 from .domain.pending import DeliveryStatus
-from .domain.records import ATTEMPTS_KEPT, DeliveryAttempt
+from .domain.records import ATTEMPTS_KEPT, DeliveryAttempt, DeliveryRecord
 from .registry import ChannelChanges, ChannelRegistry, CreatedChannel, NotFound, Unavailable
 from .store import DuplicateChannel
 
@@ -33,10 +40,16 @@ __all__ = [
     "AttemptOut",
     "AttemptsOut",
     "ChannelIn",
+    "ChannelList",
+    "ChannelOut",
     "ChannelPatch",
+    "ChannelReplayOut",
+    "DeliveryOut",
+    "DeliveryPage",
     "FiltersIn",
     "ReplayIn",
     "admin_router",
+    "channel_schemas",
     "channel_view",
 ]
 
@@ -104,7 +117,7 @@ class ReplayIn(msgspec.Struct, forbid_unknown_fields=True):
 _Outcome = Annotated[str, msgspec.Meta(extra_json_schema={"enum": [o.value for o in AttemptOutcome]})]
 
 
-class AttemptOut(msgspec.Struct):
+class AttemptOut(msgspec.Struct, forbid_unknown_fields=True):
     """One kept attempt of a delivery: never its request's headers, signature or the channel's secrets."""
 
     delivery_id: int
@@ -118,7 +131,7 @@ class AttemptOut(msgspec.Struct):
     outcome: _Outcome
 
 
-class AttemptsOut(msgspec.Struct):
+class AttemptsOut(msgspec.Struct, forbid_unknown_fields=True):
     attempts: list[AttemptOut]
     """Newest first; at most the newest ``ATTEMPTS_KEPT`` of a delivery are kept."""
 
@@ -127,25 +140,208 @@ def _attempts_out(attempts: list[DeliveryAttempt], channel: str) -> list[Attempt
     return [msgspec.convert(a.as_dict(channel), AttemptOut) for a in attempts]
 
 
-def channel_view(channel: Channel, generated_secret: str | None = None) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "name": channel.name,
-        "kind": channel.kind,
-        "url": channel.url,
-        "filters": channel.filters.as_dict(),
-        "buffer": channel.buffer,
-        "enabled": channel.enabled,
-        "disabled_reason": channel.disabled_reason,
-        "created_at": channel.created_at,
-        "updated_at": channel.updated_at,
-    }
+_STRING, _ARRAY, _NULL = OpenAPIType.STRING, OpenAPIType.ARRAY, OpenAPIType.NULL
+_SECRETS_MAX = 16
+
+
+def _filters_schema(kinds: list[str]) -> Schema:
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        additional_properties=False,
+        properties={
+            "skus": Schema(
+                type=_ARRAY,
+                max_items=MAX_PATTERNS,
+                items=Schema(type=_STRING, min_length=1, max_length=MAX_PATTERN_LENGTH),
+                description="Shell-style SKU patterns (case-sensitive); none: every SKU",
+            ),
+            "kinds": Schema(
+                type=_ARRAY,
+                min_items=1,
+                max_items=16,
+                items=Schema(type=_STRING, enum=kinds),
+                default=[AVAILABILITY],
+            ),
+        },
+    )
+
+
+def channel_schemas(allow_hosts: list[str] | tuple[str, ...] = DEFAULT_ALLOW_HOSTS) -> SchemaOverrides:
+    """The documents' schemas of :class:`ChannelIn` and :class:`ChannelPatch`: which fields each kind of
+    channel takes (``oneOf`` on ``kind``), secrets, filters, and the URLs ``allow_hosts`` lets through
+    (:func:`libs.urlpolicy.url_pattern`; where a name resolves is checked when it is registered: 422
+    ``url_refused``)."""
+    name = Schema(type=_STRING, pattern=CHANNEL_NAME_PATTERN.pattern)
+    url = Schema(
+        type=_STRING,
+        max_length=MAX_URL_LENGTH,
+        pattern=url_pattern(allow_hosts),
+        description="https, or http to a host on `allow_hosts`; a name must resolve to a global address only "
+        "(else 422 `url_refused`)",
+    )
+    secret = Schema(type=_STRING, pattern=SECRET_PATTERN, description="`whsec_` and base64 of 24 to 64 bytes")
+    # An empty secret counts as none given.
+    optional_secret = Schema(
+        type=[_STRING, _NULL], pattern=f"^$|{SECRET_PATTERN}", description="`whsec_` and base64 of 24 to 64 bytes"
+    )
+    secrets = Schema(type=_ARRAY, max_items=_SECRETS_MAX, items=secret)
+    enabled = Schema(type=OpenAPIType.BOOLEAN, default=True)
+    webhook = Schema(
+        title="WebhookChannelIn",
+        type=OpenAPIType.OBJECT,
+        additional_properties=False,
+        required=["name", "url"],
+        description="Availability changes POSTed to `url`, signed with its secrets (one is generated when "
+        "none is given, and answered once)",
+        properties={
+            "name": name,
+            "kind": Schema(type=_STRING, enum=["webhook"], default="webhook"),
+            "url": url,
+            "secret": optional_secret,
+            "secrets": secrets,
+            "filters": Schema(one_of=[_filters_schema([AVAILABILITY]), Schema(type=_NULL)]),
+            "buffer": Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=MAX_BUFFER, default=0),
+            "enabled": enabled,
+        },
+    )
+    jetstream = Schema(
+        title="JetStreamChannelIn",
+        type=OpenAPIType.OBJECT,
+        additional_properties=False,
+        required=["name", "kind"],
+        description="A durable consumer on INVENTORY that the channel pulls itself: no URL, secret or buffer",
+        properties={
+            "name": name,
+            "kind": Schema(type=_STRING, enum=["jetstream"]),
+            "url": Schema(type=[_STRING, _NULL], max_length=0),
+            "secret": Schema(type=[_STRING, _NULL], max_length=0),
+            "secrets": Schema(type=_ARRAY, max_items=0),
+            "filters": Schema(one_of=[_filters_schema(list(INVENTORY_KINDS)), Schema(type=_NULL)]),
+            "buffer": Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=0, default=0),
+            "enabled": enabled,
+        },
+    )
+    channel_in = Schema(one_of=[webhook, jetstream], description="A webhook channel, or a jetstream channel")
+    patch = Schema(
+        type=OpenAPIType.OBJECT,
+        additional_properties=False,
+        description="What to change. A change the channel's kind cannot take (a jetstream channel's URL, "
+        "secrets or buffer; a webhook channel's ledger kinds) is answered 409 `kind_mismatch`.",
+        properties={
+            "url": Schema(one_of=[url, Schema(type=_NULL)]),
+            "secrets": Schema(
+                type=[_ARRAY, _NULL],
+                max_items=_SECRETS_MAX,
+                items=secret,
+                description="Replaces every secret (rotation: list the new and the old one, later drop the old one)",
+            ),
+            "generate_secret": Schema(
+                type=OpenAPIType.BOOLEAN,
+                default=False,
+                description="Add a newly generated secret in front of the others; the answer carries it once",
+            ),
+            "filters": Schema(one_of=[_filters_schema(list(INVENTORY_KINDS)), Schema(type=_NULL)]),
+            "buffer": Schema(type=[OpenAPIType.INTEGER, _NULL], minimum=0, maximum=MAX_BUFFER),
+            "enabled": Schema(type=[OpenAPIType.BOOLEAN, _NULL]),
+        },
+        # A webhook channel keeps at least one secret: an empty list only with a generated one.
+        any_of=[
+            Schema(required=["generate_secret"], properties={"generate_secret": Schema(const=True)}),
+            Schema(properties={"secrets": Schema(min_items=1)}),
+        ],
+    )
+    return SchemaOverrides({ChannelIn: channel_in, ChannelPatch: patch})
+
+
+class FiltersOut(msgspec.Struct, forbid_unknown_fields=True):
+    skus: list[str]
+    kinds: list[str]
+
+
+class ConsumerOut(msgspec.Struct, forbid_unknown_fields=True):
+    stream: str
+    durable: str
+
+
+class ChannelOut(msgspec.Struct, forbid_unknown_fields=True):
+    """A channel as the API shows it: a webhook channel counts its secrets (never shows them), a jetstream
+    channel names its consumer; ``secret`` is a newly generated one, in the answer that made it only."""
+
+    name: str
+    kind: Literal["webhook", "jetstream"]
+    url: str | None
+    filters: FiltersOut
+    buffer: int
+    enabled: bool
+    disabled_reason: str | None
+    created_at: float
+    updated_at: float
+    secrets: int | UnsetType = UNSET
+    consumer: ConsumerOut | UnsetType = UNSET
+    secret: str | UnsetType = UNSET
+
+
+class ChannelList(msgspec.Struct, forbid_unknown_fields=True):
+    channels: list[ChannelOut]
+
+
+class DeliveryOut(msgspec.Struct, forbid_unknown_fields=True):
+    id: int
+    sku: str
+    version: int
+    delivered_version: int
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: float | None
+    """When the next attempt is due, while pending."""
+    pending_since: float | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: float | None
+    updated_at: float
+    recent_attempts: list[AttemptOut] | UnsetType = UNSET
+    """With ``attempts=N``: the delivery's newest attempts, newest first."""
+
+
+class DeliveryPage(msgspec.Struct, forbid_unknown_fields=True):
+    deliveries: list[DeliveryOut]
+    next_after_id: int | None
+    """Where the next page starts (``after_id``); null on the last page."""
+
+
+class ChannelReplayOut(msgspec.Struct, forbid_unknown_fields=True):
+    channel: str
+    since: str
+    messages: int
+    """INVENTORY messages read (0 for a jetstream channel: its consumer starts again at ``since``)."""
+    skus: int
+    """SKUs sent again, each at its newest version."""
+
+
+def channel_view(channel: Channel, generated_secret: str | None = None) -> ChannelOut:
+    """``channel`` as the API shows it, with ``generated_secret`` when one was just made."""
+    view = ChannelOut(
+        name=channel.name,
+        kind=channel.kind,  # type: ignore[arg-type]
+        url=channel.url,
+        filters=FiltersOut(list(channel.filters.skus), list(channel.filters.kinds)),
+        buffer=channel.buffer,
+        enabled=channel.enabled,
+        disabled_reason=channel.disabled_reason,
+        created_at=channel.created_at,
+        updated_at=channel.updated_at,
+    )
     if channel.is_webhook:
-        view["secrets"] = len(channel.secrets)  # how many, never which
+        view.secrets = len(channel.secrets)  # how many, never which
     else:
-        view["consumer"] = {"stream": "INVENTORY", "durable": jetstream_consumer_name(channel.name)}
+        view.consumer = ConsumerOut("INVENTORY", jetstream_consumer_name(channel.name))
     if generated_secret:
-        view["secret"] = generated_secret
+        view.secret = generated_secret
     return view
+
+
+def _delivery(record: DeliveryRecord) -> DeliveryOut:
+    return msgspec.convert(record.as_dict(), DeliveryOut)
 
 
 def _registry(state: State) -> ChannelRegistry:
@@ -159,7 +355,11 @@ def _known(name: str) -> str:
     return name
 
 
-def _translate(exc: Exception) -> ApiError:
+def _translate(exc: Exception, *, stored: bool = False) -> ApiError:
+    """``exc`` as the API's answer; ``stored``: a change to a stored channel, where a value its kind cannot
+    take conflicts with what is stored (409) rather than with the rest of the request (422)."""
+    if stored and isinstance(exc, KindMismatch):
+        return ApiError(409, "kind_mismatch", exc.detail, **exc.extra)
     if isinstance(exc, ChannelError):
         return ApiError(422, exc.code, exc.detail, **exc.extra)
     if isinstance(exc, DuplicateChannel):
@@ -174,7 +374,7 @@ def _translate(exc: Exception) -> ApiError:
 _EXPECTED = (ChannelError, DuplicateChannel, NotFound, Unavailable)
 
 
-def _created(result: CreatedChannel, status: int) -> Response[dict[str, Any]]:
+def _created(result: CreatedChannel, status: int) -> Response[ChannelOut]:
     return Response(channel_view(result.channel, result.generated_secret), status_code=status)
 
 
@@ -185,7 +385,7 @@ class ChannelsController(Controller):
     @post(
         "/", summary="Register a channel", status_code=201, responses=error_responses(400, 401, 403, 409, 413, 422, 503)
     )
-    async def create_channel(self, state: State, data: ChannelIn) -> Response[dict[str, Any]]:
+    async def create_channel(self, state: State, data: ChannelIn) -> Response[ChannelOut]:
         try:
             filters = (data.filters or FiltersIn()).build()
             result = await _registry(state).create(
@@ -202,12 +402,12 @@ class ChannelsController(Controller):
         return _created(result, 201)
 
     @get("/", summary="List channels", responses=error_responses(401, 403))
-    async def list_channels(self, state: State) -> dict[str, Any]:
+    async def list_channels(self, state: State) -> ChannelList:
         channels = await _registry(state).uow.run(lambda tx: tx.channels())
-        return {"channels": [channel_view(c) for c in channels]}
+        return ChannelList([channel_view(c) for c in channels])
 
     @get("/{name:str}", summary="One channel", responses=error_responses(400, 401, 403, 404, 503))
-    async def get_channel(self, state: State, name: _ChannelName) -> dict[str, Any]:
+    async def get_channel(self, state: State, name: _ChannelName) -> ChannelOut:
         try:
             return channel_view(await _registry(state).get(_known(name)))
         except _EXPECTED as exc:
@@ -216,9 +416,11 @@ class ChannelsController(Controller):
     @patch(
         "/{name:str}",
         summary="Change a channel (url, secrets, filters, buffer, enabled)",
-        responses=error_responses(400, 401, 403, 404, 413, 422, 503),
+        responses=error_responses(
+            400, 401, 403, 404, 409, 413, 422, 503, s409="The channel's kind cannot take the change (`kind_mismatch`)"
+        ),
     )
-    async def update_channel(self, state: State, name: _ChannelName, data: ChannelPatch) -> Response[dict[str, Any]]:
+    async def update_channel(self, state: State, name: _ChannelName, data: ChannelPatch) -> Response[ChannelOut]:
         try:
             changes = ChannelChanges(
                 url=data.url,
@@ -230,7 +432,7 @@ class ChannelsController(Controller):
             )
             result = await _registry(state).update(_known(name), changes)
         except _EXPECTED as exc:
-            raise _translate(exc) from None
+            raise _translate(exc, stored=True) from None
         return _created(result, 200)
 
     @delete(
@@ -265,18 +467,18 @@ class ChannelsController(Controller):
             le=ATTEMPTS_KEPT,
             description="Embed each delivery's newest attempts, this many, as `recent_attempts` (0: none)",
         ),
-    ) -> dict[str, Any]:
+    ) -> DeliveryPage:
         if status is not None and status not in {s.value for s in DeliveryStatus}:
             raise ApiError(400, "invalid_status", f"status must be one of {', '.join(s.value for s in DeliveryStatus)}")
         try:
             records, kept = await _registry(state).deliveries(_known(name), status, limit, after_id, attempts)
         except _EXPECTED as exc:
             raise _translate(exc) from None
-        views = [r.as_dict() for r in records]
+        views = [_delivery(r) for r in records]
         if attempts:
             for view in views:
-                view["recent_attempts"] = [a.as_dict(name) for a in kept.get(view["id"], [])]
-        return {"deliveries": views, "next_after_id": records[-1].id if len(records) == limit else None}
+                view.recent_attempts = _attempts_out(kept.get(view.id, []), name)
+        return DeliveryPage(views, records[-1].id if len(records) == limit else None)
 
     @get(
         "/{name:str}/deliveries/{delivery_id:int}/attempts",
@@ -302,13 +504,13 @@ class ChannelsController(Controller):
         status_code=202,
         responses=error_responses(400, 401, 403, 404, 413, 422, 503),
     )
-    async def replay_channel(self, state: State, name: _ChannelName, data: ReplayIn) -> dict[str, Any]:
+    async def replay_channel(self, state: State, name: _ChannelName, data: ReplayIn) -> ChannelReplayOut:
         since = data.since if data.since.tzinfo else data.since.replace(tzinfo=dt.UTC)
         try:
             counts = await _registry(state).replay(_known(name), since)
         except _EXPECTED as exc:
             raise _translate(exc) from None
-        return {"channel": name, "since": since.isoformat(), **counts}
+        return ChannelReplayOut(name, since.isoformat(), counts["messages"], counts["skus"])
 
 
 class DeliveriesController(Controller):
@@ -325,12 +527,12 @@ class DeliveriesController(Controller):
         self,
         state: State,
         delivery_id: Annotated[int, int64_parameter(ge=1)],
-    ) -> dict[str, Any]:
+    ) -> DeliveryOut:
         try:
             record = await _registry(state).retry(delivery_id)
         except _EXPECTED as exc:
             raise _translate(exc) from None
-        return record.as_dict()
+        return _delivery(record)
 
 
 def admin_router(token: str | None) -> Router:

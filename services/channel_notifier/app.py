@@ -12,7 +12,7 @@ from libs.http import create_service_app
 from libs.server import service_app
 from libs.urlpolicy import Resolver, system_resolver
 
-from .admin import admin_router
+from .admin import admin_router, channel_schemas
 from .runtime import NotifierRuntime
 from .settings import ChannelNotifierSettings
 
@@ -43,6 +43,7 @@ def build_app(
         },
         lifespan=[lifespan],
         request_max_body_size=settings.max_request_bytes,
+        plugins=[channel_schemas(settings.allow_hosts)],
         description="Fans availability out from the INVENTORY stream to every sales channel (design §6).",
     )
     app.state.runtime = runtime

@@ -28,6 +28,7 @@ from .domain.channel import (
     Channel,
     ChannelError,
     ChannelFilters,
+    KindMismatch,
     validate_buffer,
     validate_kind_filters,
     validate_name,
@@ -109,7 +110,7 @@ class ChannelRegistry:
     async def _check_url(self, kind: str, url: str | None) -> str | None:
         if kind != "webhook":
             if url:
-                raise ChannelError("invalid_url", "a jetstream channel has no URL; it pulls its consumer")
+                raise KindMismatch("invalid_url", "a jetstream channel has no URL; it pulls its consumer")
             return None
         if not url:
             raise ChannelError("invalid_url", "a webhook channel needs a url")
@@ -149,7 +150,7 @@ class ChannelRegistry:
                 generated = generate_standard_secret()
                 secrets = [generated]
         elif secrets:
-            raise ChannelError("invalid_secret", "a jetstream channel has no secret")
+            raise KindMismatch("invalid_secret", "a jetstream channel has no secret")
         async with self._lock:
             js = self._require_js() if kind == "jetstream" else None
             new = NewChannel(name, kind, url, secrets, filters, buffer, enabled)
@@ -182,7 +183,7 @@ class ChannelRegistry:
         generated = None
         if changes.secrets is not None or changes.generate_secret:
             if current.kind != "webhook":
-                raise ChannelError("invalid_secret", "a jetstream channel has no secret")
+                raise KindMismatch("invalid_secret", "a jetstream channel has no secret")
             given = changes.secrets if changes.secrets is not None else current.secrets
             secrets = [validate_secret(s) for s in given]
             if changes.generate_secret:

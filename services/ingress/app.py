@@ -9,8 +9,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 from litestar import Litestar, Request, Response, post
 from litestar.datastructures import State
 from litestar.enums import ParamType
@@ -33,7 +34,15 @@ from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
 from .publisher import Durability, DurableWriter, Outcome, StoreUnavailable
 from .settings import IngressSettings
 from .spool import Spool
-from .webhook import InboundWebhook, WebhookRejected, accept_webhook, check_header_block, check_size, is_ping
+from .webhook import (
+    InboundWebhook,
+    WebhookRejected,
+    accept_webhook,
+    check_header_block,
+    check_headers,
+    check_size,
+    is_ping,
+)
 
 __all__ = ["build_app", "create_app"]
 
@@ -90,6 +99,8 @@ class _WebhookOperation(Operation):
                         type=OpenAPIType.OBJECT,
                         properties={"webhook_id": Schema(type=OpenAPIType.STRING, pattern="^[0-9]{1,20}$")},
                         required=["webhook_id"],
+                        # WooCommerce's URL test is that one field, nothing else (any other form: 415).
+                        additional_properties=False,
                     )
                 ),
             },
@@ -108,14 +119,40 @@ class _WebhookOperation(Operation):
         self.parameters = [*(self.parameters or []), *headers]
 
 
+class Accepted(msgspec.Struct, forbid_unknown_fields=True):
+    """Durable in JetStream, at this sequence of COMMERCE."""
+
+    status: Literal["accepted"]
+    stream_seq: int
+
+
+class Duplicate(msgspec.Struct, forbid_unknown_fields=True):
+    """Already received with the same body: nothing more is kept."""
+
+    status: Literal["duplicate"]
+
+
+class Ping(msgspec.Struct, forbid_unknown_fields=True):
+    """WooCommerce's URL test, kept nowhere."""
+
+    status: Literal["ping"]
+
+
+class Spooled(msgspec.Struct, forbid_unknown_fields=True):
+    """JetStream is away: durable in the local spool, to be published."""
+
+    status: Literal["spooled"]
+
+
+# The documented bodies; the handler answers the same JSON as plain dicts (the hot path stays as it is).
 _ACCEPTED = ResponseSpec(
-    dict[str, Any],
+    Accepted | Duplicate | Ping,  # type: ignore[arg-type]
     description='Durable in JetStream (`{"status": "accepted", "stream_seq": n}`), already received with '
     'the same body (`{"status": "duplicate"}`), or WooCommerce\'s URL test, kept nowhere (`{"status": "ping"}`)',
     generate_examples=False,
 )
 _SPOOLED = ResponseSpec(
-    dict[str, Any],
+    Spooled,
     description="JetStream is away: the event is durable in the local spool and will be published "
     '(`{"status": "spooled"}`)',
     generate_examples=False,
@@ -210,6 +247,8 @@ def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSet
             )
         try:
             check_header_block(request.scope["headers"])
+            # Before the ping too: every path through ingress bounds the headers it may read.
+            check_headers(request.headers)
             check_size(request.headers.get("content-length"), limit)
             body = await request.body()
             if is_ping(config, request.headers, body):

@@ -17,17 +17,34 @@ from litestar.openapi.spec import OpenAPIType
 from litestar.params import KwargDefinition, Parameter
 from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
-from libs.http import ADMIN_SECURITY, ApiError, admin_guard, error_response, error_responses, int64_parameter
+from libs.http import (
+    ADMIN_SECURITY,
+    ApiError,
+    admin_guard,
+    error_response,
+    error_responses,
+    int64_parameter,
+    printable_pattern,
+)
 from libs.subjects import SOURCE_PATTERN
 
 from .adapters.wire import MAX_ID_LENGTH, MAX_QTY, MalformedEvent, validate_id, validate_sku
 from .domain.ledger import CartAnswer, CartResult
-from .domain.model import LedgerEntry, Reservation
 from .metrics import OVERSELL_REJECTIONS
 from .service_layer import handlers
 from .service_layer.unit_of_work import StoreUnavailable, UnitOfWorkFactory
 from .settings import InventorySettings
-from .store.reads import AmbiguousOrder, InventoryReader, reservation_json
+from .store.reads import AmbiguousOrder, InventoryReader
+from .views import (
+    LedgerPage,
+    OrderOut,
+    ReservationOut,
+    SkuStock,
+    ledger_entry_out,
+    order_out,
+    reservation_out,
+    sku_stock,
+)
 
 __all__ = ["LineIn", "ReservationRequest", "route_handlers"]
 
@@ -36,8 +53,12 @@ log = logging.getLogger("stockwire.inventory")
 
 # The bounds below are documentation (KwargDefinition, which msgspec ignores): the handler checks the
 # same bounds and answers 422 naming the field, as it always has; the OpenAPI document now says so.
+_ID_PATTERN = printable_pattern(1, MAX_ID_LENGTH)
 _Id = Annotated[
-    str, KwargDefinition(min_length=1, max_length=MAX_ID_LENGTH, description="1 to 200 printable characters")
+    str,
+    KwargDefinition(
+        min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN, description="1 to 200 printable characters"
+    ),
 ]
 
 
@@ -70,10 +91,15 @@ _PathId = Annotated[
     Parameter(
         description="1 to 200 printable characters; a `/` in it is sent encoded (`%2F`)",
         # In the schema only: the value reaches the handler as a Path (the raw path is what it reads).
-        schema_extra={"type": OpenAPIType.STRING, "format": None, "min_length": 1, "max_length": MAX_ID_LENGTH},
+        schema_extra={
+            "type": OpenAPIType.STRING,
+            "format": None,
+            "min_length": 1,
+            "max_length": MAX_ID_LENGTH,
+            "pattern": _ID_PATTERN,
+        },
     ),
 ]
-_CART = ResponseSpec(dict[str, Any], description="The reservation", generate_examples=False)
 
 
 def _segments(request: Request[Any, Any, Any], prefix: str) -> list[str]:
@@ -87,27 +113,6 @@ def _segments(request: Request[Any, Any, Any], prefix: str) -> list[str]:
     path = path.split("?", 1)[0]
     rest = path[len(prefix) :] if path.startswith(prefix) else ""
     return [unquote(part) for part in rest.split("/")] if rest else []
-
-
-def _entry_json(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "version": entry.version,
-        "kind": entry.kind.value,
-        "qty": entry.qty,
-        "on_hand_delta": entry.on_hand_delta,
-        "reserved_delta": entry.reserved_delta,
-        "committed_delta": entry.committed_delta,
-        "reservation": entry.reservation,
-        "source": entry.source,
-        "occurred_at": entry.occurred_at,
-        "reason": entry.reason,
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
-    }
-
-
-def _cart_json(reservation_id: str, reservation: Reservation, now: float) -> dict[str, Any]:
-    return {"reservation_id": reservation_id, **reservation_json(reservation, now)}
 
 
 def _validated_lines(request: ReservationRequest, settings: InventorySettings) -> dict[str, int]:
@@ -161,7 +166,7 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
         exception_handlers=_WRITES_UNAVAILABLE,
         responses={
             200: ResponseSpec(
-                dict[str, Any],
+                ReservationOut,
                 description="The same request again: the reservation as it stands",
                 generate_examples=False,
             ),
@@ -170,7 +175,7 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
             ),
         },
     )
-    async def create_reservation(data: ReservationRequest, state: State) -> Response[dict[str, Any]]:
+    async def create_reservation(data: ReservationRequest, state: State) -> Response[ReservationOut]:
         lines = _validated_lines(data, settings)
         ttl = _ttl(data, settings)
         units: UnitOfWorkFactory = state.units
@@ -191,27 +196,27 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
     )
     async def release_reservation(
         request: Request[Any, Any, Any], state: State, reservation_id: _PathId
-    ) -> dict[str, Any]:
+    ) -> ReservationOut:
         cart_id = _one_segment(request, "/reservations/", "unknown_reservation")
         units: UnitOfWorkFactory = state.units
         now = time.time()
         result, _rows = await handlers.release(units(), cart_id, now=now, ttl_s=settings.reservation_ttl_s)
         if result.answer == CartAnswer.UNKNOWN or result.reservation is None:
             raise ApiError(404, "unknown_reservation", result.detail or f"no reservation {cart_id!r}")
-        return _cart_json(cart_id, result.reservation, now)
+        return reservation_out(cart_id, result.reservation, now)
 
     @get(
         "/reservations/{reservation_id:path}",
         summary="A checkout reservation",
         responses=error_responses(400, 404),
     )
-    async def get_reservation(request: Request[Any, Any, Any], state: State, reservation_id: _PathId) -> dict[str, Any]:
+    async def get_reservation(request: Request[Any, Any, Any], state: State, reservation_id: _PathId) -> ReservationOut:
         cart_id = _one_segment(request, "/reservations/", "unknown_reservation")
         reader: InventoryReader = state.reader
         reservation = await reader.cart(cart_id)
         if reservation is None:
             raise ApiError(404, "unknown_reservation", f"no reservation {cart_id!r}")
-        return _cart_json(cart_id, reservation, time.time())
+        return reservation_out(cart_id, reservation, time.time())
 
     @get(
         "/skus/{sku_path:path}",
@@ -236,32 +241,24 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
         ],
         after: int = int64_parameter(default=0, ge=0, description="Ledger: rows with a version above this"),
         limit: int = Parameter(default=100, ge=1, le=1000, description="Ledger: at most this many rows"),
-    ) -> dict[str, Any]:
+    ) -> SkuStock | LedgerPage:
         segments = _segments(request, "/skus/")
         reader: InventoryReader = state.reader
         if len(segments) == 2 and segments[1] == "ledger" and segments[0]:
             sku = _known_shape(segments[0], "unknown_sku")
             entries = await reader.ledger_page(sku, after=after, limit=limit)
-            return {
-                "sku": sku,
-                "entries": [_entry_json(e) for e in entries],
-                "next_after": entries[-1].version if len(entries) == limit else None,
-            }
+            return LedgerPage(
+                sku=sku,
+                entries=[ledger_entry_out(e) for e in entries],
+                next_after=entries[-1].version if len(entries) == limit else None,
+            )
         if len(segments) != 1 or not segments[0]:
             raise ApiError(404, "not_found", "expected /skus/{sku} or /skus/{sku}/ledger")
         sku = _known_shape(segments[0], "unknown_sku")
         view = await reader.sku(sku, time.time())
         if view is None:
             raise ApiError(404, "unknown_sku", f"no stock has ever been recorded for {sku!r}")
-        return {
-            "sku": view.sku,
-            "on_hand": view.on_hand,
-            "reserved": view.reserved,
-            "committed": view.committed,
-            "available": view.available,
-            "backordered": view.backordered,
-            "version": view.version,
-        }
+        return sku_stock(view)
 
     @get(
         "/orders/{order_id:path}",
@@ -283,7 +280,7 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
             pattern=SOURCE_PATTERN.pattern,
             description="The source whose order it is (`[sources.<name>]`)",
         ),
-    ) -> dict[str, Any]:
+    ) -> OrderOut:
         order = _one_segment(request, "/orders/", "unknown_order")
         reader: InventoryReader = state.reader
         try:
@@ -291,17 +288,17 @@ def route_handlers(settings: InventorySettings, admin_token: str | None) -> list
         except AmbiguousOrder as exc:
             raise ApiError(409, "ambiguous_order", str(exc)) from None
         reservation, events, parked = await reader.order(order, found) if found else (None, [], [])
-        if reservation is None and not events:
+        if found is None or (reservation is None and not events):
             where = f" from source {source!r}" if source else ""
             raise ApiError(404, "unknown_order", f"no event has named order {order!r}{where}")
-        now = time.time()
-        body: dict[str, Any] = {"order_id": order, "source": found}
-        if reservation is None:
-            body.update({"state": "awaiting", "lines": [], "expires_at": None})
-        else:
-            body.update(reservation_json(reservation, now))
-        body.update({"events": events, "parked": parked})
-        return body
+        return order_out(
+            order,
+            found,
+            reservation,
+            events,
+            parked,
+            time.time(),
+        )
 
     return [create_reservation, release_reservation, get_reservation, get_sku, get_order]
 
@@ -323,7 +320,7 @@ def _known_shape(identifier: str, code: str) -> str:
     return identifier
 
 
-def _cart_response(reservation_id: str, result: CartResult, now: float) -> Response[dict[str, Any]]:
+def _cart_response(reservation_id: str, result: CartResult, now: float) -> Response[Any]:
     if result.answer == CartAnswer.SHORT:
         OVERSELL_REJECTIONS.labels("http").inc()
         return Response(
@@ -338,4 +335,4 @@ def _cart_response(reservation_id: str, result: CartResult, now: float) -> Respo
         return Response({"error": "reservation_exists", "detail": result.detail}, status_code=409)
     assert result.reservation is not None
     status = 201 if result.answer == CartAnswer.CREATED else 200
-    return Response(_cart_json(reservation_id, result.reservation, now), status_code=status)
+    return Response(reservation_out(reservation_id, result.reservation, now), status_code=status)

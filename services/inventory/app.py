@@ -22,7 +22,7 @@ from libs.topology import COMMERCE, INVENTORY_CONSUMER, consumer_spec
 from .adapters.wire import read_event
 from .api import route_handlers
 from .consumer import EventHandler
-from .deadletters import deadletter_router
+from .deadletters import deadletter_router, deadletter_schemas
 from .nudge import RelayNudge
 from .settings import InventorySettings
 from .store.reads import InventoryReader
@@ -131,6 +131,7 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
         },
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
+        plugins=[deadletter_schemas()],
         description="An append-only stock ledger fed by COMMERCE: reservations, stock levels and audit trails.",
     )
     return app

@@ -142,7 +142,13 @@ class EventHandler:
             # the first publication was lost before the ack.
             if outcome is Outcome.DEAD_LETTERED:
                 APPLIED.labels(label, outcome.value).inc()
-                log.warning("event %s (seq %d) cannot be applied: %s", envelope.msg_id, envelope.stream_seq, detail)
+                log.warning(
+                    "event %s (seq %d) cannot be applied: %s",
+                    envelope.msg_id,
+                    envelope.stream_seq,
+                    detail,
+                    extra=tracing.event_log_ids(envelope.headers),
+                )
             return Decision.dead_letter(detail if outcome is Outcome.DEAD_LETTERED else "cannot be applied")
         APPLIED.labels(label, outcome.value).inc()
         return Decision.ack()

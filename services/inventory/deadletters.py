@@ -7,13 +7,14 @@ is :mod:`libs.deadletters`, over the service's own NATS connection (``app.state.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Router, get, post
 from litestar.datastructures import State
-from litestar.openapi.spec import OpenAPIType
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Reference, Schema
 from litestar.params import Parameter
 from nats.aio.client import Client
 
@@ -38,7 +39,16 @@ from libs.deadletters import (
     replay_matching,
     show_deadletter,
 )
-from libs.http import ADMIN_SECURITY, MAX_INT64, ApiError, admin_guard, error_responses, int64_parameter
+from libs.http import (
+    ADMIN_SECURITY,
+    MAX_INT64,
+    ApiError,
+    SchemaOverrides,
+    admin_guard,
+    error_responses,
+    int64_parameter,
+    printable_pattern,
+)
 
 __all__ = [
     "DeadLetterDetail",
@@ -48,6 +58,7 @@ __all__ = [
     "ReplayIn",
     "ReplayOut",
     "deadletter_router",
+    "deadletter_schemas",
 ]
 
 MAX_SCAN_PER_REQUEST = 10_000
@@ -57,10 +68,11 @@ _DISCARDED_BY = "admin"
 """Who a discard record names: the admin token's holder (one token, no user names)."""
 
 # As the library checks them (400 before any of it is used); the patterns let the document say so too.
-# Only ASCII white space is named: the document's regex dialect and Python's disagree on the rest, and a
-# document looser than the service is what matters (the library refuses any white space).
-_CONSUMER_PATTERN = r"^[^.*> \t\n\r\f\v]{1,256}$"
-_TOKEN = r"(?:[^.*> \t\n\r\f\v]+|\*)"
+# Every character Python calls white space (the library's `\s`) is named, each as an escape both the
+# document's regex dialect and Python's read the same way.
+_SPACE = "".join(f"\\u{code:04x}" for code in range(sys.maxunicode + 1) if chr(code).isspace())
+_CONSUMER_PATTERN = rf"^[^.*>{_SPACE}]{{1,256}}$"
+_TOKEN = rf"(?:[^.*>{_SPACE}]+|\*)"
 _SUBJECT_PATTERN = rf"^(?:{_TOKEN}(?:\.{_TOKEN})*(?:\.>)?|>)$"
 _Consumer = Annotated[str, msgspec.Meta(pattern=_CONSUMER_PATTERN, description="The consumer that gave up")]
 _Subject = Annotated[
@@ -79,7 +91,7 @@ _Seq = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT64)]
 _TIME = "DEADLETTER's timestamp, RFC 3339 with an offset"
 
 
-class DeadLetterPage(msgspec.Struct):
+class DeadLetterPage(msgspec.Struct, forbid_unknown_fields=True):
     deadletters: list[DeadLetter]
     scanned: int
     next_seq: int | None
@@ -128,7 +140,57 @@ class ReplayIn(msgspec.Struct, forbid_unknown_fields=True):
     dry_run: bool = False
 
 
-class ReplaySummaryOut(msgspec.Struct):
+def _replay_schema() -> Schema:
+    """:class:`ReplayIn` as the document shows it: ``seqs`` (and no filter or paging), or ``all: true``."""
+    integer, string, null = OpenAPIType.INTEGER, OpenAPIType.STRING, OpenAPIType.NULL
+    seq = Schema(type=integer, minimum=1, maximum=MAX_INT64)
+    time = Schema(one_of=[Schema(type=string, format=OpenAPIFormat.DATE_TIME), Schema(type=null)], description=_TIME)
+    seqs = Schema(
+        type=OpenAPIType.ARRAY, min_items=1, max_items=MAX_REPLAY, items=seq, description="DEADLETTER sequences"
+    )
+    selection = {
+        "consumer": Schema(type=[string, null], pattern=_CONSUMER_PATTERN, description="The consumer that gave up"),
+        "subject": Schema(
+            type=[string, null], max_length=1024, pattern=_SUBJECT_PATTERN, description="The original subject"
+        ),
+        "reason": Schema(
+            type=[string, null], min_length=1, max_length=MAX_REASON_FILTER, description="A substring of the reason"
+        ),
+        "since": time,
+        "until": time,
+        "start_seq": Schema(type=[integer, null], minimum=1, maximum=MAX_INT64),
+        "limit": Schema(type=[integer, null], minimum=1, maximum=MAX_REPLAY),
+        "scan": Schema(type=[integer, null], minimum=1, maximum=MAX_SCAN_PER_REQUEST),
+    }
+
+    def variant(title: str, required: str, seqs: Schema, all: Schema, selection: dict[str, Schema]) -> Schema:
+        dry_run = Schema(type=OpenAPIType.BOOLEAN, default=False)
+        properties: dict[str, Schema | Reference] = {"seqs": seqs, "all": all, **selection, "dry_run": dry_run}
+        return Schema(
+            title=title,
+            type=OpenAPIType.OBJECT,
+            additional_properties=False,
+            required=[required],
+            properties=properties,
+        )
+
+    no_selection = {name: Schema(type=null) for name in selection}
+    by_seqs = variant("ReplaySeqs", "seqs", seqs, Schema(type=OpenAPIType.BOOLEAN, enum=[False]), no_selection)
+    by_filters = variant(
+        "ReplayAll", "all", Schema(type=null), Schema(type=OpenAPIType.BOOLEAN, enum=[True]), selection
+    )
+    return Schema(
+        one_of=[by_seqs, by_filters],
+        description="Either `seqs`, or `all: true` with the filters of `GET /deadletters` (and its paging)",
+    )
+
+
+def deadletter_schemas() -> SchemaOverrides:
+    """The document's schema of the replay request, whose fields depend on one another (``oneOf``)."""
+    return SchemaOverrides({ReplayIn: _replay_schema()})
+
+
+class ReplaySummaryOut(msgspec.Struct, forbid_unknown_fields=True):
     replayed: int
     duplicate: int
     would_replay: int
@@ -136,7 +198,7 @@ class ReplaySummaryOut(msgspec.Struct):
     failed: int
 
 
-class ReplayOut(msgspec.Struct):
+class ReplayOut(msgspec.Struct, forbid_unknown_fields=True):
     dry_run: bool
     results: list[ReplayResult]
     summary: ReplaySummaryOut
@@ -161,12 +223,15 @@ class DiscardIn(msgspec.Struct, forbid_unknown_fields=True):
         msgspec.Meta(
             min_length=1,
             max_length=MAX_DISCARD_REASON,
-            description="Why they are discarded, kept in each record: printable characters, no line breaks",
+            description="Why they are discarded, kept in each record: printable characters, no line breaks "
+            "(white space at either end is dropped)",
+            # In the document only: the handler checks it, and answers 400 `invalid_discard` saying why.
+            extra_json_schema={"extra": {"pattern": printable_pattern(1, MAX_DISCARD_REASON, strip=True)}},
         ),
     ]
 
 
-class DiscardOut(msgspec.Struct):
+class DiscardOut(msgspec.Struct, forbid_unknown_fields=True):
     discarded: list[int]
     """Recorded on `deadletter.discarded.<consumer>`, then deleted from DEADLETTER."""
     missing: list[int]

@@ -26,6 +26,7 @@ from stockwire.sim.config import ProducerConfig, SimConfig
 from stockwire.stack import DEFAULT_PORTS, EMBEDDED_NATS_PORT, Stack
 
 from .channels import SinkProcess, register_channels
+from .cpu import SERVICES_AND_NATS, SUM, ms_per_order, stack_meter
 from .flash_sale import FlashSale, SaleOptions
 from .html import render_html
 from .report import build_report
@@ -164,12 +165,22 @@ def _print_summary(report: Mapping[str, Any], paths: tuple[Path, Path], out: Tex
         f"({thr['orders_per_min_offered']:,} offered), {thr['inventory_events_per_s']:,} inventory events/s",
         f"  latency:  webhook → all channels p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, "
         f"p99 {latency['p99_ms']} ms ({latency['count']:,} changes)",
+        *_cpu_lines(report.get("cpu_ms_per_order") or {}),
         "",
         f"Report: {paths[1]}  (JSON: {paths[0]})",
         "All invariants hold." if report["ok"] else "SOME INVARIANTS FAILED.",
     ]
     out.write("\n".join(lines) + "\n")
     out.flush()
+
+
+def _cpu_lines(cpu: Mapping[str, float]) -> list[str]:
+    """CPU-milliseconds per order (user + system, from the OS) of the four services and nats-server, and
+    their sum: seeding, the sale and the settle wait together, so fixed costs are spread over the orders."""
+    if SUM not in cpu:
+        return []
+    each = ", ".join(f"{name} {cpu[name]:.2f}" for name in SERVICES_AND_NATS)
+    return [f"  cpu:      {cpu[SUM]:.2f} ms per order for the services and NATS ({each})"]
 
 
 def dialect_line(config: SimConfig) -> str:
@@ -229,8 +240,12 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
             settle_timeout_s=settings.settle_timeout_s,
             on_progress=_progress_printer(out, settings.sim.orders),
         )
+        meter = stack_meter(stack, sinks)
+        before = meter.read()
         observation = uvloop.run(FlashSale(stack, sinks, options).run())
+        after = meter.read()
         report = build_report(observation)
+        report["cpu_ms_per_order"] = ms_per_order(before, after, report["orders"]["sent"])
         stem = f"flash-sale-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
         paths = write_report(report, settings.report_dir, stem)
         _print_summary(report, paths, out)

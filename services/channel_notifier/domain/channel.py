@@ -18,9 +18,13 @@ __all__ = [
     "CHANNEL_KINDS",
     "CHANNEL_NAME_PATTERN",
     "MAX_BUFFER",
+    "MAX_PATTERNS",
+    "MAX_PATTERN_LENGTH",
+    "SECRET_PATTERN",
     "Channel",
     "ChannelError",
     "ChannelFilters",
+    "KindMismatch",
     "is_channel_consumer",
     "jetstream_consumer_name",
     "jetstream_filter_subjects",
@@ -35,11 +39,17 @@ AVAILABILITY = "availability"
 CHANNEL_KINDS = ("webhook", "jetstream")
 CHANNEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _GLOB = re.compile(r"[*?\[]")
-_MAX_PATTERNS = 256
+MAX_PATTERNS = 256
 MAX_BUFFER = 2**31 - 1
 """The most units a channel may withhold: what the store's INTEGER column holds (PostgreSQL: 32 bits)."""
-_MAX_PATTERN_LENGTH = 256
+MAX_PATTERN_LENGTH = 256
 _SECRET_PREFIX = "whsec_"
+_B64 = "[A-Za-z0-9+/]"
+_QUADS = rf"(?:{_B64}{{4}})"
+SECRET_PATTERN = (
+    rf"^{_SECRET_PREFIX}(?:{_QUADS}{{8,20}}(?:{_B64}{{2}}==|{_B64}{{3}}=)?|{_QUADS}{{21}}(?:{_B64}{{2}}==)?)$"
+)
+"""What :func:`validate_secret` takes, for the OpenAPI document: ``whsec_`` and base64 of 24 to 64 bytes."""
 _JETSTREAM_PREFIX = "chan-"
 
 
@@ -53,6 +63,11 @@ class ChannelError(ValueError):
         self.extra = extra
 
 
+class KindMismatch(ChannelError):
+    """A value the channel's kind cannot take (a jetstream channel's URL, secret or buffer, a webhook
+    channel's ledger kinds): 422 in a new channel's definition, 409 in a change to a stored channel."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelFilters:
     skus: tuple[str, ...] = ()
@@ -63,12 +78,12 @@ class ChannelFilters:
     def build(cls, skus: Iterable[str] | None = None, kinds: Iterable[str] | None = None) -> ChannelFilters:
         sku_list = tuple(dict.fromkeys(skus or ()))
         kind_list = tuple(dict.fromkeys(kinds if kinds is not None else (AVAILABILITY,)))
-        if len(sku_list) > _MAX_PATTERNS:
-            raise ChannelError("invalid_filters", f"at most {_MAX_PATTERNS} SKU patterns")
+        if len(sku_list) > MAX_PATTERNS:
+            raise ChannelError("invalid_filters", f"at most {MAX_PATTERNS} SKU patterns")
         for pattern in sku_list:
-            if not isinstance(pattern, str) or not pattern or len(pattern) > _MAX_PATTERN_LENGTH:
+            if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_LENGTH:
                 raise ChannelError(
-                    "invalid_filters", f"a SKU pattern must be a non-empty string of at most {_MAX_PATTERN_LENGTH}"
+                    "invalid_filters", f"a SKU pattern must be a non-empty string of at most {MAX_PATTERN_LENGTH}"
                 )
         if not kind_list:
             raise ChannelError("invalid_filters", "filters.kinds must name at least one kind")
@@ -143,7 +158,7 @@ def validate_buffer(buffer: object, kind: str) -> int:
     if isinstance(buffer, bool) or not isinstance(buffer, int) or not 0 <= buffer <= MAX_BUFFER:
         raise ChannelError("invalid_buffer", f"buffer must be a whole number of units from 0 to {MAX_BUFFER}")
     if kind == "jetstream" and buffer:
-        raise ChannelError(
+        raise KindMismatch(
             "invalid_buffer",
             "a jetstream channel reads the INVENTORY stream as published, so a buffer cannot apply; use 0",
         )
@@ -167,7 +182,7 @@ def validate_kind_filters(kind: str, filters: ChannelFilters) -> None:
     if kind not in CHANNEL_KINDS:
         raise ChannelError("invalid_kind", f"kind must be one of {', '.join(CHANNEL_KINDS)}")
     if kind == "webhook" and filters.kinds != (AVAILABILITY,):
-        raise ChannelError(
+        raise KindMismatch(
             "invalid_filters",
             "webhook channels receive availability changes only (filters.kinds = ['availability']); "
             "use a jetstream channel for ledger events",

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from libs import tracing
 from libs.contracts import TRACE_HEADERS
 
 from ..domain.events import CommerceEvent
@@ -204,7 +205,12 @@ async def _apply_isolated(
             except StoreUnavailable:
                 raise
             except Exception as exc:
-                log.exception("event %s (%s) failed; it will be retried", item.event.msg_id, item.event.event_type)
+                log.exception(
+                    "event %s (%s) failed; it will be retried",
+                    item.event.msg_id,
+                    item.event.event_type,
+                    extra=tracing.event_log_ids(trace.get(item.event.msg_id) if trace else None),
+                )
                 batch.results.append(Result(Outcome.FAILED, f"{type(exc).__name__}: {exc}"))
                 continue
             batch.results.append(done.value)

@@ -116,8 +116,13 @@ class InventoryReader:
             row = (await conn.execute(sa.select(t).where(t.c.sku == sku))).first()
             if row is None:
                 return None
-            lapsed = sum(r.reserved_qty().get(sku, 0) for r in await self._lapsed(conn, now, sku) if r.overdue(now))
-        state = sku_from_row(row)
+            state = sku_from_row(row)
+            # Lapsed holds are part of what is reserved: with nothing reserved there is none to look for.
+            lapsed = (
+                sum(r.reserved_qty().get(sku, 0) for r in await self._lapsed(conn, now, sku) if r.overdue(now))
+                if state.reserved > 0
+                else 0
+            )
         reserved = state.reserved - lapsed
         return SkuView(
             sku,

@@ -52,6 +52,16 @@ def spans(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
 
 
+def log_lines(directory: Path) -> list[dict[str, Any]]:
+    """The JSON lines of every service's log under ``directory``."""
+    return [
+        json.loads(line)
+        for log in directory.rglob("*.log")
+        for line in log.read_text("utf-8", "replace").splitlines()
+        if line.startswith("{")
+    ]
+
+
 async def test_one_webhook_is_one_trace_across_the_four_services(tmp_path: Path, sink: SinkServer) -> None:
     trace_file = tmp_path / "traces.jsonl"
     env = {
@@ -80,6 +90,27 @@ async def test_one_webhook_is_one_trace_across_the_four_services(tmp_path: Path,
         forged = {**headers, HEADER_TRACEPARENT: f"00-{refused_trace}-{caller_span}-01", "x-webhook-signature": "00"}
         response = await http.post(f"{stack.url('ingress')}/webhooks/{DEV_SOURCE}", content=body, headers=forged)
         assert response.status_code == 401, response.text
+
+        # An event inventory cannot apply (a quantity past any bound): its dead-lettering line names its trace.
+        poison_trace = secrets.token_hex(16)
+        poison = json.dumps(receipt("poison-1", "SKU-POISON", 10**30)).encode()
+        poisoned = {
+            **ce_headers(dev_source_secret(stack.data_dir, DEV_SOURCE), poison),
+            HEADER_TRACEPARENT: f"00-{poison_trace}-{caller_span}-01",
+        }
+        response = await http.post(f"{stack.url('ingress')}/webhooks/{DEV_SOURCE}", content=poison, headers=poisoned)
+        assert response.status_code == 200, response.text
+
+        def dead_lettered() -> list[dict[str, Any]]:
+            lines = log_lines(tmp_path / "stack")
+            return [line for line in lines if "poison-1" in line["message"] and "cannot be applied" in line["message"]]
+
+        async def logged() -> list[dict[str, Any]] | None:
+            return dead_lettered() or None
+
+        poison_lines = await eventually(logged, timeout=20, what="inventory's line about the dead-lettered event")
+        assert all(line["logger"].startswith("stockwire.inventory") for line in poison_lines), poison_lines
+        assert all(line.get("trace_id") == poison_trace for line in poison_lines), poison_lines
 
         recording = sink.sink
         assert isinstance(recording, RecordingSink)
@@ -129,9 +160,7 @@ async def test_one_webhook_is_one_trace_across_the_four_services(tmp_path: Path,
     assert f"00-{trace_id}-{deliver['context']['span_id'][2:]}-01" in sent
 
     # JSON log lines (``[logging] format = "json"``).
-    logs = list((tmp_path / "stack").rglob("*.log"))
-    assert logs
-    lines = [line for log in logs for line in log.read_text("utf-8", "replace").splitlines() if line.startswith("{")]
-    assert lines and all("message" in json.loads(line) for line in lines)
-    refusals = [json.loads(line) for line in lines if "refused" in line]
+    lines = log_lines(tmp_path / "stack")
+    assert lines and all("message" in line for line in lines)
+    refusals = [line for line in lines if "refused" in line["message"]]
     assert any(entry.get("trace_id") == refused_trace for entry in refusals), refusals

@@ -62,6 +62,17 @@ async def test_filters_change_and_delete_follow_the_consumer(js: JetStreamContex
         await js.consumer_info(INVENTORY, "chan-erp")
 
 
+async def test_a_change_its_kind_cannot_take_conflicts_with_the_stored_channel(notifier: Notifier) -> None:
+    await notifier.create_channel(name="erp", kind="jetstream")
+    for change in [{"url": "http://localhost:1/x"}, {"buffer": 3}, {"generate_secret": True}, {"secrets": []}]:
+        answer = await notifier.client.patch("/channels/erp", json=change, headers=AUTH)
+        assert answer.status_code == 409, (change, answer.text)
+        assert answer.json()["error"] == "kind_mismatch", change
+    await notifier.create_channel(name="shop", url="http://localhost:1/x")
+    answer = await notifier.client.patch("/channels/shop", json={"filters": {"kinds": ["reserved"]}}, headers=AUTH)
+    assert (answer.status_code, answer.json()["error"]) == (409, "kind_mismatch")
+
+
 async def test_replay_recreates_the_consumer_from_the_time_asked(js: JetStreamContext, notifier: Notifier) -> None:
     await notifier.create_channel(name="erp", kind="jetstream")
     await publish(js, availability("A", 1, 1))

@@ -120,6 +120,19 @@ async def test_woocommerce_s_url_test_is_answered_and_kept_nowhere(
     assert await ingress.app.state.writer.spool.depth() == 0
 
 
+@pytest.mark.parametrize("header", ["x-webhook-signature", "webhook-id", "X-WC-Webhook-Topic"])
+async def test_a_url_test_with_an_over_long_header_is_refused_like_any_webhook(
+    ingress: AsyncTestClient, header: str
+) -> None:
+    response = await ingress.post(
+        "/webhooks/woo",
+        content=b"webhook_id=3",
+        headers={"content-type": "application/x-www-form-urlencoded", header: "x" * 5000},
+    )
+    assert response.status_code == 431, response.text
+    assert response.json()["error"] == "header_too_large"
+
+
 async def test_woocommerce_deliveries_sharing_a_delivery_id_are_two_events(
     ingress: AsyncTestClient, js: JetStreamContext
 ) -> None:

@@ -4,11 +4,16 @@ that caused them (docs/architecture.md, "Traces"); without it, they carry none."
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from libs import tracing
+from libs.config import TracingSettings
+from libs.logs import JsonFormatter
 from libs.profiles import SourceProfiles
 from services.inventory.adapters.wire import Envelope
 from services.inventory.consumer import incoming
@@ -79,3 +84,34 @@ async def test_outbox_rows_carry_the_context_of_the_event_that_caused_them(tmp_p
         assert rows["inventory:B:1"] == {"Content-Type": "application/json"}
     finally:
         await store.close()
+
+
+async def test_the_log_line_of_an_event_that_fails_in_its_batch_carries_its_trace_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert tracing.setup_tracing(TracingSettings(exporter="file", path=str(tmp_path / "spans.jsonl")), "inventory")
+    store = await InventoryStore.open(f"sqlite+aiosqlite:///{tmp_path}/inventory.db", durable_commits=False)
+    try:
+        # A real failure for one event only: a trigger refuses its ledger rows.
+        async with store.engine.begin() as conn:
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON ledger WHEN NEW.sku = 'POISON' "
+                "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+            )
+        poison = envelope("inventory.received", "recv-P", {"sku": "POISON", "qty": 1}, seq=1)
+        fine = envelope("inventory.received", "recv-F", {"sku": "FINE", "qty": 1}, seq=2)
+        with caplog.at_level(logging.WARNING, logger="stockwire.inventory"):
+            result = await handlers.apply_batch(
+                SqlUnitOfWork(store),
+                [incoming(poison, PROFILES), incoming(fine, PROFILES)],
+                now=time.time(),
+                ttl_s=900,
+                trace={"ce:recv-P": {"traceparent": PAYMENT}, "ce:recv-F": {"traceparent": RECEIVED}},
+            )
+        assert [r.outcome.value for r in result.results] == ["failed", "applied"]
+        [failed] = [r for r in caplog.records if r.getMessage().startswith("event ce:recv-P")]
+        line = json.loads(JsonFormatter().format(failed))
+        assert (line["trace_id"], line["span_id"]) == ("3" * 32, "3" * 16)
+    finally:
+        await store.close()
+        tracing.shutdown_tracing()

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from libs.urlpolicy import DEFAULT_ALLOW_HOSTS, UrlPolicy, UrlRefused, system_resolver, vet_url
+from libs.urlpolicy import DEFAULT_ALLOW_HOSTS, UrlPolicy, UrlRefused, system_resolver, url_pattern, vet_url
 
 DEFAULT = UrlPolicy(DEFAULT_ALLOW_HOSTS)
 
@@ -259,3 +261,30 @@ def test_names_with_digits_stay_names(host: str) -> None:
 async def test_the_system_resolver_raises_only_os_errors() -> None:
     with pytest.raises(OSError, match="not a valid host name"):
         await system_resolver("a" * 64 + ".example", 443)
+
+
+@pytest.mark.parametrize(
+    ("url", "in_pattern"),
+    [
+        ("https://shop.example/hook?a=1#x", True),
+        ("https://93.184.215.14:8443", True),
+        ("http://localhost:8080/x", True),
+        ("http://127.0.0.1/", True),
+        ("http://[::1]:1/", True),
+        ("http://example.com/", False),
+        ("https://user:pw@shop.example/", False),
+        ("https://2130706433/", False),
+        ("https://0x7f.1/", False),
+        ("https://shop.example/a b", False),
+        ("ftp://shop.example/", False),
+        ("https://shop.example:99999/", False),
+    ],
+)
+def test_a_url_the_pattern_takes_passes_the_checks_without_dns(url: str, in_pattern: bool) -> None:
+    """The document's pattern is never looser than the policy's checks that need no DNS."""
+    assert bool(re.fullmatch(url_pattern(DEFAULT_ALLOW_HOSTS), url)) is in_pattern
+    if in_pattern:
+        DEFAULT.check_url(url)
+    else:
+        with pytest.raises(UrlRefused):
+            DEFAULT.check_url(url)

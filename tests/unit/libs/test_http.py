@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 import pytest
 import sqlalchemy.exc
 from litestar import get
 from litestar.testing import TestClient
 
-from libs.http import create_service_app
+from libs.http import create_service_app, printable_pattern
 
 _RAISED: dict[str, Exception] = {
     "value": ValueError("invalid literal for int() with base 10: '²'"),
@@ -42,3 +45,15 @@ def test_errors_from_request_values_are_400_and_bugs_500(kind: str, status: int,
     body = response.json()
     assert body["error"] == code and body["detail"]
     assert "²" not in body["detail"] and "SQLite" not in body["detail"]  # the detail never echoes internals
+
+
+def test_the_printable_pattern_takes_what_isprintable_takes() -> None:
+    pattern = re.compile(printable_pattern(1, 3))
+    for code in range(sys.maxunicode + 1):
+        character = chr(code)
+        assert bool(pattern.fullmatch(character)) is character.isprintable(), hex(code)
+    assert not pattern.fullmatch("") and not pattern.fullmatch("abcd") and pattern.fullmatch("a b")
+    stripped = re.compile(printable_pattern(1, 4, strip=True))
+    for text in ["a", " a ", "\tab\n", "a  b", "abcd", "   ", "a\tb", "abcde", "\u3000ab\u3000", "a\x00"]:
+        expected = 1 <= len(text.strip()) <= 4 and text.strip().isprintable()
+        assert bool(stripped.fullmatch(text)) is expected, repr(text)

@@ -106,6 +106,22 @@ def test_json_log_lines_carry_the_trace_id_while_a_span_is_current(traced: Path)
     assert len(inside["span_id"]) == 16 and inside["level"] == "WARNING"
 
 
+def test_a_line_about_one_event_carries_that_events_ids(traced: Path) -> None:
+    ids = tracing.event_log_ids({HEADER_TRACEPARENT: PARENT})
+    assert ids == {"trace_id": TRACE_ID, "span_id": "00f067aa0ba902b7"}
+    for headers in [None, {}, {HEADER_TRACEPARENT: "00-ignored"}, {HEADER_TRACEPARENT: f"00-{'0' * 32}-{'1' * 16}-01"}]:
+        assert tracing.event_log_ids(headers) == {}
+    record = logging.LogRecord("stockwire.test", logging.WARNING, __file__, 1, "event %s", ("e1",), None)
+    record.__dict__.update(ids)
+    with tracing.span("batch", parent={}):  # the record's own ids win over the current span's
+        line = json.loads(JsonFormatter().format(record))
+    assert (line["trace_id"], line["span_id"], line["message"]) == (TRACE_ID, "00f067aa0ba902b7", "event e1")
+
+
+def test_a_line_about_one_event_carries_nothing_while_tracing_is_off() -> None:
+    assert tracing.event_log_ids({HEADER_TRACEPARENT: PARENT}) == {}
+
+
 def test_tracing_and_logging_sections_are_checked(tmp_path: Path) -> None:
     config = tmp_path / "stockwire.toml"
     config.write_text('[tracing]\nexporter = "file"\npaht = "x"\n')
