@@ -2,6 +2,7 @@
 
     python -m bench.flash_sale [--quick] [--seconds 20] [--rates 10000,20000,...] [--sync-rates 1000,2000,...]
                                [--nats-sync always|default] [--dialect commerce-engine|stockwire]
+                               [--stockwire-only]
 
 Measured in one run, on this machine, with the same simulator (orders, payments, shipments and returns
 written in the ``--dialect`` chosen; stock receipts and counts in Stockwire's), the same three channel
