@@ -19,7 +19,13 @@ import msgspec
 from libs import contracts
 from libs.config import TopologySettings
 from libs.lease import LeaseRecord
-from libs.subjects import COMMERCE_SUBJECT, DEADLETTER_SUBJECT, INVENTORY_SUBJECT, SOURCE_PATTERN
+from libs.subjects import (
+    COMMERCE_SUBJECT,
+    DEADLETTER_DISCARDED_SUBJECT,
+    DEADLETTER_SUBJECT,
+    INVENTORY_SUBJECT,
+    SOURCE_PATTERN,
+)
 from libs.topology import DEADLETTER, INVENTORY, KV_AVAILABILITY, KV_EVENT_IDS, KV_LEASES, topology_specs
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
@@ -98,6 +104,22 @@ def _commerce_headers() -> dict[str, Any]:
         ),
         [contracts.HEADER_MSG_ID, contracts.HEADER_SOURCE, contracts.HEADER_EVENT_TYPE, contracts.HEADER_EVENT_ID],
     )
+
+
+def _discard_headers() -> dict[str, Any]:
+    described = {
+        contracts.HEADER_MSG_ID: "`discard:<deadletter seq>`: one record per discarded dead letter.",
+        contracts.HEADER_DISCARDED_SEQ: "The dead letter's sequence in DEADLETTER (decimal), deleted after this.",
+        contracts.HEADER_DISCARDED_SUBJECT: "The dead letter's DEADLETTER subject.",
+        contracts.HEADER_DISCARD_REASON: "Why, as the operator gave it (1 to 500 printable characters).",
+        contracts.HEADER_DISCARDED_BY: "Who discarded it: the admin API's caller (`admin`).",
+        contracts.HEADER_DISCARDED_AT: "When, RFC 3339 UTC.",
+        contracts.HEADER_BODY_SHA256: "SHA-256 of the dead letter's body (hex); the body itself is not kept.",
+    }
+    headers = _headers(described, list(described))
+    # The dead letter's own headers (why it was given up, its original subject…) are kept beside these.
+    headers["additionalProperties"] = _STRING
+    return headers
 
 
 def _deadletter_headers() -> dict[str, Any]:
@@ -227,6 +249,13 @@ def asyncapi_document(
             {"description": "The original message's body, byte for byte."},
             _deadletter_headers(),
         ),
+        "DeadLetterDiscarded": _message(
+            "DeadLetterDiscarded",
+            "The record of a discarded dead letter",
+            "Who discarded which dead letter, when and why; the dead letter is deleted once this is stored.",
+            {"description": "Empty: the record keeps the dead letter's headers and the SHA-256 of its body."},
+            _discard_headers(),
+        ),
         "LeaseRecord": _message(
             "LeaseRecord",
             "A leader lease",
@@ -252,6 +281,11 @@ def asyncapi_document(
     inventory_address, inventory_params = _address(INVENTORY_SUBJECT)
     availability_address, availability_params = _address(INVENTORY_SUBJECT.replace("{kind}", "availability"))
     deadletter_address, deadletter_params = _address(DEADLETTER_SUBJECT)
+    discarded_address, discarded_params = _address(DEADLETTER_DISCARDED_SUBJECT)
+    discarded_params["consumer"] = {
+        "description": "The consumer that had given up on the discarded dead letter (`unknown` when its record "
+        "named none); `discarded` is no consumer's name, so these never mix with dead letters."
+    }
     inventory_params["kind"]["enum"] = [k for k in contracts.INVENTORY_KINDS if k != "availability"]
     channels: dict[str, Any] = {
         "commerce": {
@@ -277,6 +311,12 @@ def asyncapi_document(
             "parameters": deadletter_params,
             "description": stream_text(DEADLETTER),
             "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
+        },
+        "deadletterDiscarded": {
+            "address": discarded_address,
+            "parameters": discarded_params,
+            "description": stream_text(DEADLETTER),
+            "messages": {"DeadLetterDiscarded": {"$ref": "#/components/messages/DeadLetterDiscarded"}},
         },
     }
     kv_documents = {KV_AVAILABILITY: "AvailabilityChanged", KV_LEASES: "LeaseRecord", KV_EVENT_IDS: "FirstBody"}
@@ -313,6 +353,13 @@ def asyncapi_document(
         ),
         "consumersDeadLetter": operation(
             "send", "deadletter", "DeadLetter", "A consumer publishes a message it gave up on, then terminates it."
+        ),
+        "inventoryRecordsDiscards": operation(
+            "send",
+            "deadletterDiscarded",
+            "DeadLetterDiscarded",
+            "inventory's admin API (and `stockwire deadletter discard`) records each discard, then deletes the "
+            "dead letter.",
         ),
         "notifierWritesAvailability": operation(
             "send", kv_availability, "AvailabilityChanged", "channel-notifier keeps the newest document per SKU."

@@ -16,7 +16,7 @@ import pytest
 from libs import contracts
 from libs.asyncapi import asyncapi_document
 from libs.config import TopologySettings
-from libs.subjects import commerce_subject, deadletter_subject, inventory_subject
+from libs.subjects import commerce_subject, deadletter_discarded_subject, deadletter_subject, inventory_subject
 from libs.topology import topology_specs
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -115,6 +115,7 @@ def test_payload_schemas_are_generated_from_the_message_types(document: dict[str
         ("inventoryEvents", inventory_subject("reserved", "TEE RED/M")),
         ("availability", inventory_subject("availability", "TEE.RED")),
         ("deadletter", deadletter_subject("inventory", commerce_subject("shop", "order.created"))),
+        ("deadletterDiscarded", deadletter_discarded_subject("inventory")),
     ],
 )
 def test_channel_addresses_match_the_subjects_the_builders_make(
