@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 
+import httpx
 import pytest
 import stripe
 from litestar.testing import AsyncTestClient
@@ -103,15 +104,16 @@ def _woo(body: bytes, delivery_id: str, topic: str, secret: str = WOO_SECRET) ->
     }
 
 
+async def _url_test(ingress: AsyncTestClient, headers: dict[str, str]) -> httpx.Response:
+    """WC_Webhook::deliver_ping(): form-encoded ``webhook_id=<id>``, unsigned; it must be answered 200."""
+    headers = {"content-type": "application/x-www-form-urlencoded", **headers}
+    return await ingress.post("/webhooks/woo", content=b"webhook_id=3", headers=headers)
+
+
 async def test_woocommerce_s_url_test_is_answered_and_kept_nowhere(
     ingress: AsyncTestClient, js: JetStreamContext
 ) -> None:
-    # WC_Webhook::deliver_ping(): form-encoded `webhook_id=<id>`, unsigned, and it must be answered 200.
-    response = await ingress.post(
-        "/webhooks/woo",
-        content=b"webhook_id=3",
-        headers={"content-type": "application/x-www-form-urlencoded", "user-agent": "WooCommerce/9.0 Hookshot"},
-    )
+    response = await _url_test(ingress, {"user-agent": "WooCommerce/9.0 Hookshot"})
     assert response.status_code == 200 and response.json() == {"status": "ping"}
     assert await _messages(js) == 0
     assert await _messages(js, DEADLETTER) == 0
@@ -124,11 +126,7 @@ async def test_woocommerce_s_url_test_is_answered_and_kept_nowhere(
 async def test_a_url_test_with_an_over_long_header_is_refused_like_any_webhook(
     ingress: AsyncTestClient, header: str
 ) -> None:
-    response = await ingress.post(
-        "/webhooks/woo",
-        content=b"webhook_id=3",
-        headers={"content-type": "application/x-www-form-urlencoded", header: "x" * 5000},
-    )
+    response = await _url_test(ingress, {header: "x" * 5000})
     assert response.status_code == 431, response.text
     assert response.json()["error"] == "header_too_large"
 
