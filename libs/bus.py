@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import nats
@@ -14,8 +18,18 @@ from nats.js import JetStreamContext
 
 from libs.backoff import backoff_delay
 from libs.config import NatsSettings
+from libs.contracts import HEADER_BATCH_COMMIT, HEADER_BATCH_ID, HEADER_BATCH_SEQUENCE
 
-__all__ = ["connect", "jetstream"]
+__all__ = [
+    "ATOMIC_DISABLED",
+    "ATOMIC_DUPLICATE",
+    "MAX_ATOMIC_BATCH",
+    "AtomicAck",
+    "AtomicBatchRefused",
+    "connect",
+    "jetstream",
+    "publish_atomic",
+]
 
 log = logging.getLogger("stockwire.bus")
 
@@ -98,3 +112,72 @@ def jetstream(nc: Client, *, max_pending: int = 4000, timeout: float = 5.0) -> J
     """A JetStream context on ``nc``: API calls time out after ``timeout`` seconds, and at most
     ``max_pending`` ``publish_async`` PubAcks may be outstanding before a publish waits."""
     return nc.jetstream(timeout=timeout, publish_async_max_pending=max_pending)
+
+
+MAX_ATOMIC_BATCH = 1000
+"""The most messages nats-server takes in one atomic batch (its ``max_batch_size`` default)."""
+ATOMIC_DISABLED = 10174
+"""JetStream's error code for a batch sent to a stream without ``allow_atomic`` (nothing stored)."""
+ATOMIC_DUPLICATE = 10201
+"""JetStream's error code for a batch holding a ``Nats-Msg-Id`` the stream already has: the whole
+batch is refused, so a batch that may repeat messages is published one by one instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class AtomicAck:
+    """A committed batch: ``count`` messages stored in ``stream``, the last at ``last_seq``."""
+
+    stream: str
+    last_seq: int
+    count: int
+
+    def seqs(self) -> range:
+        """The stream sequences of the batch's messages, in the order they were sent."""
+        return range(self.last_seq - self.count + 1, self.last_seq + 1)
+
+
+class AtomicBatchRefused(Exception):
+    """JetStream refused a whole atomic batch: none of its messages was stored."""
+
+    def __init__(self, err_code: int, description: str) -> None:
+        super().__init__(f"atomic batch refused: {description} (err_code {err_code})")
+        self.err_code = err_code
+        self.description = description
+
+
+async def publish_atomic(
+    nc: Client, messages: Sequence[tuple[str, bytes, Mapping[str, str]]], *, timeout_s: float
+) -> asyncio.Future[AtomicAck]:
+    """Send ``messages`` (subject, payload, headers; 1 to :data:`MAX_ATOMIC_BATCH`, all to one stream
+    with ``allow_atomic``) as one atomic batch; returns a future of the batch's :class:`AtomicAck`.
+
+    Every message is handed to the connection before this returns, in order; only the commit is
+    answered, so the batch costs one round trip and, with ``sync_interval: always``, one fsync rather
+    than one per message (measured on 2 cores: 0.032 against 0.075 ms of nats-server CPU per message
+    for batches of 50 against pipelined publishes). The future fails with :class:`AtomicBatchRefused`
+    (nothing stored), or with the client's errors (``nats.errors.TimeoutError`` after ``timeout_s``
+    seconds: the outcome is then unknown, as for any unanswered publish). Raises ``ValueError`` for an
+    empty or oversized batch and what ``nc.publish`` raises (a closed connection). Protocol: ADR-50,
+    "JetStream Batch Publishing", nats-server 2.12+.
+    """
+    if not 0 < len(messages) <= MAX_ATOMIC_BATCH:
+        raise ValueError(f"an atomic batch holds 1 to {MAX_ATOMIC_BATCH} messages, not {len(messages)}")
+    batch_id = uuid.uuid4().hex
+    last = len(messages)
+    for sequence, (subject, payload, headers) in enumerate(messages[:-1], start=1):
+        await nc.publish(
+            subject,
+            payload,
+            headers={**headers, HEADER_BATCH_ID: batch_id, HEADER_BATCH_SEQUENCE: str(sequence)},
+        )
+    subject, payload, headers = messages[-1]
+    commit = {**headers, HEADER_BATCH_ID: batch_id, HEADER_BATCH_SEQUENCE: str(last), HEADER_BATCH_COMMIT: "1"}
+    return asyncio.ensure_future(_committed(nc.request(subject, payload, timeout=timeout_s, headers=commit)))
+
+
+async def _committed(reply: Any) -> AtomicAck:
+    answer = json.loads((await reply).data)
+    error = answer.get("error")
+    if error:
+        raise AtomicBatchRefused(int(error.get("err_code", 0)), str(error.get("description", "")))
+    return AtomicAck(str(answer["stream"]), int(answer["seq"]), int(answer["count"]))

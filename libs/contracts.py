@@ -19,6 +19,9 @@ __all__ = [
     "CONFLICT_HEADERS",
     "DEADLETTER_HEADERS",
     "DIRECT_GET_HEADERS",
+    "HEADER_BATCH_COMMIT",
+    "HEADER_BATCH_ID",
+    "HEADER_BATCH_SEQUENCE",
     "HEADER_BODY_SHA256",
     "HEADER_CONSUMER",
     "HEADER_DELIVERY_COUNT",
@@ -184,6 +187,13 @@ HEADER_EVENT_ID = "Stockwire-Event-Id"
 """COMMERCE: the producer's event id, unique per source."""
 HEADER_RECEIVED_AT = "Stockwire-Received-At"
 """COMMERCE: when ingress received the webhook, ISO 8601 UTC with microseconds."""
+
+# JetStream's atomic batch publish (nats-server 2.12+, ADR-50 "JetStream Batch Publishing"): messages
+# carrying one batch id and consecutive sequences (from 1) are staged until the one marked commit, then
+# stored together, or none of them; the commit alone is answered, with the batch's last sequence and count.
+HEADER_BATCH_ID = "Nats-Batch-Id"
+HEADER_BATCH_SEQUENCE = "Nats-Batch-Sequence"
+HEADER_BATCH_COMMIT = "Nats-Batch-Commit"
 
 # W3C Trace Context (https://www.w3.org/TR/trace-context/), written and read by OpenTelemetry's
 # propagator when ``[tracing]`` is on, absent otherwise: on the inbound webhook (read), on COMMERCE and

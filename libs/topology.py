@@ -78,6 +78,8 @@ class StreamSpec:
             num_replicas=self.replicas,
             discard=js_api.DiscardPolicy.OLD,
             allow_direct=True,
+            # The outbox relay commits a batch of messages with one answer and one fsync.
+            allow_atomic=True,
         )
 
 
@@ -236,7 +238,16 @@ def _differences(current: Any, wanted: Any, fields: tuple[str, ...]) -> list[str
 
 
 _STREAM_FIXED = ("storage", "retention")
-_STREAM_MUTABLE = ("subjects", "max_age", "duplicate_window", "num_replicas", "description", "discard")
+_STREAM_MUTABLE = (
+    "subjects",
+    "max_age",
+    "duplicate_window",
+    "num_replicas",
+    "description",
+    "discard",
+    "allow_direct",
+    "allow_atomic",
+)
 # Where delivery started is not compared: a consumer re-created after it was lost starts at its ack floor.
 _CONSUMER_FIXED = ("ack_policy",)
 _CONSUMER_MUTABLE = ("ack_wait", "max_deliver", "backoff", "filter_subject", "max_ack_pending", "description")

@@ -11,6 +11,13 @@ JetStream answers ``duplicate`` for whatever had been stored without its PubAck 
 Two tasks share the work: the *publisher* reads batches and sends them with ``publish_async``
 (``max_in_flight`` unacknowledged at most) and the *settler* waits for each batch's PubAcks in order,
 marks the acknowledged rows published, and ends the epoch at the first failure.
+
+A batch whose rows all go to one stream that takes atomic batches (``allow_atomic``) is sent as one
+atomic batch instead (:func:`libs.bus.publish_atomic`): one answer and one fsync for the batch, all
+of it stored or none. JetStream refuses a whole atomic batch that repeats a ``Nats-Msg-Id``, so an
+epoch publishes message by message until a batch has settled with no duplicate (a new epoch may be
+re-sending what an earlier one stored), and sends an atomic batch only once nothing is in flight: a
+refused batch then never has a later one stored ahead of it. A refusal ends the epoch like any failure.
 """
 
 from __future__ import annotations
@@ -24,10 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js import errors as js_errors
 
 from libs import tracing
+from libs.bus import ATOMIC_DISABLED, MAX_ATOMIC_BATCH, AtomicAck, AtomicBatchRefused, publish_atomic
 
 from .acks import Ack, BatchOutcome, settle_batch
 from .cursor import ReadRows, ScanCursor
@@ -37,7 +47,7 @@ from .service_layer import handlers
 from .service_layer.unit_of_work import UnitOfWork
 from .wakeup import Wakeup
 
-__all__ = ["EpochFailed", "EpochStats", "PublishEpoch", "Tuning"]
+__all__ = ["AtomicStreams", "EpochFailed", "EpochStats", "PublishEpoch", "Tuning"]
 
 log = logging.getLogger("stockwire.outbox_relay")
 
@@ -70,6 +80,40 @@ class _Batch:
     futures: list[asyncio.Future[js_api.PubAck]] = field(default_factory=list)
     sent_at: float = 0.0
     error: BaseException | None = None  # raised while sending rows[len(futures)]; later rows not sent
+    atomic: asyncio.Future[AtomicAck] | None = None  # sent as one atomic batch: its commit's answer
+
+
+class AtomicStreams:
+    """Which streams take atomic batches, asked of JetStream once per stream and kept across epochs.
+
+    Keyed by a subject's first token: every declared stream holds ``<token>.>`` (``libs.topology``). A
+    stream without ``allow_atomic`` (topology not applied yet, or a nats-server before 2.12, whose
+    stream info lacks the field) is published to message by message, as is one that refused a batch
+    as disabled."""
+
+    def __init__(self) -> None:
+        self._allowed: dict[str, bool] = {}
+
+    async def allows(self, js: JetStreamContext, subject: str) -> bool:
+        token = subject.partition(".")[0]
+        known = self._allowed.get(token)
+        if known is None:
+            try:
+                info = await js.stream_info(await js.find_stream_name_by_subject(subject))
+            except (nats.errors.Error, js_errors.Error, TimeoutError) as exc:
+                log.warning("cannot tell whether the stream of %s takes atomic batches (%s)", subject, exc)
+                return False
+            known = self._allowed[token] = bool(info.config.allow_atomic)
+            if not known:
+                log.info(
+                    "stream %s does not allow atomic batches (`stockwire topology apply` turns it on); "
+                    "publishing one message at a time",
+                    info.config.name,
+                )
+        return known
+
+    def disable(self, subject: str) -> None:
+        self._allowed[subject.partition(".")[0]] = False
 
 
 _SEND_ERRORS = (UnpublishableRow, nats.errors.Error, OSError)
@@ -88,7 +132,10 @@ class PublishEpoch:
         keep_going: Callable[[], bool],
         closed: asyncio.Event,
         on_settled: Callable[[BatchOutcome], None] | None = None,
+        nc: Client | None = None,
+        atomic: AtomicStreams | None = None,
     ) -> None:
+        """``nc`` (the connection under ``js``) and ``atomic`` turn atomic batches on (see the module)."""
         self.name = name
         self.store = store
         self.js = js
@@ -97,6 +144,9 @@ class PublishEpoch:
         self.keep_going = keep_going
         self.closed = closed
         self.on_settled = on_settled
+        self.nc = nc
+        self.atomic = atomic
+        self._atomic_ready = False  # a batch settled with no duplicate in this epoch (see the module)
         self.cursor = ScanCursor(commit_ordered=store.commit_ordered, limit=tuning.batch_size)
         self.idle = IdlePoll(maximum_s=tuning.idle_poll_s)
         self.stats = EpochStats()
@@ -174,9 +224,14 @@ class PublishEpoch:
         return None if isinstance(rows, handlers.NotYet) else rows
 
     async def _send(self, rows: list[OutboxRow]) -> bool:
+        traced = tracing.enabled()
+        if not traced and await self._atomic_fits(rows):
+            return await self._send_atomic(rows)
+        return await self._send_each(rows, traced=traced)
+
+    async def _send_each(self, rows: list[OutboxRow], *, traced: bool) -> bool:
         batch = _Batch(rows, sent_at=time.monotonic())
         publish = self.js.publish_async
-        traced = tracing.enabled()
         for row in rows:
             try:
                 headers = publish_headers(row)
@@ -188,6 +243,30 @@ class PublishEpoch:
                 batch.error = exc
                 break
             batch.futures.append(future)
+        self._outstanding += 1
+        self._drained.clear()
+        await self._queue.put(batch)
+        return batch.error is None
+
+    async def _atomic_fits(self, rows: list[OutboxRow]) -> bool:
+        if self.nc is None or self.atomic is None or not self._atomic_ready or not 1 < len(rows) <= MAX_ATOMIC_BATCH:
+            return False
+        token = rows[0].subject.partition(".")[0]
+        if any(row.subject.partition(".")[0] != token for row in rows):
+            return False
+        return await self.atomic.allows(self.js, rows[0].subject)
+
+    async def _send_atomic(self, rows: list[OutboxRow]) -> bool:
+        assert self.nc is not None
+        await self._drained.wait()  # nothing in flight: see the module docstring
+        if not self._atomic_ready:  # what was in flight settled with duplicates
+            return await self._send_each(rows, traced=False)
+        batch = _Batch(rows, sent_at=time.monotonic())
+        try:
+            messages = [(row.subject, row.payload, publish_headers(row)) for row in rows]
+            batch.atomic = await publish_atomic(self.nc, messages, timeout_s=self.tuning.ack_timeout_s)
+        except _SEND_ERRORS as exc:
+            batch.error = exc
         self._outstanding += 1
         self._drained.clear()
         await self._queue.put(batch)
@@ -221,20 +300,26 @@ class PublishEpoch:
                 batches.append(queued)
             outcomes = []
             for queued in batches:
-                results = await self._collect(queued, closed_waiter)
+                if queued.atomic is not None:
+                    results = await self._collect_atomic(queued, queued.atomic, closed_waiter)
+                else:
+                    results = await self._collect(queued, closed_waiter)
                 # Rows after a send error never left: they fail with that error.
                 results += [queued.error] * (len(queued.rows) - len(results))
                 outcomes.append(settle_batch([row.id for row in queued.rows], results))
                 if not outcomes[-1].ok:
                     break  # later batches are read and published again by the next epoch
             await self._mark([row_id for outcome in outcomes for row_id in outcome.published])
+            self._atomic_ready = all(outcome.ok and not outcome.duplicates for outcome in outcomes)
             for outcome in outcomes:
                 self._account(outcome)
             self._outstanding -= len(batches)
+            if not outcomes[-1].ok:
+                # Before anything in flight counts as drained: a publisher waiting to send an atomic batch
+                # must never send it once the epoch is failing.
+                self._fail(outcomes[-1])
             if self._outstanding == 0:
                 self._drained.set()
-            if not outcomes[-1].ok:
-                self._fail(outcomes[-1])
             if ending:
                 return
 
@@ -298,6 +383,28 @@ class PublishEpoch:
                 ack = future.result()
                 results.append(Ack(ack.stream, ack.seq, bool(ack.duplicate)))
         return results
+
+    async def _collect_atomic(
+        self, batch: _Batch, commit: asyncio.Future[AtomicAck], closed_waiter: asyncio.Future[Any]
+    ) -> list[Ack | BaseException | None]:
+        """One answer for the whole batch: every row acknowledged, or every row failed."""
+        remaining = batch.sent_at + self.tuning.ack_timeout_s - time.monotonic()
+        if not commit.done() and remaining > 0:
+            await asyncio.wait([commit, closed_waiter], timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        if not commit.done():
+            commit.cancel()
+            return [None] * len(batch.rows)
+        if commit.cancelled():
+            return [None] * len(batch.rows)
+        error = commit.exception()
+        if isinstance(error, AtomicBatchRefused) and error.err_code == ATOMIC_DISABLED and self.atomic is not None:
+            self.atomic.disable(batch.rows[0].subject)
+        if error is None and (ack := commit.result()).count != len(batch.rows):
+            error = RuntimeError(f"atomic batch of {len(batch.rows)} rows acknowledged with count {ack.count}")
+        if error is not None:
+            return [error] * len(batch.rows)
+        ack = commit.result()
+        return [Ack(ack.stream, seq) for seq in ack.seqs()]
 
 
 async def close_quietly(nc: object, timeout_s: float = 5.0) -> None:

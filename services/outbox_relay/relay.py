@@ -22,7 +22,7 @@ from libs.outbox import outbox_nudge_subject
 
 from .acks import BatchOutcome
 from .metrics import BACKLOG, DUPLICATES, LEADER, OLDEST_AGE, PUBLISH_ERRORS, PUBLISHED
-from .pipeline import EpochStats, PublishEpoch, Tuning, close_quietly
+from .pipeline import AtomicStreams, EpochStats, PublishEpoch, Tuning, close_quietly
 from .schedule import retry_backoff
 from .service_layer import handlers
 from .settings import OutboxRelaySettings, OutboxSpec
@@ -56,6 +56,7 @@ class OutboxRelay:
         self.nats = nats
         self.store: OutboxStore = open_store(spec.database_url, spec.table)
         self.wakeup = Wakeup()
+        self.atomic_streams = AtomicStreams()
         self.backoff = retry_backoff(settings.retry_initial_s, settings.retry_max_s)
         self.tuning = Tuning(
             batch_size=settings.batch_size,
@@ -197,6 +198,8 @@ class OutboxRelay:
                 keep_going=self._keep_going,
                 closed=closed,
                 on_settled=self._count,
+                nc=nc,
+                atomic=self.atomic_streams,
             )
             self.current_epoch = epoch
             return await epoch.run()
