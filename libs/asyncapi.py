@@ -85,9 +85,24 @@ _TRACE_HEADERS = {
 }
 
 
+# Written by JetStream's atomic batch publish, which the outbox relay uses (docs/architecture.md).
+_BATCH_HEADERS = {
+    contracts.HEADER_BATCH_ID: "Only on a message the outbox relay stored in a JetStream atomic batch: the batch's"
+    " id. A batch is stored whole or not at all.",
+    contracts.HEADER_BATCH_SEQUENCE: "With `Nats-Batch-Id`: the message's position in its batch, from 1.",
+    contracts.HEADER_BATCH_COMMIT: "With `Nats-Batch-Id`: on the batch's last message only.",
+}
+
+
 def _replayable(msg_id: str, others: dict[str, str] | None = None) -> dict[str, str]:
     """Header descriptions of a message that may be replayed: ``msg_id`` describes its ``Nats-Msg-Id``."""
-    return {contracts.HEADER_MSG_ID: msg_id + _REPLAY_ID, **(others or {}), **_REPLAY_HEADERS, **_TRACE_HEADERS}
+    return {
+        contracts.HEADER_MSG_ID: msg_id + _REPLAY_ID,
+        **(others or {}),
+        **_REPLAY_HEADERS,
+        **_TRACE_HEADERS,
+        **_BATCH_HEADERS,
+    }
 
 
 def _commerce_headers() -> dict[str, Any]:
