@@ -415,8 +415,14 @@ class PullConsumer:
             return
         if len(decisions) != len(batch):
             raise RuntimeError(f"handler returned {len(decisions)} decisions for {len(batch)} messages")
+        outcomes: dict[str, int] = {}
         for msg, decision in zip(batch, decisions, strict=True):
-            await self._settle(msg, decision)
+            outcome = await self._settle(msg, decision)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        # Counted once per outcome and batch rather than per message: a label lookup and a locked
+        # update each, on the hot path.
+        for outcome, count in outcomes.items():
+            _handled.labels(self.durable, outcome).inc(count)
 
     async def _decide(self, batch: list[Msg]) -> Sequence[Decision] | None:
         """The handler's decisions; a handler that raises is retried in place (heartbeats keep the
@@ -450,7 +456,8 @@ class PullConsumer:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
 
-    async def _settle(self, msg: Msg, decision: Decision) -> None:
+    async def _settle(self, msg: Msg, decision: Decision) -> str:
+        """Ack, nak or dead-letter ``msg``; returns the outcome (the ``stockwire_consumer_messages_total`` label)."""
         try:
             if decision.disposition is Disposition.ACK:
                 await msg.ack()
@@ -479,4 +486,4 @@ class PullConsumer:
             # Unsettled: the server redelivers after ack_wait, and the handler's idempotency absorbs it.
             log.warning("consumer %s: could not settle %s: %s", self.durable, msg.subject, exc)
             outcome = "unsettled"
-        _handled.labels(self.durable, outcome).inc()
+        return outcome
