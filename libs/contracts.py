@@ -33,6 +33,7 @@ __all__ = [
     "HEADER_ERROR",
     "HEADER_EVENT_ID",
     "HEADER_EVENT_TYPE",
+    "HEADER_EXPECTED_LAST_SUBJECT_SEQ",
     "HEADER_MSG_ID",
     "HEADER_ORIGINAL_MSG_ID",
     "HEADER_ORIGINAL_SEQ",
@@ -194,6 +195,9 @@ HEADER_RECEIVED_AT = "Stockwire-Received-At"
 HEADER_BATCH_ID = "Nats-Batch-Id"
 HEADER_BATCH_SEQUENCE = "Nats-Batch-Sequence"
 HEADER_BATCH_COMMIT = "Nats-Batch-Commit"
+HEADER_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+"""JetStream stores the message only if the subject's last message is at this stream sequence (``0``: the
+subject holds none); a KV update names the key's revision this way (NATS docs, "JetStream: Headers")."""
 
 # W3C Trace Context (https://www.w3.org/TR/trace-context/), written and read by OpenTelemetry's
 # propagator when ``[tracing]`` is on, absent otherwise: on the inbound webhook (read), on COMMERCE and

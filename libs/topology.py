@@ -314,6 +314,8 @@ async def _apply_bucket(js: JetStreamContext, spec: KvSpec) -> str:
         await js.key_value(spec.bucket)
     except js_errors.BucketNotFoundError:
         await js.create_key_value(spec.config())
+        # nats-py's bucket configuration has no atomic batches: the stream is brought there below.
+        await _apply_bucket(js, spec)
         return f"created kv {spec.bucket}"
     stream = f"KV_{spec.bucket}"
     info = await js.stream_info(stream)
@@ -331,6 +333,10 @@ async def _apply_bucket(js: JetStreamContext, spec: KvSpec) -> str:
     if not config.allow_direct:
         config.allow_direct = True
         changed.append("direct gets")
+    if not config.allow_atomic:
+        # The channel-notifier writes a batch's SKUs in one atomic batch.
+        config.allow_atomic = True
+        changed.append("atomic batches")
     if not changed:
         return f"kv {spec.bucket} up to date"
     try:

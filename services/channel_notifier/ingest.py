@@ -92,16 +92,12 @@ class AvailabilityIngest:
 
     async def _update_kv(self, newest: dict[str, AvailabilityChanged], documents: dict[int, bytes]) -> dict[str, str]:
         failed: dict[str, str] = {}
-
-        async def one(update: AvailabilityChanged) -> None:
-            async with self._kv_slots:
-                try:
-                    outcome = await self.kv.offer(update, documents[id(update)])
-                except Exception as exc:
-                    log.warning("kv update of a SKU failed: %s: %s", type(exc).__name__, exc)
-                    failed[update.sku] = f"{type(exc).__name__}: {exc}"
-                    return
-            UPDATES.labels(outcome.value).inc()
-
-        await asyncio.gather(*(one(update) for update in newest.values()))
+        updates = list(newest.values())
+        results = await self.kv.offer_many([(update, documents[id(update)]) for update in updates], self._kv_slots)
+        for update, result in zip(updates, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("kv update of a SKU failed: %s: %s", type(result).__name__, result)
+                failed[update.sku] = f"{type(result).__name__}: {result}"
+            else:
+                UPDATES.labels(result.value).inc()
         return failed

@@ -3,20 +3,30 @@
 Writes are compare-and-set on the key's revision, so two replicas (or a redelivered message racing a
 newer one) cannot put an older version back. The revision and version last seen per key are kept in
 memory, which makes the common case one round trip instead of a read and a write.
+
+A batch's SKUs go out together as one JetStream atomic batch when the bucket allows it (each message
+naming its key's revision, so the batch is stored whole or not at all): one answer and one fsync rather
+than one per SKU. A refused batch (a revision moved under another writer) falls back to the SKUs one by
+one, whose compare-and-set loop re-reads what changed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import msgspec
+import nats.errors
+from nats.aio.client import Client
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
-from libs.contracts import AvailabilityChanged
-from libs.subjects import encode_token
+from libs.bus import MAX_ATOMIC_BATCH, AtomicBatchRefused, publish_atomic
+from libs.contracts import HEADER_EXPECTED_LAST_SUBJECT_SEQ, AvailabilityChanged
+from libs.subjects import encode_token, kv_subject
 
 __all__ = ["AvailabilityKv", "KvWrite"]
 
@@ -45,11 +55,27 @@ def _version_of(value: bytes | None) -> int:
 
 
 class AvailabilityKv:
-    def __init__(self, kv: KeyValue, *, cache_size: int = 200_000, max_rounds: int = 16) -> None:
+    """``kv``: the bucket. With ``nc`` (the connection under it) and ``bucket`` (its name), :meth:`offer_many`
+    writes several keys in one atomic batch once the bucket's stream is seen to allow it."""
+
+    def __init__(
+        self,
+        kv: KeyValue,
+        *,
+        nc: Client | None = None,
+        bucket: str | None = None,
+        cache_size: int = 200_000,
+        max_rounds: int = 16,
+        timeout_s: float = 5.0,
+    ) -> None:
         self.kv = kv
+        self.nc = nc
+        self.bucket = bucket
         self.cache_size = cache_size
         self.max_rounds = max_rounds
+        self.timeout_s = timeout_s
         self._known: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._atomic: bool | None = None if nc is not None and bucket is not None else False
 
     async def _read(self, key: str) -> tuple[int, int]:
         """(revision, version) of the key now; revision 0 when it never existed."""
@@ -86,3 +112,75 @@ class AvailabilityKv:
             self._remember(key, int(new_revision), update.version)
             return KvWrite.WRITTEN
         raise RuntimeError(f"kv {key}: compare-and-set lost {self.max_rounds} times in a row")
+
+    async def offer_many(
+        self, updates: Sequence[tuple[AvailabilityChanged, bytes]], slots: asyncio.Semaphore
+    ) -> list[KvWrite | BaseException]:
+        """:meth:`offer` for each (update, document), at most one per SKU, at most ``slots`` round trips at
+        once; one result per update, in order (the exception where that key could not be written)."""
+        results: list[KvWrite | BaseException | None] = [None] * len(updates)
+        keys = [encode_token(update.sku) for update, _ in updates]
+
+        async def read(key: str) -> None:
+            async with slots:
+                self._remember(key, *await self._read(key))
+
+        unknown = [key for key in dict.fromkeys(keys) if key not in self._known]
+        await asyncio.gather(*(read(key) for key in unknown), return_exceptions=True)  # offer() reads again
+        fresh = []
+        for index, ((update, _), key) in enumerate(zip(updates, keys, strict=True)):
+            known = self._known.get(key)
+            if known is not None and known[1] >= update.version:
+                results[index] = KvWrite.STALE
+            elif known is not None:
+                fresh.append(index)
+        if 1 < len(fresh) <= MAX_ATOMIC_BATCH and await self._atomic_allowed():
+            writes = [(keys[i], updates[i][0].version, updates[i][1]) for i in fresh]
+            if await self._write_atomic(writes):
+                for index in fresh:
+                    results[index] = KvWrite.WRITTEN
+
+        async def one(update: AvailabilityChanged, document: bytes) -> KvWrite:
+            async with slots:
+                return await self.offer(update, document)
+
+        pending = [i for i, result in enumerate(results) if result is None]
+        one_by_one = await asyncio.gather(*(one(*updates[i]) for i in pending), return_exceptions=True)
+        for index, result in zip(pending, one_by_one, strict=True):
+            results[index] = result
+        return [result for result in results if result is not None]
+
+    async def _atomic_allowed(self) -> bool:
+        if self._atomic is None:
+            assert self.nc is not None
+            try:
+                info = await self.nc.jetstream(timeout=self.timeout_s).stream_info(f"KV_{self.bucket}")
+            except (nats.errors.Error, js_errors.Error, TimeoutError) as exc:
+                log.warning("cannot tell whether kv %s takes atomic batches (%s)", self.bucket, exc)
+                return False
+            self._atomic = bool(info.config.allow_atomic)
+            if not self._atomic:
+                log.info("kv %s does not allow atomic batches (`stockwire topology apply` turns it on)", self.bucket)
+        return self._atomic
+
+    async def _write_atomic(self, writes: list[tuple[str, int, bytes]]) -> bool:
+        """Write each (key, version, document), whose key's revision is known, all or none; True if written.
+        Otherwise the revisions are forgotten, so that writing them one by one reads them again."""
+        assert self.nc is not None and self.bucket is not None
+        messages = [
+            (kv_subject(self.bucket, key), document, {HEADER_EXPECTED_LAST_SUBJECT_SEQ: str(self._known[key][0])})
+            for key, _, document in writes
+        ]
+        try:
+            ack = await (await publish_atomic(self.nc, messages, timeout_s=self.timeout_s))
+        except AtomicBatchRefused as exc:
+            log.debug("kv %s: atomic batch refused (%s)", self.bucket, exc)  # another writer moved a revision
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            log.warning("kv %s: atomic batch failed (%s: %s)", self.bucket, type(exc).__name__, exc)
+        else:
+            for (key, version, _), revision in zip(writes, ack.seqs(), strict=True):
+                self._remember(key, revision, version)
+            return True
+        for key, _, _ in writes:
+            self._known.pop(key, None)
+        return False

@@ -155,7 +155,7 @@ class NotifierRuntime:
         await self._reconcile_consumers()
         ingest = AvailabilityIngest(
             self.dispatcher.uow,
-            AvailabilityKv(kv),
+            AvailabilityKv(kv, nc=self.nc, bucket=KV_AVAILABILITY),
             lambda: self.registry.channels,
             kv_concurrency=self.settings.kv_concurrency,
         )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from libs.contracts import decode_availability, encode
-from libs.subjects import encode_token
+from libs.contracts import HEADER_BATCH_ID, decode_availability, encode
+from libs.subjects import encode_token, kv_subject
 from libs.topology import KV_AVAILABILITY
 from services.channel_notifier.kv import AvailabilityKv, KvWrite
 
@@ -52,3 +53,51 @@ async def test_a_deleted_key_can_be_written_again(js: JetStreamContext) -> None:
     again = availability("DEL", 2, 2)
     assert await fresh.offer(again, encode(again)) is KvWrite.WRITTEN
     assert decode_availability((await kv.get("DEL")).value).version == 2
+
+
+async def _stored_headers(js: JetStreamContext, key: str) -> dict[str, str]:
+    msg = await js.get_last_msg(f"KV_{KV_AVAILABILITY}", kv_subject(KV_AVAILABILITY, key), direct=True)
+    return dict(msg.headers or {})
+
+
+async def test_a_batch_of_skus_is_written_in_one_atomic_batch_and_stale_ones_are_left(
+    nc: Client, js: JetStreamContext
+) -> None:
+    kv = await js.key_value(KV_AVAILABILITY)
+    writer = AvailabilityKv(kv, nc=nc, bucket=KV_AVAILABILITY)
+    seen = availability("MANY.0", 5, 5)
+    assert await writer.offer(seen, encode(seen)) is KvWrite.WRITTEN
+    updates = [availability("MANY.0", 4, 1)] + [availability(f"MANY.{n}", 1, n) for n in range(1, 4)]
+    results = await writer.offer_many([(u, encode(u)) for u in updates], asyncio.Semaphore(4))
+    assert results == [KvWrite.STALE, KvWrite.WRITTEN, KvWrite.WRITTEN, KvWrite.WRITTEN]
+    batch_ids = {(await _stored_headers(js, encode_token(f"MANY.{n}"))).get(HEADER_BATCH_ID) for n in range(1, 4)}
+    assert len(batch_ids) == 1 and None not in batch_ids, "the three new SKUs in one atomic batch"
+    assert decode_availability((await kv.get(encode_token("MANY.0"), validate_keys=False)).value).version == 5
+
+
+async def test_a_batch_refused_because_another_writer_moved_a_key_is_written_one_by_one(
+    nc: Client, js: JetStreamContext
+) -> None:
+    kv = await js.key_value(KV_AVAILABILITY)
+    writer, other = AvailabilityKv(kv, nc=nc, bucket=KV_AVAILABILITY), AvailabilityKv(kv)
+    first = [availability(f"MOVED.{n}", 1, n) for n in range(3)]
+    await writer.offer_many([(u, encode(u)) for u in first], asyncio.Semaphore(4))
+    # Another replica writes a newer version of one key: this writer's remembered revision is old now.
+    newer = availability("MOVED.1", 2, 20)
+    assert await other.offer(newer, encode(newer)) is KvWrite.WRITTEN
+    second = [availability("MOVED.0", 3, 30), availability("MOVED.1", 3, 31), availability("MOVED.2", 3, 32)]
+    results = await writer.offer_many([(u, encode(u)) for u in second], asyncio.Semaphore(4))
+    assert results == [KvWrite.WRITTEN] * 3
+    for update in second:
+        entry = await kv.get(encode_token(update.sku), validate_keys=False)
+        assert decode_availability(entry.value).available == update.available
+        assert HEADER_BATCH_ID not in await _stored_headers(js, encode_token(update.sku)), "refused whole"
+
+
+async def test_without_a_connection_the_writes_go_one_by_one(js: JetStreamContext) -> None:
+    kv = await js.key_value(KV_AVAILABILITY)
+    updates = [availability(f"SINGLE.{n}", 1, n) for n in range(3)]
+    results = await AvailabilityKv(kv).offer_many([(u, encode(u)) for u in updates], asyncio.Semaphore(2))
+    assert results == [KvWrite.WRITTEN] * 3
+    stored = [await _stored_headers(js, encode_token(u.sku)) for u in updates]
+    assert not any(HEADER_BATCH_ID in headers for headers in stored)
