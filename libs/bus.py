@@ -15,6 +15,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js import errors as js_errors
 
 from libs.backoff import backoff_delay
 from libs.config import NatsSettings
@@ -29,6 +30,7 @@ __all__ = [
     "connect",
     "jetstream",
     "publish_atomic",
+    "stream_allows_atomic",
 ]
 
 log = logging.getLogger("stockwire.bus")
@@ -173,6 +175,22 @@ async def publish_atomic(
     subject, payload, headers = messages[-1]
     commit = {**headers, HEADER_BATCH_ID: batch_id, HEADER_BATCH_SEQUENCE: str(last), HEADER_BATCH_COMMIT: "1"}
     return asyncio.ensure_future(_committed(nc.request(subject, payload, timeout=timeout_s, headers=commit)))
+
+
+async def stream_allows_atomic(js: JetStreamContext, stream: str, what: str) -> bool | None:
+    """Whether ``stream`` takes atomic batches (``allow_atomic``; a nats-server before 2.12 has no such
+    field: False). None when JetStream could not say (logged as a warning): ask again later. ``what``
+    names the stream's use in the log lines (``kv event-ids``)."""
+    try:
+        allowed = bool((await js.stream_info(stream)).config.allow_atomic)
+    except (nats.errors.Error, js_errors.Error, TimeoutError) as exc:
+        log.warning("cannot tell whether %s takes atomic batches (%s: %s)", what, type(exc).__name__, exc)
+        return None
+    if not allowed:
+        log.info(
+            "%s does not allow atomic batches (`stockwire topology apply` turns it on): one message at a time", what
+        )
+    return allowed
 
 
 async def _committed(reply: Any) -> AtomicAck:

@@ -24,7 +24,7 @@ from nats.aio.client import Client
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
-from libs.bus import MAX_ATOMIC_BATCH, AtomicBatchRefused, publish_atomic
+from libs.bus import MAX_ATOMIC_BATCH, AtomicBatchRefused, publish_atomic, stream_allows_atomic
 from libs.contracts import HEADER_EXPECTED_LAST_SUBJECT_SEQ, AvailabilityChanged
 from libs.subjects import encode_token, kv_subject
 
@@ -153,15 +153,9 @@ class AvailabilityKv:
     async def _atomic_allowed(self) -> bool:
         if self._atomic is None:
             assert self.nc is not None
-            try:
-                info = await self.nc.jetstream(timeout=self.timeout_s).stream_info(f"KV_{self.bucket}")
-            except (nats.errors.Error, js_errors.Error, TimeoutError) as exc:
-                log.warning("cannot tell whether kv %s takes atomic batches (%s)", self.bucket, exc)
-                return False
-            self._atomic = bool(info.config.allow_atomic)
-            if not self._atomic:
-                log.info("kv %s does not allow atomic batches (`stockwire topology apply` turns it on)", self.bucket)
-        return self._atomic
+            js = self.nc.jetstream(timeout=self.timeout_s)
+            self._atomic = await stream_allows_atomic(js, f"KV_{self.bucket}", f"kv {self.bucket}")
+        return bool(self._atomic)
 
     async def _write_atomic(self, writes: list[tuple[str, int, bytes]]) -> bool:
         """Write each (key, version, document), whose key's revision is known, all or none; True if written.

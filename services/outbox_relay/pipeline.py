@@ -37,7 +37,14 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 
 from libs import tracing
-from libs.bus import ATOMIC_DISABLED, MAX_ATOMIC_BATCH, AtomicAck, AtomicBatchRefused, publish_atomic
+from libs.bus import (
+    ATOMIC_DISABLED,
+    MAX_ATOMIC_BATCH,
+    AtomicAck,
+    AtomicBatchRefused,
+    publish_atomic,
+    stream_allows_atomic,
+)
 
 from .acks import Ack, BatchOutcome, settle_batch
 from .cursor import ReadRows, ScanCursor
@@ -99,17 +106,14 @@ class AtomicStreams:
         known = self._allowed.get(token)
         if known is None:
             try:
-                info = await js.stream_info(await js.find_stream_name_by_subject(subject))
+                stream = await js.find_stream_name_by_subject(subject)
             except (nats.errors.Error, js_errors.Error, TimeoutError) as exc:
-                log.warning("cannot tell whether the stream of %s takes atomic batches (%s)", subject, exc)
+                log.warning("no stream found for %s (%s)", subject, exc)
                 return False
-            known = self._allowed[token] = bool(info.config.allow_atomic)
-            if not known:
-                log.info(
-                    "stream %s does not allow atomic batches (`stockwire topology apply` turns it on); "
-                    "publishing one message at a time",
-                    info.config.name,
-                )
+            known = await stream_allows_atomic(js, stream, f"stream {stream}")
+            if known is None:
+                return False
+            self._allowed[token] = known
         return known
 
     def disable(self, subject: str) -> None:
