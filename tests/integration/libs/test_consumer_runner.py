@@ -284,9 +284,12 @@ async def test_a_short_batch_lingers_and_takes_what_arrives_meanwhile(js: JetStr
         batches.append([msg.data for msg in batch])
         return [Decision.ack()] * len(batch)
 
-    # A linger far longer than the test needs: the four later messages are published once the first is
-    # known to be fetched, so they can only join its batch by the linger.
-    consumer = PullConsumer(js, stream, "worker", handler, batch_size=10, fetch_timeout_s=0.2, linger_s=1.5)
+    # A linger far longer than the test needs, even on a loaded machine: the four later messages are
+    # published once the first is known to be fetched, so they can only join its batch by the linger.
+    config = (await js.consumer_info(stream, "worker")).config
+    config.ack_wait = 30.0  # the linger is held under a third of it
+    await js.add_consumer(stream, config)
+    consumer = PullConsumer(js, stream, "worker", handler, batch_size=10, fetch_timeout_s=0.2, linger_s=5.0)
     task = await _run(consumer)
     try:
         await js.publish("runner.a", b"first")
