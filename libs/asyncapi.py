@@ -26,7 +26,7 @@ from libs.subjects import (
     INVENTORY_SUBJECT,
     SOURCE_PATTERN,
 )
-from libs.topology import DEADLETTER, INVENTORY, KV_AVAILABILITY, KV_EVENT_IDS, KV_LEASES, topology_specs
+from libs.topology import DEADLETTER, INVENTORY, KV_AVAILABILITY, KV_EVENT_IDS, KV_LEASES, kv_subject, topology_specs
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
 
@@ -338,7 +338,7 @@ def asyncapi_document(
     for bucket in buckets:
         ttl = f", entries expire after {bucket.ttl_s:g} s" if bucket.ttl_s else ""
         key = "{sku_token}" if bucket.bucket == KV_AVAILABILITY else "{key}"
-        address, params = _address(f"$KV.{bucket.bucket}.{key}")
+        address, params = _address(kv_subject(bucket.bucket, key))
         document = kv_documents[bucket.bucket]
         channels[f"kv-{bucket.bucket}"] = {
             "address": address,

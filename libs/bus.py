@@ -14,26 +14,39 @@ from typing import Any
 import nats
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
 from libs.backoff import backoff_delay
 from libs.config import NatsSettings
-from libs.contracts import HEADER_BATCH_COMMIT, HEADER_BATCH_ID, HEADER_BATCH_SEQUENCE
+from libs.contracts import (
+    DIRECT_GET_NOT_FOUND,
+    HEADER_BATCH_COMMIT,
+    HEADER_BATCH_ID,
+    HEADER_BATCH_SEQUENCE,
+    HEADER_STATUS,
+    direct_get_subject,
+)
 
 __all__ = [
+    "API_TIMEOUT_S",
     "ATOMIC_DISABLED",
     "ATOMIC_DUPLICATE",
     "MAX_ATOMIC_BATCH",
     "AtomicAck",
     "AtomicBatchRefused",
     "connect",
+    "direct_get_last",
     "jetstream",
     "publish_atomic",
     "stream_allows_atomic",
 ]
 
 log = logging.getLogger("stockwire.bus")
+
+API_TIMEOUT_S = 5.0
+"""How long a JetStream API call waits for its answer (:func:`jetstream`'s default)."""
 
 
 def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
@@ -110,10 +123,29 @@ async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
     return nc
 
 
-def jetstream(nc: Client, *, max_pending: int = 4000, timeout: float = 5.0) -> JetStreamContext:
+def jetstream(nc: Client, *, max_pending: int = 4000, timeout: float = API_TIMEOUT_S) -> JetStreamContext:
     """A JetStream context on ``nc``: API calls time out after ``timeout`` seconds, and at most
     ``max_pending`` ``publish_async`` PubAcks may be outstanding before a publish waits."""
     return nc.jetstream(timeout=timeout, publish_async_max_pending=max_pending)
+
+
+async def direct_get_last(nc: Client, stream: str, subject: str, *, timeout: float = API_TIMEOUT_S) -> Msg | None:
+    """The last message of ``subject`` in ``stream`` by one direct get request (``stream`` declared with
+    ``allow_direct``), the answer as the server sent it: ``data`` and ``headers``, among them
+    :data:`~libs.contracts.HEADER_DIRECT_GET_SUBJECT`; None when the stream holds none on ``subject``.
+
+    What ``JetStreamContext.get_msg(direct=True)`` does without its layers per call (argument checks, a
+    JSON request, the answer's timestamp parsed). Raises as it does: ``nats.errors.NoRespondersError``
+    (no such stream, or direct gets off), ``nats.errors.TimeoutError``, the connection's errors, and
+    ``nats.js.errors.APIError`` (``ServiceUnavailableError`` on 503) for any other status."""
+    reply = await nc.request(direct_get_subject(stream, subject), b"", timeout=timeout)
+    if not reply.data:
+        status = (reply.headers or {}).get(HEADER_STATUS)
+        if status == DIRECT_GET_NOT_FOUND:
+            return None
+        if status:
+            js_errors.APIError.from_msg(reply)
+    return reply
 
 
 MAX_ATOMIC_BATCH = 1000

@@ -18,13 +18,16 @@ from libs.subjects import inventory_subject
 __all__ = [
     "CONFLICT_HEADERS",
     "DEADLETTER_HEADERS",
+    "DIRECT_GET_API",
     "DIRECT_GET_HEADERS",
+    "DIRECT_GET_NOT_FOUND",
     "HEADER_BATCH_COMMIT",
     "HEADER_BATCH_ID",
     "HEADER_BATCH_SEQUENCE",
     "HEADER_BODY_SHA256",
     "HEADER_CONSUMER",
     "HEADER_DELIVERY_COUNT",
+    "HEADER_DIRECT_GET_SUBJECT",
     "HEADER_DISCARDED_AT",
     "HEADER_DISCARDED_BY",
     "HEADER_DISCARDED_SEQ",
@@ -34,6 +37,7 @@ __all__ = [
     "HEADER_EVENT_ID",
     "HEADER_EVENT_TYPE",
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ",
+    "HEADER_KV_OPERATION",
     "HEADER_MSG_ID",
     "HEADER_ORIGINAL_MSG_ID",
     "HEADER_ORIGINAL_SEQ",
@@ -42,10 +46,12 @@ __all__ = [
     "HEADER_RECEIVED_AT",
     "HEADER_REPLAY_OF",
     "HEADER_SOURCE",
+    "HEADER_STATUS",
     "HEADER_TRACEPARENT",
     "HEADER_TRACESTATE",
     "INVENTORY_KINDS",
     "JETSTREAM_HEADER_PREFIX",
+    "KV_REMOVED",
     "TRACE_HEADERS",
     "AvailabilityChanged",
     "FirstBody",
@@ -60,6 +66,7 @@ __all__ = [
     "decode_availability",
     "decode_first_body",
     "decode_inventory_event",
+    "direct_get_subject",
     "discard_msg_id",
     "encode",
     "inventory_event_msg_id",
@@ -243,9 +250,19 @@ HEADER_BODY_SHA256 = "Stockwire-Body-Sha256"
 JETSTREAM_HEADER_PREFIX = "Nats-"
 """JetStream's own headers (``Nats-Msg-Id``, ``Nats-Expected-Stream``, ``Nats-TTL``…): instructions for
 one publication, never part of the event, so a replay carries none of the first publication's."""
+HEADER_DIRECT_GET_SUBJECT = "Nats-Subject"
+"""A direct get's answer: the subject the message was stored under."""
+HEADER_STATUS = "Status"
+"""A direct get's answer without a message: its status (``404``: none on that subject)."""
+DIRECT_GET_NOT_FOUND = "404"
+HEADER_KV_OPERATION = "KV-Operation"
+"""A KV entry that is a delete or purge marker says so here (:data:`KV_REMOVED`), with no value."""
+KV_REMOVED = ("DEL", "PURGE")
+DIRECT_GET_API = "$JS.API.DIRECT.GET"
+"""The subject prefix of JetStream's direct get (default API prefix, no domain)."""
 DIRECT_GET_HEADERS = (
     "Nats-Stream",
-    "Nats-Subject",
+    HEADER_DIRECT_GET_SUBJECT,
     "Nats-Sequence",
     "Nats-Time-Stamp",
     "Nats-Num-Pending",
@@ -264,6 +281,12 @@ DEADLETTER_HEADERS = (
 )
 
 _MAX_ERROR_CHARS = 1000
+
+
+def direct_get_subject(stream: str, subject: str) -> str:
+    """``$JS.API.DIRECT.GET.<stream>.<subject>``: the request, with an empty payload, for the last message of
+    ``subject`` in ``stream`` (a stream declared with ``allow_direct``)."""
+    return f"{DIRECT_GET_API}.{stream}.{subject}"
 
 
 def commerce_msg_id(source: str, event_id: str) -> str:

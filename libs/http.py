@@ -8,6 +8,7 @@ import hmac
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -34,6 +35,7 @@ __all__ = [
     "ADMIN_SECURITY",
     "MAX_INT64",
     "ApiError",
+    "ErrorAnswer",
     "ErrorBody",
     "Liveness",
     "Readiness",
@@ -41,8 +43,10 @@ __all__ = [
     "SchemaOverrides",
     "admin_guard",
     "create_service_app",
+    "error_body",
     "error_response",
     "error_responses",
+    "exception_answer",
     "int64_parameter",
     "printable_pattern",
 ]
@@ -157,9 +161,14 @@ def error_responses(*statuses: int, **descriptions: str) -> dict[int, ResponseSp
     }
 
 
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The one error shape of every service: ``{"error": code, "detail": detail, **extra}``."""
+    return {"error": code, "detail": detail, **extra}
+
+
 def error_response(status: int, code: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
-    """The one error shape of every service: ``{"error": code, "detail": detail, **extra}`` with ``status``."""
-    return Response({"error": code, "detail": detail, **extra}, status_code=status)
+    """:func:`error_body` answered with ``status``."""
+    return Response(error_body(code, detail, **extra), status_code=status)
 
 
 _CODES = {
@@ -177,24 +186,6 @@ _CODES = {
 }
 
 
-def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    status = exc.status_code
-    if isinstance(exc, ApiError):
-        code, extra = exc.code, exc.fields
-    else:
-        code, extra = _CODES.get(status, "error"), {}
-        if exc.extra:
-            extra = {"problems": exc.extra}
-    if status >= 500:
-        log.error("%s %s -> %d %s: %s", request.method, request.url.path, status, code, exc.detail)
-    else:
-        log.info("%s %s -> %d %s: %s", request.method, request.url.path, status, code, exc.detail)
-    response = error_response(status, code, exc.detail, **extra)
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
-
-
 _INPUT_ERRORS: dict[type[Exception], tuple[str, str]] = {
     OverflowError: ("out_of_range", "a number in the request is out of range"),
     # The database refused a value (PostgreSQL: NUL in text, an integer past its column's range).
@@ -204,21 +195,67 @@ _INPUT_ERRORS: dict[type[Exception], tuple[str, str]] = {
 }
 
 
-def _input_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """What a service answers for an exception that escaped a handler: ``status``, the JSON ``body``
+    (:func:`error_body`'s shape) and any ``headers`` the exception asks for."""
+
+    status: int
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+
+
+def _http_error(method: str, path: str, exc: HTTPException) -> ErrorAnswer:
+    status = exc.status_code
+    if isinstance(exc, ApiError):
+        code, extra = exc.code, exc.fields
+    else:
+        code, extra = _CODES.get(status, "error"), {}
+        if exc.extra:
+            extra = {"problems": exc.extra}
+    if status >= 500:
+        log.error("%s %s -> %d %s: %s", method, path, status, code, exc.detail)
+    else:
+        log.info("%s %s -> %d %s: %s", method, path, status, code, exc.detail)
+    return ErrorAnswer(status, error_body(code, exc.detail, **extra), exc.headers or {})
+
+
+def _input_error(method: str, path: str, exc: Exception, code: str, detail: str) -> ErrorAnswer:
     """What escapes a handler as ValueError, OverflowError or RecursionError came from a value in the
     request that no bound caught where it entered: a 400, logged with its traceback so the missing bound
     is found and added."""
-    code, detail = next(v for k, v in _INPUT_ERRORS.items() if isinstance(exc, k))
     trace = None if isinstance(exc, RecursionError) else exc  # thousands of frames say nothing more
-    log.warning(
-        "%s %s -> 400 %s: %s: %s", request.method, request.url.path, code, type(exc).__name__, exc, exc_info=trace
-    )
-    return error_response(400, code, detail)
+    log.warning("%s %s -> 400 %s: %s: %s", method, path, code, type(exc).__name__, exc, exc_info=trace)
+    return ErrorAnswer(400, error_body(code, detail), {})
 
 
-def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "internal error; see the service log")
+def exception_answer(method: str, path: str, exc: Exception) -> ErrorAnswer:
+    """The answer to ``exc``, raised while handling ``method path``, logged as it is logged: an
+    :class:`~litestar.exceptions.HTTPException` with its status (an :class:`ApiError` with its code and
+    fields), a 400 for an input error (ValueError, OverflowError, RecursionError, a value the database
+    refused), else a 500. The nearest of those classes in the exception's MRO decides, as Litestar picks
+    a handler; this is every service's exception handler, and what a route served outside Litestar's
+    router answers."""
+    for kind in type(exc).__mro__:
+        if kind is HTTPException:
+            assert isinstance(exc, HTTPException)
+            return _http_error(method, path, exc)
+        if kind in _INPUT_ERRORS:
+            return _input_error(method, path, exc, *_INPUT_ERRORS[kind])
+    log.exception("%s %s failed", method, path, exc_info=exc)
+    body = error_body("internal_error", "internal error; see the service log")
+    return ErrorAnswer(HTTP_500_INTERNAL_SERVER_ERROR, body, {})
+
+
+_HANDLED: tuple[type[Exception], ...] = (HTTPException, *_INPUT_ERRORS, Exception)
+
+
+def _exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    answer = exception_answer(request.method, request.url.path, exc)
+    response = Response(answer.body, status_code=answer.status)
+    if answer.headers:
+        response.headers.update(answer.headers)
+    return response
 
 
 def admin_guard(token: str | None) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
@@ -365,11 +402,8 @@ def create_service_app(
     allowed = _AllowedMethods()
     app = Litestar(
         route_handlers=[*route_handlers, *_health_handlers(readiness or {})],
-        exception_handlers={
-            HTTPException: _http_exception_handler,
-            **{kind: _input_error_handler for kind in _INPUT_ERRORS},
-            Exception: _internal_error_handler,
-        },
+        # One handler for every class: :func:`exception_answer` picks the answer by the MRO.
+        exception_handlers=dict.fromkeys(_HANDLED, _exception_handler),
         on_startup=list(on_startup),
         # Last: the spans of the shutdown itself are exported too (a uvicorn worker process ends
         # without running atexit hooks).

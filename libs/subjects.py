@@ -27,7 +27,6 @@ __all__ = [
     "inventory_subject",
     "is_publish_subject",
     "is_safe_event_type",
-    "kv_subject",
     "subject_matches",
 ]
 
@@ -112,12 +111,6 @@ def inventory_subject(kind: str, sku: str) -> str:
 def inventory_kind_filter(kind: str) -> str:
     """``inventory.<kind>.>``: every INVENTORY message of one kind, whatever its SKU."""
     return INVENTORY_SUBJECT.format(kind=kind, sku_token=">")
-
-
-def kv_subject(bucket: str, key: str) -> str:
-    """The subject a KV bucket's ``key`` is stored under: ``$KV.<bucket>.<key>`` (NATS ADR-8, "JetStream
-    based Key-Value Stores"); ``key`` as it is on the wire (tokens already encoded)."""
-    return f"$KV.{bucket}.{key}"
 
 
 def deadletter_subject(consumer: str, original_subject: str) -> str:

@@ -32,6 +32,8 @@ __all__ = [
     "apply_topology",
     "consumer_spec",
     "describe_topology",
+    "kv_stream",
+    "kv_subject",
     "topology_specs",
 ]
 
@@ -45,6 +47,17 @@ KV_LEASES = "leases"
 KV_EVENT_IDS = "event-ids"
 INVENTORY_CONSUMER = "inventory"
 NOTIFIER_CONSUMER = "channel-notifier"
+
+
+def kv_stream(bucket: str) -> str:
+    """The stream that holds KV ``bucket``: ``KV_<bucket>``."""
+    return f"KV_{bucket}"
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    """The subject of ``key`` in KV ``bucket``: ``$KV.<bucket>.<key>`` (``key`` may be a wildcard, ``>``)."""
+    return f"$KV.{bucket}.{key}"
+
 
 _DAY = 86_400.0
 log = logging.getLogger("stockwire.topology")
@@ -317,7 +330,7 @@ async def _apply_bucket(js: JetStreamContext, spec: KvSpec) -> str:
         # nats-py's bucket configuration has no atomic batches: the stream is brought there below.
         await _apply_bucket(js, spec)
         return f"created kv {spec.bucket}"
-    stream = f"KV_{spec.bucket}"
+    stream = kv_stream(spec.bucket)
     info = await js.stream_info(stream)
     config = info.config
     changed = []
@@ -396,7 +409,7 @@ async def describe_topology(js: JetStreamContext, settings: TopologySettings) ->
         }
     for kv in buckets:
         try:
-            info = await js.stream_info(f"KV_{kv.bucket}")
+            info = await js.stream_info(kv_stream(kv.bucket))
             kv_state: dict[str, Any] = {"keys": info.state.messages}
         except js_errors.NotFoundError:
             kv_state = {"missing": True}

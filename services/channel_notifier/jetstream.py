@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js import errors as js_errors
 
-from libs.topology import INVENTORY, KV_AVAILABILITY
+from libs.topology import INVENTORY, KV_AVAILABILITY, kv_stream, kv_subject
 
 from .domain.channel import Channel, is_channel_consumer, jetstream_consumer_name, jetstream_filter_subjects
 
@@ -224,4 +224,4 @@ async def read_stream(
 
 def availability_kv_stream() -> tuple[str, str]:
     """The stream and subject behind the ``availability`` bucket."""
-    return f"KV_{KV_AVAILABILITY}", f"$KV.{KV_AVAILABILITY}.>"
+    return kv_stream(KV_AVAILABILITY), kv_subject(KV_AVAILABILITY, ">")

@@ -26,7 +26,8 @@ from nats.js.kv import KeyValue
 
 from libs.bus import MAX_ATOMIC_BATCH, AtomicBatchRefused, publish_atomic, stream_allows_atomic
 from libs.contracts import HEADER_EXPECTED_LAST_SUBJECT_SEQ, AvailabilityChanged
-from libs.subjects import encode_token, kv_subject
+from libs.subjects import encode_token
+from libs.topology import kv_stream, kv_subject
 
 __all__ = ["AvailabilityKv", "KvWrite"]
 
@@ -152,9 +153,9 @@ class AvailabilityKv:
 
     async def _atomic_allowed(self) -> bool:
         if self._atomic is None:
-            assert self.nc is not None
+            assert self.nc is not None and self.bucket is not None
             js = self.nc.jetstream(timeout=self.timeout_s)
-            self._atomic = await stream_allows_atomic(js, f"KV_{self.bucket}", f"kv {self.bucket}")
+            self._atomic = await stream_allows_atomic(js, kv_stream(self.bucket), f"kv {self.bucket}")
         return bool(self._atomic)
 
     async def _write_atomic(self, writes: list[tuple[str, int, bytes]]) -> bool:

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -23,13 +23,14 @@ from litestar.params import Parameter
 from libs import tracing
 from libs.bus import connect, jetstream
 from libs.config import SourceSettings, StockwireSettings
-from libs.http import create_service_app, error_response, error_responses
+from libs.http import create_service_app, error_body, error_responses
 from libs.natsserver import sync_warning
 from libs.schemes import MAX_ID_LENGTH, SCHEMES, WebhookScheme
 from libs.server import service_app
 from libs.store import database_url
 from libs.subjects import EVENT_TYPE_PATTERN, SOURCE_PATTERN
 
+from .front import Answer, WebhookFront
 from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
 from .publisher import Durability, DurableWriter, Outcome, StoreUnavailable
 from .settings import IngressSettings
@@ -49,12 +50,12 @@ __all__ = ["build_app", "create_app"]
 log = logging.getLogger("stockwire.ingress")
 
 
-def _reject(source: str, exc: WebhookRejected, started: float) -> Response[dict[str, Any]]:
+def _reject(source: str, exc: WebhookRejected, started: float) -> Answer:
     log.info("webhook from %s refused: %d %s: %s", source, exc.status, exc.code, exc.detail)
     REJECTED.labels(source, exc.code).inc()
     RECEIVED.labels(source, "unknown", "rejected").inc()
     REQUEST_SECONDS.labels("rejected").observe(time.perf_counter() - started)
-    return error_response(exc.status, exc.code, exc.detail)
+    return exc.status, error_body(exc.code, exc.detail)
 
 
 def _where(scheme: WebhookScheme) -> str:
@@ -179,16 +180,117 @@ async def _traced_write(writer: DurableWriter, event: InboundWebhook) -> Durabil
         return result
 
 
-def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSettings) -> Any:
-    limit = settings.max_body_bytes
+_ROUTE_PREFIX = "/webhooks/"
+
+
+class _Webhooks:
+    """``POST /webhooks/{source}``, whichever way the request came in: Litestar's route (which also
+    documents it) or :class:`.front.WebhookFront`, which serves it outside Litestar's router."""
+
+    def __init__(self, sources: Mapping[str, SourceSettings], settings: IngressSettings) -> None:
+        self.sources = sources
+        self.limit = settings.max_body_bytes
+
+    async def serve(
+        self,
+        source: str,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        headers: Mapping[str, str],
+        body: Callable[[], Awaitable[bytes]],
+        state: State,
+    ) -> Answer:
+        """The answer to one webhook: ``raw_headers`` as the ASGI scope holds them, ``headers`` the same
+        read case-insensitively (the first of each name), ``body`` reads the body (raising as
+        :meth:`litestar.Request.body` does), ``state`` the app's (its ``writer``). What escapes goes to
+        :func:`libs.http.exception_answer`."""
+        if not tracing.enabled():
+            return await self._handle(source, raw_headers, headers, body, state, traced=False)
+        attributes = {
+            "http.request.method": "POST",
+            "http.route": f"{_ROUTE_PREFIX}{{source}}",
+            "stockwire.source": source[:64],
+        }
+        with tracing.span("ingress webhook", parent=headers, kind="server", attributes=attributes) as span:
+            answer = await self._handle(source, raw_headers, headers, body, state, traced=True)
+            span.set_attribute("http.response.status_code", answer[0])
+            return answer
+
+    async def _handle(
+        self,
+        source: str,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        headers: Mapping[str, str],
+        read_body: Callable[[], Awaitable[bytes]],
+        state: State,
+        *,
+        traced: bool,
+    ) -> Answer:
+        started = time.perf_counter()
+        limit = self.limit
+        config = self.sources.get(source)
+        if config is None:
+            return _reject(
+                "unknown",
+                # Echoed into the answer and the log: only as much of it as a source name can hold.
+                WebhookRejected(404, "unknown_source", f"no webhook source named {source[:64]!r}"),
+                started,
+            )
+        try:
+            check_header_block(raw_headers)
+            # Before the ping too: every path through ingress bounds the headers it may read.
+            check_headers(headers)
+            check_size(headers.get("content-length"), limit)
+            body = await read_body()
+            if is_ping(config, headers, body):
+                log.info("webhook source %s: the platform's URL test (ping) answered; nothing kept", source)
+                RECEIVED.labels(source, "ping", "ping").inc()
+                REQUEST_SECONDS.labels("ping").observe(time.perf_counter() - started)
+                return 200, {"status": "ping"}
+            if traced:
+                with tracing.span("ingress verify", attributes={"stockwire.scheme": config.scheme}):
+                    event = accept_webhook(source, config, headers, body, max_body_bytes=limit)
+            else:
+                event = accept_webhook(source, config, headers, body, max_body_bytes=limit)
+        except WebhookRejected as exc:
+            return _reject(source, exc, started)
+        writer: DurableWriter = state.writer
+        try:
+            if traced:
+                result = await _traced_write(writer, event)
+            else:
+                result = await writer.write(event)
+        except StoreUnavailable:
+            RECEIVED.labels(source, event.event_type, "unavailable").inc()
+            REQUEST_SECONDS.labels("unavailable").observe(time.perf_counter() - started)
+            return 503, error_body("unavailable", "neither JetStream nor the spool can take the event; retry")
+        outcome = result.outcome.value
+        RECEIVED.labels(source, event.event_type, outcome).inc()
+        REQUEST_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+        if result.outcome is Outcome.ACCEPTED:
+            return 200, {"status": "accepted", "stream_seq": result.stream_seq}
+        if result.outcome is Outcome.DUPLICATE:
+            return 200, {"status": "duplicate"}
+        if result.outcome is Outcome.CONFLICT:
+            CONFLICTS.labels(source).inc()
+            return 409, error_body(
+                "conflict",
+                f"event id {event.event_id!r} was first received with a different body; the first one stands "
+                "and this one is kept in DEADLETTER",
+                first_body_sha256=result.first_digest,
+            )
+        return 202, {"status": "spooled"}
+
+
+def _webhook_handler(webhooks: _Webhooks) -> Any:
+    sources = webhooks.sources
     # Any other name is answered 404: the document lists the configured ones.
     source_schema: dict[str, Any] = (
         {"enum": sorted(sources)} if sources else {"pattern": SOURCE_PATTERN.pattern, "max_length": 64}
     )
 
     @post(
-        "/webhooks/{source:str}",
-        request_max_body_size=limit + 1,
+        f"{_ROUTE_PREFIX}{{source:str}}",
+        request_max_body_size=webhooks.limit + 1,
         summary="Receive a signed webhook",
         description="Verifies the source's signature and answers once the event is durable (design §3).",
         status_code=200,
@@ -223,77 +325,10 @@ def _webhook_handler(sources: Mapping[str, SourceSettings], settings: IngressSet
         source: _SourceName,
         request: Request[Any, Any, State],
     ) -> Response[dict[str, Any]]:
-        if not tracing.enabled():
-            return await handle(source, request, traced=False)
-        attributes = {
-            "http.request.method": "POST",
-            "http.route": "/webhooks/{source}",
-            "stockwire.source": source[:64],
-        }
-        with tracing.span("ingress webhook", parent=request.headers, kind="server", attributes=attributes) as span:
-            response = await handle(source, request, traced=True)
-            span.set_attribute("http.response.status_code", response.status_code)
-            return response
-
-    async def handle(source: str, request: Request[Any, Any, State], *, traced: bool) -> Response[dict[str, Any]]:
-        started = time.perf_counter()
-        config = sources.get(source)
-        if config is None:
-            return _reject(
-                "unknown",
-                # Echoed into the answer and the log: only as much of it as a source name can hold.
-                WebhookRejected(404, "unknown_source", f"no webhook source named {source[:64]!r}"),
-                started,
-            )
-        try:
-            check_header_block(request.scope["headers"])
-            # Before the ping too: every path through ingress bounds the headers it may read.
-            check_headers(request.headers)
-            check_size(request.headers.get("content-length"), limit)
-            body = await request.body()
-            if is_ping(config, request.headers, body):
-                log.info("webhook source %s: the platform's URL test (ping) answered; nothing kept", source)
-                RECEIVED.labels(source, "ping", "ping").inc()
-                REQUEST_SECONDS.labels("ping").observe(time.perf_counter() - started)
-                return Response({"status": "ping"}, status_code=200)
-            if traced:
-                with tracing.span("ingress verify", attributes={"stockwire.scheme": config.scheme}):
-                    event = accept_webhook(source, config, request.headers, body, max_body_bytes=limit)
-            else:
-                event = accept_webhook(source, config, request.headers, body, max_body_bytes=limit)
-        except WebhookRejected as exc:
-            return _reject(source, exc, started)
-        writer: DurableWriter = request.app.state.writer
-        try:
-            if traced:
-                result = await _traced_write(writer, event)
-            else:
-                result = await writer.write(event)
-        except StoreUnavailable:
-            RECEIVED.labels(source, event.event_type, "unavailable").inc()
-            REQUEST_SECONDS.labels("unavailable").observe(time.perf_counter() - started)
-            return error_response(
-                503,
-                "unavailable",
-                "neither JetStream nor the spool can take the event; retry",
-            )
-        outcome = result.outcome.value
-        RECEIVED.labels(source, event.event_type, outcome).inc()
-        REQUEST_SECONDS.labels(outcome).observe(time.perf_counter() - started)
-        if result.outcome is Outcome.ACCEPTED:
-            return Response({"status": "accepted", "stream_seq": result.stream_seq}, status_code=200)
-        if result.outcome is Outcome.DUPLICATE:
-            return Response({"status": "duplicate"}, status_code=200)
-        if result.outcome is Outcome.CONFLICT:
-            CONFLICTS.labels(source).inc()
-            return error_response(
-                409,
-                "conflict",
-                f"event id {event.event_id!r} was first received with a different body; the first one stands "
-                "and this one is kept in DEADLETTER",
-                first_body_sha256=result.first_digest,
-            )
-        return Response({"status": "spooled"}, status_code=202)
+        status, content = await webhooks.serve(
+            source, request.scope["headers"], request.headers, request.body, request.app.state
+        )
+        return Response(content, status_code=status)
 
     return receive_webhook
 
@@ -350,9 +385,10 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
         writer: DurableWriter = app.state.writer
         return writer.bus_connected
 
+    webhooks = _Webhooks(shared.sources, settings)
     app = create_service_app(
         "ingress",
-        [_webhook_handler(shared.sources, settings)],
+        [_webhook_handler(webhooks)],
         # Ingress stays ready while JetStream is away: the spool keeps every event, and taking the
         # pods out of rotation would turn a broker outage into lost webhooks at the producer.
         readiness={"spool_writable": spool_writable},
@@ -361,6 +397,9 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
         description="Receives signed webhooks and makes each one durable in JetStream before answering.",
     )
     app.state.nats_connected = nats_connected
+    # In front of Litestar's router: the webhook route costs a fraction of the CPU this way (see
+    # docs/architecture.md); every other request, and any a webhook route would not take, goes on to it.
+    app.asgi_handler = WebhookFront(webhooks.serve, app.state, app.asgi_handler, _ROUTE_PREFIX, webhooks.limit + 1)
     return app
 
 

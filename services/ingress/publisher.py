@@ -78,7 +78,7 @@ class DurableWriter:
     def attach(self, nc: Client, js: JetStreamContext) -> None:
         """Use ``nc``/``js`` from now on (called once the first connection is up)."""
         self.nc, self.js = nc, js
-        self.ids = EventIds(js)
+        self.ids = EventIds(nc, js)
         self._attached.set()
 
     async def _first_connection(self) -> None:

@@ -8,8 +8,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from libs.contracts import HEADER_BATCH_ID, decode_availability, encode
-from libs.subjects import encode_token, kv_subject
-from libs.topology import KV_AVAILABILITY
+from libs.subjects import encode_token
+from libs.topology import KV_AVAILABILITY, kv_stream, kv_subject
 from services.channel_notifier.kv import AvailabilityKv, KvWrite
 
 from .support import availability
@@ -56,7 +56,7 @@ async def test_a_deleted_key_can_be_written_again(js: JetStreamContext) -> None:
 
 
 async def _stored_headers(js: JetStreamContext, key: str) -> dict[str, str]:
-    msg = await js.get_last_msg(f"KV_{KV_AVAILABILITY}", kv_subject(KV_AVAILABILITY, key), direct=True)
+    msg = await js.get_last_msg(kv_stream(KV_AVAILABILITY), kv_subject(KV_AVAILABILITY, key), direct=True)
     return dict(msg.headers or {})
 
 
