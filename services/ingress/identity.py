@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
-from libs.bus import API_TIMEOUT_S, direct_get_last
+from libs.bus import (
+    API_TIMEOUT_S,
+    MAX_ATOMIC_BATCH,
+    AtomicBatchRefused,
+    direct_get_last,
+    publish_atomic,
+    stream_allows_atomic,
+)
 from libs.contracts import (
     CONFLICT_HEADERS,
     HEADER_CONSUMER,
     HEADER_DIRECT_GET_SUBJECT,
     HEADER_ERROR,
+    HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_KV_OPERATION,
     HEADER_MSG_ID,
     HEADER_ORIGINAL_SUBJECT,
@@ -90,6 +100,7 @@ class EventIds:
         self.timeout = timeout
         self._kv: KeyValue | None = None
         self._direct = False
+        self._atomic: bool | None = None
         self._warned = False
 
     async def _bucket(self) -> KeyValue | None:
@@ -143,6 +154,28 @@ class EventIds:
             entry = await kv.get(key)
             return _decode(entry.value)
         return None
+
+    async def remember_all(self, records: Sequence[tuple[str, FirstBody]]) -> bool:
+        """Record every (msg_id, first), none of them known yet, in one atomic batch of creates: True when
+        all are recorded. False when the batch was not used or not stored whole (the bucket does not
+        take atomic batches or is missing, an id was known already, the bus failed): nothing of it was
+        then recorded, or its outcome is unknown, and :meth:`remember` is the way, id by id."""
+        if not 1 < len(records) <= MAX_ATOMIC_BATCH or await self._bucket() is None:
+            return False
+        if self._atomic is None:
+            self._atomic = await stream_allows_atomic(self.js, _STREAM, f"kv {KV_EVENT_IDS}")
+        if not self._atomic:
+            return False
+        create = {HEADER_EXPECTED_LAST_SUBJECT_SEQ: "0"}  # what KeyValue.create sends: the key holds nothing
+        messages = [
+            (kv_subject(KV_EVENT_IDS, id_key(msg_id)), msgspec.json.encode(first), create) for msg_id, first in records
+        ]
+        try:
+            await (await publish_atomic(self.nc, messages, timeout_s=self.timeout))
+        except (AtomicBatchRefused, nats.errors.Error, OSError, TimeoutError) as exc:
+            log.debug("kv %s: %d records not stored as a batch (%s)", KV_EVENT_IDS, len(records), exc)
+            return False
+        return True
 
 
 def _decode(value: bytes | None) -> FirstBody | None:

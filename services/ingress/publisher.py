@@ -14,6 +14,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
+from libs.bus import MAX_ATOMIC_BATCH
 from libs.contracts import FirstBody
 from libs.outbox import OutboxMessage
 
@@ -52,6 +53,7 @@ class StoreUnavailable(RuntimeError):
 _BUS_ERRORS = (nats.errors.Error, js_errors.Error, asyncio.TimeoutError, OSError)
 _REMEMBER_BATCH = 500
 _MAX_RECORDING = 4000
+_RECORD_LINGER_S = 0.05
 
 
 class DurableWriter:
@@ -71,7 +73,8 @@ class DurableWriter:
         self.js: JetStreamContext | None = None
         self.ids: EventIds | None = None
         self._remembered_up_to = 0
-        self._recording: set[asyncio.Task[None]] = set()
+        self._to_record: list[tuple[str, FirstBody]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._attached = asyncio.Event()
         self._startup_deadline = time.monotonic() + startup_wait_s
 
@@ -138,12 +141,28 @@ class DurableWriter:
         return Durability(Outcome.ACCEPTED, ack.seq)
 
     def _record_soon(self, msg_id: str, first: FirstBody) -> None:
-        if len(self._recording) >= _MAX_RECORDING:
-            log.warning("%d digests still being recorded; %s not recorded", len(self._recording), msg_id)
+        if len(self._to_record) >= _MAX_RECORDING:
+            log.warning("%d digests still to be recorded; %s not recorded", len(self._to_record), msg_id)
             return
-        task = asyncio.create_task(self._record(msg_id, first))
-        self._recording.add(task)
-        task.add_done_callback(self._recording.discard)
+        self._to_record.append((msg_id, first))
+        if self._recorder is None:
+            self._recorder = asyncio.create_task(self._record_queued())
+
+    async def _record_queued(self) -> None:
+        """Record what :meth:`_record_soon` queued: together, as one atomic batch of creates where the
+        bucket allows it (one answer and one fsync for the lot), otherwise (or when the batch is refused
+        because an id is known already) id by id."""
+        try:
+            # A record serves only an id reused after the dedup window (minutes): waiting a moment gathers
+            # the records of the webhooks that arrive meanwhile into one batch.
+            await asyncio.sleep(_RECORD_LINGER_S)
+            while self._to_record and self.ids is not None:
+                batch = self._to_record[:MAX_ATOMIC_BATCH]
+                del self._to_record[: len(batch)]
+                if not await self.ids.remember_all(batch):
+                    await asyncio.gather(*(self._record(msg_id, first) for msg_id, first in batch))
+        finally:
+            self._recorder = None
 
     async def _record(self, msg_id: str, first: FirstBody) -> None:
         known = await self._remember(msg_id, first)
