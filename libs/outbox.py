@@ -31,6 +31,7 @@ __all__ = [
     "OUTBOX_TABLE",
     "OutboxMessage",
     "add_to_outbox",
+    "add_to_outbox_sync",
     "create_outbox_schema",
     "outbox_notify_channel",
     "outbox_nudge_subject",
@@ -106,19 +107,28 @@ async def add_to_outbox(
 ) -> int:
     """Insert messages inside the caller's transaction; a msg_id already there is kept as it is.
 
-    Returns how many rows were new.
+    Returns how many rows were new. :func:`add_to_outbox_sync` is the same for a synchronous body.
     """
+    if not messages:
+        return 0
+    return await conn.run_sync(add_to_outbox_sync, table, messages, now=now)
+
+
+def add_to_outbox_sync(
+    conn: Connection, table: sa.Table, messages: Sequence[OutboxMessage], *, now: float | None = None
+) -> int:
+    """:func:`add_to_outbox` in a synchronous transaction body (a ``Connection``)."""
     if not messages:
         return 0
     dialect = conn.dialect.name
     if dialect == "postgresql":
         # The transaction id first, then the row ids: the relay's commit-order rule relies on it.
-        await conn.execute(
+        conn.execute(
             sa.text("SELECT pg_current_xact_id(), pg_notify(:channel, '')"),
             {"channel": outbox_notify_channel(table.name)},
         )
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     # RETURNING counts the new rows on every driver (executemany's rowcount is not reliable on asyncpg).
     statement = insert.on_conflict_do_nothing(index_elements=["msg_id"]).returning(table.c.id)
-    result = await conn.execute(statement, _rows(messages, time.time() if now is None else now))
+    result = conn.execute(statement, _rows(messages, time.time() if now is None else now))
     return len(result.all())

@@ -1,8 +1,9 @@
 """Inventory's use cases, each a function of a unit of work.
 
 Every one of them is the same five steps: load what it touches, build the ledger over it, expire the
-overdue reservations it loaded, act, write the changes. :func:`_transact` is those steps; the handlers
-say only what is touched and what is done.
+overdue reservations it loaded, act, write the changes. :func:`_act` is those steps, a synchronous
+transaction body that :func:`_transact` hands to the unit of work to run in one step; the handlers say
+only what is touched and what is done.
 
 A batch of COMMERCE events is applied in one transaction (a handful of statements per batch rather than
 several per event). If that transaction fails, the batch is applied again with a savepoint per event, so
@@ -25,7 +26,7 @@ from ..domain.events import CommerceEvent
 from ..domain.ledger import CartResult, Inventory, Result
 from ..domain.model import cart_key
 from ..domain.workspace import Outcome, Workspace
-from .unit_of_work import Scope, StoreUnavailable, UnitOfWork
+from .unit_of_work import Scope, StoreUnavailable, Transaction, UnitOfWork
 
 __all__ = ["BatchResult", "Incoming", "StoreUnavailable", "apply_batch", "expire_overdue", "release", "reserve"]
 
@@ -117,8 +118,8 @@ def _kinds(ws: Workspace) -> dict[str, set[str]]:
     return kinds
 
 
-async def _act(
-    uow: UnitOfWork,
+def _act(
+    tx: Transaction,
     scope: Scope,
     act: Callable[[Inventory], T],
     *,
@@ -127,8 +128,8 @@ async def _act(
     expire: bool,
     trace: Trace | None = None,
 ) -> _Done[T]:
-    """Inside an open unit of work: load, build the ledger, expire what is overdue, act, write."""
-    ws, overdue = await uow.load(scope, now=now, expire=expire)
+    """Inside an open transaction: load, build the ledger, expire what is overdue, act, write."""
+    ws, overdue = tx.load(scope, now=now, expire=expire)
     if trace is not None:
         ws.trace = dict(trace)
     book = Inventory(ws, now=now, reservation_ttl_s=ttl_s)
@@ -138,7 +139,7 @@ async def _act(
     if trace is not None:
         _trace_settled(ws)
     kinds = _kinds(ws) if trace is not None else {}
-    rows = await uow.write(ws, now=now)
+    rows = tx.write(ws, now=now)
     return _Done(value, expired, rows, book.oversell_rejections, settled, kinds)
 
 
@@ -152,11 +153,8 @@ async def _transact(
     expire: bool = True,
     trace: Trace | None = None,
 ) -> _Done[T]:
-    """One whole transaction: :func:`_act`, then commit."""
-    async with uow:
-        done = await _act(uow, scope, act, now=now, ttl_s=ttl_s, expire=expire, trace=trace)
-        await uow.commit()
-    return done
+    """One whole transaction: :func:`_act`, committed."""
+    return await uow.run(lambda tx: _act(tx, scope, act, now=now, ttl_s=ttl_s, expire=expire, trace=trace))
 
 
 async def apply_batch(
@@ -190,18 +188,18 @@ async def apply_batch(
 async def _apply_isolated(
     uow: UnitOfWork, items: Sequence[Incoming], *, now: float, ttl_s: float, trace: Trace | None = None
 ) -> BatchResult:
-    batch = BatchResult([])
-    async with uow:
+    def apply_each(tx: Transaction) -> BatchResult:
+        batch = BatchResult([])
         # Every lock the batch needs is taken here, in one go and in order, before any event is applied.
-        await uow.load(_scope(items), now=now, expire=False)
+        tx.load(_scope(items), now=now, expire=False)
         for item in items:
 
             def apply_item(book: Inventory, item: Incoming = item) -> Result:
                 return _apply_one(book, item)
 
             try:
-                async with uow.savepoint():
-                    done = await _act(uow, _scope([item]), apply_item, now=now, ttl_s=ttl_s, expire=False, trace=trace)
+                with tx.savepoint():
+                    done = _act(tx, _scope([item]), apply_item, now=now, ttl_s=ttl_s, expire=False, trace=trace)
             except StoreUnavailable:
                 raise
             except Exception as exc:
@@ -219,8 +217,9 @@ async def _apply_isolated(
             batch.oversell_rejections += done.oversell_rejections
             for msg_id, kinds in done.kinds.items():
                 batch.kinds.setdefault(msg_id, set()).update(kinds)
-        await uow.commit()
-    return batch
+        return batch
+
+    return await uow.run(apply_each)
 
 
 async def reserve(

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 __all__ = ["lock_id", "lock_keys", "try_lock_keys"]
 
@@ -50,18 +50,18 @@ def lock_id(namespace: str, key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-async def lock_keys(conn: AsyncConnection, namespace: str, keys: Iterable[str]) -> None:
+def lock_keys(conn: Connection, namespace: str, keys: Iterable[str]) -> None:
     ids = sorted({lock_id(namespace, key) for key in keys})
     if ids:
-        await conn.execute(_LOCK_IN_ORDER, {"ids": ids})
+        conn.execute(_LOCK_IN_ORDER, {"ids": ids})
 
 
-async def try_lock_keys(conn: AsyncConnection, namespace: str, keys: Iterable[str]) -> list[str]:
+def try_lock_keys(conn: Connection, namespace: str, keys: Iterable[str]) -> list[str]:
     """The keys whose lock this transaction now holds (already held ones count)."""
     by_id: dict[int, list[str]] = {}
     for key in keys:
         by_id.setdefault(lock_id(namespace, key), []).append(key)
     if not by_id:
         return []
-    rows = (await conn.execute(_TRY_LOCK, {"ids": list(by_id)})).all()
+    rows = conn.execute(_TRY_LOCK, {"ids": list(by_id)}).all()
     return sorted(key for (lock,) in rows for key in by_id[lock])

@@ -72,7 +72,7 @@ async def rebuild_projection(engine: AsyncEngine, *, force: bool = False) -> Reb
         names = [s for (s,) in await conn.execute(sa.select(schema.skus.c.sku))]
         names += [s for (s,) in await conn.execute(sa.select(schema.ledger.c.sku).distinct())]
         if is_postgres(engine):
-            await lock_keys(conn, "s", names)  # writers of these SKUs wait until the rebuild commits
+            await conn.run_sync(lock_keys, "s", names)  # writers of these SKUs wait until the rebuild commits
         verifier = LedgerVerifier()
         t = schema.ledger
         for row in await conn.execute(sa.select(t).order_by(t.c.sku, t.c.version)):

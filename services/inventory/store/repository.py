@@ -4,7 +4,8 @@ A transaction's rows are locked (PostgreSQL, see :mod:`.locks`) and read with a 
 queries into a :class:`~..domain.workspace.Workspace`; the service layer lets the domain decide, and
 :mod:`.writes` writes the changes with one multi-row statement per table (inbox, ledger, projection,
 reservations, parked events, outbox). A handful of statements per batch instead of several per event
-is what makes this fast on SQLite and PostgreSQL alike.
+is what makes this fast on SQLite and PostgreSQL alike. Both are synchronous: a transaction's whole
+body runs in one hand-off (see :mod:`.unit_of_work`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.store import WriteHealth, create_engine, is_postgres, migrate
+from libs.store import Transactions, WriteHealth, create_engine, is_postgres, migrate
 
 from ..adapters.wire import Envelope, MalformedEvent, parse_event
 from ..domain.events import CommerceEvent
@@ -46,10 +48,14 @@ class ParkedRow:
 
 
 class InventoryStore:
+    """Inventory's store. Its writing transactions run through :attr:`transactions`, each in one hand-off
+    (on SQLite to the store's writer thread); the reads of the API and the tools use :attr:`engine`."""
+
     def __init__(
         self,
         engine: AsyncEngine,
         *,
+        durable_commits: bool = True,
         expire_batch: int = 200,
         reader: Callable[[Envelope], CommerceEvent] = parse_event,
     ) -> None:
@@ -58,7 +64,10 @@ class InventoryStore:
         """Reads a parked message back into its event (with its source's profile)."""
         self.expire_batch = expire_batch
         self.postgres = is_postgres(engine)
+        self.transactions = Transactions(engine, thread="inventory-sqlite", durable_commits=durable_commits)
         self.write_health = WriteHealth().watch(engine)
+        if self.transactions.sync_engine is not None:
+            self.write_health.watch(self.transactions.sync_engine)
 
     @classmethod
     async def open(
@@ -72,15 +81,15 @@ class InventoryStore:
     ) -> InventoryStore:
         engine = create_engine(url, durable_commits=durable_commits, pool_size=pool_size)
         await migrate(engine, schema.COMPONENT, schema.MIGRATIONS)
-        return cls(engine, expire_batch=expire_batch, reader=reader)
+        return cls(engine, durable_commits=durable_commits, expire_batch=expire_batch, reader=reader)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.transactions.close()
 
     # --- what a transaction touches ------------------------------------------------------------------
-    async def load(
+    def load(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         *,
         keys: Collection[str],
         skus: Collection[str],
@@ -94,15 +103,15 @@ class InventoryStore:
         Returns the workspace and the keys of the loaded reservations whose TTL has passed.
         """
         if self.postgres:
-            await lock_keys(conn, "r", keys)
-            await lock_keys(conn, "e", keyless)
-        reservations = await self._reservations(conn, keys)
-        parked = await self._parked(conn, [k for k in keys if k.startswith("order:")])
+            lock_keys(conn, "r", keys)
+            lock_keys(conn, "e", keyless)
+        reservations = self._reservations(conn, keys)
+        parked = self._parked(conn, [k for k in keys if k.startswith("order:")])
         if expire:
-            candidates = await self._overdue_keys(conn, now, exclude=keys)
+            candidates = self._overdue_keys(conn, now, exclude=keys)
             if self.postgres and candidates:
-                candidates = await try_lock_keys(conn, "r", candidates)
-            reservations.update(await self._reservations(conn, candidates))
+                candidates = try_lock_keys(conn, "r", candidates)
+            reservations.update(self._reservations(conn, candidates))
         overdue = sorted(key for key, r in reservations.items() if r.overdue(now))
         sku_set = set(skus)
         for reservation in reservations.values():
@@ -111,26 +120,26 @@ class InventoryStore:
             for p in events.values():
                 sku_set |= p.event.skus
         if self.postgres:
-            await lock_keys(conn, "s", sku_set)
-        sku_states = {s.sku: s for s in await self._skus(conn, sku_set)}
-        backorders = await self._backorders(conn, [sku for sku, s in sku_states.items() if s.backordered > 0])
+            lock_keys(conn, "s", sku_set)
+        sku_states = {s.sku: s for s in self._skus(conn, sku_set)}
+        backorders = self._backorders(conn, [sku for sku, s in sku_states.items() if s.backordered > 0])
         waiting = sorted({b.order for queue in backorders.values() for b in queue} - set(reservations))
         if waiting:
-            await self._load_waiting(conn, waiting, reservations, parked, sku_states, sku_set)
+            self._load_waiting(conn, waiting, reservations, parked, sku_states, sku_set)
         ws = Workspace(
             skus=sku_states,
             reservations=reservations,
             parked=parked,
-            inbox=await self._inbox(conn, msg_ids),
+            inbox=self._inbox(conn, msg_ids),
             strict=True,
             backorders=backorders,
         )
         ws.loaded_skus = sku_set
         return ws, overdue
 
-    async def _load_waiting(
+    def _load_waiting(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         waiting: list[str],
         reservations: dict[str, Reservation],
         parked: dict[str, dict[str, ParkedEvent]],
@@ -144,16 +153,16 @@ class InventoryStore:
         holds right now is left out, and filling stops at it — the oldest keeps its turn.
         """
         if self.postgres:
-            waiting = await try_lock_keys(conn, "r", waiting)
-        found = await self._reservations(conn, waiting)
-        their_parked = await self._parked(conn, [k for k in found if k.startswith("order:")])
+            waiting = try_lock_keys(conn, "r", waiting)
+        found = self._reservations(conn, waiting)
+        their_parked = self._parked(conn, [k for k in found if k.startswith("order:")])
         needs = {
             key: set(order.lines) | {sku for p in their_parked.get(key, {}).values() for sku in p.event.skus}
             for key, order in found.items()
         }
         extra = sorted(set().union(*needs.values()) - sku_set)
-        locked = set(await try_lock_keys(conn, "s", extra)) if self.postgres else set(extra)
-        for state in await self._skus(conn, locked):
+        locked = set(try_lock_keys(conn, "s", extra)) if self.postgres else set(extra)
+        for state in self._skus(conn, locked):
             sku_states[state.sku] = state
         sku_set |= locked
         for key, order in found.items():
@@ -162,30 +171,30 @@ class InventoryStore:
                 if key in their_parked:
                     parked[key] = their_parked[key]
 
-    async def _backorders(self, conn: AsyncConnection, skus: Collection[str]) -> dict[str, list[Backorder]]:
+    def _backorders(self, conn: Connection, skus: Collection[str]) -> dict[str, list[Backorder]]:
         if not skus:
             return {}
         t = schema.backorders
         query = sa.select(t).where(t.c.sku.in_(sorted(skus))).order_by(t.c.sku, t.c.since, t.c.seq, t.c.order_key)
         out: dict[str, list[Backorder]] = {}
-        for row in await conn.execute(query):
+        for row in conn.execute(query):
             out.setdefault(row.sku, []).append(backorder_from_row(row))
         return out
 
-    async def _reservations(self, conn: AsyncConnection, keys: Collection[str]) -> dict[str, Reservation]:
+    def _reservations(self, conn: Connection, keys: Collection[str]) -> dict[str, Reservation]:
         if not keys:
             return {}
         t = schema.reservations
-        rows = await conn.execute(sa.select(t).where(t.c.key.in_(sorted(keys))))
+        rows = conn.execute(sa.select(t).where(t.c.key.in_(sorted(keys))))
         return {row.key: reservation_from_row(row) for row in rows}
 
-    async def _parked(self, conn: AsyncConnection, order_keys: Collection[str]) -> dict[str, dict[str, ParkedEvent]]:
+    def _parked(self, conn: Connection, order_keys: Collection[str]) -> dict[str, dict[str, ParkedEvent]]:
         if not order_keys:
             return {}
         t = schema.parked
         query = sa.select(t).where(t.c.order_key.in_(sorted(order_keys)), t.c.dead_lettering.is_(False))
         out: dict[str, dict[str, ParkedEvent]] = {}
-        for row in await conn.execute(query):
+        for row in conn.execute(query):
             envelope = Envelope(row.subject, row.body, json.loads(row.headers), row.stream_seq)
             try:
                 event = self.reader(envelope)
@@ -195,23 +204,23 @@ class InventoryStore:
             out.setdefault(row.order_key, {})[row.msg_id] = ParkedEvent(event, row.parked_at, row.reason)
         return out
 
-    async def _overdue_keys(self, conn: AsyncConnection, now: float, *, exclude: Collection[str]) -> list[str]:
+    def _overdue_keys(self, conn: Connection, now: float, *, exclude: Collection[str]) -> list[str]:
         t = schema.reservations
         query = sa.select(t.c.key).where(t.c.expires_at <= now).order_by(t.c.expires_at).limit(self.expire_batch)
-        return [key for (key,) in await conn.execute(query) if key not in exclude]
+        return [key for (key,) in conn.execute(query) if key not in exclude]
 
-    async def _skus(self, conn: AsyncConnection, names: Collection[str]) -> list[SkuState]:
+    def _skus(self, conn: Connection, names: Collection[str]) -> list[SkuState]:
         if not names:
             return []
         t = schema.skus
-        rows = await conn.execute(sa.select(t).where(t.c.sku.in_(sorted(names))))
+        rows = conn.execute(sa.select(t).where(t.c.sku.in_(sorted(names))))
         return [sku_from_row(row) for row in rows]
 
-    async def _inbox(self, conn: AsyncConnection, msg_ids: Collection[str]) -> dict[str, Outcome]:
+    def _inbox(self, conn: Connection, msg_ids: Collection[str]) -> dict[str, Outcome]:
         if not msg_ids:
             return {}
         t = schema.inbox
-        rows = await conn.execute(sa.select(t.c.msg_id, t.c.outcome).where(t.c.msg_id.in_(list(set(msg_ids)))))
+        rows = conn.execute(sa.select(t.c.msg_id, t.c.outcome).where(t.c.msg_id.in_(list(set(msg_ids)))))
         return {msg_id: Outcome(outcome) for msg_id, outcome in rows}
 
     # --- parked too long -----------------------------------------------------------------------------
@@ -220,36 +229,36 @@ class InventoryStore:
 
         Returns how many were marked; :meth:`dead_lettering` lists them for publishing.
         """
+        return await self.transactions.run(lambda conn: self._claim_stale_parked(conn, older_than, limit))
+
+    def _claim_stale_parked(self, conn: Connection, older_than: float, limit: int) -> int:
         t = schema.parked
-        async with self.engine.begin() as conn:
-            query = sa.select(t.c.order_key).where(t.c.parked_at <= older_than, t.c.dead_lettering.is_(False))
-            keys = sorted({key for (key,) in await conn.execute(query.limit(limit))})
-            if not keys:
-                return 0
-            if self.postgres:
-                await lock_keys(conn, "r", keys)  # an order being applied right now finishes first
-            rows = (
-                await conn.execute(
-                    sa.select(t.c.msg_id, t.c.reason, t.c.parked_at).where(
-                        t.c.order_key.in_(keys), t.c.parked_at <= older_than, t.c.dead_lettering.is_(False)
-                    )
-                )
-            ).all()
-            if not rows:
-                return 0
-            now = time.time()
-            await conn.execute(sa.update(t).where(t.c.msg_id.in_([r.msg_id for r in rows])).values(dead_lettering=True))
-            i = schema.inbox
-            await conn.execute(
-                sa.update(i)
-                .where(i.c.msg_id == sa.bindparam("b_msg_id"))
-                .values(outcome=Outcome.DEAD_LETTERED.value, detail=sa.bindparam("b_detail"), settled_at=now),
-                [
-                    {"b_msg_id": r.msg_id, "b_detail": f"parked for {now - r.parked_at:.0f}s ({r.reason}); gave up"}
-                    for r in rows
-                ],
+        query = sa.select(t.c.order_key).where(t.c.parked_at <= older_than, t.c.dead_lettering.is_(False))
+        keys = sorted({key for (key,) in conn.execute(query.limit(limit))})
+        if not keys:
+            return 0
+        if self.postgres:
+            lock_keys(conn, "r", keys)  # an order being applied right now finishes first
+        rows = conn.execute(
+            sa.select(t.c.msg_id, t.c.reason, t.c.parked_at).where(
+                t.c.order_key.in_(keys), t.c.parked_at <= older_than, t.c.dead_lettering.is_(False)
             )
-            return len(rows)
+        ).all()
+        if not rows:
+            return 0
+        now = time.time()
+        conn.execute(sa.update(t).where(t.c.msg_id.in_([r.msg_id for r in rows])).values(dead_lettering=True))
+        i = schema.inbox
+        conn.execute(
+            sa.update(i)
+            .where(i.c.msg_id == sa.bindparam("b_msg_id"))
+            .values(outcome=Outcome.DEAD_LETTERED.value, detail=sa.bindparam("b_detail"), settled_at=now),
+            [
+                {"b_msg_id": r.msg_id, "b_detail": f"parked for {now - r.parked_at:.0f}s ({r.reason}); gave up"}
+                for r in rows
+            ],
+        )
+        return len(rows)
 
     async def dead_lettering(self, limit: int = 100) -> list[ParkedRow]:
         t = schema.parked
@@ -268,8 +277,9 @@ class InventoryStore:
         ids = sorted(msg_ids)
         if ids:
             t = schema.parked
-            async with self.engine.begin() as conn:
-                await conn.execute(sa.delete(t).where(t.c.msg_id.in_(ids), t.c.dead_lettering.is_(True)))
+            await self.transactions.run(
+                lambda conn: conn.execute(sa.delete(t).where(t.c.msg_id.in_(ids), t.c.dead_lettering.is_(True)))
+            )
 
     async def parked_count(self) -> int:
         t = schema.parked
@@ -280,10 +290,12 @@ class InventoryStore:
         """SQLite: the transaction takes the write lock (BEGIN IMMEDIATE). PostgreSQL: not read-only.
         After a failed write (a full disk, say): false until a write commits; this check writes one
         once no write has failed for a while."""
-        async with self.engine.begin() as conn:
-            if self.postgres and (await conn.execute(sa.text("SHOW transaction_read_only"))).scalar_one() != "off":
-                return False
-            await conn.execute(sa.select(sa.func.count()).select_from(schema.skus).where(sa.false()))
-            if self.write_health.probe_due:
-                await conn.run_sync(self.write_health.probe)
-        return self.write_health.ok
+        return await self.transactions.run(self._writable) and self.write_health.ok
+
+    def _writable(self, conn: Connection) -> bool:
+        if self.postgres and conn.execute(sa.text("SHOW transaction_read_only")).scalar_one() != "off":
+            return False
+        conn.execute(sa.select(sa.func.count()).select_from(schema.skus).where(sa.false()))
+        if self.write_health.probe_due:
+            self.write_health.probe(conn)
+        return True

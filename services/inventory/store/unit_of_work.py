@@ -1,55 +1,70 @@
-"""The SQL unit of work: one database transaction on inventory's store (SQLite or PostgreSQL)."""
+"""The SQL unit of work: one database transaction on inventory's store (SQLite or PostgreSQL), its body
+run in one hand-off by the store's :class:`libs.store.Transactions`."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Self
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import sqlalchemy as sa
-
-from libs.store import Transaction
+from sqlalchemy.engine import Connection
 
 from ..domain.workspace import Workspace
-from ..service_layer.unit_of_work import CommitHook, Scope, StoreUnavailable
+from ..service_layer.unit_of_work import CommitHook, Scope, StoreUnavailable, Transaction
 from .repository import InventoryStore
 from .writes import write_changes
 
-__all__ = ["SqlUnitOfWork"]
+__all__ = ["SqlTransaction", "SqlUnitOfWork"]
+
+T = TypeVar("T")
 
 
-class SqlUnitOfWork(Transaction):
-    """A transaction on ``store``'s engine (:class:`libs.store.Transaction`); ``after_commit`` gets the
-    outbox rows written, once committed.
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    """Operational errors of the driver (SQLite "database or disk is full", "disk I/O error", a lock
+    timeout; a PostgreSQL server that went away) as :class:`StoreUnavailable`."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        raise StoreUnavailable(str(exc)) from exc
 
-    Operational errors of the driver (SQLite "database or disk is full", "disk I/O error", a lock
-    timeout; a PostgreSQL server that went away) are raised as :class:`StoreUnavailable`.
-    """
+
+class SqlUnitOfWork:
+    """Transactions on ``store``; ``after_commit`` gets the outbox rows each one wrote, once committed."""
 
     def __init__(self, store: InventoryStore, after_commit: CommitHook | None = None) -> None:
-        super().__init__(store.engine)
         self.store = store
         self.after_commit = after_commit
-        self._outbox_rows = 0
 
-    async def __aenter__(self) -> Self:
-        try:
-            await super().__aenter__()
-        except sa.exc.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        self._outbox_rows = 0
+    async def run(self, work: Callable[[Transaction], T]) -> T:
+        transactions: list[SqlTransaction] = []
+
+        def body(conn: Connection) -> T:
+            tx = SqlTransaction(self.store, conn)
+            transactions.append(tx)
+            return work(tx)
+
+        with _unavailable():
+            result = await self.store.transactions.run(body)
         if self.after_commit is not None:
-            self.on_commit(self._committed)
-        return self
+            await self.after_commit(sum(tx.outbox_rows for tx in transactions))
+        return result
 
-    async def _committed(self) -> None:
-        rows, self._outbox_rows = self._outbox_rows, 0
-        assert self.after_commit is not None
-        await self.after_commit(rows)
 
-    async def load(self, scope: Scope, *, now: float, expire: bool) -> tuple[Workspace, list[str]]:
-        try:
-            return await self.store.load(
+class SqlTransaction:
+    """One open transaction on the store (a synchronous ``Connection``)."""
+
+    __slots__ = ("conn", "outbox_rows", "store")
+
+    def __init__(self, store: InventoryStore, conn: Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self.outbox_rows = 0
+
+    def load(self, scope: Scope, *, now: float, expire: bool) -> tuple[Workspace, list[str]]:
+        with _unavailable():
+            return self.store.load(
                 self.conn,
                 keys=scope.keys,
                 skus=scope.skus,
@@ -58,24 +73,14 @@ class SqlUnitOfWork(Transaction):
                 now=now,
                 expire=expire,
             )
-        except sa.exc.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
 
-    @contextlib.asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
-        async with self.conn.begin_nested():
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.conn.begin_nested():
             yield
 
-    async def write(self, ws: Workspace, *, now: float) -> int:
-        try:
-            rows = await write_changes(self.conn, ws, now)
-        except sa.exc.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        self._outbox_rows += rows
+    def write(self, ws: Workspace, *, now: float) -> int:
+        with _unavailable():
+            rows = write_changes(self.conn, ws, now)
+        self.outbox_rows += rows
         return rows
-
-    async def commit(self) -> None:
-        try:
-            await super().commit()
-        except sa.exc.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc

@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
-from libs.outbox import add_to_outbox
+from libs.outbox import add_to_outbox_sync
 
 from ..domain.ledger import iso_time
 from ..domain.messages import outbox_messages
@@ -39,34 +39,34 @@ def _length(column: sa.Column[Any]) -> int:
     return length
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+def _insert(conn: Connection, table: sa.Table) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-async def _upsert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, object]], key: str) -> None:
+def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, object]], key: str) -> None:
     insert = _insert(conn, table)
     update = {c.name: insert.excluded[c.name] for c in table.columns if c.name != key}
-    await conn.execute(insert.on_conflict_do_update(index_elements=[key], set_=update), rows)
+    conn.execute(insert.on_conflict_do_update(index_elements=[key], set_=update), rows)
 
 
-async def _write_backorders(conn: AsyncConnection, ws: Workspace) -> None:
+def _write_backorders(conn: Connection, ws: Workspace) -> None:
     t = schema.backorders
     changed = sorted(ws.backorder_changes)
     for order, sku in changed:
-        await conn.execute(sa.delete(t).where(t.c.order_key == order, t.c.sku == sku))
+        conn.execute(sa.delete(t).where(t.c.order_key == order, t.c.sku == sku))
     rows = [
         {"order_key": b.order, "sku": b.sku, "qty": b.qty, "since": b.since, "seq": b.seq}
         for b in (ws.backorder_changes[key] for key in changed)
         if b is not None
     ]
     if rows:
-        await conn.execute(sa.insert(t), rows)
+        conn.execute(sa.insert(t), rows)
 
 
-async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int:
+def write_changes(conn: Connection, ws: Workspace, now: float) -> int:
     """Write everything the workspace changed; returns how many outbox rows were added."""
     if ws.entries:
-        await conn.execute(
+        conn.execute(
             sa.insert(schema.ledger),
             [
                 {
@@ -104,7 +104,7 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
                     "updated_at": now,
                 }
             )
-        await _upsert(conn, schema.skus, rows, "sku")
+        _upsert(conn, schema.skus, rows, "sku")
     if ws.dirty_reservations:
         rows = []
         for key in sorted(ws.dirty_reservations):
@@ -121,9 +121,9 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
                     "detail": _json(r.detail_json()),
                 }
             )
-        await _upsert(conn, schema.reservations, rows, "key")
+        _upsert(conn, schema.reservations, rows, "key")
     if ws.new_inbox:
-        await conn.execute(
+        conn.execute(
             _insert(conn, schema.inbox).on_conflict_do_nothing(index_elements=["msg_id"]),
             [
                 {
@@ -143,7 +143,7 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
     if ws.replaced_inbox:
         # A replayed dead letter: its inbox row now says what the replay did.
         t = schema.inbox
-        await conn.execute(
+        conn.execute(
             sa.update(t)
             .where(t.c.msg_id == sa.bindparam("b_msg_id"))
             .values(
@@ -170,10 +170,10 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
             ],
         )
     if ws.backorder_changes:
-        await _write_backorders(conn, ws)
+        _write_backorders(conn, ws)
     if ws.settled_parked:
         t = schema.inbox
-        await conn.execute(
+        conn.execute(
             sa.update(t)
             .where(t.c.msg_id == sa.bindparam("b_msg_id"))
             .values(
@@ -185,7 +185,7 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
             ],
         )
     if ws.new_parked:
-        await conn.execute(
+        conn.execute(
             sa.insert(schema.parked),
             [
                 {
@@ -204,8 +204,8 @@ async def write_changes(conn: AsyncConnection, ws: Workspace, now: float) -> int
         )
     if ws.removed_parked:
         t = schema.parked
-        await conn.execute(sa.delete(t).where(t.c.msg_id.in_(sorted(ws.removed_parked))))
+        conn.execute(sa.delete(t).where(t.c.msg_id.in_(sorted(ws.removed_parked))))
     messages = outbox_messages(ws, iso_time(now))
     if messages:
-        await add_to_outbox(conn, schema.outbox, messages, now=now)
+        add_to_outbox_sync(conn, schema.outbox, messages, now=now)
     return len(messages)

@@ -91,20 +91,26 @@ async def test_readiness_says_not_ready_while_the_consumer_cannot_be_recreated_t
 async def test_readiness_says_not_ready_while_the_store_cannot_write_and_no_delivery_is_spent(
     inventory: AsyncTestClient, js: JetStreamContext, data_dir: Path
 ) -> None:
-    engine = inventory.app.state.store.engine
+    store = inventory.app.state.store
+    writer = store.transactions.sync_engine  # the engine of the store's writer thread
     limit: dict[str, Any] = {"pages": None}
 
     # SQLite's max_page_count gives the error of a full disk (SQLITE_FULL) on a real file.
-    @event.listens_for(engine.sync_engine, "connect")
     def _cap(dbapi_connection: Any, _record: Any) -> None:
         if limit["pages"] is not None:
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA max_page_count = {limit['pages']}")
             cursor.close()
 
+    async def reconnect() -> None:
+        await store.engine.dispose()
+        writer.dispose()
+
+    for engine in (store.engine.sync_engine, writer):
+        event.listen(engine, "connect", _cap)
     with sqlite3.connect(data_dir / "inventory.db") as db:
         limit["pages"] = db.execute("PRAGMA page_count").fetchone()[0]
-    await engine.dispose()
+    await reconnect()
     for n in range(200):
         await publish(js, "inventory.received", f"r{n}", {"sku": f"SKU-{n}", "qty": 1})
 
@@ -114,7 +120,7 @@ async def test_readiness_says_not_ready_while_the_store_cannot_write_and_no_deli
 
     await eventually(not_ready, what="/readyz 503 while the store is full")
     limit["pages"] = 1_000_000_000
-    await engine.dispose()
+    await reconnect()
     await eventually(lambda: drained(js), timeout=20, what="drained once the store can write")
     await eventually(lambda: _ready(inventory), what="ready again")
     assert len(_inbox(data_dir)) == 200

@@ -13,7 +13,7 @@ import contextlib
 import copy
 import json
 import random
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -28,7 +28,7 @@ from services.inventory.domain.ledger import CartResult, Result
 from services.inventory.domain.model import LedgerEntry, LedgerKind, ReservationState
 from services.inventory.domain.workspace import Outcome, Workspace
 from services.inventory.service_layer import handlers
-from services.inventory.service_layer.unit_of_work import Scope
+from services.inventory.service_layer.unit_of_work import Scope, Transaction
 
 T = TypeVar("T")
 
@@ -200,17 +200,17 @@ def run_now(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @dataclass
 class MemoryUnitOfWork:
-    """The unit of work of the unit tests: every row kept in memory, the same handlers as the store's.
+    """The unit of work of the unit tests (and its transaction): every row kept in memory, the same
+    handlers as the store's.
 
     One workspace holds the whole state (it loads nothing: everything is there). What a transaction
-    changed is kept once written; a transaction left without a commit, or a savepoint left by an
+    changed is kept once written; a transaction whose body raises, or a savepoint left by an
     exception, is undone from a copy taken when it began.
     """
 
     ws: Workspace = field(default_factory=lambda: Workspace(strict=False))
     ledger: list[LedgerEntry] = field(default_factory=list)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
-    _before: tuple[Workspace, int, dict[str, Outcome]] | None = None
 
     def _snapshot(self) -> tuple[Workspace, int, dict[str, Outcome]]:
         return copy.deepcopy(self.ws), len(self.ledger), dict(self.outcomes)
@@ -219,21 +219,16 @@ class MemoryUnitOfWork:
         self.ws, length, self.outcomes = snapshot
         del self.ledger[length:]
 
-    async def __aenter__(self) -> MemoryUnitOfWork:
-        self._before = self._snapshot()
-        return self
+    async def run(self, work: Callable[[Transaction], T]) -> T:
+        with self.savepoint():
+            return work(self)
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._before is not None:
-            self._restore(self._before)
-            self._before = None
-
-    async def load(self, scope: Scope, *, now: float, expire: bool) -> tuple[Workspace, list[str]]:
+    def load(self, scope: Scope, *, now: float, expire: bool) -> tuple[Workspace, list[str]]:
         overdue = sorted(k for k, r in self.ws.reservations.items() if r.overdue(now)) if expire else []
         return self.ws, overdue
 
-    @contextlib.asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
         before = self._snapshot()
         try:
             yield
@@ -241,7 +236,7 @@ class MemoryUnitOfWork:
             self._restore(before)
             raise
 
-    async def write(self, ws: Workspace, *, now: float) -> int:
+    def write(self, ws: Workspace, *, now: float) -> int:
         """Keep what ``ws`` changed; it keeps no outbox (0 rows)."""
         self.ledger.extend(ws.entries)
         for msg_id, record in ws.new_inbox.items():
@@ -250,9 +245,6 @@ class MemoryUnitOfWork:
             self.outcomes[msg_id] = outcome
         ws.clear_changes()
         return 0
-
-    async def commit(self) -> None:
-        self._before = None
 
 
 @dataclass
