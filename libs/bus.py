@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -15,6 +16,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
@@ -26,6 +28,7 @@ from libs.contracts import (
     HEADER_BATCH_ID,
     HEADER_BATCH_SEQUENCE,
     HEADER_STATUS,
+    NO_RESPONDERS,
     direct_get_subject,
 )
 
@@ -206,7 +209,16 @@ async def publish_atomic(
         )
     subject, payload, headers = messages[-1]
     commit = {**headers, HEADER_BATCH_ID: batch_id, HEADER_BATCH_SEQUENCE: str(last), HEADER_BATCH_COMMIT: "1"}
-    return asyncio.ensure_future(_committed(nc.request(subject, payload, timeout=timeout_s, headers=commit)))
+    # The commit is on the connection before this returns, so that whatever the caller publishes next
+    # reaches the server after the batch (``nc.request`` would send it only once its task runs).
+    inbox = nc.new_inbox()
+    answers = await nc.subscribe(inbox, max_msgs=1)
+    try:
+        await nc.publish(subject, payload, reply=inbox, headers=commit)
+    except BaseException:
+        await answers.unsubscribe()
+        raise
+    return asyncio.ensure_future(_committed(answers, timeout_s))
 
 
 async def stream_allows_atomic(js: JetStreamContext, stream: str, what: str) -> bool | None:
@@ -225,8 +237,15 @@ async def stream_allows_atomic(js: JetStreamContext, stream: str, what: str) -> 
     return allowed
 
 
-async def _committed(reply: Any) -> AtomicAck:
-    answer = json.loads((await reply).data)
+async def _committed(answers: Subscription, timeout_s: float) -> AtomicAck:
+    try:
+        reply = await answers.next_msg(timeout=timeout_s)
+    finally:
+        with contextlib.suppress(Exception):
+            await answers.unsubscribe()
+    if not reply.data and (reply.headers or {}).get(HEADER_STATUS) == NO_RESPONDERS:
+        raise nats.errors.NoRespondersError
+    answer = json.loads(reply.data)
     error = answer.get("error")
     if error:
         raise AtomicBatchRefused(int(error.get("err_code", 0)), str(error.get("description", "")))

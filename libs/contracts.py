@@ -52,6 +52,7 @@ __all__ = [
     "INVENTORY_KINDS",
     "JETSTREAM_HEADER_PREFIX",
     "KV_REMOVED",
+    "NO_RESPONDERS",
     "TRACE_HEADERS",
     "AvailabilityChanged",
     "FirstBody",
@@ -255,6 +256,8 @@ HEADER_DIRECT_GET_SUBJECT = "Nats-Subject"
 HEADER_STATUS = "Status"
 """A direct get's answer without a message: its status (``404``: none on that subject)."""
 DIRECT_GET_NOT_FOUND = "404"
+NO_RESPONDERS = "503"
+"""A request's answer from the server itself when nothing listens on the subject (no stream holds it)."""
 HEADER_KV_OPERATION = "KV-Operation"
 """A KV entry that is a delete or purge marker says so here (:data:`KV_REMOVED`), with no value."""
 KV_REMOVED = ("DEL", "PURGE")

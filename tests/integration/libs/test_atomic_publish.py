@@ -69,3 +69,13 @@ async def test_an_empty_or_oversized_batch_is_not_sent(
     with pytest.raises(ValueError, match="atomic batch holds"):
         await publish_atomic(nc, _messages(stream, [str(n) for n in range(size)]), timeout_s=5)
     assert await _stored(js, stream) == 0
+
+
+async def test_what_is_published_right_after_a_batch_is_stored_after_it(
+    nc: Client, js: JetStreamContext, stream: str
+) -> None:
+    for round_ in range(20):
+        committed = await publish_atomic(nc, _messages(stream, [f"b{round_}-0", f"b{round_}-1"]), timeout_s=5)
+        after = await js.publish_async(f"{stream.lower()}.after", b"", headers={HEADER_MSG_ID: f"after-{round_}"})
+        batch = await committed
+        assert (await after).seq > batch.last_seq, f"round {round_}: the later message overtook the batch"
