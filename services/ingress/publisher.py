@@ -74,6 +74,7 @@ class DurableWriter:
         self.ids: EventIds | None = None
         self._remembered_up_to = 0
         self._to_record: list[tuple[str, FirstBody]] = []
+        self._recording_ids: set[str] = set()  # queued or being recorded: a re-sent id is not queued twice
         self._recorder: asyncio.Task[None] | None = None
         self._attached = asyncio.Event()
         self._startup_deadline = time.monotonic() + startup_wait_s
@@ -132,7 +133,10 @@ class DurableWriter:
             # Inside the dedup window: the PubAck names the stored message; compare its body.
             stored = await js.get_msg(ack.stream, ack.seq, direct=True)
             first = FirstBody(digest=body_digest(stored.data or b""), stream_seq=ack.seq)
-            await self._remember(event.msg_id, first)
+            if event.msg_id not in self._recording_ids:
+                # Else the first delivery's record is on its way; a second one written now would make
+                # JetStream refuse the whole batch that record is in (its key would exist by then).
+                await self._remember(event.msg_id, first)
             return await self._against(event, first, digest)
         # Recorded in the background: the record serves only a reuse that comes after the dedup window
         # (inside it, the duplicate PubAck above catches it), so the answer need not wait for a second
@@ -144,6 +148,7 @@ class DurableWriter:
         if len(self._to_record) >= _MAX_RECORDING:
             log.warning("%d digests still to be recorded; %s not recorded", len(self._to_record), msg_id)
             return
+        self._recording_ids.add(msg_id)
         self._to_record.append((msg_id, first))
         if self._recorder is None:
             self._recorder = asyncio.create_task(self._record_queued())
@@ -159,8 +164,11 @@ class DurableWriter:
             while self._to_record and self.ids is not None:
                 batch = self._to_record[:MAX_ATOMIC_BATCH]
                 del self._to_record[: len(batch)]
-                if not await self.ids.remember_all(batch):
-                    await asyncio.gather(*(self._record(msg_id, first) for msg_id, first in batch))
+                try:
+                    if not await self.ids.remember_all(batch):
+                        await asyncio.gather(*(self._record(msg_id, first) for msg_id, first in batch))
+                finally:
+                    self._recording_ids.difference_update(msg_id for msg_id, _ in batch)
         finally:
             self._recorder = None
 

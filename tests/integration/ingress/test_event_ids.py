@@ -94,7 +94,7 @@ async def test_a_batch_holding_a_known_id_records_nothing_and_each_is_recorded_o
     assert [await ids.remember(msg_id, first) for msg_id, first in records] == [None, known, None]
 
 
-async def test_the_records_of_webhooks_accepted_together_go_out_as_one_batch(
+async def test_the_records_of_webhooks_accepted_together_go_out_as_one_batch_even_with_one_re_sent(
     nc: Client, js: JetStreamContext, data_dir: Path
 ) -> None:
     spool = await Spool.open(database_url("", data_dir, "ingress"))
@@ -107,6 +107,8 @@ async def test_the_records_of_webhooks_accepted_together_go_out_as_one_batch(
     try:
         outcomes = await asyncio.gather(*(writer.write(event) for event in events))
         assert {written.outcome for written in outcomes} == {Outcome.ACCEPTED}
+        # Re-sent while the first delivery's record waits for its batch: that batch must still be stored.
+        assert (await writer.write(events[0])).outcome is Outcome.DUPLICATE
         assert writer.ids is not None
         ids = writer.ids
 
