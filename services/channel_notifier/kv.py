@@ -24,7 +24,7 @@ from nats.aio.client import Client
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
-from libs.bus import MAX_ATOMIC_BATCH, AtomicBatchRefused, publish_atomic, stream_allows_atomic
+from libs.bus import API_TIMEOUT_S, MAX_ATOMIC_BATCH, AtomicBatchRefused, publish_atomic, stream_allows_atomic
 from libs.contracts import HEADER_EXPECTED_LAST_SUBJECT_SEQ, AvailabilityChanged
 from libs.subjects import encode_token
 from libs.topology import kv_stream, kv_subject
@@ -67,7 +67,7 @@ class AvailabilityKv:
         bucket: str | None = None,
         cache_size: int = 200_000,
         max_rounds: int = 16,
-        timeout_s: float = 5.0,
+        timeout_s: float = API_TIMEOUT_S,
     ) -> None:
         self.kv = kv
         self.nc = nc

@@ -403,11 +403,12 @@ class PublishEpoch:
         error = commit.exception()
         if isinstance(error, AtomicBatchRefused) and error.err_code == ATOMIC_DISABLED and self.atomic is not None:
             self.atomic.disable(batch.rows[0].subject)
-        if error is None and (ack := commit.result()).count != len(batch.rows):
-            error = RuntimeError(f"atomic batch of {len(batch.rows)} rows acknowledged with count {ack.count}")
         if error is not None:
             return [error] * len(batch.rows)
         ack = commit.result()
+        if ack.count != len(batch.rows):
+            mismatch = RuntimeError(f"atomic batch of {len(batch.rows)} rows acknowledged with count {ack.count}")
+            return [mismatch] * len(batch.rows)
         return [Ack(ack.stream, seq) for seq in ack.seqs()]
 
 
