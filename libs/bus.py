@@ -223,13 +223,21 @@ async def publish_atomic(
 
 async def stream_allows_atomic(js: JetStreamContext, stream: str, what: str) -> bool | None:
     """Whether ``stream`` takes atomic batches (``allow_atomic``; a nats-server before 2.12 has no such
-    field: False). None when JetStream could not say (logged as a warning): ask again later. ``what``
-    names the stream's use in the log lines (``kv event-ids``)."""
+    field: False) and Stockwire uses them there (single-replica streams only, for now). None when
+    JetStream could not say (logged as a warning): ask again later. ``what`` names the stream's use in
+    the log lines (``kv event-ids``)."""
     try:
-        allowed = bool((await js.stream_info(stream)).config.allow_atomic)
+        config = (await js.stream_info(stream)).config
     except (nats.errors.Error, js_errors.Error, TimeoutError) as exc:
         log.warning("cannot tell whether %s takes atomic batches (%s: %s)", what, type(exc).__name__, exc)
         return None
+    if (config.num_replicas or 1) > 1:
+        # Not yet on replicated streams: in the R3 chaos test (the stream leader, then another node,
+        # killed) the relay's spool backlog missed its recovery bound in 1 run of 4 with atomic batches
+        # and in none of 4 without; until that is understood, a replicated stream is written one by one.
+        log.info("%s is replicated: written one message at a time, not in atomic batches", what)
+        return False
+    allowed = bool(config.allow_atomic)
     if not allowed:
         log.info(
             "%s does not allow atomic batches (`stockwire topology apply` turns it on): one message at a time", what

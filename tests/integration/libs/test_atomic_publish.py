@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -15,8 +16,10 @@ from libs.bus import (
     MAX_ATOMIC_BATCH,
     AtomicBatchRefused,
     publish_atomic,
+    stream_allows_atomic,
 )
 from libs.contracts import HEADER_MSG_ID
+from tests.support import NatsCluster
 
 
 @pytest.fixture
@@ -79,3 +82,17 @@ async def test_what_is_published_right_after_a_batch_is_stored_after_it(
         after = await js.publish_async(f"{stream.lower()}.after", b"", headers={HEADER_MSG_ID: f"after-{round_}"})
         batch = await committed
         assert (await after).seq > batch.last_seq, f"round {round_}: the later message overtook the batch"
+
+
+async def test_a_replicated_stream_is_written_one_by_one(nats_cluster: NatsCluster) -> None:
+    nc = await nats.connect(nats_cluster.url.split(","))
+    try:
+        js = nc.jetstream(timeout=10)
+        name = f"R3_{uuid.uuid4().hex[:8]}"
+        await js.add_stream(
+            js_api.StreamConfig(name=name, subjects=[f"{name.lower()}.>"], num_replicas=3, allow_atomic=True)
+        )
+        assert (await js.stream_info(name)).config.allow_atomic
+        assert await stream_allows_atomic(js, name, f"stream {name}") is False
+    finally:
+        await nc.close()
