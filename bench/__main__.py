@@ -15,7 +15,7 @@ from collections.abc import Sequence
 __all__ = ["BENCHMARKS", "main"]
 
 # The benchmarks of bench/README.md; the other modules here are their helpers.
-BENCHMARKS = ("ingress", "inventory", "outbox_relay", "channel_notifier", "flash_sale", "console")
+BENCHMARKS = ("ingress", "inventory", "outbox_relay", "channel_notifier", "flash_sale", "console", "atomic_batches")
 
 
 def _summary(name: str) -> str:

@@ -36,9 +36,11 @@ __all__ = [
     "API_TIMEOUT_S",
     "ATOMIC_DISABLED",
     "ATOMIC_DUPLICATE",
+    "ATOMIC_MIN_BATCH",
     "MAX_ATOMIC_BATCH",
     "AtomicAck",
     "AtomicBatchRefused",
+    "atomic_pays",
     "connect",
     "direct_get_last",
     "jetstream",
@@ -153,6 +155,22 @@ async def direct_get_last(nc: Client, stream: str, subject: str, *, timeout: flo
 
 MAX_ATOMIC_BATCH = 1000
 """The most messages nats-server takes in one atomic batch (its ``max_batch_size`` default)."""
+ATOMIC_MIN_BATCH = 32
+"""The fewest messages worth one atomic batch. On a single-replica file stream nats-server stages each
+batch in a file store of its own (a directory, its metadata and a block, each written and synced, then
+removed): a fixed cost that only enough messages pay back. ``python -m bench.atomic_batches`` on
+2 cores, ``sync_interval: always``, nats-server CPU per message, atomic against pipelined publishes:
+1 message 2.86 against 0.26 ms, 8 0.35 against 0.18, 16 0.19 against 0.11, 32 0.10 against 0.10,
+64 0.05 against 0.09, 128 0.04 against 0.11. (Without ``always`` an atomic batch costs more at every
+size, 3.7 times as much at 64: Stockwire's durability asks for ``always``, see deploy/k8s/README.md.)"""
+
+
+def atomic_pays(count: int) -> bool:
+    """Whether ``count`` messages bound for one stream are cheaper sent as one atomic batch than
+    published one by one: :data:`ATOMIC_MIN_BATCH` to :data:`MAX_ATOMIC_BATCH` messages."""
+    return ATOMIC_MIN_BATCH <= count <= MAX_ATOMIC_BATCH
+
+
 ATOMIC_DISABLED = 10174
 """JetStream's error code for a batch sent to a stream without ``allow_atomic`` (nothing stored)."""
 ATOMIC_DUPLICATE = 10201
@@ -189,9 +207,9 @@ async def publish_atomic(
     with ``allow_atomic``) as one atomic batch; returns a future of the batch's :class:`AtomicAck`.
 
     Every message is handed to the connection before this returns, in order; only the commit is
-    answered, so the batch costs one round trip and, with ``sync_interval: always``, one fsync rather
-    than one per message (measured on 2 cores: 0.032 against 0.075 ms of nats-server CPU per message
-    for batches of 50 against pipelined publishes). The future fails with :class:`AtomicBatchRefused`
+    answered, so the batch costs one round trip and, with ``sync_interval: always``, one fsync of the
+    stream rather than one per message; the server's staging of the batch costs more than that saves
+    below :data:`ATOMIC_MIN_BATCH` messages (see :func:`atomic_pays`). The future fails with :class:`AtomicBatchRefused`
     (nothing stored), or with the client's errors (``nats.errors.TimeoutError`` after ``timeout_s``
     seconds: the outcome is then unknown, as for any unanswered publish). Raises ``ValueError`` for an
     empty or oversized batch and what ``nc.publish`` raises (a closed connection). Protocol: ADR-50,

@@ -4,10 +4,11 @@ Writes are compare-and-set on the key's revision, so two replicas (or a redelive
 newer one) cannot put an older version back. The revision and version last seen per key are kept in
 memory, which makes the common case one round trip instead of a read and a write.
 
-A batch's SKUs go out together as one JetStream atomic batch when the bucket allows it (each message
-naming its key's revision, so the batch is stored whole or not at all): one answer and one fsync rather
-than one per SKU. A refused batch (a revision moved under another writer) falls back to the SKUs one by
-one, whose compare-and-set loop re-reads what changed.
+A batch's SKUs go out together as one JetStream atomic batch when the bucket allows it and they are
+enough for one to pay (:func:`libs.bus.atomic_pays`; each message names its key's revision, so the batch
+is stored whole or not at all): one answer and one fsync rather than one per SKU. A refused batch (a
+revision moved under another writer) falls back to the SKUs one by one, whose compare-and-set loop
+re-reads what changed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from nats.aio.client import Client
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
-from libs.bus import API_TIMEOUT_S, MAX_ATOMIC_BATCH, AtomicBatchRefused, publish_atomic, stream_allows_atomic
+from libs.bus import API_TIMEOUT_S, AtomicBatchRefused, atomic_pays, publish_atomic, stream_allows_atomic
 from libs.contracts import HEADER_EXPECTED_LAST_SUBJECT_SEQ, AvailabilityChanged
 from libs.subjects import encode_token
 from libs.topology import kv_stream, kv_subject
@@ -135,7 +136,7 @@ class AvailabilityKv:
                 results[index] = KvWrite.STALE
             elif known is not None:
                 fresh.append(index)
-        if 1 < len(fresh) <= MAX_ATOMIC_BATCH and await self._atomic_allowed():
+        if atomic_pays(len(fresh)) and await self._atomic_allowed():
             writes = [(keys[i], updates[i][0].version, updates[i][1]) for i in fresh]
             if await self._write_atomic(writes):
                 for index in fresh:

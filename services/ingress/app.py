@@ -369,6 +369,7 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
             for task in tasks:
                 task.cancel()
             if writer.nc is not None:
+                await writer.flush_records(timeout_s=5.0)
                 # Bounded: a drain while the client is still reconnecting to a server that is gone would
                 # wait for ever, and hold the process's shutdown with it.
                 with contextlib.suppress(Exception):

@@ -23,8 +23,8 @@ from nats.js.kv import KeyValue
 
 from libs.bus import (
     API_TIMEOUT_S,
-    MAX_ATOMIC_BATCH,
     AtomicBatchRefused,
+    atomic_pays,
     direct_get_last,
     publish_atomic,
     stream_allows_atomic,
@@ -157,10 +157,11 @@ class EventIds:
 
     async def remember_all(self, records: Sequence[tuple[str, FirstBody]]) -> bool:
         """Record every (msg_id, first), none of them known yet, in one atomic batch of creates: True when
-        all are recorded. False when the batch was not used or not stored whole (the bucket does not
-        take atomic batches or is missing, an id was known already, the bus failed): nothing of it was
+        all are recorded. False when the batch was not used or not stored whole (too few records for a
+        batch to pay, see :func:`libs.bus.atomic_pays`; the bucket does not take atomic batches or is
+        missing; an id was known already; the bus failed): nothing of it was
         then recorded, or its outcome is unknown, and :meth:`remember` is the way, id by id."""
-        if not 1 < len(records) <= MAX_ATOMIC_BATCH or await self._bucket() is None:
+        if not atomic_pays(len(records)) or await self._bucket() is None:
             return False
         if self._atomic is None:
             self._atomic = await stream_allows_atomic(self.js, _STREAM, f"kv {KV_EVENT_IDS}")

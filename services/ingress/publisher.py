@@ -14,7 +14,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
-from libs.bus import MAX_ATOMIC_BATCH
+from libs.bus import ATOMIC_MIN_BATCH, MAX_ATOMIC_BATCH
 from libs.contracts import FirstBody
 from libs.outbox import OutboxMessage
 
@@ -53,7 +53,8 @@ class StoreUnavailable(RuntimeError):
 _BUS_ERRORS = (nats.errors.Error, js_errors.Error, asyncio.TimeoutError, OSError)
 _REMEMBER_BATCH = 500
 _MAX_RECORDING = 4000
-_RECORD_LINGER_S = 0.05
+_RECORD_BATCH = 2 * ATOMIC_MIN_BATCH
+_RECORD_LINGER_S = 0.25
 
 
 class DurableWriter:
@@ -64,9 +65,18 @@ class DurableWriter:
     behind it until the relay has drained the spool (see :class:`Spool`), so a freshly started ingress
     that spooled its first requests while a healthy JetStream was one connect away would queue the
     whole stream behind the relay. Past that time (NATS really away), events are spooled at once.
+
+    ``record_linger_s``: how long the ``event-ids`` records of accepted webhooks wait for more to join
+    their batch, unless enough for a full one (twice :data:`libs.bus.ATOMIC_MIN_BATCH`) are queued.
     """
 
-    def __init__(self, spool: Spool, publish_timeout_s: float, startup_wait_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        publish_timeout_s: float,
+        startup_wait_s: float = 0.0,
+        record_linger_s: float = _RECORD_LINGER_S,
+    ) -> None:
         self.spool = spool
         self.publish_timeout_s = publish_timeout_s
         self.nc: Client | None = None
@@ -76,6 +86,8 @@ class DurableWriter:
         self._to_record: list[tuple[str, FirstBody]] = []
         self._recording_ids: set[str] = set()  # queued or being recorded: a re-sent id is not queued twice
         self._recorder: asyncio.Task[None] | None = None
+        self._record_batch_full = asyncio.Event()
+        self._record_linger_s = record_linger_s
         self._attached = asyncio.Event()
         self._startup_deadline = time.monotonic() + startup_wait_s
 
@@ -150,18 +162,24 @@ class DurableWriter:
             return
         self._recording_ids.add(msg_id)
         self._to_record.append((msg_id, first))
+        if len(self._to_record) >= _RECORD_BATCH:
+            self._record_batch_full.set()
         if self._recorder is None:
             self._recorder = asyncio.create_task(self._record_queued())
 
     async def _record_queued(self) -> None:
         """Record what :meth:`_record_soon` queued: together, as one atomic batch of creates where the
-        bucket allows it (one answer and one fsync for the lot), otherwise (or when the batch is refused
-        because an id is known already) id by id."""
+        bucket allows it and they are enough for one to pay (one answer and one fsync for the lot),
+        otherwise (or when the batch is refused because an id is known already) id by id."""
         try:
-            # A record serves only an id reused after the dedup window (minutes): waiting a moment gathers
-            # the records of the webhooks that arrive meanwhile into one batch.
-            await asyncio.sleep(_RECORD_LINGER_S)
             while self._to_record and self.ids is not None:
+                if len(self._to_record) < _RECORD_BATCH:
+                    # A record serves only an id reused after the dedup window (minutes): waiting a moment
+                    # gathers the records of the webhooks that arrive meanwhile into one batch, large
+                    # enough for the batch to cost the server less than the records one by one.
+                    self._record_batch_full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._record_batch_full.wait(), self._record_linger_s)
                 batch = self._to_record[:MAX_ATOMIC_BATCH]
                 del self._to_record[: len(batch)]
                 try:
@@ -171,6 +189,16 @@ class DurableWriter:
                     self._recording_ids.difference_update(msg_id for msg_id, _ in batch)
         finally:
             self._recorder = None
+
+    async def flush_records(self, timeout_s: float) -> None:
+        """Record what waits for its batch now rather than after the linger, waiting at most ``timeout_s``
+        seconds (at shutdown: a record left queued would leave its id to the dedup window alone)."""
+        self._record_linger_s = 0.0
+        self._record_batch_full.set()
+        recorder = self._recorder
+        if recorder is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(recorder), timeout_s)
 
     async def _record(self, msg_id: str, first: FirstBody) -> None:
         known = await self._remember(msg_id, first)

@@ -12,12 +12,13 @@ Two tasks share the work: the *publisher* reads batches and sends them with ``pu
 (``max_in_flight`` unacknowledged at most) and the *settler* waits for each batch's PubAcks in order,
 marks the acknowledged rows published, and ends the epoch at the first failure.
 
-A batch whose rows all go to one stream that takes atomic batches (``allow_atomic``) is sent as one
-atomic batch instead (:func:`libs.bus.publish_atomic`): one answer and one fsync for the batch, all
-of it stored or none. JetStream refuses a whole atomic batch that repeats a ``Nats-Msg-Id``, so an
-epoch publishes message by message until a batch has settled with no duplicate (a new epoch may be
-re-sending what an earlier one stored), and sends an atomic batch only once nothing is in flight: a
-refused batch then never has a later one stored ahead of it. A refusal ends the epoch like any failure.
+A batch whose rows all go to one stream that takes atomic batches (``allow_atomic``), and that holds
+enough rows for one to pay (:func:`libs.bus.atomic_pays`), is sent as one atomic batch instead
+(:func:`libs.bus.publish_atomic`): one answer and one fsync for the batch, all of it stored or none.
+JetStream refuses a whole atomic batch that repeats a ``Nats-Msg-Id``, so an epoch publishes message by
+message until a batch has settled with no duplicate (a new epoch may be re-sending what an earlier one
+stored), and sends an atomic batch only once nothing is in flight: a refused batch then never has a
+later one stored ahead of it. A refusal ends the epoch like any failure.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ from nats.js import errors as js_errors
 from libs import tracing
 from libs.bus import (
     ATOMIC_DISABLED,
-    MAX_ATOMIC_BATCH,
     AtomicAck,
     AtomicBatchRefused,
+    atomic_pays,
     publish_atomic,
     stream_allows_atomic,
 )
@@ -253,7 +254,7 @@ class PublishEpoch:
         return batch.error is None
 
     async def _atomic_fits(self, rows: list[OutboxRow]) -> bool:
-        if self.nc is None or self.atomic is None or not self._atomic_ready or not 1 < len(rows) <= MAX_ATOMIC_BATCH:
+        if self.nc is None or self.atomic is None or not self._atomic_ready or not atomic_pays(len(rows)):
             return False
         token = rows[0].subject.partition(".")[0]
         if any(row.subject.partition(".")[0] != token for row in rows):

@@ -7,6 +7,7 @@ import asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from libs.bus import ATOMIC_MIN_BATCH
 from libs.contracts import HEADER_BATCH_ID, decode_availability, encode
 from libs.subjects import encode_token
 from libs.topology import KV_AVAILABILITY, kv_stream, kv_subject
@@ -67,12 +68,30 @@ async def test_a_batch_of_skus_is_written_in_one_atomic_batch_and_stale_ones_are
     writer = AvailabilityKv(kv, nc=nc, bucket=KV_AVAILABILITY)
     seen = availability("MANY.0", 5, 5)
     assert await writer.offer(seen, encode(seen)) is KvWrite.WRITTEN
-    updates = [availability("MANY.0", 4, 1)] + [availability(f"MANY.{n}", 1, n) for n in range(1, 4)]
+    fresh = range(1, ATOMIC_MIN_BATCH + 1)
+    updates = [availability("MANY.0", 4, 1)] + [availability(f"MANY.{n}", 1, n) for n in fresh]
     results = await writer.offer_many([(u, encode(u)) for u in updates], asyncio.Semaphore(4))
-    assert results == [KvWrite.STALE, KvWrite.WRITTEN, KvWrite.WRITTEN, KvWrite.WRITTEN]
-    batch_ids = {(await _stored_headers(js, encode_token(f"MANY.{n}"))).get(HEADER_BATCH_ID) for n in range(1, 4)}
-    assert len(batch_ids) == 1 and None not in batch_ids, "the three new SKUs in one atomic batch"
+    assert results == [KvWrite.STALE] + [KvWrite.WRITTEN] * len(fresh)
+    batch_ids = {(await _stored_headers(js, encode_token(f"MANY.{n}"))).get(HEADER_BATCH_ID) for n in fresh}
+    assert len(batch_ids) == 1 and None not in batch_ids, "the new SKUs in one atomic batch"
     assert decode_availability((await kv.get(encode_token("MANY.0"), validate_keys=False)).value).version == 5
+
+
+async def test_fewer_skus_than_pay_for_an_atomic_batch_are_written_one_by_one(
+    nc: Client, js: JetStreamContext
+) -> None:
+    kv = await js.key_value(KV_AVAILABILITY)
+    writer = AvailabilityKv(kv, nc=nc, bucket=KV_AVAILABILITY)
+    updates = [availability(f"FEW.{n}", 1, n) for n in range(ATOMIC_MIN_BATCH - 1)]
+    for update in updates:  # each key's revision known, as for the batch above
+        assert await writer.offer(update, encode(update)) is KvWrite.WRITTEN
+    newer = [availability(update.sku, 2, update.available + 100) for update in updates]
+    results = await writer.offer_many([(u, encode(u)) for u in newer], asyncio.Semaphore(4))
+    assert results == [KvWrite.WRITTEN] * len(newer)
+    for update in newer:
+        entry = await kv.get(encode_token(update.sku), validate_keys=False)
+        assert decode_availability(entry.value).available == update.available
+        assert HEADER_BATCH_ID not in await _stored_headers(js, encode_token(update.sku)), "not in a batch"
 
 
 async def test_a_batch_refused_because_another_writer_moved_a_key_is_written_one_by_one(
@@ -80,14 +99,16 @@ async def test_a_batch_refused_because_another_writer_moved_a_key_is_written_one
 ) -> None:
     kv = await js.key_value(KV_AVAILABILITY)
     writer, other = AvailabilityKv(kv, nc=nc, bucket=KV_AVAILABILITY), AvailabilityKv(kv)
-    first = [availability(f"MOVED.{n}", 1, n) for n in range(3)]
+    keys = range(ATOMIC_MIN_BATCH)
+    first = [availability(f"MOVED.{n}", 1, n) for n in keys]
     await writer.offer_many([(u, encode(u)) for u in first], asyncio.Semaphore(4))
+    assert HEADER_BATCH_ID in await _stored_headers(js, encode_token("MOVED.0")), "the first batch went atomic"
     # Another replica writes a newer version of one key: this writer's remembered revision is old now.
     newer = availability("MOVED.1", 2, 20)
     assert await other.offer(newer, encode(newer)) is KvWrite.WRITTEN
-    second = [availability("MOVED.0", 3, 30), availability("MOVED.1", 3, 31), availability("MOVED.2", 3, 32)]
+    second = [availability(f"MOVED.{n}", 3, 30 + n) for n in keys]
     results = await writer.offer_many([(u, encode(u)) for u in second], asyncio.Semaphore(4))
-    assert results == [KvWrite.WRITTEN] * 3
+    assert results == [KvWrite.WRITTEN] * len(second)
     for update in second:
         entry = await kv.get(encode_token(update.sku), validate_keys=False)
         assert decode_availability(entry.value).available == update.available

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -12,7 +14,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from libs.bus import direct_get_last
+from libs.bus import ATOMIC_MIN_BATCH, direct_get_last
 from libs.contracts import HEADER_BATCH_ID, FirstBody
 from libs.store import database_url
 from libs.topology import KV_EVENT_IDS, kv_stream, kv_subject
@@ -75,11 +77,18 @@ async def _batch_id(js: JetStreamContext, msg_id: str) -> str | None:
 
 async def test_new_ids_are_recorded_in_one_atomic_batch(nc: Client, js: JetStreamContext) -> None:
     ids = EventIds(nc, js)
-    records = [(f"ce:batch-{n}", FirstBody(digest=f"{n:064x}", stream_seq=n)) for n in range(5)]
+    records = [(f"ce:batch-{n}", FirstBody(digest=f"{n:064x}", stream_seq=n)) for n in range(ATOMIC_MIN_BATCH)]
     assert await ids.remember_all(records)
     assert [await ids.first(msg_id) for msg_id, _ in records] == [first for _, first in records]
     batch_ids = {await _batch_id(js, msg_id) for msg_id, _ in records}
     assert len(batch_ids) == 1 and None not in batch_ids
+
+
+async def test_fewer_ids_than_pay_for_an_atomic_batch_are_not_recorded_as_one(nc: Client, js: JetStreamContext) -> None:
+    ids = EventIds(nc, js)
+    records = [(f"ce:few-{n}", FirstBody(digest=f"{n:064x}")) for n in range(ATOMIC_MIN_BATCH - 1)]
+    assert not await ids.remember_all(records)
+    assert [await ids.first(msg_id) for msg_id, _ in records] == [None] * len(records), "left to remember()"
 
 
 async def test_a_batch_holding_a_known_id_records_nothing_and_each_is_recorded_one_by_one(
@@ -88,34 +97,74 @@ async def test_a_batch_holding_a_known_id_records_nothing_and_each_is_recorded_o
     ids = EventIds(nc, js)
     known = FirstBody(digest="ee" * 32, stream_seq=1)
     assert await ids.remember("ce:seen", known) is None
-    records = [("ce:new-1", FirstBody(digest="01" * 32)), ("ce:seen", known), ("ce:new-2", FirstBody(digest="02" * 32))]
+    new = [(f"ce:new-{n}", FirstBody(digest=f"{n:064x}")) for n in range(ATOMIC_MIN_BATCH)]
+    records = [*new[:1], ("ce:seen", known), *new[1:]]
     assert not await ids.remember_all(records)
-    assert await ids.first("ce:new-1") is None and await ids.first("ce:new-2") is None, "refused whole"
-    assert [await ids.remember(msg_id, first) for msg_id, first in records] == [None, known, None]
+    assert [await ids.first(msg_id) for msg_id, _ in new] == [None] * len(new), "refused whole"
+    assert [await ids.remember(msg_id, first) for msg_id, first in records] == [None, known] + [None] * (len(new) - 1)
+
+
+@contextlib.asynccontextmanager
+async def _writer(nc: Client, js: JetStreamContext, data_dir: Path, **options: float) -> AsyncIterator[DurableWriter]:
+    spool = await Spool.open(database_url("", data_dir, "ingress"))
+    writer = DurableWriter(spool, publish_timeout_s=2.0, **options)
+    writer.attach(nc, js)
+    try:
+        yield writer
+    finally:
+        await spool.close()
+
+
+def _webhooks(name: str, count: int) -> list[InboundWebhook]:
+    now = dt.datetime.now(dt.UTC)
+    return [InboundWebhook("ce", f"{name}-{n}", "order.created", b'{"n": %d}' % n, now) for n in range(count)]
+
+
+async def _all_recorded(ids: EventIds | None, events: list[InboundWebhook]) -> None:
+    assert ids is not None
+
+    async def recorded() -> bool:
+        return all([await ids.first(event.msg_id) is not None for event in events])
+
+    await eventually(recorded, what="every id recorded")
 
 
 async def test_the_records_of_webhooks_accepted_together_go_out_as_one_batch_even_with_one_re_sent(
     nc: Client, js: JetStreamContext, data_dir: Path
 ) -> None:
-    spool = await Spool.open(database_url("", data_dir, "ingress"))
-    writer = DurableWriter(spool, publish_timeout_s=2.0)
-    writer.attach(nc, js)
-    events = [
-        InboundWebhook("ce", f"together-{n}", "order.created", b'{"n": %d}' % n, dt.datetime.now(dt.UTC))
-        for n in range(6)
-    ]
-    try:
-        outcomes = await asyncio.gather(*(writer.write(event) for event in events))
+    # The linger outlasts the test: only a full batch's worth of records (twice ATOMIC_MIN_BATCH) sends it.
+    async with _writer(nc, js, data_dir, record_linger_s=300.0) as writer:
+        events = _webhooks("together", 2 * ATOMIC_MIN_BATCH)
+        outcomes = await asyncio.gather(*(writer.write(event) for event in events[:-1]))
         assert {written.outcome for written in outcomes} == {Outcome.ACCEPTED}
+        assert writer.ids is not None
+        assert await writer.ids.first(events[0].msg_id) is None, "one short of a full batch: nothing recorded yet"
         # Re-sent while the first delivery's record waits for its batch: that batch must still be stored.
         assert (await writer.write(events[0])).outcome is Outcome.DUPLICATE
+        assert (await writer.write(events[-1])).outcome is Outcome.ACCEPTED  # the batch is full now
+        await _all_recorded(writer.ids, events)
+        batch_ids = {await _batch_id(js, event.msg_id) for event in events}
+        assert len(batch_ids) == 1 and None not in batch_ids, "all in one atomic batch"
+
+
+async def test_the_records_of_a_few_webhooks_are_created_one_by_one(
+    nc: Client, js: JetStreamContext, data_dir: Path
+) -> None:
+    async with _writer(nc, js, data_dir) as writer:
+        events = _webhooks("few", 3)
+        outcomes = await asyncio.gather(*(writer.write(event) for event in events))
+        assert {written.outcome for written in outcomes} == {Outcome.ACCEPTED}
+        await _all_recorded(writer.ids, events)
+        assert {await _batch_id(js, event.msg_id) for event in events} == {None}, "too few for an atomic batch"
+
+
+async def test_records_waiting_for_their_batch_are_created_when_flushed(
+    nc: Client, js: JetStreamContext, data_dir: Path
+) -> None:
+    async with _writer(nc, js, data_dir, record_linger_s=300.0) as writer:
+        events = _webhooks("flushed", 3)
+        await asyncio.gather(*(writer.write(event) for event in events))
         assert writer.ids is not None
-        ids = writer.ids
-
-        async def all_recorded() -> bool:
-            return all([await ids.first(event.msg_id) is not None for event in events])
-
-        await eventually(all_recorded, what="every id recorded")
-        assert len({await _batch_id(js, event.msg_id) for event in events} - {None}) == 1
-    finally:
-        await spool.close()
+        assert await writer.ids.first(events[0].msg_id) is None, "waiting for more to join the batch"
+        await writer.flush_records(timeout_s=10.0)  # as at shutdown
+        assert [await writer.ids.first(event.msg_id) is not None for event in events] == [True] * 3
