@@ -697,7 +697,19 @@ async def replay_channel(request: Request[Any, Any, Any], name: str) -> Redirect
         )
     answer = await console.peers.replay_channel(name, since.isoformat())
     console.actions.record(session.who, "channel.replay", name, answer.status, json.dumps(answer.body)[:300])
-    return _back(target, f"replay since {since.isoformat()}: {answer.body}" if answer.ok else answer.detail, answer.ok)
+    if not answer.ok:
+        return _back(target, answer.detail, False)
+    return _back(target, _replayed(since, answer.body))
+
+
+def _replayed(since: dt.datetime, counts: Mapping[str, Any]) -> str:
+    """What a channel's replay did, as its page says it."""
+    messages, skus = int(counts.get("messages") or 0), int(counts.get("skus") or 0)
+    return (
+        f"replay since {since.strftime('%Y-%m-%d %H:%M:%S')} UTC: {messages} INVENTORY "
+        f"message{'' if messages == 1 else 's'} read, {skus} SKU{'' if skus == 1 else 's'} queued again "
+        "at the newest version"
+    )
 
 
 @post("/deliveries/{delivery_id:int}/retry")

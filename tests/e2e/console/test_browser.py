@@ -6,6 +6,7 @@ discard one with a reason, and a forged action (or login) without the CSRF token
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -203,6 +204,52 @@ def test_retry_a_failed_delivery_and_see_the_attempt_appear(
     browser.get(f"{console_stack.url('console')}/actions")
     assert "delivery.retry" in _text(browser, "actions")
     browser.save_screenshot(str(screenshots / "actions.png"))
+
+
+def test_replay_a_channel_since_a_time_and_see_it_sent_again(
+    browser: Any, console_stack: Stack, flaky_endpoint: FlakyEndpoint, screenshots: Path
+) -> None:
+    """The channel of the test above, its delivery delivered: a replay since an hour ago sends that SKU's
+    newest availability again, a new attempt on its row, and the replay is among the actions."""
+    from selenium.webdriver.common.by import By
+
+    notifier = httpx.Client(
+        base_url=console_stack.url("channel-notifier"),
+        headers={"authorization": f"Bearer {console_stack.admin_token}"},
+    )
+
+    def delivered() -> dict[str, Any] | None:
+        # Delivered again after the buffer's change above, which sends each SKU again.
+        (delivery,) = notifier.get("/channels/flaky/deliveries").json()["deliveries"]
+        return delivery if delivery["status"] == "delivered" else None
+
+    delivery = _until(delivered, "the channel's delivery delivered")
+    assert delivery["sku"] == "RETRY-1"
+    sent_before = len(flaky_endpoint.received)
+    _login(browser, console_stack)
+    browser.get(f"{console_stack.url('console')}/channels/flaky")
+    seqs_before = [a["seq"] for a in _attempt_rows(browser.find_element(By.ID, f"delivery-{delivery['id']}"))]
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    field = browser.find_element(By.ID, "replay-since")
+    # A datetime-local field's typing order follows the browser's locale: its value is set as a picker would.
+    browser.execute_script("arguments[0].value = arguments[1];", field, since)
+    browser.find_element(By.ID, "replay-channel").click()
+    flash = _until(lambda: _text(browser, "flash"), "the replay's answer")
+    assert f"replay since {since.replace('T', ' ')} UTC" in flash and "1 SKU queued again" in flash, flash
+
+    def sent_again() -> list[dict[str, str]]:
+        browser.refresh()
+        row = browser.find_element(By.ID, f"delivery-{delivery['id']}")
+        attempts = _attempt_rows(row)
+        fresh = row.get_attribute("data-status") == "delivered" and attempts and attempts[0]["seq"] not in seqs_before
+        return attempts if fresh else []
+
+    attempts = _until(sent_again, "the replayed delivery sent again")
+    assert (attempts[0]["outcome"], attempts[0]["status"]) == ("delivered", "200")
+    assert flaky_endpoint.received[sent_before:] == [200], "the channel got the SKU once more"
+    browser.save_screenshot(str(screenshots / "channel-replayed.png"))
+    browser.get(f"{console_stack.url('console')}/actions")
+    assert "channel.replay" in _text(browser, "actions")
 
 
 def _attempt_rows(row: Any) -> list[dict[str, str]]:
