@@ -273,27 +273,33 @@ def _attempt_rows(row: Any) -> list[dict[str, str]]:
     ]
 
 
-async def _dead_letter_of_a_valid_event(stack: Stack) -> int:
+async def _dead_letters_of_valid_events(stack: Stack, reason: str, *received: tuple[str, str, int]) -> list[int]:
+    """A dead letter (its DEADLETTER sequence) of each ``inventory.received`` (event id, SKU, quantity)."""
+    from tests.support import commerce_headers
+
     nc = await connect(NatsSettings(servers=[str(stack.nats_url)]), "console-test")
     try:
-        body = json.dumps(
-            {
-                "id": "dl-1",
-                "event_type": "inventory.received",
-                "created_at": "2026-12-01T10:00:00Z",
-                "data": {"sku": "DL-SKU", "qty": 5},
-            }
-        ).encode()
-        from tests.support import commerce_headers
-
-        return await dead_letter(
-            nc.jetstream(),
-            event_id="dl-1",
-            event_type="inventory.received",
-            reason="store unavailable (a test's dead letter)",
-            body=body,
-            original=commerce_headers("dl-1", "inventory.received"),
-        )
+        seqs = []
+        for event_id, sku, qty in received:
+            body = json.dumps(
+                {
+                    "id": event_id,
+                    "event_type": "inventory.received",
+                    "created_at": "2026-12-01T10:00:00Z",
+                    "data": {"sku": sku, "qty": qty},
+                }
+            ).encode()
+            seqs.append(
+                await dead_letter(
+                    nc.jetstream(),
+                    event_id=event_id,
+                    event_type="inventory.received",
+                    reason=reason,
+                    body=body,
+                    original=commerce_headers(event_id, "inventory.received"),
+                )
+            )
+        return seqs
     finally:
         await nc.close()
 
@@ -301,7 +307,9 @@ async def _dead_letter_of_a_valid_event(stack: Stack) -> int:
 def test_replay_a_dead_letter_and_see_it_applied(browser: Any, console_stack: Stack, screenshots: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    seq = asyncio.run(_dead_letter_of_a_valid_event(console_stack))
+    (seq,) = asyncio.run(
+        _dead_letters_of_valid_events(console_stack, "store unavailable (a test's dead letter)", ("dl-1", "DL-SKU", 5))
+    )
     _login(browser, console_stack)
     browser.find_element(By.LINK_TEXT, "Dead letters").click()
     _until(lambda: browser.current_url.endswith("/deadletters"), "the dead letters page")
@@ -322,6 +330,51 @@ def test_replay_a_dead_letter_and_see_it_applied(browser: Any, console_stack: St
 
     _until(applied, "the replayed event applied")
     assert "received" in _text(browser, "sku-ledger")
+
+
+def test_replay_a_filtered_set_of_dead_letters_dry_run_first(
+    browser: Any, console_stack: Stack, screenshots: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    reason = "a filtered set (a test's dead letters)"
+    seqs = asyncio.run(
+        _dead_letters_of_valid_events(console_stack, reason, ("dl-set-1", "SET-SKU", 2), ("dl-set-2", "SET-SKU", 3))
+    )
+    _login(browser, console_stack)
+    browser.get(f"{console_stack.url('console')}/deadletters")
+    browser.find_element(By.ID, "f-reason").send_keys("a filtered set")
+    browser.find_element(By.ID, "f-reason").submit()
+    _until(lambda: "reason=" in browser.current_url, "the filtered list")
+    assert sorted(int(e.get_attribute("id")[3:]) for e in browser.find_elements(By.CSS_SELECTOR, "tr[id^=dl-]")) == seqs
+    browser.save_screenshot(str(screenshots / "deadletters-filtered.png"))
+    # A dry run first (the form's default): what would be replayed, nothing applied.
+    browser.find_element(By.ID, "replay-filtered").click()
+    _until(lambda: _text(browser, "replay-summary"), "the dry run's summary")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Dry run"
+    assert sorted(int(a.text) for a in browser.find_elements(By.CSS_SELECTOR, "#replay-results a")) == seqs
+    ledger = httpx.get(
+        f"{console_stack.url('inventory')}/skus/SET-SKU",
+        headers={"authorization": f"Bearer {console_stack.admin_token}"},
+    )
+    assert ledger.status_code == 404, "a dry run applies nothing"
+    browser.back()
+    _until(lambda: browser.find_elements(By.ID, "filtered-dry-run"), "the filtered list again")
+    dry_run = browser.find_element(By.ID, "filtered-dry-run")
+    if dry_run.is_selected():
+        dry_run.click()
+    browser.find_element(By.ID, "replay-filtered").click()
+    _until(lambda: "replayed: 2" in _text(browser, "replay-summary"), "the replay's summary")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Replayed"
+
+    def applied() -> bool:
+        browser.get(f"{console_stack.url('console')}/skus/SET-SKU")
+        return _text(browser, "level-on_hand") == "5"
+
+    _until(applied, "both replayed events applied")
+    browser.get(f"{console_stack.url('console')}/actions")
+    actions = _text(browser, "actions")
+    assert "deadletter.dry_run" in actions and "deadletter.replay" in actions and "filtered set" in actions
 
 
 async def _dead_letter_to_discard(stack: Stack) -> int:
