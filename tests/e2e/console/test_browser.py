@@ -90,9 +90,6 @@ def test_log_in_and_see_the_overview_refresh(browser: Any, console_stack: Stack,
     _until(lambda: _text(browser, "overview") != first and "webhooks in" in _text(browser, "overview"), "a refresh")
     assert "inventory" in _text(browser, "overview"), "consumer lag names the inventory durable"
     browser.save_screenshot(str(screenshots / "overview.png"))
-    browser.set_window_size(390, 844)
-    browser.save_screenshot(str(screenshots / "overview-phone.png"))
-    browser.set_window_size(1280, 800)
 
 
 def test_find_an_order_by_number_and_see_its_ledger_rows(browser: Any, console_stack: Stack, screenshots: Path) -> None:
@@ -472,3 +469,67 @@ def test_every_control_is_labelled_and_reached_from_the_keyboard(browser: Any, c
     assert browser.execute_script("return document.activeElement.className") == "skip"
     ActionChains(browser).send_keys(Keys.TAB, Keys.TAB, Keys.ENTER).perform()
     _until(lambda: browser.current_url.endswith("/events"), "Events opened from the keyboard")
+
+
+# Elements that reach past the viewport's right edge, other than inside a box that scrolls sideways on
+# its own (a wide table): what would make the whole page scroll sideways or cut a control off.
+_OVERFLOWING = """
+const width = window.innerWidth;
+const page = document.documentElement.scrollWidth;
+const clipped = e => {
+  for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+    if (getComputedStyle(a).overflowX !== 'visible') return true;
+  }
+  return false;
+};
+return (page > width ? ['the page is ' + page + ' px wide'] : []).concat(Array.from(document.querySelectorAll('body *'))
+  .filter(e => e.getClientRects().length && e.getBoundingClientRect().right > width + 1 && !clipped(e))
+  .map(e => e.outerHTML.slice(0, 120)));
+"""
+SCREENS = {"1280x800": (1280, 800, False), "phone": (390, 844, True)}
+
+
+def test_every_page_fits_1280x800_and_a_phone_width_screen(
+    browser: Any, console_stack: Stack, screenshots: Path
+) -> None:
+    """Each page at 1280x800 and at a phone's 390 px width: nothing reaches past the screen's edge but
+    inside a box that scrolls sideways on its own (a wide table), the navigation is on screen, and a
+    screenshot of each is saved (<page>-<screen>.png)."""
+    from selenium.webdriver.common.by import By
+
+    (seq,) = asyncio.run(
+        _dead_letters_of_valid_events(console_stack, "a test's dead letter to look at", ("dl-look", "LOOK-SKU", 1))
+    )
+    _login(browser, console_stack)
+    base = console_stack.url("console")
+    browser.get(f"{base}/events?order=o-100")
+    event = browser.find_element(By.CSS_SELECTOR, "#events a").get_attribute("href")
+    pages = {
+        "overview": "/",
+        "events": "/events?order=o-100",
+        "event": event.removeprefix(base),
+        "sku": "/skus/TEE-1",
+        "channels": "/channels",
+        "channel": "/channels/flaky",
+        "deadletters": "/deadletters",
+        "deadletter": f"/deadletters/{seq}",
+        "actions": "/actions",
+        "login": "/login",
+    }
+    try:
+        for screen, (width, height, mobile) in SCREENS.items():
+            browser.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+            )
+            for name, page in pages.items():
+                browser.get(base + page)
+                _until(lambda: browser.find_elements(By.TAG_NAME, "h1"), f"the {name} page")
+                assert browser.execute_script("return window.innerWidth") == width
+                assert browser.execute_script(_OVERFLOWING) == [], (screen, name)
+                if name != "login":
+                    for link in browser.find_elements(By.CSS_SELECTOR, "nav a"):
+                        assert link.is_displayed() and link.rect["x"] + link.rect["width"] <= width, (screen, link.text)
+                browser.save_screenshot(str(screenshots / f"{name}-{screen}.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
