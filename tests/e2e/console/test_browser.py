@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -88,7 +89,19 @@ def test_log_in_and_see_the_overview_refresh(browser: Any, console_stack: Stack,
     assert len(rows) == 4
     first = _text(browser, "overview")
     _until(lambda: _text(browser, "overview") != first and "webhooks in" in _text(browser, "overview"), "a refresh")
-    assert "inventory" in _text(browser, "overview"), "consumer lag names the inventory durable"
+    durables = browser.execute_script(
+        "return Array.from(document.querySelectorAll('tr[data-durable]')).map(r => r.dataset.durable);"
+    )
+    assert any("inventory" in d for d in durables), f"consumer lag names the inventory durable: {durables}"
+    # Webhooks coming in: webhooks/s and events applied/s rise above nothing at a refresh.
+    sent = itertools.count()
+
+    def rising() -> tuple[str, str] | None:
+        _send(console_stack, "inventory.received", f"rate-{next(sent)}", {"sku": "RATE-1", "qty": 1})
+        rates = (_text(browser, "webhooks-rate"), _text(browser, "applied-rate"))
+        return rates if "0.0/s" not in rates else None
+
+    _until(rising, "webhooks/s and events applied/s above 0")
     browser.save_screenshot(str(screenshots / "overview.png"))
 
 
@@ -402,6 +415,14 @@ def test_discard_a_dead_letter_with_a_reason(browser: Any, console_stack: Stack,
     assert "deadletter.discard" in _text(browser, "actions")
 
 
+async def _stream_messages(stack: Stack, stream: str) -> int:
+    nc = await connect(NatsSettings(servers=[str(stack.nats_url)]), "console-test")
+    try:
+        return int((await nc.jetstream().stream_info(stream)).state.messages)
+    finally:
+        await nc.close()
+
+
 def test_a_forged_action_without_the_csrf_token_is_refused(
     browser: Any, console_stack: Stack, screenshots: Path
 ) -> None:
@@ -440,10 +461,16 @@ def test_a_forged_action_without_the_csrf_token_is_refused(
         f"{console_stack.url('console')}/login", data={"token": console_stack.admin_token, "csrf": "forged"}
     )
     assert forged.status_code == 403 and "did not come from this console" in forged.text
-    # The overview once the tests above have sent events, retried and replayed (README shows it).
+    # The overview once the tests above have sent events, retried and replayed (README shows it): the
+    # flaky channel's two failed attempts and its deliveries since, and DEADLETTER's count.
     browser.get(console_stack.url("console"))
     first = _text(browser, "overview")
     _until(lambda: _text(browser, "overview") != first, "a refresh")
+    row = "document.querySelector('tr[data-channel=flaky] td.{}').innerText"
+    sent, failed = browser.execute_script(f"return [{row.format('sent')}, {row.format('failed')}];")
+    assert int(sent) >= 1 and int(failed) == 2, (sent, failed)
+    count = asyncio.run(_stream_messages(console_stack, "DEADLETTER"))
+    _until(lambda: _text(browser, "deadletter-count") == str(count), f"the dead letters counted ({count})")
     browser.save_screenshot(str(screenshots / "overview-after.png"))
 
 
