@@ -105,6 +105,12 @@ def test_log_in_and_see_the_overview_refresh(browser: Any, console_stack: Stack,
     browser.save_screenshot(str(screenshots / "overview.png"))
 
 
+def _event_ids(browser: Any) -> list[str]:
+    """The event ids the events page lists, newest first."""
+    script = "return Array.from(document.querySelectorAll('#events tbody tr')).map(r => r.cells[4]?.innerText || '')"
+    return [i for i in browser.execute_script(script) if i]
+
+
 def test_find_an_order_by_number_and_see_its_ledger_rows(browser: Any, console_stack: Stack, screenshots: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -127,6 +133,19 @@ def test_find_an_order_by_number_and_see_its_ledger_rows(browser: Any, console_s
     assert "TEE-1" in text and "shop:ord-100" in text
     assert "Order o-100" in _text(browser, "order")
     browser.save_screenshot(str(screenshots / "events-order.png"))
+    # The search by SKU and event type, then the same from an hour ahead (nothing stored then).
+    browser.get(f"{console_stack.url('console')}/events")
+    browser.find_element(By.ID, "f-sku").send_keys("TEE-1")
+    browser.find_element(By.ID, "f-type").send_keys("order.created")
+    browser.find_element(By.ID, "search").click()
+    _until(lambda: "sku=TEE-1" in browser.current_url, "the search by SKU and type")
+    assert _event_ids(browser) == ["ord-100"]
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    browser.execute_script("document.getElementById('f-since').value = arguments[0];", ahead)
+    browser.find_element(By.ID, "search").click()
+    _until(lambda: "since=" in browser.current_url, "the search from an hour ahead")
+    assert _event_ids(browser) == [] and "Nothing found" in _text(browser, "events")
+    browser.get(f"{console_stack.url('console')}/events?order=o-100")
     # The event's own page: its body, headers, profile mapping and the ledger rows it caused.
     browser.find_element(By.CSS_SELECTOR, "#events a").click()
     _until(lambda: _text(browser, "event-body"), "the event's page")
