@@ -151,6 +151,7 @@ def test_find_an_order_by_number_and_see_its_ledger_rows(browser: Any, console_s
     _until(lambda: _text(browser, "event-body"), "the event's page")
     assert '"order_id": "o-100"' in _text(browser, "event-body")
     assert '"profile": "stockwire"' in _text(browser, "event-mapping")
+    assert "Stockwire-Source\tshop" in _text(browser, "event-headers")
     assert "reserved" in _text(browser, "event-ledger")
     emitted = _text(browser, "event-emitted")
     assert "inventory.reserved." in emitted and "inventory.availability." in emitted
@@ -277,8 +278,19 @@ def test_replay_a_channel_since_a_time_and_see_it_sent_again(
     assert (attempts[0]["outcome"], attempts[0]["status"]) == ("delivered", "200")
     assert flaky_endpoint.received[sent_before:] == [200], "the channel got the SKU once more"
     browser.save_screenshot(str(screenshots / "channel-replayed.png"))
+    # Disabled and enabled again from its page.
+    for status, enabled in (("disabled", False), ("enabled", True)):
+        browser.find_element(By.ID, "toggle-enabled").click()
+        _until(lambda: _text(browser, "channel-enabled") == status, f"the channel {status}")  # noqa: B023
+        assert notifier.get("/channels/flaky").json()["enabled"] is enabled
+    # The event that moved the SKU lists the channel's delivery of it.
+    browser.get(f"{console_stack.url('console')}/events?sku=RETRY-1")
+    browser.find_element(By.CSS_SELECTOR, "#events a").click()
+    _until(lambda: _text(browser, "event-deliveries"), "the event's page")
+    assert "flaky\tRETRY-1\tdelivered" in _text(browser, "event-deliveries")
     browser.get(f"{console_stack.url('console')}/actions")
-    assert "channel.replay" in _text(browser, "actions")
+    actions = _text(browser, "actions")
+    assert all(f"channel.{what}" in actions for what in ("replay", "disable", "enable")), actions
 
 
 def _attempt_rows(row: Any) -> list[dict[str, str]]:
