@@ -281,3 +281,14 @@ def test_a_login_forms_token_is_signed_and_expires() -> None:
     assert not LoginForms().valid(token, 1001.0), "another process's key"
     for bad in ("", "x", "1000.abc", token.replace(".", "", 1), "9" * 300):
         assert not forms.valid(bad, 1001.0)
+
+
+def test_the_ledger_trails_chain_status_names_the_first_broken_link() -> None:
+    from services.console.app import _chain_status
+
+    rows = [{"version": v, "hash": f"h{v}", "prev_hash": f"h{v - 1}"} for v in range(1, 5)]
+    assert _chain_status(rows) == (True, "4 rows linked, each naming the hash of the one before")
+    rows[2]["prev_hash"] = "tampered"
+    ok, status = _chain_status(rows)
+    assert not ok and status.startswith("broken at version 3: its prev_hash is not the hash of version 2")
+    assert _chain_status([]) == (True, "0 rows linked, each naming the hash of the one before")
