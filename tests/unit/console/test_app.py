@@ -292,3 +292,13 @@ def test_the_ledger_trails_chain_status_names_the_first_broken_link() -> None:
     ok, status = _chain_status(rows)
     assert not ok and status.startswith("broken at version 3: its prev_hash is not the hash of version 2")
     assert _chain_status([]) == (True, "0 rows linked, each naming the hash of the one before")
+
+
+def test_the_console_reads_no_store() -> None:
+    """Through the other services' HTTP APIs and JetStream only: no module of it imports a store, a
+    database driver or another service's package."""
+    drivers = r"sqlalchemy|asyncpg|psycopg|sqlite3|libs\.store"
+    forbidden = re.compile(rf"^\s*(from|import)\s+({drivers}|services\.(?!console))")
+    for module in HERE.glob("*.py"):
+        for line in module.read_text().splitlines():
+            assert not forbidden.match(line), f"{module.name}: {line}"
