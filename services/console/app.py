@@ -163,6 +163,15 @@ def _back(target: str, message: str, ok: bool = True) -> Redirect:
     return Redirect(f"{target}{joiner}{urlencode({'flash': message, 'ok': '1' if ok else '0'})}", status_code=303)
 
 
+def _refused(
+    request: Request[Any, Any, Any], session: Session, action: str, what: str, target: str, why: str
+) -> Redirect:
+    """An action the console refuses before asking any service (its form incomplete): recorded (400) like
+    every other, and the form's page shown again saying why."""
+    _console(request).actions.record(session.who, action, what, 400, why)
+    return _back(target, why, False)
+
+
 def _int(text: Any, default: int | None = None) -> int | None:
     try:
         return int(str(text).strip())
@@ -661,7 +670,9 @@ async def change_channel(request: Request[Any, Any, Any], name: str) -> Redirect
     target = f"/channels/{quote(name, safe='')}"
     buffer = _int(form.get("buffer"))
     if buffer is None or buffer < 0:
-        return _back(target, "the buffer is a whole number of units, 0 or more", False)
+        return _refused(
+            request, session, "channel.change", name, target, "the buffer is a whole number of units, 0 or more"
+        )
 
     def listed(field: str) -> list[str]:
         return [part.strip() for part in str(form.get(field) or "").split(",") if part.strip()]
@@ -681,10 +692,24 @@ async def replay_channel(request: Request[Any, Any, Any], name: str) -> Redirect
     since = _when(str(form.get("since") or ""))
     target = f"/channels/{quote(name, safe='')}"
     if since is None:
-        return _back(target, "give the time to replay from (YYYY-MM-DDTHH:MM)", False)
+        return _refused(
+            request, session, "channel.replay", name, target, "give the time to replay from (YYYY-MM-DDTHH:MM)"
+        )
     answer = await console.peers.replay_channel(name, since.isoformat())
     console.actions.record(session.who, "channel.replay", name, answer.status, json.dumps(answer.body)[:300])
-    return _back(target, f"replay since {since.isoformat()}: {answer.body}" if answer.ok else answer.detail, answer.ok)
+    if not answer.ok:
+        return _back(target, answer.detail, False)
+    return _back(target, _replayed(since, answer.body))
+
+
+def _replayed(since: dt.datetime, counts: Mapping[str, Any]) -> str:
+    """What a channel's replay did, as its page says it."""
+    messages, skus = int(counts.get("messages") or 0), int(counts.get("skus") or 0)
+    return (
+        f"replay since {since.strftime('%Y-%m-%d %H:%M:%S')} UTC: {messages} INVENTORY "
+        f"message{'' if messages == 1 else 's'} read, {skus} SKU{'' if skus == 1 else 's'} queued again "
+        "at the newest version"
+    )
 
 
 @post("/deliveries/{delivery_id:int}/retry")
@@ -759,7 +784,8 @@ async def replay_deadletters(request: Request[Any, Any, Any]) -> Response[Any]:
                 body[key] = when.isoformat() if when else value
         target = "/deadletters?" + urlencode({k: str(form.get(k) or "") for k in _DL_FILTERS if form.get(k)})
     else:
-        return _back("/deadletters", "choose dead letters, or replay the filtered set", False)
+        why = "choose dead letters, or replay the filtered set"
+        return _refused(request, session, "deadletter.replay", "none chosen", "/deadletters", why)
     answer = await console.peers.replay(body)
     summary = answer.body.get("summary") if answer.ok and isinstance(answer.body, Mapping) else None
     what = "deadletter.dry_run" if dry_run else "deadletter.replay"
@@ -784,9 +810,12 @@ async def discard_deadletters(request: Request[Any, Any, Any]) -> Redirect:
     reason = str(form.get("discard_reason") or "").strip()
     back = f"/deadletters/{seqs[0]}" if len(seqs) == 1 else "/deadletters"
     if not seqs:
-        return _back("/deadletters", "choose the dead letters to discard", False)
+        return _refused(
+            request, session, "deadletter.discard", "none chosen", "/deadletters", "choose the dead letters to discard"
+        )
     if not reason:
-        return _back(back, "give the reason for discarding (it is kept with each record)", False)
+        why = "give the reason for discarding (it is kept with each record)"
+        return _refused(request, session, "deadletter.discard", ",".join(map(str, seqs)), back, why)
     answer = await console.peers.discard(seqs, reason)
     console.actions.record(
         session.who,

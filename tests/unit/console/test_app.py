@@ -3,6 +3,7 @@ every action refused without the session's CSRF token, assets served locally, se
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +121,24 @@ def test_actions_are_recorded_with_who_and_when(client: TestClient[Litestar], tm
     assert any('"action": "refused"' in line and '"status": 403' in line for line in lines)
     assert all('"who": "admin (session ' in line and '"at": "20' in line for line in lines[1:])
     assert "delivery.retry" in client.get("/actions").text
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_every_action_is_recorded_with_who_and_when_whatever_its_outcome(
+    client: TestClient[Litestar], tmp_path: Path, action: str
+) -> None:
+    """An action with the CSRF token and nothing else: refused by the console (its form incomplete) or by
+    the service it asks (away here), it leaves one record naming who, when, what and how it ended."""
+    csrf = _login(client)
+    path = tmp_path / "console-actions.jsonl"
+    before = len(path.read_text().splitlines())
+    answer = client.post(action, data={"csrf": csrf}, follow_redirects=False)
+    assert answer.status_code == 303
+    (entry,) = [json.loads(line) for line in path.read_text().splitlines()[before:]]
+    assert entry["who"].startswith("admin (session ") and entry["at"].startswith("20"), entry
+    assert entry["action"] not in ("", "refused") and entry["target"], entry
+    assert entry["status"] == 200 if action == "/logout" else entry["status"] >= 400, entry
+    assert action == "/logout" or entry["detail"], entry
 
 
 def test_discarding_dead_letters_needs_the_csrf_token_and_a_reason(
@@ -262,3 +281,24 @@ def test_a_login_forms_token_is_signed_and_expires() -> None:
     assert not LoginForms().valid(token, 1001.0), "another process's key"
     for bad in ("", "x", "1000.abc", token.replace(".", "", 1), "9" * 300):
         assert not forms.valid(bad, 1001.0)
+
+
+def test_the_ledger_trails_chain_status_names_the_first_broken_link() -> None:
+    from services.console.app import _chain_status
+
+    rows = [{"version": v, "hash": f"h{v}", "prev_hash": f"h{v - 1}"} for v in range(1, 5)]
+    assert _chain_status(rows) == (True, "4 rows linked, each naming the hash of the one before")
+    rows[2]["prev_hash"] = "tampered"
+    ok, status = _chain_status(rows)
+    assert not ok and status.startswith("broken at version 3: its prev_hash is not the hash of version 2")
+    assert _chain_status([]) == (True, "0 rows linked, each naming the hash of the one before")
+
+
+def test_the_console_reads_no_store() -> None:
+    """Through the other services' HTTP APIs and JetStream only: no module of it imports a store, a
+    database driver or another service's package."""
+    drivers = r"sqlalchemy|asyncpg|psycopg|sqlite3|libs\.store"
+    forbidden = re.compile(rf"^\s*(from|import)\s+({drivers}|services\.(?!console))")
+    for module in HERE.glob("*.py"):
+        for line in module.read_text().splitlines():
+            assert not forbidden.match(line), f"{module.name}: {line}"
