@@ -40,6 +40,7 @@ __all__ = [
     "AtomicAck",
     "AtomicBatchRefused",
     "connect",
+    "connect_within",
     "direct_get_last",
     "jetstream",
     "publish_atomic",
@@ -61,16 +62,22 @@ def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
     return context
 
 
-async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
-    """Connect with unlimited reconnects and jittered backoff; the first connect also retries forever."""
+async def connect(settings: NatsSettings, name: str, *, quiet_until_connected: bool = False, **extra: Any) -> Client:
+    """Connect with unlimited reconnects and jittered backoff; the first connect also retries forever.
+
+    ``quiet_until_connected``: the failed attempts before the first connection are logged at DEBUG, not
+    WARNING (a command that waits for NATS within a deadline says itself, in one line, that it did not
+    answer); errors once connected are warnings as always."""
     servers = list(settings.servers)
+    connected = False
+    early = logging.DEBUG if quiet_until_connected else logging.WARNING
 
     def pick_server(pool: list[Any], _info: dict[str, Any]) -> tuple[Any, float]:
         chosen = min(pool, key=lambda s: s.reconnects)
         return chosen, backoff_delay(chosen.reconnects, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats %s: %s: %s", name, type(exc).__name__, exc)
+        log.log(logging.WARNING if connected else early, "nats %s: %s: %s", name, type(exc).__name__, exc)
 
     async def on_disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):
@@ -119,11 +126,21 @@ async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
             break
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             delay = backoff_delay(attempt, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
-            log.warning("nats %s: cannot connect to %s (%s); retrying in %.1fs", name, servers, exc, delay)
+            log.log(early, "nats %s: cannot connect to %s (%s); retrying in %.1fs", name, servers, exc, delay)
             attempt += 1
             await asyncio.sleep(delay)
+    connected = True
     log.info("nats %s: connected to %s", name, nc.connected_url.netloc if nc.connected_url else servers)
     return nc
+
+
+async def connect_within(settings: NatsSettings, name: str, timeout_s: float) -> Client | None:
+    """A command's connection: :func:`connect`, quiet until connected, given up after ``timeout_s``
+    seconds (None), so that the command says in one line that NATS did not answer."""
+    try:
+        return await asyncio.wait_for(connect(settings, name, quiet_until_connected=True), timeout_s)
+    except TimeoutError:
+        return None
 
 
 def jetstream(nc: Client, *, max_pending: int = 4000, timeout: float = API_TIMEOUT_S) -> JetStreamContext:
