@@ -87,7 +87,8 @@ async def connect(settings: NatsSettings, name: str, *, quiet_until_connected: b
         log.info("nats %s: reconnected to %s", name, nc.connected_url.netloc if nc.connected_url else "?")
 
     async def on_closed() -> None:
-        log.info("nats %s: connection closed", name)
+        if connected:  # not an attempt given up before the first connection
+            log.info("nats %s: connection closed", name)
 
     options: dict[str, Any] = {
         "servers": servers,
@@ -122,7 +123,7 @@ async def connect(settings: NatsSettings, name: str, *, quiet_until_connected: b
     while True:
         nc = Client()
         try:
-            await nc.connect(**options)
+            await _connect_cancellably(nc, options)
             break
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             delay = backoff_delay(attempt, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
@@ -132,6 +133,23 @@ async def connect(settings: NatsSettings, name: str, *, quiet_until_connected: b
     connected = True
     log.info("nats %s: connected to %s", name, nc.connected_url.netloc if nc.connected_url else servers)
     return nc
+
+
+async def _connect_cancellably(nc: Client, options: dict[str, Any]) -> None:
+    """``nc.connect(**options)``, ended by a cancel wherever it lands: nats-py's first connect, retrying
+    while no server answers, may take a cancel for a failed attempt and go on retrying, which would hold
+    a service's shutdown for ever. It runs as a task of its own, which a cancel here stops and closes."""
+    attempt = asyncio.ensure_future(nc.connect(**options))
+    # What a stopped attempt raises (its socket closed under it) is of no interest.
+    attempt.add_done_callback(lambda done: done.cancelled() or done.exception())
+    try:
+        await asyncio.wait({attempt})
+    except asyncio.CancelledError:
+        attempt.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), timeout=1.0)
+        raise
+    attempt.result()
 
 
 async def connect_within(settings: NatsSettings, name: str, timeout_s: float) -> Client | None:

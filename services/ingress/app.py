@@ -371,9 +371,9 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
         finally:
             for task in tasks:
                 task.cancel()
-            # Awaited, briefly: a connection made as the cancel arrives (a port in use ends the lifespan
-            # within a millisecond) is then attached and closed below, not left running past the event
-            # loop. Bounded, for nats-py may swallow a cancel that lands in its first connect.
+            # Awaited (bounded, as every wait of the shutdown): a connection made as the cancel arrives (a
+            # port in use ends the lifespan within a millisecond) is then attached and closed below, not
+            # left running past the event loop.
             await asyncio.wait(tasks, timeout=_CANCELLED_TASKS_WAIT_S)
             if writer.nc is not None:
                 # Bounded: a drain while the client is still reconnecting to a server that is gone would
