@@ -214,6 +214,11 @@ def _message(
     return message
 
 
+def _seconds(value: float) -> str:
+    """A duration for a reader: ``2,592,000 s`` (no exponent), ``0.5 s``."""
+    return f"{value:,.0f} s" if float(value).is_integer() else f"{value:,g} s"
+
+
 def asyncapi_document(
     settings: TopologySettings, *, version: str = "0", server: str = "127.0.0.1:4222"
 ) -> dict[str, Any]:
@@ -288,8 +293,8 @@ def asyncapi_document(
     def stream_text(name: str) -> str:
         spec = stream_notes[name]
         return (
-            f"Stream `{name}` ({spec.description}): retained {spec.max_age_s / 86_400:g} days, duplicate window "
-            f"{spec.duplicate_window_s:g} s, {spec.replicas} replica(s)."
+            f"Stream `{name}` ({spec.description}): retained {spec.max_age_s / 86_400:,g} days, duplicate window "
+            f"{_seconds(spec.duplicate_window_s)}, {spec.replicas} replica(s)."
         )
 
     commerce_address, commerce_params = _address(COMMERCE_SUBJECT)
@@ -336,7 +341,7 @@ def asyncapi_document(
     }
     kv_documents = {KV_AVAILABILITY: "AvailabilityChanged", KV_LEASES: "LeaseRecord", KV_EVENT_IDS: "FirstBody"}
     for bucket in buckets:
-        ttl = f", entries expire after {bucket.ttl_s:g} s" if bucket.ttl_s else ""
+        ttl = f", entries expire after {_seconds(bucket.ttl_s)}" if bucket.ttl_s else ""
         key = "{sku_token}" if bucket.bucket == KV_AVAILABILITY else "{key}"
         address, params = _address(kv_subject(bucket.bucket, key))
         document = kv_documents[bucket.bucket]

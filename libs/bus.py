@@ -42,6 +42,7 @@ __all__ = [
     "AtomicBatchRefused",
     "atomic_pays",
     "connect",
+    "connect_within",
     "direct_get_last",
     "jetstream",
     "publish_atomic",
@@ -63,16 +64,22 @@ def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
     return context
 
 
-async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
-    """Connect with unlimited reconnects and jittered backoff; the first connect also retries forever."""
+async def connect(settings: NatsSettings, name: str, *, quiet_until_connected: bool = False, **extra: Any) -> Client:
+    """Connect with unlimited reconnects and jittered backoff; the first connect also retries forever.
+
+    ``quiet_until_connected``: the failed attempts before the first connection are logged at DEBUG, not
+    WARNING (a command that waits for NATS within a deadline says itself, in one line, that it did not
+    answer); errors once connected are warnings as always."""
     servers = list(settings.servers)
+    connected = False
+    early = logging.DEBUG if quiet_until_connected else logging.WARNING
 
     def pick_server(pool: list[Any], _info: dict[str, Any]) -> tuple[Any, float]:
         chosen = min(pool, key=lambda s: s.reconnects)
         return chosen, backoff_delay(chosen.reconnects, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats %s: %s: %s", name, type(exc).__name__, exc)
+        log.log(logging.WARNING if connected else early, "nats %s: %s: %s", name, type(exc).__name__, exc)
 
     async def on_disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):
@@ -82,7 +89,8 @@ async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
         log.info("nats %s: reconnected to %s", name, nc.connected_url.netloc if nc.connected_url else "?")
 
     async def on_closed() -> None:
-        log.info("nats %s: connection closed", name)
+        if connected:  # not an attempt given up before the first connection
+            log.info("nats %s: connection closed", name)
 
     options: dict[str, Any] = {
         "servers": servers,
@@ -117,15 +125,42 @@ async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
     while True:
         nc = Client()
         try:
-            await nc.connect(**options)
+            await _connect_cancellably(nc, options)
             break
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             delay = backoff_delay(attempt, settings.reconnect_wait_s, settings.reconnect_wait_max_s)
-            log.warning("nats %s: cannot connect to %s (%s); retrying in %.1fs", name, servers, exc, delay)
+            log.log(early, "nats %s: cannot connect to %s (%s); retrying in %.1fs", name, servers, exc, delay)
             attempt += 1
             await asyncio.sleep(delay)
+    connected = True
     log.info("nats %s: connected to %s", name, nc.connected_url.netloc if nc.connected_url else servers)
     return nc
+
+
+async def _connect_cancellably(nc: Client, options: dict[str, Any]) -> None:
+    """``nc.connect(**options)``, ended by a cancel wherever it lands: nats-py's first connect, retrying
+    while no server answers, may take a cancel for a failed attempt and go on retrying, which would hold
+    a service's shutdown for ever. It runs as a task of its own, which a cancel here stops and closes."""
+    attempt = asyncio.ensure_future(nc.connect(**options))
+    # What a stopped attempt raises (its socket closed under it) is of no interest.
+    attempt.add_done_callback(lambda done: done.cancelled() or done.exception())
+    try:
+        await asyncio.wait({attempt})
+    except asyncio.CancelledError:
+        attempt.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), timeout=1.0)
+        raise
+    attempt.result()
+
+
+async def connect_within(settings: NatsSettings, name: str, timeout_s: float) -> Client | None:
+    """A command's connection: :func:`connect`, quiet until connected, given up after ``timeout_s``
+    seconds (None), so that the command says in one line that NATS did not answer."""
+    try:
+        return await asyncio.wait_for(connect(settings, name, quiet_until_connected=True), timeout_s)
+    except TimeoutError:
+        return None
 
 
 def jetstream(nc: Client, *, max_pending: int = 4000, timeout: float = API_TIMEOUT_S) -> JetStreamContext:

@@ -333,6 +333,9 @@ def _webhook_handler(webhooks: _Webhooks) -> Any:
     return receive_webhook
 
 
+_CANCELLED_TASKS_WAIT_S = 2.0
+
+
 def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
     if not shared.sources:
         log.warning("no [sources] configured: every webhook will be refused with 404")
@@ -368,6 +371,10 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
         finally:
             for task in tasks:
                 task.cancel()
+            # Awaited (bounded, as every wait of the shutdown): a connection made as the cancel arrives (a
+            # port in use ends the lifespan within a millisecond) is then attached and closed below, not
+            # left running past the event loop.
+            await asyncio.wait(tasks, timeout=_CANCELLED_TASKS_WAIT_S)
             if writer.nc is not None:
                 await writer.flush_records(timeout_s=5.0)
                 # Bounded: a drain while the client is still reconnecting to a server that is gone would

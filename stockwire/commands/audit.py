@@ -16,7 +16,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from libs.bus import connect, jetstream
+from libs.bus import connect_within, jetstream
 from libs.config import load_settings
 from libs.contracts import availability_msg_id, inventory_event_msg_id
 from libs.store import SchemaError
@@ -220,9 +220,8 @@ async def _run(args: argparse.Namespace) -> int:
         return 2
     nc = None
     try:
-        try:
-            nc = await asyncio.wait_for(connect(load_settings().nats, "stockwire-audit"), args.nats_timeout)
-        except TimeoutError:
+        nc = await connect_within(load_settings().nats, "stockwire-audit", args.nats_timeout)
+        if nc is None:
             print("audit: NATS did not answer; showing the store only", file=sys.stderr)
         js = jetstream(nc) if nc is not None else None
         reader = InventoryReader(engine)

@@ -17,7 +17,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from libs.bus import connect, jetstream
+from libs.bus import connect_within, jetstream
 from libs.config import load_settings
 from libs.deadletters import (
     MAX_DISCARD,
@@ -366,9 +366,8 @@ def _filters(args: argparse.Namespace) -> DeadLetterFilter:
 
 async def _run(args: argparse.Namespace, filters: DeadLetterFilter) -> int:
     settings = load_settings()
-    try:
-        nc = await asyncio.wait_for(connect(settings.nats, "stockwire-deadletter"), args.nats_timeout)
-    except TimeoutError:
+    nc = await connect_within(settings.nats, "stockwire-deadletter", args.nats_timeout)
+    if nc is None:
         servers = ",".join(settings.nats.servers)
         print(f"{_PROG}: NATS at {servers} did not answer within {args.nats_timeout:g}s", file=sys.stderr)
         return UNREACHABLE

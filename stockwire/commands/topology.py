@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from libs.asyncapi import asyncapi_document
-from libs.bus import connect, jetstream
+from libs.bus import connect_within, jetstream
 from libs.config import StockwireSettings, TopologySettings, load_settings
 from libs.natsserver import sync_warning
 from libs.topology import TopologyError, apply_topology, describe_topology
@@ -46,9 +46,8 @@ def _topology(args: argparse.Namespace) -> tuple[StockwireSettings, TopologySett
 
 async def _run(args: argparse.Namespace) -> int:
     settings, topology = _topology(args)
-    try:
-        nc = await asyncio.wait_for(connect(settings.nats, "stockwire-cli"), args.nats_timeout)
-    except TimeoutError:
+    nc = await connect_within(settings.nats, "stockwire-cli", args.nats_timeout)
+    if nc is None:
         servers = ",".join(settings.nats.servers)
         print(f"topology: NATS at {servers} did not answer within {args.nats_timeout:g}s", file=sys.stderr)
         return 1

@@ -129,15 +129,18 @@ def progress_line(row: Mapping[str, Any], total_orders: int) -> str:
 
 
 def _progress_printer(out: TextIO, total_orders: int) -> Any:
-    last: list[dict[str, Any]] = []
+    last: list[str] = []
 
     def show(row: Mapping[str, Any]) -> None:
-        # The final sample after settling often equals the last periodic one: print a state once.
-        state = {k: v for k, v in row.items() if k != "t"}
-        if last and last[0] == state:
+        # Once the sale has settled, samples differ in the clock, or in numbers the line leaves out
+        # (channel updates past 100 columns, deliveries): a line that would say what the last one said
+        # but for its time is not printed.
+        line = progress_line(row, total_orders)
+        said = line.partition("]")[2]
+        if last and last[0] == said:
             return
-        last[:] = [state]
-        out.write(progress_line(row, total_orders) + "\n")
+        last[:] = [said]
+        out.write(line + "\n")
         out.flush()
 
     return show

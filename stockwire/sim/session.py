@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from libs.bus import connect, jetstream
+from libs.bus import connect_within, jetstream
 from libs.config import NatsSettings
 
 from .config import SimConfig
@@ -50,9 +50,8 @@ async def _until(probe: Any, timeout_s: float) -> bool:
 
 
 async def run_sim(config: SimConfig, target: SimTarget, out: TextIO, report_path: Path | None = None) -> int:
-    try:
-        nc = await asyncio.wait_for(connect(target.nats, "stockwire-sim"), 15)
-    except TimeoutError:
+    nc = await connect_within(target.nats, "stockwire-sim", 15)
+    if nc is None:
         out.write(f"stockwire sim: cannot reach NATS at {target.nats.servers}\n")
         return 2
     js = jetstream(nc)

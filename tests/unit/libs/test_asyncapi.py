@@ -67,6 +67,12 @@ def test_the_validator_refuses_a_broken_document(
     assert list(validator.iter_errors(broken))
 
 
+def test_durations_are_written_out(document: dict[str, Any]) -> None:
+    descriptions = [channel["description"] for channel in document["channels"].values()]
+    assert not [d for d in descriptions if re.search(r"\de[+-]\d", d)], "a duration with an exponent"
+    assert any("entries expire after 2,592,000 s" in d for d in descriptions)
+
+
 def test_every_reference_resolves(document: dict[str, Any]) -> None:
     refs = _refs(document)
     assert len(refs) > 10

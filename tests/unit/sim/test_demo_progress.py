@@ -45,3 +45,21 @@ def test_a_repeated_state_is_printed_once() -> None:
     show(later)
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and "orders 10,000/10,000" in lines[1]
+
+
+def test_a_line_that_says_nothing_new_but_the_time_is_not_printed() -> None:
+    """Numbers the line does not show (deliveries, or channel updates cut off at 100 columns) change
+    after the sale has settled: the lines printed are still all different."""
+    out = io.StringIO()
+    show = _progress_printer(out, 10_000)
+    settled = {**_row(6.0), "orders_decided": 10_000}
+    show(settled)
+    show({**settled, "t": 9.0, "delivered": 130_000, "retries": 9})
+    show({**settled, "t": 10.0, "channel_updates": 77_790})
+    show({**settled, "t": 10.5, "channel_updates": 77_791})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    show({**settled, "t": 11.0, "inventory_applied": 100_000})
+    assert [line.partition("]")[2] for line in out.getvalue().splitlines()][1:] == [
+        progress_line({**settled, "inventory_applied": 100_000}, 10_000).partition("]")[2]
+    ]
