@@ -18,14 +18,19 @@ from libs.tracing import setup_service_telemetry
 
 T = TypeVar("T")
 
-__all__ = ["GC_THRESHOLDS", "serve", "service_app", "service_name"]
+__all__ = ["GC_THRESHOLDS", "SERVER_PROCESS_ENV", "serve", "service_app", "service_name"]
+
+SERVER_PROCESS_ENV = "STOCKWIRE_SERVER_PROCESS"
+"""Set by :func:`serve` (and so inherited by its workers): the app is the process's one long-lived app,
+whose garbage collector :func:`service_app` may tune. An app built inside another process (a test's
+client) leaves that process's collector as it is."""
 
 GC_THRESHOLDS = (10_000, 50, 50)
 """The cyclic garbage collector's thresholds in a service (CPython's default: 700, 10, 10). A service
 allocates a few thousand container objects per request or batch, nearly all freed by reference
 counting; with the default, objects alive at a young collection (requests in flight) are promoted and
 scanned again by the older ones. Measured in ``bench.flash_sale`` at 10,000 orders/min, 2 cores, seconds
-spent collecting over one step with the heap frozen after start (:func:`service_app`): default
+spent collecting over one step with the heap frozen after start (see :func:`service_app`): default
 thresholds, ingress 0.63 and inventory 0.63 (1.02 and 0.79 without the freeze); these, 0.16 and 0.43."""
 
 
@@ -52,6 +57,7 @@ def serve(
     the factory's module name.
     """
     setup_logging(fmt=log_format)
+    os.environ[SERVER_PROCESS_ENV] = "1"
     explicit = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if explicit:
         for stale in Path(explicit).glob("*.db"):
@@ -80,13 +86,15 @@ def service_app(section: str, settings_cls: type[T], build: Callable[[StockwireS
     """What a service's uvicorn factory does: logging, the shared settings and the service's own
     ``[section]`` read from the file and the environment (a configuration that cannot be used ends the
     process, see :func:`libs.config.load_service_config`), telemetry, then ``build(shared, settings)``;
-    the garbage collector set to :data:`GC_THRESHOLDS`, and the heap frozen once the app has started."""
+    in a server process (:data:`SERVER_PROCESS_ENV`), the garbage collector set to :data:`GC_THRESHOLDS`
+    and the heap frozen once the app has started."""
     setup_logging()
     shared, settings = load_service_config(section, settings_cls)
     setup_service_telemetry(shared, section)
     app = build(shared, settings)
-    app.on_startup.append(_freeze_the_heap)
-    gc.set_threshold(*GC_THRESHOLDS)
+    if os.environ.get(SERVER_PROCESS_ENV):
+        app.on_startup.append(_freeze_the_heap)
+        gc.set_threshold(*GC_THRESHOLDS)
     return app
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from litestar import Litestar, get
 from litestar.testing import TestClient
 
 from libs.config import StockwireSettings
-from libs.server import GC_THRESHOLDS, service_app
+from libs.server import GC_THRESHOLDS, SERVER_PROCESS_ENV, service_app
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,8 @@ def collector() -> Iterator[None]:
     gc.set_threshold(*thresholds)
 
 
-def test_the_heap_is_frozen_once_the_app_has_started_and_young_collections_are_rarer(
-    collector: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def greeter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], Litestar]:
     monkeypatch.chdir(tmp_path)  # no stockwire.toml here
     monkeypatch.delenv("STOCKWIRE_CONFIG", raising=False)
 
@@ -42,9 +41,26 @@ def test_the_heap_is_frozen_once_the_app_has_started_and_young_collections_are_r
     def build(shared: StockwireSettings, settings: _Settings) -> Litestar:
         return Litestar([greet])
 
-    app = service_app("greeter", _Settings, build)
+    return lambda: service_app("greeter", _Settings, build)
+
+
+def test_in_a_server_process_the_heap_is_frozen_once_started_and_young_collections_are_rarer(
+    collector: None, greeter: Callable[[], Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SERVER_PROCESS_ENV, "1")  # as serve() sets it
+    app = greeter()
     assert gc.get_threshold() == GC_THRESHOLDS
     assert gc.get_freeze_count() == 0, "frozen at start, not when built"
     with TestClient(app) as client:
         assert client.get("/").text == "hi"
         assert gc.get_freeze_count() > 1000, "what existed at start is out of the collector's scans"
+
+
+def test_an_app_built_in_another_process_leaves_its_collector_alone(
+    collector: None, greeter: Callable[[], Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SERVER_PROCESS_ENV, raising=False)
+    thresholds = gc.get_threshold()
+    with TestClient(greeter()) as client:
+        assert client.get("/").text == "hi"
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
