@@ -72,6 +72,7 @@ class Tuning:
     idle_poll_s: float = 1.0
     sweep_interval_s: float = 30.0
     pause_before_mark_s: float = 0.0
+    stall_s: float = 15.0
 
 
 @dataclass
@@ -160,15 +161,23 @@ class PublishEpoch:
         self._drained = asyncio.Event()
         self._drained.set()
         self._last_sweep = time.monotonic()
+        self._stage = "starting"
+        self._progress_at = time.monotonic()
+
+    def _progress(self, stage: str) -> None:
+        self._stage = stage
+        self._progress_at = time.monotonic()
 
     async def run(self) -> EpochStats:
         """Returns when ``keep_going()`` turns false (after settling what is in flight). Raises on the
         first failure: :class:`EpochFailed`, alone or in an ``ExceptionGroup`` with what else failed."""
         closed_waiter = asyncio.ensure_future(self.closed.wait())
+        settled = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._publish(), name=f"outbox-relay.{self.name}.publish")
-                group.create_task(self._settle(closed_waiter), name=f"outbox-relay.{self.name}.settle")
+                group.create_task(self._settle(closed_waiter, settled), name=f"outbox-relay.{self.name}.settle")
+                group.create_task(self._watch(settled), name=f"outbox-relay.{self.name}.watch")
         finally:
             closed_waiter.cancel()
         if self.closed.is_set():
@@ -193,7 +202,9 @@ class PublishEpoch:
                         await self._drained.wait()
                         self.cursor.rewind()
                         self._last_sweep = time.monotonic()
+                    self._progress("reading rows")
                     batch_rows = await self._next_rows()
+                self._progress("rows read")
                 if batch_rows is None:
                     continue
                 if batch_rows:
@@ -202,14 +213,17 @@ class PublishEpoch:
                     step = self.cursor.next_step()
                     if not self.cursor.caught_up and isinstance(step, ReadRows) and not self._sweep_due():
                         prefetch = asyncio.create_task(self.store.read(step.after_id, step.up_to, step.limit))
+                    self._progress("sending rows")
                     if not await self._send(batch_rows):
                         return
+                    self._progress("rows sent")
                     continue
                 if self.cursor.caught_up:
                     if self._outstanding == 0:
                         # Nothing in flight: the next read may sweep from the start at no risk.
                         self.cursor.rewind()
                         self._last_sweep = time.monotonic()
+                    self._progress("idle")
                     await self.wakeup.wait(self.idle.found_nothing())
         finally:
             if prefetch is not None:
@@ -293,7 +307,24 @@ class PublishEpoch:
 
     # --- settler -------------------------------------------------------------------------------
 
-    async def _settle(self, closed_waiter: asyncio.Future[Any]) -> None:
+    async def _watch(self, settled: asyncio.Event) -> None:
+        """End the epoch as failed once it has got nowhere for ``stall_s`` (plus a deliberate pause before
+        marking), naming what it waited on; returns when the settler has finished."""
+        limit = self.tuning.stall_s + self.tuning.pause_before_mark_s
+        while not settled.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(settled.wait(), timeout=min(limit / 4, 1.0))
+            stuck_for = time.monotonic() - self._progress_at
+            if not settled.is_set() and stuck_for > limit:
+                raise EpochFailed(f"no progress for {stuck_for:.1f}s while {self._stage}")
+
+    async def _settle(self, closed_waiter: asyncio.Future[Any], settled: asyncio.Event) -> None:
+        try:
+            await self._settle_batches(closed_waiter)
+        finally:
+            settled.set()
+
+    async def _settle_batches(self, closed_waiter: asyncio.Future[Any]) -> None:
         while (batch := await self._queue.get()) is not None:
             # Batches already waiting are settled together: one mark for all of them.
             batches, ending = [batch], False
@@ -304,6 +335,7 @@ class PublishEpoch:
                     break
                 batches.append(queued)
             outcomes = []
+            self._progress("waiting for PubAcks")
             for queued in batches:
                 if queued.atomic is not None:
                     results = await self._collect_atomic(queued, queued.atomic, closed_waiter)
@@ -314,7 +346,9 @@ class PublishEpoch:
                 outcomes.append(settle_batch([row.id for row in queued.rows], results))
                 if not outcomes[-1].ok:
                     break  # later batches are read and published again by the next epoch
+            self._progress("marking rows published")
             await self._mark([row_id for outcome in outcomes for row_id in outcome.published])
+            self._progress("rows marked")
             self._atomic_ready = all(outcome.ok and not outcome.duplicates for outcome in outcomes)
             for outcome in outcomes:
                 self._account(outcome)

@@ -65,6 +65,7 @@ class OutboxRelay:
             idle_poll_s=settings.idle_poll_s,
             sweep_interval_s=settings.sweep_interval_s,
             pause_before_mark_s=settings.debug_pause_before_mark_s,
+            stall_s=settings.stall_s,
         )
         self.lease = KvLease(
             bucket, lease_key(spec.name), settings.lease_ttl_s, holder=holder, on_change=self._leader_changed

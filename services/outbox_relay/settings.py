@@ -49,14 +49,18 @@ class OutboxRelaySettings:
     cleanup_interval_s: float = 60.0
     stats_interval_s: float = 2.0  # backlog gauges refresh
     lease_ttl_s: float = 4.0  # a standby takes over this long after the leader's last renewal
+    # An epoch that gets nowhere (no read, send, settlement or mark) for this long ends as failed, saying
+    # what it waited on, and the next one starts on a new connection: no await without an answer holds
+    # the relay.
+    stall_s: float = 15.0
     # Tests only: wait this long after the PubAcks of a batch before marking it published.
     debug_pause_before_mark_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_in_flight < 1:
             raise ConfigError("[outbox-relay] batch_size and max_in_flight must be at least 1")
-        if self.lease_ttl_s <= 0 or self.ack_timeout_s <= 0:
-            raise ConfigError("[outbox-relay] lease_ttl_s and ack_timeout_s must be positive")
+        if self.lease_ttl_s <= 0 or self.ack_timeout_s <= 0 or self.stall_s <= 0:
+            raise ConfigError("[outbox-relay] lease_ttl_s, ack_timeout_s and stall_s must be positive")
         names = [spec.name for spec in self.outboxes]
         for spec in self.outboxes:
             if not _NAME.fullmatch(spec.name):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +19,7 @@ from libs.natsserver import NatsServer
 from libs.outbox import outbox_nudge_subject
 from libs.topology import INVENTORY
 from services.outbox_relay.settings import OutboxSpec
+from services.outbox_relay.store import SqliteOutboxStore
 from tests.support import eventually
 
 from .support import Outbox, message, metric_value, running_relay, stream_messages
@@ -232,3 +235,37 @@ def _explicit(row_id: int, n: int) -> dict[str, object]:
         "payload": m.payload,
         "created_at": time.time(),
     }
+
+
+async def test_an_epoch_that_gets_nowhere_is_ended_and_the_next_one_publishes(
+    js: JetStreamContext,
+    nats_server: NatsServer,
+    data_dir: Path,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"sqlite+aiosqlite:///{data_dir / 'inventory.db'}"
+    outbox = await Outbox.create(url)
+    never = asyncio.Event()
+    hung: list[int] = []
+    real_read = SqliteOutboxStore.read
+
+    async def read_that_hangs_once(self: SqliteOutboxStore, after_id: int, up_to: int | None, limit: int) -> object:
+        if not hung:  # an await that is never answered, whatever it was
+            hung.append(after_id)
+            await never.wait()
+        return await real_read(self, after_id, up_to, limit)
+
+    monkeypatch.setattr(SqliteOutboxStore, "read", read_that_hangs_once)
+    try:
+        await outbox.write([message(n) for n in range(30)])
+        with caplog.at_level(logging.WARNING, logger="stockwire.outbox_relay"):
+            async with running_relay(nats_server.url, data_dir, [OutboxSpec(name, url)], stall_s=0.5):
+                await eventually(lambda: _unpublished_is(outbox, 0), what="all rows marked published")
+        assert hung, "the first read hung"
+        assert any("no progress for" in r.getMessage() and "reading rows" in r.getMessage() for r in caplog.records)
+        stored = await stream_messages(js, INVENTORY)
+        assert [m.msg_id for m in stored if m.msg_id.startswith("m-")][-30:] == [f"m-{n:06d}" for n in range(30)]
+    finally:
+        await outbox.close()
