@@ -123,6 +123,8 @@ class AtomicStreams:
 
 
 _SEND_ERRORS = (UnpublishableRow, nats.errors.Error, OSError)
+_IDLE = "waiting for rows"
+_WAITING_FOR_A_BATCH = "waiting for a batch"
 _MAX_BATCHES_PER_MARK = 8
 
 
@@ -161,12 +163,14 @@ class PublishEpoch:
         self._drained = asyncio.Event()
         self._drained.set()
         self._last_sweep = time.monotonic()
-        self._stage = "starting"
-        self._progress_at = time.monotonic()
+        # Per task: what it does now and since when (see _watch).
+        self._doing: dict[str, tuple[str, float]] = {
+            "publisher": ("starting", time.monotonic()),
+            "settler": (_WAITING_FOR_A_BATCH, time.monotonic()),
+        }
 
-    def _progress(self, stage: str) -> None:
-        self._stage = stage
-        self._progress_at = time.monotonic()
+    def _progress(self, task: str, stage: str) -> None:
+        self._doing[task] = (stage, time.monotonic())
 
     async def run(self) -> EpochStats:
         """Returns when ``keep_going()`` turns false (after settling what is in flight). Raises on the
@@ -202,9 +206,9 @@ class PublishEpoch:
                         await self._drained.wait()
                         self.cursor.rewind()
                         self._last_sweep = time.monotonic()
-                    self._progress("reading rows")
+                    self._progress("publisher", "reading rows")
                     batch_rows = await self._next_rows()
-                self._progress("rows read")
+                self._progress("publisher", "rows read")
                 if batch_rows is None:
                     continue
                 if batch_rows:
@@ -213,17 +217,17 @@ class PublishEpoch:
                     step = self.cursor.next_step()
                     if not self.cursor.caught_up and isinstance(step, ReadRows) and not self._sweep_due():
                         prefetch = asyncio.create_task(self.store.read(step.after_id, step.up_to, step.limit))
-                    self._progress("sending rows")
+                    self._progress("publisher", "sending rows")
                     if not await self._send(batch_rows):
                         return
-                    self._progress("rows sent")
+                    self._progress("publisher", "rows sent")
                     continue
                 if self.cursor.caught_up:
                     if self._outstanding == 0:
                         # Nothing in flight: the next read may sweep from the start at no risk.
                         self.cursor.rewind()
                         self._last_sweep = time.monotonic()
-                    self._progress("idle")
+                    self._progress("publisher", _IDLE)
                     await self.wakeup.wait(self.idle.found_nothing())
         finally:
             if prefetch is not None:
@@ -314,9 +318,11 @@ class PublishEpoch:
         while not settled.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(settled.wait(), timeout=min(limit / 4, 1.0))
-            stuck_for = time.monotonic() - self._progress_at
-            if not settled.is_set() and stuck_for > limit:
-                raise EpochFailed(f"no progress for {stuck_for:.1f}s while {self._stage}")
+            now = time.monotonic()
+            for task, (stage, since) in self._doing.items():
+                # Waiting for a wake-up or for a batch to settle is no stall: there is nothing to do.
+                if stage not in (_IDLE, _WAITING_FOR_A_BATCH) and now - since > limit and not settled.is_set():
+                    raise EpochFailed(f"no progress for {now - since:.1f}s: the {task} is {stage}")
 
     async def _settle(self, closed_waiter: asyncio.Future[Any], settled: asyncio.Event) -> None:
         try:
@@ -335,8 +341,8 @@ class PublishEpoch:
                     break
                 batches.append(queued)
             outcomes = []
-            self._progress("waiting for PubAcks")
             for queued in batches:
+                self._progress("settler", "waiting for PubAcks")
                 if queued.atomic is not None:
                     results = await self._collect_atomic(queued, queued.atomic, closed_waiter)
                 else:
@@ -346,9 +352,9 @@ class PublishEpoch:
                 outcomes.append(settle_batch([row.id for row in queued.rows], results))
                 if not outcomes[-1].ok:
                     break  # later batches are read and published again by the next epoch
-            self._progress("marking rows published")
+            self._progress("settler", "marking rows published")
             await self._mark([row_id for outcome in outcomes for row_id in outcome.published])
-            self._progress("rows marked")
+            self._progress("settler", _WAITING_FOR_A_BATCH)
             self._atomic_ready = all(outcome.ok and not outcome.duplicates for outcome in outcomes)
             for outcome in outcomes:
                 self._account(outcome)

@@ -237,6 +237,10 @@ def _explicit(row_id: int, n: int) -> dict[str, object]:
     }
 
 
+@pytest.mark.parametrize(
+    ("method", "stage"),
+    [("read", "the publisher is reading rows"), ("mark_published", "the settler is marking rows published")],
+)
 async def test_an_epoch_that_gets_nowhere_is_ended_and_the_next_one_publishes(
     js: JetStreamContext,
     nats_server: NatsServer,
@@ -244,27 +248,29 @@ async def test_an_epoch_that_gets_nowhere_is_ended_and_the_next_one_publishes(
     name: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    method: str,
+    stage: str,
 ) -> None:
     url = f"sqlite+aiosqlite:///{data_dir / 'inventory.db'}"
     outbox = await Outbox.create(url)
     never = asyncio.Event()
-    hung: list[int] = []
-    real_read = SqliteOutboxStore.read
+    hung: list[str] = []
+    real = getattr(SqliteOutboxStore, method)
 
-    async def read_that_hangs_once(self: SqliteOutboxStore, after_id: int, up_to: int | None, limit: int) -> object:
+    async def hangs_once(self: SqliteOutboxStore, *args: object) -> object:
         if not hung:  # an await that is never answered, whatever it was
-            hung.append(after_id)
+            hung.append(method)
             await never.wait()
-        return await real_read(self, after_id, up_to, limit)
+        return await real(self, *args)
 
-    monkeypatch.setattr(SqliteOutboxStore, "read", read_that_hangs_once)
+    monkeypatch.setattr(SqliteOutboxStore, method, hangs_once)
     try:
         await outbox.write([message(n) for n in range(30)])
         with caplog.at_level(logging.WARNING, logger="stockwire.outbox_relay"):
             async with running_relay(nats_server.url, data_dir, [OutboxSpec(name, url)], stall_s=0.5):
                 await eventually(lambda: _unpublished_is(outbox, 0), what="all rows marked published")
-        assert hung, "the first read hung"
-        assert any("no progress for" in r.getMessage() and "reading rows" in r.getMessage() for r in caplog.records)
+        assert hung == [method]
+        assert any("no progress for" in r.getMessage() and stage in r.getMessage() for r in caplog.records)
         stored = await stream_messages(js, INVENTORY)
         assert [m.msg_id for m in stored if m.msg_id.startswith("m-")][-30:] == [f"m-{n:06d}" for n in range(30)]
     finally:
