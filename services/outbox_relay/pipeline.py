@@ -123,6 +123,7 @@ class AtomicStreams:
 
 
 _SEND_ERRORS = (UnpublishableRow, nats.errors.Error, OSError)
+_NOT_SENT = EpochFailed("not sent: JetStream refused an earlier row of the epoch")
 _IDLE = "waiting for rows"
 _WAITING_FOR_A_BATCH = "waiting for a batch"
 _MAX_BATCHES_PER_MARK = 8
@@ -163,6 +164,8 @@ class PublishEpoch:
         self._drained = asyncio.Event()
         self._drained.set()
         self._last_sweep = time.monotonic()
+        # JetStream refused a row of this epoch: nothing more is sent (see _answered).
+        self._refused = False
         # Per task: what it does now and since when (see _watch).
         self._doing: dict[str, tuple[str, float]] = {
             "publisher": ("starting", time.monotonic()),
@@ -194,7 +197,7 @@ class PublishEpoch:
         prefetch: asyncio.Task[list[OutboxRow]] | None = None
         try:
             while self.keep_going():
-                if self.closed.is_set():
+                if self.closed.is_set() or self._refused:
                     return  # the settler fails what was in flight
                 batch_rows: list[OutboxRow] | None
                 if prefetch is not None:
@@ -256,6 +259,9 @@ class PublishEpoch:
         batch = _Batch(rows, sent_at=time.monotonic())
         publish = self.js.publish_async
         for row in rows:
+            if self._refused:
+                batch.error = _NOT_SENT
+                break
             try:
                 headers = publish_headers(row)
                 if traced and tracing.has_context(headers):
@@ -266,10 +272,21 @@ class PublishEpoch:
                 batch.error = exc
                 break
             batch.futures.append(future)
+            if future.done():
+                self._answered(future)
+            else:
+                future.add_done_callback(self._answered)
         self._outstanding += 1
         self._drained.clear()
         await self._queue.put(batch)
         return batch.error is None
+
+    def _answered(self, future: asyncio.Future[Any]) -> None:
+        """A refusal stops the sending at once: were JetStream to refuse a row and take rows sent after it
+        (a clustered stream electing a leader answers "no responders" and then stores again), each row
+        sent on would be stored ahead of the refused one. The settler then fails the epoch as ever."""
+        if not future.cancelled() and future.exception() is not None:
+            self._refused = True
 
     async def _atomic_fits(self, rows: list[OutboxRow]) -> bool:
         if self.nc is None or self.atomic is None or not self._atomic_ready or not atomic_pays(len(rows)):
