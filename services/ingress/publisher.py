@@ -192,7 +192,8 @@ class DurableWriter:
 
     async def flush_records(self, timeout_s: float) -> None:
         """Record what waits for its batch now rather than after the linger, waiting at most ``timeout_s``
-        seconds (at shutdown: a record left queued would leave its id to the dedup window alone)."""
+        seconds; from then on nothing lingers. For shutdown: a record left queued would leave its id to
+        the dedup window alone."""
         self._record_linger_s = 0.0
         self._record_batch_full.set()
         recorder = self._recorder
