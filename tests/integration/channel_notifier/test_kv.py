@@ -6,9 +6,10 @@ import asyncio
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from libs.bus import ATOMIC_MIN_BATCH
-from libs.contracts import HEADER_BATCH_ID, decode_availability, encode
+from libs.contracts import HEADER_BATCH_ID, AvailabilityChanged, decode_availability, encode
 from libs.subjects import encode_token
 from libs.topology import KV_AVAILABILITY, kv_stream, kv_subject
 from services.channel_notifier.kv import AvailabilityKv, KvWrite
@@ -61,6 +62,14 @@ async def _stored_headers(js: JetStreamContext, key: str) -> dict[str, str]:
     return dict(msg.headers or {})
 
 
+async def _stored_one_by_one(kv: KeyValue, js: JetStreamContext, updates: list[AvailabilityChanged]) -> None:
+    """Each update's document is its key's value, and it was not stored in an atomic batch."""
+    for update in updates:
+        entry = await kv.get(encode_token(update.sku), validate_keys=False)
+        assert decode_availability(entry.value).available == update.available
+        assert HEADER_BATCH_ID not in await _stored_headers(js, encode_token(update.sku)), "not in a batch"
+
+
 async def test_a_batch_of_skus_is_written_in_one_atomic_batch_and_stale_ones_are_left(
     nc: Client, js: JetStreamContext
 ) -> None:
@@ -88,10 +97,7 @@ async def test_fewer_skus_than_pay_for_an_atomic_batch_are_written_one_by_one(
     newer = [availability(update.sku, 2, update.available + 100) for update in updates]
     results = await writer.offer_many([(u, encode(u)) for u in newer], asyncio.Semaphore(4))
     assert results == [KvWrite.WRITTEN] * len(newer)
-    for update in newer:
-        entry = await kv.get(encode_token(update.sku), validate_keys=False)
-        assert decode_availability(entry.value).available == update.available
-        assert HEADER_BATCH_ID not in await _stored_headers(js, encode_token(update.sku)), "not in a batch"
+    await _stored_one_by_one(kv, js, newer)
 
 
 async def test_a_batch_refused_because_another_writer_moved_a_key_is_written_one_by_one(
@@ -109,10 +115,7 @@ async def test_a_batch_refused_because_another_writer_moved_a_key_is_written_one
     second = [availability(f"MOVED.{n}", 3, 30 + n) for n in keys]
     results = await writer.offer_many([(u, encode(u)) for u in second], asyncio.Semaphore(4))
     assert results == [KvWrite.WRITTEN] * len(second)
-    for update in second:
-        entry = await kv.get(encode_token(update.sku), validate_keys=False)
-        assert decode_availability(entry.value).available == update.available
-        assert HEADER_BATCH_ID not in await _stored_headers(js, encode_token(update.sku)), "refused whole"
+    await _stored_one_by_one(kv, js, second)  # the batch was refused whole
 
 
 async def test_without_a_connection_the_writes_go_one_by_one(js: JetStreamContext) -> None:
