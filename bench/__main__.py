@@ -1,8 +1,8 @@
 """``python -m bench`` (``make bench``): list the benchmarks, or run one (or all) of them.
 
-    python -m bench                      # the list, with what each measures
-    python -m bench <name> [options...]  # one benchmark; options go to it (``--help`` for its own)
-    python -m bench all                  # each in turn, with its defaults (several minutes)
+python -m bench                      # the list, with what each measures
+python -m bench <name> [options...]  # one benchmark; options go to it (``--help`` for its own)
+python -m bench all                  # each in turn, with its defaults (several minutes)
 """
 
 from __future__ import annotations
@@ -15,7 +15,16 @@ from collections.abc import Sequence
 __all__ = ["BENCHMARKS", "main"]
 
 # The benchmarks of bench/README.md; the other modules here are their helpers.
-BENCHMARKS = ("ingress", "inventory", "outbox_relay", "channel_notifier", "flash_sale", "console", "atomic_batches")
+BENCHMARKS = (
+    "ingress",
+    "inventory",
+    "outbox_relay",
+    "channel_notifier",
+    "flash_sale",
+    "console",
+    "atomic_batches",
+    "pull",
+)
 
 
 def _summary(name: str) -> str:

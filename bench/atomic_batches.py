@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
-from pathlib import Path
 
 import nats
 import psutil
-import uvloop
 from nats.js import api as js_api
 
-from bench.support import machine, median, print_table
+from bench.support import machine, median, on_fresh_nats_server, print_table
 from libs.bus import publish_atomic
 from libs.natsserver import NatsServer
 
@@ -83,13 +80,8 @@ def main() -> None:
     parser.add_argument("--nats-sync", choices=("always", "default"), default="always")
     args = parser.parse_args()
     print(f"atomic batches against pipelined publishes on {machine()}; NATS sync {args.nats_sync}")
-    with tempfile.TemporaryDirectory() as store:
-        sync = "always" if args.nats_sync == "always" else "2m"
-        server = NatsServer(store_dir=Path(store), sync_interval=sync).start()
-        try:
-            rows = uvloop.run(_run(args, server))
-        finally:
-            server.stop()
+    sync = "always" if args.nats_sync == "always" else "2m"
+    rows = on_fresh_nats_server(lambda server: _run(args, server), sync)
     print_table(
         "nats-server CPU-milliseconds per message (median of the rounds)",
         ["batch size", "atomic", "pipelined", "atomic / pipelined"],

@@ -11,13 +11,30 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import uvloop
+
+from libs.natsserver import DEFAULT_SYNC_INTERVAL, NatsServer
 from stockwire.demo.analysis import percentile
 
-__all__ = ["LoadResult", "Service", "percentile", "print_table", "wait_http"]
+__all__ = ["LoadResult", "Service", "on_fresh_nats_server", "percentile", "print_table", "wait_http"]
+
+
+T = TypeVar("T")
+
+
+def on_fresh_nats_server(run: Callable[[NatsServer], Awaitable[T]], sync_interval: str = DEFAULT_SYNC_INTERVAL) -> T:
+    """``run(server)`` on uvloop against a nats-server of its own (a free port, a temporary store), stopped after."""
+    with tempfile.TemporaryDirectory() as store:
+        server = NatsServer(store_dir=Path(store), sync_interval=sync_interval).start()
+        try:
+            return uvloop.run(run(server))
+        finally:
+            server.stop()
 
 
 def wait_http(url: str, timeout_s: float = 30.0) -> None:
@@ -55,8 +72,9 @@ class Service:
         self.log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115
 
     def __enter__(self) -> Service:
-        self.process = subprocess.Popen(self.args, env={**os.environ, **self.env}, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.args, env={**os.environ, **self.env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             wait_http(self.health_url)
         except RuntimeError:

@@ -41,6 +41,7 @@ __all__ = [
     "AtomicAck",
     "AtomicBatchRefused",
     "atomic_pays",
+    "client_of",
     "connect",
     "connect_within",
     "direct_get_last",
@@ -161,6 +162,12 @@ async def connect_within(settings: NatsSettings, name: str, timeout_s: float) ->
         return await asyncio.wait_for(connect(settings, name, quiet_until_connected=True), timeout_s)
     except TimeoutError:
         return None
+
+
+def client_of(js: JetStreamContext) -> Client:
+    """The connection ``js`` runs on (nats-py keeps it without a public accessor)."""
+    client: Client = js._nc
+    return client
 
 
 def jetstream(nc: Client, *, max_pending: int = 4000, timeout: float = API_TIMEOUT_S) -> JetStreamContext:

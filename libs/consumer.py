@@ -30,8 +30,10 @@ from nats.js import errors as js_errors
 from prometheus_client import Counter, Histogram
 
 from libs.backoff import backoff_ceiling
+from libs.bus import client_of
 from libs.contracts import deadletter_headers
 from libs.metrics import LATENCY_BUCKETS
+from libs.pull import PullRequests
 from libs.store import ConsumerFloors
 from libs.subjects import deadletter_subject
 from libs.topology import DEADLETTER, ConsumerSpec, apply_consumer
@@ -252,7 +254,7 @@ class PullConsumer:
             self._note(await self.js.consumer_info(self.stream, self.durable))
             await self._save_floor(now_or_never=True)
 
-    async def _bind(self) -> JetStreamContext.PullSubscription:
+    async def _bind(self) -> PullRequests:
         if self.spec is not None:
             await self._resume_point()
             action = await apply_consumer(self.js, self.spec, resume_after=self.ack_floor)
@@ -264,7 +266,9 @@ class PullConsumer:
             await self._check_dedup_window()
         # Raises NotFoundError when the durable is missing: binding alone would not notice.
         self._note(await self.js.consumer_info(self.stream, self.durable))
-        return await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        sub = PullRequests(client_of(self.js), self.stream, self.durable)
+        await sub.subscribe()
+        return sub
 
     async def _resume_point(self) -> None:
         """Where a re-created durable starts: the floor known for this very stream (a stream deleted and
@@ -349,22 +353,16 @@ class PullConsumer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:
+    async def _loop(self, sub: PullRequests) -> None:
         while not self._stopping.is_set():
             if not await self._check_floor():
                 return
-            fetch_started = time.monotonic()
             try:
                 batch = await asyncio.wait_for(
                     sub.fetch(self.batch_size, timeout=self.fetch_timeout_s), self.fetch_timeout_s + self.watchdog_s
                 )
-            except nats.errors.TimeoutError:
-                continue
             except TimeoutError:
-                # nats-py also raises a bare asyncio.TimeoutError when an empty fetch runs out of time;
-                # only a fetch that outlived the watchdog is a stall.
-                if time.monotonic() - fetch_started < self.fetch_timeout_s + self.watchdog_s * 0.9:
-                    continue
+                # An empty fetch returns []: only one that outlived the watchdog raises this, a stall.
                 log.warning("consumer %s: fetch stalled past the watchdog; re-binding", self.durable)
                 return
             except (
@@ -386,7 +384,7 @@ class PullConsumer:
                 _batch_size.labels(self.durable).observe(len(batch))
                 await self._handle(batch)
 
-    async def _top_up(self, sub: JetStreamContext.PullSubscription, room: int) -> list[Msg]:
+    async def _top_up(self, sub: PullRequests, room: int) -> list[Msg]:
         """What arrived within ``linger_s`` of a short batch, up to ``room`` messages (none on any error:
         the batch in hand goes on as it is)."""
         # The messages in hand are not yet covered by heartbeats: well inside their ack_wait.

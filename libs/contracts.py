@@ -47,12 +47,14 @@ __all__ = [
     "HEADER_REPLAY_OF",
     "HEADER_SOURCE",
     "HEADER_STATUS",
+    "HEADER_STATUS_DESCRIPTION",
     "HEADER_TRACEPARENT",
     "HEADER_TRACESTATE",
     "INVENTORY_KINDS",
     "JETSTREAM_HEADER_PREFIX",
     "KV_REMOVED",
     "NO_RESPONDERS",
+    "PULL_NEXT_API",
     "TRACE_HEADERS",
     "AvailabilityChanged",
     "FirstBody",
@@ -71,6 +73,7 @@ __all__ = [
     "discard_msg_id",
     "encode",
     "inventory_event_msg_id",
+    "pull_next_subject",
     "rejection_msg_id",
     "replay_headers",
     "replay_msg_id",
@@ -263,6 +266,10 @@ HEADER_KV_OPERATION = "KV-Operation"
 KV_REMOVED = ("DEL", "PURGE")
 DIRECT_GET_API = "$JS.API.DIRECT.GET"
 """The subject prefix of JetStream's direct get (default API prefix, no domain)."""
+PULL_NEXT_API = "$JS.API.CONSUMER.MSG.NEXT"
+"""The subject prefix of a pull request to a durable consumer (default API prefix, no domain)."""
+HEADER_STATUS_DESCRIPTION = "Description"
+"""A status message's reason, beside :data:`HEADER_STATUS` (``No Messages``, ``Request Timeout``, ...)."""
 DIRECT_GET_HEADERS = (
     "Nats-Stream",
     HEADER_DIRECT_GET_SUBJECT,
@@ -290,6 +297,13 @@ def direct_get_subject(stream: str, subject: str) -> str:
     """``$JS.API.DIRECT.GET.<stream>.<subject>``: the request, with an empty payload, for the last message of
     ``subject`` in ``stream`` (a stream declared with ``allow_direct``)."""
     return f"{DIRECT_GET_API}.{stream}.{subject}"
+
+
+def pull_next_subject(stream: str, durable: str) -> str:
+    """``$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>``: where a pull request for the next messages of the
+    durable pull consumer ``durable`` on ``stream`` is published (JSON body ``{"batch", "expires" (ns) or
+    "no_wait"}``, the reply subject receiving the messages and the request's closing status)."""
+    return f"{PULL_NEXT_API}.{stream}.{durable}"
 
 
 def commerce_msg_id(source: str, event_id: str) -> str:

@@ -71,8 +71,9 @@ class ChannelNotifierSettings:
     """How often an idle worker looks for due deliveries that no local event announced (other replicas)."""
 
     fetch_batch: int = 256
-    fetch_wait_s: float = 0.05
-    """How long one fetch from INVENTORY waits for messages; bounds the latency added while caught up."""
+    fetch_wait_s: float = 1.0
+    """How long an idle fetch from INVENTORY waits for a message before asking again; a message stored
+    meanwhile is handed over at once (:class:`libs.pull.PullRequests`), so this adds no latency."""
     fetch_linger_s: float = 0.02
     """A batch shorter than ``fetch_batch`` waits this long for more (:class:`libs.consumer.PullConsumer`)."""
     kv_concurrency: int = 64
