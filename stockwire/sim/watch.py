@@ -31,7 +31,9 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js import errors as js_errors
 
+from libs.bus import client_of
 from libs.contracts import decode_availability, decode_inventory_event
+from libs.pull import PullRequests
 from libs.topology import INVENTORY
 
 from .model import Decision, StockLevels
@@ -117,7 +119,10 @@ class InventoryWatcher:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                sub = await self.js.pull_subscribe_bind(durable=self.name, stream=INVENTORY)
+                # A missing durable raises here and is re-created below; a fetch would only answer 503.
+                await self.js.consumer_info(INVENTORY, self.name)
+                sub = PullRequests(client_of(self.js), INVENTORY, self.name)
+                await sub.subscribe()
             except Exception as exc:
                 log.debug("watcher: cannot bind (%s); retrying", exc)
                 await asyncio.sleep(0.5)
@@ -126,15 +131,10 @@ class InventoryWatcher:
                 continue
             try:
                 while not self._stopping.is_set():
-                    began = time.monotonic()
                     try:
                         msgs = await asyncio.wait_for(sub.fetch(self.batch, timeout=0.5), 10)
-                    except nats.errors.TimeoutError:
-                        continue
                     except TimeoutError:
-                        # nats-py raises a bare TimeoutError for an empty fetch too; only a stall re-binds.
-                        if time.monotonic() - began < 9:
-                            continue
+                        # An empty fetch returns []: only a stall raises this.
                         log.debug("watcher: fetch stalled; re-binding")
                         break
                     except (nats.errors.Error, js_errors.Error) as exc:
