@@ -512,6 +512,28 @@ return Array.from(document.querySelectorAll('input:not([type=hidden]), select, t
 """
 
 
+@pytest.fixture
+def shown(console_stack: Stack, flaky_endpoint: FlakyEndpoint) -> None:
+    """What the pages of the two tests below show, whether the tests above ran first or not: order o-100
+    on TEE-1 and the channel ``flaky``. Sent again, the webhooks are duplicates; a channel is kept as it is."""
+    _send(console_stack, "inventory.received", "rcv-tee", {"sku": "TEE-1", "qty": 10})
+    _send(console_stack, "order.created", "ord-100", {"order_id": "o-100", "lines": [{"sku": "TEE-1", "qty": 3}]})
+    notifier = httpx.Client(
+        base_url=console_stack.url("channel-notifier"),
+        headers={"authorization": f"Bearer {console_stack.admin_token}"},
+    )
+    with notifier:
+        if notifier.get("/channels/flaky").status_code == 404:
+            flaky = {"name": "flaky", "kind": "webhook", "url": flaky_endpoint.url, "filters": {"skus": ["RETRY-*"]}}
+            assert notifier.post("/channels", json=flaky).status_code == 201
+        _until(lambda: notifier.get("/channels/flaky").status_code == 200, "the channel flaky")
+    with httpx.Client(
+        base_url=console_stack.url("inventory"), headers={"authorization": f"Bearer {console_stack.admin_token}"}
+    ) as inventory:
+        _until(lambda: inventory.get("/skus/TEE-1").json().get("on_hand") == 10, "TEE-1 received")
+
+
+@pytest.mark.usefixtures("shown")
 def test_every_control_is_labelled_and_reached_from_the_keyboard(browser: Any, console_stack: Stack) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
@@ -547,6 +569,7 @@ return (page > width ? ['the page is ' + page + ' px wide'] : []).concat(Array.f
 SCREENS = {"1280x800": (1280, 800, False), "phone": (390, 844, True)}
 
 
+@pytest.mark.usefixtures("shown")
 def test_every_page_fits_1280x800_and_a_phone_width_screen(
     browser: Any, console_stack: Stack, screenshots: Path
 ) -> None:
