@@ -1,8 +1,8 @@
 """``python -m bench`` (``make bench``): list the benchmarks, or run one (or all) of them.
 
-python -m bench                      # the list, with what each measures
-python -m bench <name> [options...]  # one benchmark; options go to it (``--help`` for its own)
-python -m bench all                  # each in turn, with its defaults (several minutes)
+    python -m bench                      # the list, with what each measures
+    python -m bench <name> [options...]  # one benchmark; options go to it (``--help`` for its own)
+    python -m bench all                  # each in turn, with its defaults (several minutes)
 """
 
 from __future__ import annotations

@@ -18,21 +18,20 @@ import argparse
 import asyncio
 
 import nats
-import psutil
 from nats.js import api as js_api
 
 from bench.support import machine, median, on_fresh_nats_server, print_table
 from libs.bus import publish_atomic
 from libs.natsserver import NatsServer
+from stockwire.demo.cpu import process_cpu_s
 
 
 async def _run(args: argparse.Namespace, server: NatsServer) -> list[list[object]]:
     assert server.process is not None
-    process = psutil.Process(server.process.pid)
+    pid = server.process.pid
 
     def cpu_s() -> float:
-        times = process.cpu_times()
-        return float(times.user + times.system)
+        return process_cpu_s(pid, descendants=False)
 
     nc = await nats.connect(server.url)
     js = nc.jetstream()

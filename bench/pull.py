@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 
 import nats
-import psutil
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -26,6 +26,7 @@ from nats.js import api as js_api
 from bench.support import machine, median, on_fresh_nats_server, print_table
 from libs.natsserver import NatsServer
 from libs.pull import PullRequests
+from stockwire.demo.cpu import process_cpu_s
 
 _STREAM = "BENCH"
 _HEADERS = {"Stockwire-Source": "shop", "Stockwire-Event-Type": "order.created", "Content-Type": "application/json"}
@@ -52,8 +53,7 @@ async def _drain(nc: Client, js: JetStreamContext, durable: str, lean: bool, mes
     )
     fetch: Callable[..., Awaitable[list[Msg]]]
     if lean:
-        pull = PullRequests(nc, _STREAM, durable)
-        await pull.subscribe()
+        pull = await PullRequests.bind(js, _STREAM, durable)
         fetch, close = pull.fetch, pull.unsubscribe
     else:
         sub = await js.pull_subscribe_bind(durable=durable, stream=_STREAM)
@@ -70,11 +70,10 @@ async def _drain(nc: Client, js: JetStreamContext, durable: str, lean: bool, mes
 
 async def _run(args: argparse.Namespace, server: NatsServer) -> list[list[object]]:
     assert server.process is not None
-    own, nats_server = psutil.Process(), psutil.Process(server.process.pid)
+    own, nats_server = os.getpid(), server.process.pid
 
-    def cpu_s(process: psutil.Process) -> float:
-        times = process.cpu_times()
-        return float(times.user + times.system)
+    def cpu_s(pid: int) -> float:
+        return process_cpu_s(pid, descendants=False)
 
     nc = await nats.connect(server.url)
     js = nc.jetstream()

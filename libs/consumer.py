@@ -30,7 +30,6 @@ from nats.js import errors as js_errors
 from prometheus_client import Counter, Histogram
 
 from libs.backoff import backoff_ceiling
-from libs.bus import client_of
 from libs.contracts import deadletter_headers
 from libs.metrics import LATENCY_BUCKETS
 from libs.pull import PullRequests
@@ -266,9 +265,7 @@ class PullConsumer:
             await self._check_dedup_window()
         # Raises NotFoundError when the durable is missing: binding alone would not notice.
         self._note(await self.js.consumer_info(self.stream, self.durable))
-        sub = PullRequests(client_of(self.js), self.stream, self.durable)
-        await sub.subscribe()
-        return sub
+        return await PullRequests.bind(self.js, self.stream, self.durable)
 
     async def _resume_point(self) -> None:
         """Where a re-created durable starts: the floor known for this very stream (a stream deleted and

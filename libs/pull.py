@@ -31,8 +31,10 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
+from libs.bus import client_of
 from libs.contracts import HEADER_STATUS, HEADER_STATUS_DESCRIPTION, NO_RESPONDERS, pull_next_subject
 
 __all__ = ["PullRequests"]
@@ -66,6 +68,13 @@ class PullRequests:
         self._want = 0
         self._closed_by: Msg | None = None
         self._wake = asyncio.Event()
+
+    @classmethod
+    async def bind(cls, js: JetStreamContext, stream: str, durable: str) -> PullRequests:
+        """Pull requests for ``durable`` of ``stream`` on ``js``'s connection, subscribed to their replies."""
+        pull = cls(client_of(js), stream, durable)
+        await pull.subscribe()
+        return pull
 
     async def subscribe(self) -> None:
         """Subscribe to the replies of every request this object will make."""

@@ -31,7 +31,6 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js import errors as js_errors
 
-from libs.bus import client_of
 from libs.contracts import decode_availability, decode_inventory_event
 from libs.pull import PullRequests
 from libs.topology import INVENTORY
@@ -121,8 +120,7 @@ class InventoryWatcher:
             try:
                 # A missing durable raises here and is re-created below; a fetch would only answer 503.
                 await self.js.consumer_info(INVENTORY, self.name)
-                sub = PullRequests(client_of(self.js), INVENTORY, self.name)
-                await sub.subscribe()
+                sub = await PullRequests.bind(self.js, INVENTORY, self.name)
             except Exception as exc:
                 log.debug("watcher: cannot bind (%s); retrying", exc)
                 await asyncio.sleep(0.5)

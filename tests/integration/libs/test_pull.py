@@ -34,17 +34,15 @@ async def _publish(js: JetStreamContext, count: int, start: int = 0) -> None:
         await js.publish(f"pull.{n}", str(n).encode())
 
 
-async def _pull(nc: Client) -> PullRequests:
-    pull = PullRequests(nc, STREAM, DURABLE)
-    await pull.subscribe()
-    return pull
+async def _pull(js: JetStreamContext) -> PullRequests:
+    return await PullRequests.bind(js, STREAM, DURABLE)
 
 
 async def test_a_fetch_hands_over_what_is_stored_up_to_the_batch_oldest_first(
     nc: Client, js: JetStreamContext, stream: str
 ) -> None:
     await _publish(js, 5)
-    pull = await _pull(nc)
+    pull = await _pull(js)
     try:
         first = await pull.fetch(3, timeout=5)
         rest = await pull.fetch(10, timeout=5)
@@ -59,7 +57,7 @@ async def test_a_fetch_hands_over_what_is_stored_up_to_the_batch_oldest_first(
 async def test_an_idle_fetch_hands_over_the_first_message_as_soon_as_it_is_stored(
     nc: Client, js: JetStreamContext, stream: str
 ) -> None:
-    pull = await _pull(nc)
+    pull = await _pull(js)
     try:
         # Waiting up to a minute: a fetch that held the message for its whole wait would fail the deadline.
         fetch = asyncio.create_task(pull.fetch(100, timeout=60))
@@ -74,7 +72,7 @@ async def test_an_idle_fetch_hands_over_the_first_message_as_soon_as_it_is_store
 
 
 async def test_an_empty_fetch_returns_nothing_after_its_wait(nc: Client, js: JetStreamContext, stream: str) -> None:
-    pull = await _pull(nc)
+    pull = await _pull(js)
     try:
         assert await pull.fetch(10, timeout=0.2) == []
         await _publish(js, 2)
@@ -85,7 +83,7 @@ async def test_an_empty_fetch_returns_nothing_after_its_wait(nc: Client, js: Jet
 
 
 async def test_a_fetch_for_a_deleted_durable_raises(nc: Client, js: JetStreamContext, stream: str) -> None:
-    pull = await _pull(nc)
+    pull = await _pull(js)
     try:
         await js.delete_consumer(STREAM, DURABLE)
         with pytest.raises((nats.errors.NoRespondersError, js_errors.APIError)):
@@ -95,7 +93,7 @@ async def test_a_fetch_for_a_deleted_durable_raises(nc: Client, js: JetStreamCon
 
 
 async def test_the_durable_deleted_under_a_long_poll_raises(nc: Client, js: JetStreamContext, stream: str) -> None:
-    pull = await _pull(nc)
+    pull = await _pull(js)
     try:
         fetch = asyncio.create_task(pull.fetch(10, timeout=30))
         requests = await nc.subscribe(pull_next_subject(STREAM, DURABLE))
@@ -113,14 +111,14 @@ async def test_unsubscribing_gives_back_what_was_delivered_but_not_handed_out(
     nc: Client, js: JetStreamContext, stream: str
 ) -> None:
     await _publish(js, 3)
-    pull = await _pull(nc)
+    pull = await _pull(js)
     # As a message that arrives after its request was given up: delivered, waiting in the buffer.
     late = await js.pull_subscribe_bind(durable=DURABLE, stream=STREAM)
     [msg] = await late.fetch(1, timeout=5)
     await late.unsubscribe()
     await pull._arrived(msg)
     await pull.unsubscribe()
-    again = await _pull(nc)
+    again = await _pull(js)
     seen: list[bytes] = []
 
     async def redelivered() -> bool:
