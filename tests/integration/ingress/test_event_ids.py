@@ -19,7 +19,7 @@ from libs.contracts import HEADER_BATCH_ID, FirstBody
 from libs.store import database_url
 from libs.topology import KV_EVENT_IDS, kv_stream, kv_subject
 from services.ingress.identity import EventIds, id_key
-from services.ingress.publisher import DurableWriter, Outcome
+from services.ingress.publisher import RECORD_BATCH, DurableWriter, Outcome
 from services.ingress.spool import Spool
 from services.ingress.webhook import InboundWebhook
 from tests.support import eventually
@@ -132,9 +132,9 @@ async def _all_recorded(ids: EventIds | None, events: list[InboundWebhook]) -> N
 async def test_the_records_of_webhooks_accepted_together_go_out_as_one_batch_even_with_one_re_sent(
     nc: Client, js: JetStreamContext, data_dir: Path
 ) -> None:
-    # The linger outlasts the test: only a full batch's worth of records (twice ATOMIC_MIN_BATCH) sends it.
+    # The linger outlasts the test: only a full batch's worth of records (RECORD_BATCH) sends it.
     async with _writer(nc, js, data_dir, record_linger_s=300.0) as writer:
-        events = _webhooks("together", 2 * ATOMIC_MIN_BATCH)
+        events = _webhooks("together", RECORD_BATCH)
         outcomes = await asyncio.gather(*(writer.write(event) for event in events[:-1]))
         assert {written.outcome for written in outcomes} == {Outcome.ACCEPTED}
         assert writer.ids is not None
