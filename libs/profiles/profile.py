@@ -45,6 +45,7 @@ from libs.profiles.canonical import (
     Mapped,
     Unmapped,
 )
+from libs.profiles.evaluate import Evaluator, Unsure, compile_expression, jmespath_true
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -192,6 +193,8 @@ class _Expr:
     """The paths of an expression that is nothing but plain paths joined by ``||``, in order. It is read
     as "the first of them that is there" (present and not null): JMESPath's ``||`` would also pass over
     ``""``, ``[]`` and ``false``, and so hide a value that is there but wrong."""
+    evaluate: Evaluator | None = None
+    """Any other expression, as closures (:mod:`.evaluate`) when its tree allows; else JMESPath's walk."""
 
     def search(self, value: object) -> object:
         if self.alternatives:
@@ -201,6 +204,11 @@ class _Expr:
                     return found
             return None
         if self.keys is None:
+            if self.evaluate is not None:
+                try:
+                    return self.evaluate(value)
+                except Unsure:
+                    pass
             return self.parsed.search(value)
         # What JMESPath does for a field chain, without walking its tree: a field of anything but an
         # object is null.
@@ -366,7 +374,8 @@ class _Compiler:
             if filtered is not None:
                 path, keys = filtered.group(1), tuple(filtered.group(1).split("."))
                 selection = self(filtered.group(2), where)
-            cached = _Expr(text, parsed, path, keys, selection, alternatives)
+            evaluate = compile_expression(parsed) if keys is None and not alternatives else None
+            cached = _Expr(text, parsed, path, keys, selection, alternatives, evaluate)
             self._cache[text] = cached
         return cached
 
@@ -419,7 +428,7 @@ def _build(
             raise MappingError(where, "Expected `array` of length >= 1")
         kept = list(range(len(found)))
         if expr.selection is not None:
-            kept = [i for i in kept if _truthy(_select(expr, found[i], f"{where}[{i}]"))]
+            kept = [i for i in kept if jmespath_true(_select(expr, found[i], f"{where}[{i}]"))]
             positions[f"{canonical}.{field.name}"] = kept
         out[field.name] = [
             _build(item_plan, found[i], f"{where}[{i}]", positions, f"{canonical}.{field.name}[{n}]")
@@ -434,11 +443,6 @@ def _select(expr: _Expr, element: object, where: str) -> object:
         return expr.selection.search(element)
     except (JMESPathError, TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise MappingError(where, f"{expr.text!r} failed: {type(exc).__name__}") from None
-
-
-def _truthy(value: object) -> bool:
-    """JMESPath's truth: false, null, and empty strings, lists and objects are false; numbers are true."""
-    return not (value is None or value is False or value == "" or value == [] or value == {})
 
 
 def _json_type(value: object) -> str:
