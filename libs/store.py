@@ -36,6 +36,7 @@ __all__ = [
     "Transaction",
     "Transactions",
     "WriteHealth",
+    "cancellation_pending",
     "check_schema",
     "configure_sqlite",
     "create_engine",
@@ -237,6 +238,19 @@ class Transaction:
                 await result
 
 
+def cancellation_pending() -> bool:
+    """Whether the running task has been asked to cancel (``Task.cancelling()``; False outside a task).
+
+    A driver can turn the ``CancelledError`` it received into another exception on its way out: the
+    rollback of an asyncpg connection that the cancellation invalidated raises SQLAlchemy's
+    ``PendingRollbackError`` ("Can't reconnect until invalid transaction is rolled back"). A loop that
+    logs and retries on ``Exception`` would then run on past its own cancellation, and whoever awaits
+    the cancelled task (a service's shutdown) would wait for ever. Such loops re-raise
+    ``CancelledError`` when this is true."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Transactions:
     """How a store runs synchronous transaction bodies: ``run(work)`` is one transaction in one hand-off.
 
@@ -276,8 +290,13 @@ class Transactions:
         its exception propagates, as do the driver's)."""
         if self._thread is not None:
             return await asyncio.get_running_loop().run_in_executor(self._thread, self._in_transaction, work)
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(work)
+        try:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work)
+        except Exception as exc:
+            if cancellation_pending():
+                raise asyncio.CancelledError from exc
+            raise
 
     def _in_transaction(self, work: Callable[[Connection], T]) -> T:
         assert self.sync_engine is not None

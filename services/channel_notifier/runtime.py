@@ -19,7 +19,7 @@ from libs.backoff import backoff_delay
 from libs.bus import connect, jetstream
 from libs.config import StockwireSettings
 from libs.consumer import PullConsumer
-from libs.store import ConsumerFloors, database_url
+from libs.store import ConsumerFloors, cancellation_pending, database_url
 from libs.topology import INVENTORY, KV_AVAILABILITY, NOTIFIER_CONSUMER, consumer_spec
 from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
 
@@ -38,6 +38,7 @@ __all__ = ["NotifierRuntime"]
 
 log = logging.getLogger("stockwire.channel_notifier")
 _STARTUP_ATTEMPTS = 20
+_TASK_STOP_S = 10.0
 
 
 def _instance_id() -> str:
@@ -114,9 +115,14 @@ class NotifierRuntime:
             await asyncio.wait(self._tasks[:1], timeout=5.0)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a task that outlives its cancellation must not hold the shutdown for ever.
+            _, stuck = await asyncio.wait(self._tasks, timeout=_TASK_STOP_S)
+            for task in self._tasks:
+                if task in stuck:
+                    log.error("%s did not end within %.0f s of its cancellation", task.get_name(), _TASK_STOP_S)
+                elif not task.cancelled():
+                    task.exception()  # retrieved: what a background task ended with was logged by it
         if self._registry is not None:
             await self._registry.close()
         if self._dispatcher is not None:
@@ -220,6 +226,8 @@ class NotifierRuntime:
             try:
                 await self.registry.refresh()
             except Exception as exc:
+                if cancellation_pending():
+                    raise asyncio.CancelledError from exc
                 log.warning("channel registry refresh failed: %s", exc)
                 continue
             if self.js is not None:
@@ -237,6 +245,8 @@ class NotifierRuntime:
                     if channel.is_webhook:
                         PENDING.labels(channel.name).set(counts.get(channel.id, 0))
             except Exception as exc:
+                if cancellation_pending():
+                    raise asyncio.CancelledError from exc
                 log.warning("pending gauge: %s", exc)
             await asyncio.sleep(self.settings.pending_gauge_interval_s)
 
