@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
+from libs.tasks import stop_tasks
 from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
 
 from .domain.channel import Channel
@@ -19,6 +20,8 @@ from .worker import ChannelWorker, GoneHandler, WorkerConfig
 __all__ = ["Dispatcher", "ResultWriter"]
 
 log = logging.getLogger("stockwire.channel_notifier.dispatcher")
+_FLUSH_S = 10.0
+"""The longest the shutdown waits for the delivery results still queued to be written."""
 
 
 class ResultWriter:
@@ -57,10 +60,11 @@ class ResultWriter:
     async def flush_and_stop(self, task: asyncio.Task[None]) -> None:
         self._stopping = True
         self._ready.set()
-        try:
-            await asyncio.wait_for(task, 10.0)
-        except (TimeoutError, asyncio.CancelledError):
+        # Not wait_for: on its timeout it waits, without a bound, for the task it cancelled.
+        done, _ = await asyncio.wait([task], timeout=_FLUSH_S)
+        if not done or task.cancelled():
             log.warning("delivery results not written at shutdown: %d; their leases will expire", len(self._queue))
+            await stop_tasks([task], log=log)
 
 
 class Dispatcher:

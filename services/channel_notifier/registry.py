@@ -8,7 +8,6 @@ transaction, so a channel never exists without its consumer (or the other way ro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -21,6 +20,7 @@ from nats.js import JetStreamContext
 
 from libs.contracts import AvailabilityChanged, decode_availability
 from libs.signing import generate_standard_secret
+from libs.tasks import stop_tasks
 from libs.topology import INVENTORY
 from libs.urlpolicy import Resolver, UrlPolicy, UrlRefused, system_resolver, vet_url
 
@@ -358,16 +358,12 @@ class ChannelRegistry:
             if current is not None and current.id == channel.id and current.is_webhook:
                 await self.seed_from_kv(current)
 
-        task = asyncio.create_task(reseed())
+        task = asyncio.create_task(reseed(), name=f"notifier-reseed-{channel.name}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        for task in list(self._background):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(list(self._background), log=log)
 
 
 def _keep_newest(channel: Channel, msg: Msg, newest: dict[str, tuple[int, bytes]]) -> None:

@@ -19,7 +19,8 @@ from libs.backoff import backoff_delay
 from libs.bus import connect, jetstream
 from libs.config import StockwireSettings
 from libs.consumer import PullConsumer
-from libs.store import ConsumerFloors, cancellation_pending, database_url
+from libs.store import ConsumerFloors, database_url
+from libs.tasks import stop_tasks
 from libs.topology import INVENTORY, KV_AVAILABILITY, NOTIFIER_CONSUMER, consumer_spec
 from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
 
@@ -38,7 +39,6 @@ __all__ = ["NotifierRuntime"]
 
 log = logging.getLogger("stockwire.channel_notifier")
 _STARTUP_ATTEMPTS = 20
-_TASK_STOP_S = 10.0
 
 
 def _instance_id() -> str:
@@ -113,16 +113,7 @@ class NotifierRuntime:
             self.consumer.stop()
             # Let the batch in hand be recorded and acknowledged rather than redelivered.
             await asyncio.wait(self._tasks[:1], timeout=5.0)
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            # Bounded: a task that outlives its cancellation must not hold the shutdown for ever.
-            _, stuck = await asyncio.wait(self._tasks, timeout=_TASK_STOP_S)
-            for task in self._tasks:
-                if task in stuck:
-                    log.error("%s did not end within %.0f s of its cancellation", task.get_name(), _TASK_STOP_S)
-                elif not task.cancelled():
-                    task.exception()  # retrieved: what a background task ended with was logged by it
+        await stop_tasks(self._tasks, log=log)
         if self._registry is not None:
             await self._registry.close()
         if self._dispatcher is not None:
@@ -226,8 +217,6 @@ class NotifierRuntime:
             try:
                 await self.registry.refresh()
             except Exception as exc:
-                if cancellation_pending():
-                    raise asyncio.CancelledError from exc
                 log.warning("channel registry refresh failed: %s", exc)
                 continue
             if self.js is not None:
@@ -245,8 +234,6 @@ class NotifierRuntime:
                     if channel.is_webhook:
                         PENDING.labels(channel.name).set(counts.get(channel.id, 0))
             except Exception as exc:
-                if cancellation_pending():
-                    raise asyncio.CancelledError from exc
                 log.warning("pending gauge: %s", exc)
             await asyncio.sleep(self.settings.pending_gauge_interval_s)
 

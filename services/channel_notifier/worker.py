@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from libs import tracing
 from libs.contracts import decode_availability
+from libs.tasks import stop_tasks
 from libs.urlpolicy import Resolver, UrlPolicy, system_resolver
 
 from .domain.breaker import CircuitBreaker
@@ -165,15 +166,12 @@ class ChannelWorker:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task], log=log)
         self._release_queued()
         if self._inflight:
             # In-flight requests finish (bounded by the request timeout) so their results are kept.
             await asyncio.wait(self._inflight, timeout=self.config.request_timeout_s + 1.0)
-        for task in self._inflight:
-            task.cancel()
+        await stop_tasks(list(self._inflight), log=log)
         await self.sender.close()
 
     async def _sleep(self, seconds: float) -> None:

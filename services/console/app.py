@@ -46,6 +46,7 @@ from libs.config import (
 from libs.http import create_service_app
 from libs.logs import setup_logging
 from libs.profiles import MappingError, ProfileError, profile_name, source_profile
+from libs.tasks import stop_tasks
 
 from .auth import (
     COOKIE,
@@ -880,13 +881,11 @@ def build_app(shared: StockwireSettings, settings: ConsoleSettings) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        console.connecting = asyncio.create_task(connect_nats())
+        console.connecting = asyncio.create_task(connect_nats(), name="console-connect")
         try:
             yield
         finally:
-            console.connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await console.connecting
+            await stop_tasks([console.connecting], log=log)
             if console.nc is not None:
                 with contextlib.suppress(Exception):
                     await console.nc.close()

@@ -29,6 +29,7 @@ from libs.schemes import MAX_ID_LENGTH, SCHEMES, WebhookScheme
 from libs.server import service_app
 from libs.store import database_url
 from libs.subjects import EVENT_TYPE_PATTERN, SOURCE_PATTERN
+from libs.tasks import stop_tasks
 
 from .front import Answer, WebhookFront
 from .metrics import CONFLICTS, RECEIVED, REJECTED, REQUEST_SECONDS, SPOOL_DEPTH
@@ -365,16 +366,17 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
                     log.warning("recording the digests of relayed events failed: %s", exc)
                 await asyncio.sleep(settings.spool_depth_interval_s)
 
-        tasks = [asyncio.create_task(connect_bus()), asyncio.create_task(watch_spool())]
+        tasks = [
+            asyncio.create_task(connect_bus(), name="ingress-connect"),
+            asyncio.create_task(watch_spool(), name="ingress-spool-watch"),
+        ]
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
             # Awaited (bounded, as every wait of the shutdown): a connection made as the cancel arrives (a
             # port in use ends the lifespan within a millisecond) is then attached and closed below, not
             # left running past the event loop.
-            await asyncio.wait(tasks, timeout=_CANCELLED_TASKS_WAIT_S)
+            await stop_tasks(tasks, timeout_s=_CANCELLED_TASKS_WAIT_S, log=log)
             if writer.nc is not None:
                 await writer.flush_records(timeout_s=5.0)
                 # Bounded: a drain while the client is still reconnecting to a server that is gone would

@@ -17,6 +17,7 @@ from libs.http import create_service_app
 from libs.profiles import SourceProfiles
 from libs.server import service_app
 from libs.store import ConsumerFloors, database_url
+from libs.tasks import stop_tasks
 from libs.topology import COMMERCE, INVENTORY_CONSUMER, consumer_spec
 
 from .adapters.wire import read_event
@@ -91,8 +92,11 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
                 app.state.consumer = consumer
                 await consumer.run()
 
-        bus = asyncio.create_task(run_bus())
-        background = [asyncio.create_task(sweeper.run()), asyncio.create_task(sweeper.refresh_consumer_pending())]
+        bus = asyncio.create_task(run_bus(), name="inventory-consumer")
+        background = [
+            asyncio.create_task(sweeper.run(), name="inventory-sweeper"),
+            asyncio.create_task(sweeper.refresh_consumer_pending(), name="inventory-pending-gauge"),
+        ]
         try:
             yield
         finally:
@@ -102,9 +106,7 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
                 # Let the batch in hand commit and be acknowledged; anything unacknowledged is redelivered.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(bus), settings.fetch_timeout_s + 10)
-            for task in [bus, *background]:
-                task.cancel()
-            await asyncio.gather(bus, *background, return_exceptions=True)
+            await stop_tasks([bus, *background], log=log)
             if app.state.nc is not None:
                 with contextlib.suppress(Exception):
                     await app.state.nc.drain()

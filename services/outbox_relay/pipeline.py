@@ -46,6 +46,7 @@ from libs.bus import (
     publish_atomic,
     stream_allows_atomic,
 )
+from libs.tasks import stop_tasks
 
 from .acks import Ack, BatchOutcome, settle_batch
 from .cursor import ReadRows, ScanCursor
@@ -234,8 +235,7 @@ class PublishEpoch:
                     await self.wakeup.wait(self.idle.found_nothing())
         finally:
             if prefetch is not None:
-                prefetch.cancel()
-                await asyncio.gather(prefetch, return_exceptions=True)
+                await stop_tasks([prefetch], log=log)
             await self._queue.put(None)
 
     def _sweep_due(self) -> bool:

@@ -19,6 +19,7 @@ from libs.bus import connect
 from libs.config import NatsSettings
 from libs.lease import KvLease
 from libs.outbox import outbox_nudge_subject
+from libs.tasks import stop_tasks
 
 from .acks import BatchOutcome
 from .metrics import BACKLOG, DUPLICATES, LEADER, OLDEST_AGE, PUBLISH_ERRORS, PUBLISHED
@@ -112,9 +113,7 @@ class OutboxRelay:
                     await self._pause(self.backoff.delay(attempt))
                     attempt += 1
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(tasks, log=log)
 
     async def _wait_for_table(self) -> None:
         attempt, announced = 0, False
@@ -159,9 +158,7 @@ class OutboxRelay:
                 log.warning("outbox %s: %s; retrying in %.2fs", self.name, failure, delay)
                 await self._pause(delay)
         finally:
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await stop_tasks(helpers, log=log)
 
     async def _epoch_failure(self) -> BaseException | None:
         """Run one epoch; ``None`` when it ended because leadership or the process did."""

@@ -11,6 +11,7 @@ from nats.js.kv import KeyValue
 
 from libs.bus import connect
 from libs.config import StockwireSettings
+from libs.tasks import stop_tasks
 from libs.topology import KV_LEASES
 
 from .relay import OutboxRelay
@@ -78,25 +79,11 @@ class RelayRuntime:
             await relay.stop()
         relay_tasks = self._tasks[1:]
         if relay_tasks:
-            _done, pending = await asyncio.wait(relay_tasks, timeout=grace_s)
-            for task in pending:
-                task.cancel()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*relay_tasks, return_exceptions=True)
-        if self._tasks:
-            await _cancel(self._tasks[0])
+            await asyncio.wait(relay_tasks, timeout=grace_s)  # stopped relays end once what is in flight is settled
+        # The control task's first connect may lose a cancel (libs.tasks): cancelled until it ends.
+        await stop_tasks(self._tasks, log=log)
         for relay in self.relays:
             await relay.close()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` until it ends. A cancel can be lost while the first NATS connect is retried:
-    nats-py catches every ``Exception`` of a failed attempt, and Python 3.11's ``asyncio.wait_for``
-    answers a cancel that comes as the attempt fails with the attempt's error instead."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=0.5)
