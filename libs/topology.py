@@ -1,7 +1,9 @@
 """The JetStream topology of design §2, declared once and applied idempotently.
 
 ``apply_topology`` creates what is missing, updates what differs in a compatible way, and refuses an
-incompatible change with a :class:`TopologyError` that names the object and the field.
+incompatible change with a :class:`TopologyError` that names the object and the field. A setting the
+server answers without (an older nats-server drops what it does not know, such as ``allow_atomic``
+before 2.12) is reported as not kept, never as updated.
 """
 
 from __future__ import annotations
@@ -250,6 +252,33 @@ def _differences(current: Any, wanted: Any, fields: tuple[str, ...]) -> list[str
     return out
 
 
+_NOT_KEPT_WHY = {
+    "allow_atomic": "atomic batch publish needs nats-server 2.12 or later; Stockwire publishes one by one there",
+    "allow_direct": "direct gets need nats-server 2.9 or later",
+}
+
+
+def _kept(label: str, answered: Any, wanted: Any, fields: tuple[str, ...], *, created: str | None = None) -> str:
+    """What was done to ``label``, checked against the configuration the server ``answered`` with:
+    ``created`` (then followed by what to add after the name) or else updated in ``fields``. The
+    ``fields`` the server did not take are named as not kept (it ignored them), never as done."""
+    left = _differences(answered, wanted, fields)
+    kept = [name for name in fields if name not in left]
+    if created is not None:
+        line = f"created {label}{created}"
+    else:
+        line = f"updated {label} ({', '.join(kept)})" if kept else f"{label} up to date"
+    return line + _not_kept(left)
+
+
+def _not_kept(fields: list[str]) -> str:
+    """``; this nats-server does not keep <fields> (why)``, or nothing when ``fields`` is empty."""
+    if not fields:
+        return ""
+    why = "; ".join(_NOT_KEPT_WHY[name] for name in fields if name in _NOT_KEPT_WHY)
+    return f"; this nats-server does not keep {', '.join(fields)}" + (f" ({why})" if why else "")
+
+
 _STREAM_FIXED = ("storage", "retention")
 _STREAM_MUTABLE = (
     "subjects",
@@ -271,8 +300,8 @@ async def _apply_stream(js: JetStreamContext, wanted: js_api.StreamConfig) -> st
     try:
         info = await js.stream_info(wanted.name)
     except js_errors.NotFoundError:
-        await js.add_stream(wanted)
-        return f"created stream {wanted.name}"
+        created = await js.add_stream(wanted)
+        return _kept(f"stream {wanted.name}", created.config, wanted, _STREAM_MUTABLE, created="")
     fixed = _differences(info.config, wanted, _STREAM_FIXED)
     if fixed:
         raise TopologyError(
@@ -284,10 +313,10 @@ async def _apply_stream(js: JetStreamContext, wanted: js_api.StreamConfig) -> st
     if not changed:
         return f"stream {wanted.name} up to date"
     try:
-        await js.update_stream(wanted)
+        updated = await js.update_stream(wanted)
     except js_errors.BadRequestError as exc:
         raise TopologyError(f"stream {wanted.name}: cannot update {', '.join(changed)}: {exc.description}") from exc
-    return f"updated stream {wanted.name} ({', '.join(changed)})"
+    return _kept(f"stream {wanted.name}", updated.config, wanted, tuple(changed))
 
 
 async def apply_consumer(js: JetStreamContext, spec: ConsumerSpec, *, resume_after: int = 0) -> str:
@@ -298,11 +327,15 @@ async def apply_consumer(js: JetStreamContext, spec: ConsumerSpec, *, resume_aft
     has its other fields brought to ``spec``. Raises :class:`TopologyError` when the ack policy differs.
     """
     label = f"consumer {spec.stream}/{spec.durable}"
+    # With a backoff list the server derives ack_wait from its first entry.
+    mutable = tuple(f for f in _CONSUMER_MUTABLE if not (f == "ack_wait" and spec.backoff_s))
     try:
         info = await js.consumer_info(spec.stream, spec.durable)
     except js_errors.NotFoundError:
-        await js.add_consumer(spec.stream, spec.config(start_seq=resume_after + 1 if resume_after > 0 else None))
-        return f"created {label}" + (f" (from stream sequence {resume_after + 1})" if resume_after > 0 else "")
+        config = spec.config(start_seq=resume_after + 1 if resume_after > 0 else None)
+        created = await js.add_consumer(spec.stream, config)
+        since = f" (from stream sequence {resume_after + 1})" if resume_after > 0 else ""
+        return _kept(label, created.config, config, mutable, created=since)
     wanted = spec.config()
     wanted.deliver_policy = info.config.deliver_policy
     wanted.opt_start_seq = info.config.opt_start_seq
@@ -310,16 +343,14 @@ async def apply_consumer(js: JetStreamContext, spec: ConsumerSpec, *, resume_aft
     fixed = _differences(info.config, wanted, _CONSUMER_FIXED)
     if fixed:
         raise TopologyError(f"{label}: {', '.join(fixed)} cannot be changed; delete the consumer to recreate it")
-    # With a backoff list the server derives ack_wait from its first entry.
-    mutable = tuple(f for f in _CONSUMER_MUTABLE if not (f == "ack_wait" and wanted.backoff))
     changed = _differences(info.config, wanted, mutable)
     if not changed:
         return f"{label} up to date"
     try:
-        await js.add_consumer(spec.stream, wanted)
+        updated = await js.add_consumer(spec.stream, wanted)
     except js_errors.BadRequestError as exc:
         raise TopologyError(f"{label}: cannot update {', '.join(changed)}: {exc.description}") from exc
-    return f"updated {label} ({', '.join(changed)})"
+    return _kept(label, updated.config, wanted, tuple(changed))
 
 
 async def _apply_bucket(js: JetStreamContext, spec: KvSpec) -> str:
@@ -327,36 +358,45 @@ async def _apply_bucket(js: JetStreamContext, spec: KvSpec) -> str:
         await js.key_value(spec.bucket)
     except js_errors.BucketNotFoundError:
         await js.create_key_value(spec.config())
-        # nats-py's bucket configuration has no atomic batches: the stream is brought there below.
-        await _apply_bucket(js, spec)
-        return f"created kv {spec.bucket}"
-    stream = kv_stream(spec.bucket)
-    info = await js.stream_info(stream)
-    config = info.config
-    changed = []
+        # nats-py's bucket configuration has no atomic batches: the stream is brought there here.
+        _, left = await _bring_bucket(js, spec)
+        return f"created kv {spec.bucket}" + _not_kept(left)
+    kept, left = await _bring_bucket(js, spec)
+    line = f"updated kv {spec.bucket} ({', '.join(kept)})" if kept else f"kv {spec.bucket} up to date"
+    return line + _not_kept(left)
+
+
+async def _bring_bucket(js: JetStreamContext, spec: KvSpec) -> tuple[list[str], list[str]]:
+    """Update the bucket's stream where it differs from ``spec``: what changed (as the operator reads
+    it) and the stream fields the server answered without (not kept)."""
+    config = (await js.stream_info(kv_stream(spec.bucket))).config
+    changed: dict[str, str] = {}  # stream field -> what the operator reads
     if (config.max_msgs_per_subject or 0) != spec.history:
         config.max_msgs_per_subject = spec.history
-        changed.append("history")
+        changed["max_msgs_per_subject"] = "history"
     if abs(float(config.max_age or 0) - float(spec.ttl_s or 0)) > 1e-3:
         config.max_age = spec.ttl_s or 0
-        changed.append("ttl")
+        changed["max_age"] = "ttl"
     if (config.num_replicas or 1) != spec.replicas:
         config.num_replicas = spec.replicas
-        changed.append("replicas")
+        changed["num_replicas"] = "replicas"
     if not config.allow_direct:
         config.allow_direct = True
-        changed.append("direct gets")
+        changed["allow_direct"] = "direct gets"
     if not config.allow_atomic:
         # The channel-notifier writes a batch's SKUs in one atomic batch.
         config.allow_atomic = True
-        changed.append("atomic batches")
+        changed["allow_atomic"] = "atomic batches"
     if not changed:
-        return f"kv {spec.bucket} up to date"
+        return [], []
     try:
-        await js.update_stream(config)
+        updated = await js.update_stream(config)
     except js_errors.BadRequestError as exc:
-        raise TopologyError(f"kv {spec.bucket}: cannot update {', '.join(changed)}: {exc.description}") from exc
-    return f"updated kv {spec.bucket} ({', '.join(changed)})"
+        raise TopologyError(
+            f"kv {spec.bucket}: cannot update {', '.join(changed.values())}: {exc.description}"
+        ) from exc
+    left = _differences(updated.config, config, tuple(changed))
+    return [label for name, label in changed.items() if name not in left], left
 
 
 async def _apply_declared_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:

@@ -7,17 +7,19 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from nats.js import JetStreamContext
 
 from libs.contracts import DIRECT_GET_HEADERS, HEADER_MSG_ID, HEADER_ORIGINAL_MSG_ID, deadletter_headers
@@ -46,6 +48,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository's root."""
 
 
 async def eventually(
@@ -350,3 +354,35 @@ class NatsCluster:
                     node.process.wait(10)
                 except subprocess.TimeoutExpired:
                     node.kill()
+
+
+# -- tools that `make tools` installs ----------------------------------------------------------------
+def in_ci() -> bool:
+    return bool(os.environ.get("CI"))
+
+
+def missing_tool(reason: str) -> None:
+    """Skip locally; fail in CI, where every tool must be installed by `make tools`."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: `make tools` must install it)", pytrace=False)
+    pytest.skip(f"{reason}; run `make tools`")
+
+
+def find_tool(name: str, variable: str, candidates: Sequence[Path]) -> str | None:
+    """The binary ``variable`` names, else the first executable candidate, else ``name`` on PATH."""
+    explicit = os.environ.get(variable)
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which(name)
+
+
+def tool_binary(name: str, variable: str, candidates: Sequence[Path]) -> str:
+    """:func:`find_tool`, or a skip (locally) / failure (CI) that says where it was looked for."""
+    binary = find_tool(name, variable, candidates)
+    if binary is None:
+        where = os.environ.get(variable) or " or ".join(str(p.relative_to(ROOT)) for p in candidates)
+        missing_tool(f"no {name} binary at {where}")
+    return binary  # type: ignore[return-value]

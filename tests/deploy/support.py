@@ -9,14 +9,16 @@ developer's machine and fails in CI (``CI`` set), so that CI can never pass by c
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.support import missing_tool, tool_binary
+
+__all__ = ["missing_tool"]  # re-exported: the deployment checks take it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "k8s" / "chart"
@@ -37,39 +39,8 @@ STATELESS = ("outbox-relay", "console")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet", "CronJob"}
 
 
-def in_ci() -> bool:
-    return bool(os.environ.get("CI"))
-
-
-def missing_tool(reason: str) -> None:
-    """Skip locally; fail in CI, where every tool must be installed by `make tools`."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI is set: `make tools` must install it)", pytrace=False)
-    pytest.skip(f"{reason}; run `make tools`")
-
-
 # Where `make tools` puts promtool: extracted from Debian's prometheus package (or linked to one on PATH).
 PROMTOOL_CANDIDATES = (ROOT / ".tools" / "bin" / "promtool",)
-
-
-def find_tool(name: str, variable: str, candidates: Sequence[Path]) -> str | None:
-    """The binary ``variable`` names, else the first executable candidate, else ``name`` on PATH."""
-    explicit = os.environ.get(variable)
-    if explicit:
-        return explicit if os.access(explicit, os.X_OK) else None
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return shutil.which(name)
-
-
-def tool_binary(name: str, variable: str, candidates: Sequence[Path]) -> str:
-    """:func:`find_tool`, or a skip (locally) / failure (CI) that says where it was looked for."""
-    binary = find_tool(name, variable, candidates)
-    if binary is None:
-        where = os.environ.get(variable) or " or ".join(str(p.relative_to(ROOT)) for p in candidates)
-        missing_tool(f"no {name} binary at {where}")
-    return binary  # type: ignore[return-value]
 
 
 def helm_binary() -> str:
