@@ -300,7 +300,9 @@ async def stream_allows_atomic(js: JetStreamContext, stream: str, what: str) -> 
     allowed = bool(config.allow_atomic)
     if not allowed:
         log.info(
-            "%s does not allow atomic batches (`stockwire topology apply` turns it on): one message at a time", what
+            "%s does not allow atomic batches (`stockwire topology apply` turns them on where nats-server is "
+            "2.12 or later): one message at a time",
+            what,
         )
     return allowed
 
