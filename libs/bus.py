@@ -31,17 +31,20 @@ from libs.contracts import (
     NO_RESPONDERS,
     direct_get_subject,
 )
+from libs.tasks import stop_tasks
 
 __all__ = [
     "API_TIMEOUT_S",
     "ATOMIC_DISABLED",
     "ATOMIC_DUPLICATE",
     "ATOMIC_MIN_BATCH",
+    "CLOSE_TIMEOUT_S",
     "MAX_ATOMIC_BATCH",
     "AtomicAck",
     "AtomicBatchRefused",
     "atomic_pays",
     "client_of",
+    "close_connection",
     "connect",
     "connect_within",
     "direct_get_last",
@@ -153,6 +156,31 @@ async def _connect_cancellably(nc: Client, options: dict[str, Any]) -> None:
             await asyncio.wait_for(nc.close(), timeout=1.0)
         raise
     attempt.result()
+
+
+CLOSE_TIMEOUT_S = 5.0
+"""The longest each step of :func:`close_connection` (drain, close) may take."""
+
+
+async def close_connection(nc: Client, *, drain: bool = True, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """End a service's connection at shutdown: drain it first when ``drain`` (its subscriptions'
+    messages in hand delivered, what was published flushed), then close it; each step at most
+    ``timeout_s`` seconds, stopped with :func:`libs.tasks.stop_tasks` when it overruns.
+
+    nats-py's ``drain`` against a server that stopped answering waits for its flush (10 s), raises and
+    leaves the connection open, its reader and pinger still running; the close after it ends them.
+    What a step raises is logged at INFO, never raised: the connection is ending either way."""
+    steps = [nc.drain, nc.close] if drain else [nc.close]
+    for step in steps:
+        if nc.is_closed:
+            return
+        task = asyncio.ensure_future(step())
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if not done:
+            log.warning("nats: %s did not end within %.0f s at shutdown", step.__name__, timeout_s)
+            await stop_tasks([task], log=log, timeout_s=1.0)
+        elif not task.cancelled() and task.exception() is not None:
+            log.info("nats: %s at shutdown: %s: %s", step.__name__, type(task.exception()).__name__, task.exception())
 
 
 async def connect_within(settings: NatsSettings, name: str, timeout_s: float) -> Client | None:

@@ -64,7 +64,7 @@ class ResultWriter:
         done, _ = await asyncio.wait([task], timeout=_FLUSH_S)
         if not done or task.cancelled():
             log.warning("delivery results not written at shutdown: %d; their leases will expire", len(self._queue))
-            await stop_tasks([task], log=log)
+        await stop_tasks([task], log=log)  # ends it if it still runs; what it raised is retrieved either way
 
 
 class Dispatcher:

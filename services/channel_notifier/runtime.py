@@ -16,7 +16,7 @@ from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
 from libs.backoff import backoff_delay
-from libs.bus import connect, jetstream
+from libs.bus import close_connection, connect, jetstream
 from libs.config import StockwireSettings
 from libs.consumer import PullConsumer
 from libs.store import ConsumerFloors, database_url
@@ -122,8 +122,7 @@ class NotifierRuntime:
             with contextlib.suppress(Exception):
                 await self._store.unit_of_work().run(lambda tx: tx.release_leases(self.owner))
         if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.drain()
+            await close_connection(self.nc)
         if self._store is not None:
             await self._store.close()
 

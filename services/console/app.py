@@ -33,7 +33,7 @@ from markupsafe import Markup
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from libs.bus import connect, jetstream
+from libs.bus import close_connection, connect, jetstream
 from libs.config import (
     ConfigError,
     SourceSettings,
@@ -887,8 +887,7 @@ def build_app(shared: StockwireSettings, settings: ConsoleSettings) -> Litestar:
         finally:
             await stop_tasks([console.connecting], log=log)
             if console.nc is not None:
-                with contextlib.suppress(Exception):
-                    await console.nc.close()
+                await close_connection(console.nc, drain=False)
             await console.peers.close()
 
     async def nats_connected() -> bool:

@@ -21,7 +21,7 @@ from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.params import Parameter
 
 from libs import tracing
-from libs.bus import connect, jetstream
+from libs.bus import close_connection, connect, jetstream
 from libs.config import SourceSettings, StockwireSettings
 from libs.http import create_service_app, error_body, error_responses
 from libs.natsserver import sync_warning
@@ -379,12 +379,7 @@ def build_app(shared: StockwireSettings, settings: IngressSettings) -> Litestar:
             await stop_tasks(tasks, timeout_s=_CANCELLED_TASKS_WAIT_S, log=log)
             if writer.nc is not None:
                 await writer.flush_records(timeout_s=5.0)
-                # Bounded: a drain while the client is still reconnecting to a server that is gone would
-                # wait for ever, and hold the process's shutdown with it.
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer.nc.drain(), timeout=5.0)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer.nc.close(), timeout=5.0)
+                await close_connection(writer.nc)
             await spool.close()
 
     async def spool_writable() -> bool:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 from nats.aio.client import Client
 
-from libs.bus import connect, jetstream
+from libs.bus import close_connection, connect, jetstream
 from libs.config import StockwireSettings
 from libs.consumer import PullConsumer
 from libs.http import create_service_app
@@ -108,8 +108,7 @@ def build_app(shared: StockwireSettings, settings: InventorySettings) -> Litesta
                     await asyncio.wait_for(asyncio.shield(bus), settings.fetch_timeout_s + 10)
             await stop_tasks([bus, *background], log=log)
             if app.state.nc is not None:
-                with contextlib.suppress(Exception):
-                    await app.state.nc.drain()
+                await close_connection(app.state.nc)
             await store.close()
 
     async def nats_connected() -> bool:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
-from libs.bus import connect
+from libs.bus import close_connection, connect
 from libs.config import StockwireSettings
 from libs.tasks import stop_tasks
 from libs.topology import KV_LEASES
@@ -85,5 +84,4 @@ class RelayRuntime:
         for relay in self.relays:
             await relay.close()
         if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+            await close_connection(self.nc, drain=False)
