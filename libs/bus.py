@@ -152,8 +152,7 @@ async def _connect_cancellably(nc: Client, options: dict[str, Any]) -> None:
         await asyncio.wait({attempt})
     except asyncio.CancelledError:
         attempt.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.close(), timeout=1.0)
+        await close_connection(nc, drain=False, timeout_s=1.0)
         raise
     attempt.result()
 
@@ -179,8 +178,8 @@ async def close_connection(nc: Client, *, drain: bool = True, timeout_s: float =
         if not done:
             log.warning("nats: %s did not end within %.0f s at shutdown", step.__name__, timeout_s)
             await stop_tasks([task], log=log, timeout_s=1.0)
-        elif not task.cancelled() and task.exception() is not None:
-            log.info("nats: %s at shutdown: %s: %s", step.__name__, type(task.exception()).__name__, task.exception())
+        elif not task.cancelled() and (error := task.exception()) is not None:
+            log.info("nats: %s at shutdown: %s: %s", step.__name__, type(error).__name__, error)
 
 
 async def connect_within(settings: NatsSettings, name: str, timeout_s: float) -> Client | None:

@@ -245,8 +245,8 @@ def cancellation_pending() -> bool:
     rollback of an asyncpg connection that the cancellation invalidated raises SQLAlchemy's
     ``PendingRollbackError`` ("Can't reconnect until invalid transaction is rolled back"). A loop that
     logs and retries on ``Exception`` would then run on past its own cancellation, and whoever awaits
-    the cancelled task (a service's shutdown) would wait for ever. Such loops re-raise
-    ``CancelledError`` when this is true."""
+    the cancelled task (a service's shutdown) would wait for ever. :meth:`Transactions.run` raises
+    ``CancelledError`` in its place when this is true, so no caller's loop sees the other exception."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 

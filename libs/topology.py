@@ -259,24 +259,23 @@ _NOT_KEPT_WHY = {
 
 
 def _kept(label: str, answered: Any, wanted: Any, fields: tuple[str, ...], *, created: str | None = None) -> str:
-    """What was done to ``label``, checked against the configuration the server ``answered`` with:
-    ``created`` (then followed by what to add after the name) or else updated in ``fields``. The
-    ``fields`` the server did not take are named as not kept (it ignored them), never as done."""
+    """What was done to ``label`` (:func:`_outcome`), checked against the configuration the server
+    ``answered`` with: the ``fields`` it did not take are named as not kept (it ignored them)."""
     left = _differences(answered, wanted, fields)
-    kept = [name for name in fields if name not in left]
+    return _outcome(label, [name for name in fields if name not in left], left, created=created)
+
+
+def _outcome(label: str, kept: list[str], left: list[str], *, created: str | None = None) -> str:
+    """The operator's line: ``created <label><created>`` or else ``updated <label> (<kept>)`` (``<label>
+    up to date`` when nothing was kept), then ``; this nats-server does not keep <left> (why)``."""
     if created is not None:
         line = f"created {label}{created}"
     else:
         line = f"updated {label} ({', '.join(kept)})" if kept else f"{label} up to date"
-    return line + _not_kept(left)
-
-
-def _not_kept(fields: list[str]) -> str:
-    """``; this nats-server does not keep <fields> (why)``, or nothing when ``fields`` is empty."""
-    if not fields:
-        return ""
-    why = "; ".join(_NOT_KEPT_WHY[name] for name in fields if name in _NOT_KEPT_WHY)
-    return f"; this nats-server does not keep {', '.join(fields)}" + (f" ({why})" if why else "")
+    if not left:
+        return line
+    why = "; ".join(_NOT_KEPT_WHY[name] for name in left if name in _NOT_KEPT_WHY)
+    return line + f"; this nats-server does not keep {', '.join(left)}" + (f" ({why})" if why else "")
 
 
 _STREAM_FIXED = ("storage", "retention")
@@ -360,10 +359,8 @@ async def _apply_bucket(js: JetStreamContext, spec: KvSpec) -> str:
         await js.create_key_value(spec.config())
         # nats-py's bucket configuration has no atomic batches: the stream is brought there here.
         _, left = await _bring_bucket(js, spec)
-        return f"created kv {spec.bucket}" + _not_kept(left)
-    kept, left = await _bring_bucket(js, spec)
-    line = f"updated kv {spec.bucket} ({', '.join(kept)})" if kept else f"kv {spec.bucket} up to date"
-    return line + _not_kept(left)
+        return _outcome(f"kv {spec.bucket}", [], left, created="")
+    return _outcome(f"kv {spec.bucket}", *await _bring_bucket(js, spec))
 
 
 async def _bring_bucket(js: JetStreamContext, spec: KvSpec) -> tuple[list[str], list[str]]:
