@@ -43,7 +43,8 @@ _NO_MESSAGES = "404"
 _REQUEST_TIMEOUT = "408"
 _CONFLICT = "409"
 _HEARTBEAT = "100"
-# A long poll's own expiry is answered by the server; this is how much later the client stops waiting.
+# How long the client waits for an answer the server gives at once (a no_wait request's), and how much
+# after a long poll's own expiry (which the server answers too) it stops waiting.
 _GRACE_S = 0.5
 # 409s that close one request and leave the durable usable (pull requests over a limit, a new leader,
 # a server going down); any other 409 ("Consumer Deleted", "Consumer is push based") means re-binding.
@@ -94,8 +95,8 @@ class PullRequests:
                 break
 
     async def fetch(self, batch: int, timeout: float) -> list[Msg]:
-        """Up to ``batch`` messages, oldest first: what an earlier request left, else what the server has
-        now, else the first message stored within ``timeout`` seconds; ``[]`` when none came.
+        """Up to ``batch`` messages, oldest first: what an earlier request left, with what the server has
+        now up to ``batch``; else the first message stored within ``timeout`` seconds; ``[]`` when none came.
 
         Raises ``nats.errors.NoRespondersError`` when no server answers for the durable (JetStream away,
         the stream gone), ``nats.js.errors.APIError`` for a status that means the durable cannot be used
@@ -103,11 +104,22 @@ class PullRequests:
         if self._sub is None:
             raise nats.errors.BadSubscriptionError
         if self._buffer:
-            return self._take(batch)
-        found = await self._request(batch, {"batch": batch, "no_wait": True}, timeout)
+            # A request given up at its deadline may still deliver (the server expires it a moment later,
+            # or it was left open because another request's late message satisfied the wait): what it
+            # left is handed over with what is stored now, not alone as a short batch.
+            left = self._take(batch)
+            if len(left) == batch:
+                return left
+            more = batch - len(left)
+            return left + await self._request(more, {"batch": more, "no_wait": True}, _GRACE_S)
+        # A no_wait request is answered at once (what is stored, or 404): its wait is the grace, not
+        # ``timeout``, which a caller may set below a round trip (a consumer's top-up after its linger).
+        found = await self._request(batch, {"batch": batch, "no_wait": True}, _GRACE_S)
         if found or timeout <= 0:
             return found
-        return await self._request(1, {"batch": 1, "expires": int(timeout * 1e9)}, timeout + _GRACE_S)
+        found = await self._request(1, {"batch": 1, "expires": int(timeout * 1e9)}, timeout + _GRACE_S)
+        # The long poll ends at its first message; what came with it (a late answer too) goes along.
+        return found + self._take(batch - len(found)) if found else found
 
     async def _request(self, want: int, request: dict[str, object], wait_s: float) -> list[Msg]:
         self._requests += 1

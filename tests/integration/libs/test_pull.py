@@ -146,3 +146,40 @@ async def test_only_the_close_of_the_current_request_ends_it(nc: Client) -> None
     assert pull._closed_by is None
     await pull._arrived(_status(f"{pull._prefix}.2", "404", "No Messages"))
     assert pull._closed_by is not None
+
+
+async def test_what_a_given_up_request_delivered_is_handed_over_with_what_is_stored(
+    nc: Client, js: JetStreamContext, stream: str
+) -> None:
+    await _publish(js, 4)
+    pull = await _pull(js)
+    # As a message that arrives after its request was given up: delivered, waiting in the buffer.
+    late = await js.pull_subscribe_bind(durable=DURABLE, stream=STREAM)
+    [msg] = await late.fetch(1, timeout=5)
+    await late.unsubscribe()
+    await pull._arrived(msg)
+    try:
+        batch = await pull.fetch(10, timeout=5)
+        assert [m.data for m in batch] == [b"0", b"1", b"2", b"3"]  # not the buffered one alone
+        for m in batch:
+            await m.ack()
+        full = await pull.fetch(1, timeout=0.2)
+        assert full == []
+    finally:
+        await pull.unsubscribe()
+
+
+async def test_a_fetch_waits_for_the_no_wait_answer_whatever_its_own_wait(
+    nc: Client, js: JetStreamContext, stream: str
+) -> None:
+    # A consumer tops up its batch after its linger with a wait far below a round trip; the answer to
+    # the request that asks without waiting still counts.
+    await _publish(js, 4)
+    pull = await _pull(js)
+    try:
+        batch = await pull.fetch(10, timeout=1e-6)
+        assert [m.data for m in batch] == [b"0", b"1", b"2", b"3"]
+        for m in batch:
+            await m.ack()
+    finally:
+        await pull.unsubscribe()
