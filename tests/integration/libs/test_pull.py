@@ -38,6 +38,14 @@ async def _pull(js: JetStreamContext) -> PullRequests:
     return await PullRequests.bind(js, STREAM, DURABLE)
 
 
+async def _delivered_late(js: JetStreamContext, pull: PullRequests) -> None:
+    """The next message, as one that arrives after its request was given up: delivered, in the buffer."""
+    late = await js.pull_subscribe_bind(durable=DURABLE, stream=STREAM)
+    [msg] = await late.fetch(1, timeout=5)
+    await late.unsubscribe()
+    await pull._arrived(msg)
+
+
 async def test_a_fetch_hands_over_what_is_stored_up_to_the_batch_oldest_first(
     nc: Client, js: JetStreamContext, stream: str
 ) -> None:
@@ -112,11 +120,7 @@ async def test_unsubscribing_gives_back_what_was_delivered_but_not_handed_out(
 ) -> None:
     await _publish(js, 3)
     pull = await _pull(js)
-    # As a message that arrives after its request was given up: delivered, waiting in the buffer.
-    late = await js.pull_subscribe_bind(durable=DURABLE, stream=STREAM)
-    [msg] = await late.fetch(1, timeout=5)
-    await late.unsubscribe()
-    await pull._arrived(msg)
+    await _delivered_late(js, pull)
     await pull.unsubscribe()
     again = await _pull(js)
     seen: list[bytes] = []
@@ -153,11 +157,7 @@ async def test_what_a_given_up_request_delivered_is_handed_over_with_what_is_sto
 ) -> None:
     await _publish(js, 4)
     pull = await _pull(js)
-    # As a message that arrives after its request was given up: delivered, waiting in the buffer.
-    late = await js.pull_subscribe_bind(durable=DURABLE, stream=STREAM)
-    [msg] = await late.fetch(1, timeout=5)
-    await late.unsubscribe()
-    await pull._arrived(msg)
+    await _delivered_late(js, pull)
     try:
         batch = await pull.fetch(10, timeout=5)
         assert [m.data for m in batch] == [b"0", b"1", b"2", b"3"]  # not the buffered one alone
