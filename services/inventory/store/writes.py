@@ -6,6 +6,7 @@ PostgreSQL relies on that; see libs/outbox.py).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from libs.outbox import add_to_outbox_sync
+from libs.statements import execute_many
 
 from ..domain.ledger import iso_time
 from ..domain.messages import outbox_messages
@@ -39,14 +41,47 @@ def _length(column: sa.Column[Any]) -> int:
     return length
 
 
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+def _insert(dialect: str, table: sa.Table) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+# Each statement is built once per dialect: execute_many keeps what it worked out per statement object.
+@functools.cache
+def _upsert_statement(dialect: str, table: sa.Table, key: str) -> Any:
+    insert = _insert(dialect, table)
+    update = {c.name: insert.excluded[c.name] for c in table.columns if c.name != key}
+    return insert.on_conflict_do_update(index_elements=[key], set_=update)
+
+
+@functools.cache
+def _inbox_insert(dialect: str) -> Any:
+    return _insert(dialect, schema.inbox).on_conflict_do_nothing(index_elements=["msg_id"])
+
+
+_LEDGER_INSERT = sa.insert(schema.ledger)
+_PARKED_INSERT = sa.insert(schema.parked)
+_INBOX_REPLACE = (
+    sa.update(schema.inbox)
+    .where(schema.inbox.c.msg_id == sa.bindparam("b_msg_id"))
+    .values(
+        stream_seq=sa.bindparam("b_seq"),
+        subject=sa.bindparam("b_subject"),
+        event_type=sa.bindparam("b_type"),
+        order_id=sa.bindparam("b_order"),
+        outcome=sa.bindparam("b_outcome"),
+        detail=sa.bindparam("b_detail"),
+        settled_at=sa.bindparam("b_at"),
+    )
+)
+_INBOX_SETTLE = (
+    sa.update(schema.inbox)
+    .where(schema.inbox.c.msg_id == sa.bindparam("b_msg_id"))
+    .values(outcome=sa.bindparam("b_outcome"), detail=sa.bindparam("b_detail"), settled_at=sa.bindparam("b_at"))
+)
 
 
 def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, object]], key: str) -> None:
-    insert = _insert(conn, table)
-    update = {c.name: insert.excluded[c.name] for c in table.columns if c.name != key}
-    conn.execute(insert.on_conflict_do_update(index_elements=[key], set_=update), rows)
+    execute_many(conn, _upsert_statement(conn.dialect.name, table, key), rows)
 
 
 def _write_backorders(conn: Connection, ws: Workspace) -> None:
@@ -66,8 +101,9 @@ def _write_backorders(conn: Connection, ws: Workspace) -> None:
 def write_changes(conn: Connection, ws: Workspace, now: float) -> int:
     """Write everything the workspace changed; returns how many outbox rows were added."""
     if ws.entries:
-        conn.execute(
-            sa.insert(schema.ledger),
+        execute_many(
+            conn,
+            _LEDGER_INSERT,
             [
                 {
                     "sku": e.sku,
@@ -123,8 +159,9 @@ def write_changes(conn: Connection, ws: Workspace, now: float) -> int:
             )
         _upsert(conn, schema.reservations, rows, "key")
     if ws.new_inbox:
-        conn.execute(
-            _insert(conn, schema.inbox).on_conflict_do_nothing(index_elements=["msg_id"]),
+        execute_many(
+            conn,
+            _inbox_insert(conn.dialect.name),
             [
                 {
                     "msg_id": r.msg_id,
@@ -142,19 +179,9 @@ def write_changes(conn: Connection, ws: Workspace, now: float) -> int:
         )
     if ws.replaced_inbox:
         # A replayed dead letter: its inbox row now says what the replay did.
-        t = schema.inbox
-        conn.execute(
-            sa.update(t)
-            .where(t.c.msg_id == sa.bindparam("b_msg_id"))
-            .values(
-                stream_seq=sa.bindparam("b_seq"),
-                subject=sa.bindparam("b_subject"),
-                event_type=sa.bindparam("b_type"),
-                order_id=sa.bindparam("b_order"),
-                outcome=sa.bindparam("b_outcome"),
-                detail=sa.bindparam("b_detail"),
-                settled_at=sa.bindparam("b_at"),
-            ),
+        execute_many(
+            conn,
+            _INBOX_REPLACE,
             [
                 {
                     "b_msg_id": record.msg_id,
@@ -172,21 +199,18 @@ def write_changes(conn: Connection, ws: Workspace, now: float) -> int:
     if ws.backorder_changes:
         _write_backorders(conn, ws)
     if ws.settled_parked:
-        t = schema.inbox
-        conn.execute(
-            sa.update(t)
-            .where(t.c.msg_id == sa.bindparam("b_msg_id"))
-            .values(
-                outcome=sa.bindparam("b_outcome"), detail=sa.bindparam("b_detail"), settled_at=sa.bindparam("b_at")
-            ),
+        execute_many(
+            conn,
+            _INBOX_SETTLE,
             [
                 {"b_msg_id": msg_id, "b_outcome": outcome.value, "b_detail": detail, "b_at": at}
                 for msg_id, (outcome, detail, at) in ws.settled_parked.items()
             ],
         )
     if ws.new_parked:
-        conn.execute(
-            sa.insert(schema.parked),
+        execute_many(
+            conn,
+            _PARKED_INSERT,
             [
                 {
                     "msg_id": msg_id,
