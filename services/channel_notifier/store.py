@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.statements import execute_many
 from libs.store import Transactions, WriteHealth, create_engine, is_postgres, migrate
 
 from .domain.channel import Channel
@@ -52,7 +53,6 @@ from .transactions import (
     claim,
     delete_channel,
     delivery_row,
-    execute_many,
     get_channel,
     insert_channel,
     json_list,

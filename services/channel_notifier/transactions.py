@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from libs.statements import execute_many
+
 from .domain.channel import Channel
 from .domain.records import ATTEMPTS_KEPT
 from .schema import (
@@ -125,10 +127,6 @@ def replay_statement(insert: Any) -> Any:
             "updated_at": excluded.updated_at,
         },
     )
-
-
-def execute_many(conn: Connection, statement: Any, params: list[dict[str, Any]]) -> None:
-    conn.execute(statement, params)
 
 
 _CLAIM_NOW = sa.bindparam("c_now", type_=sa.Float)
@@ -316,7 +314,7 @@ def settle(conn: Connection, settlements: Sequence[Settlement], attempt_upsert: 
         (_SETTLE_DROP, drops),
     ):
         if params:
-            conn.execute(statement, params)
+            execute_many(conn, statement, params)
 
 
 def records(conn: Connection, *where: Any, limit: int = 1000) -> list[DeliveryRecord]:
