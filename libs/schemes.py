@@ -139,12 +139,14 @@ class WebhookScheme:
         )
 
     def delivery(
-        self, secret: str, *, event_id: str, event_type: str, data: Any, now: int
+        self, secret: str, *, event_id: str, event_type: str, data: Any, now: int, occurred_at: int | None = None
     ) -> tuple[bytes, dict[str, str]]:
         """A delivery of ``data`` as the platform sends one, signed with ``secret`` at ``now`` (Unix
-        seconds): its JSON body and headers. Raises ``TypeError`` when the platform's body is ``data``
-        itself and ``data`` is not a JSON object."""
-        document = self.envelope(event_id, event_type, data, now)
+        seconds): its JSON body and headers. ``occurred_at`` (Unix seconds, default ``now``) is the event's
+        own time where the body carries one: a platform re-sending an event sends the body it sent first,
+        under a new signature. Raises ``TypeError`` when the platform's body is ``data`` itself and
+        ``data`` is not a JSON object."""
+        document = self.envelope(event_id, event_type, data, now if occurred_at is None else occurred_at)
         if not isinstance(document, dict):
             raise TypeError(f"a {self.name} body is a JSON object")
         body = msgspec.json.encode(document)

@@ -21,6 +21,37 @@ __all__ = ["register"]
 # Exit statuses: 0 accepted (2xx), 1 refused by ingress, 2 bad arguments or configuration, 3 no answer.
 UNREACHABLE = 3
 _MAX_DATA_BYTES = 1024 * 1024
+# The event times of ids given with --id, so that sending one again re-sends the same body (a platform's
+# retry), answered "duplicate" rather than "conflict"; the newest few are kept.
+_SENT_FILE = "sent-event-times.json"
+_SENT_KEPT = 1000
+_clock = time.time
+
+
+def _event_time(data_dir: Path, msg_id: str, now: int) -> int:
+    """When the event ``msg_id`` (``<source>:<id>``) was first sent from here, in Unix seconds; ``now`` for
+    an id not sent before, which is then remembered. A file that cannot be read or written only costs the
+    memory: the event is sent with ``now``."""
+    path = data_dir / _SENT_FILE
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    first = known.get(msg_id)
+    if isinstance(first, int) and not isinstance(first, bool):
+        return first
+    known[msg_id] = now
+    kept = dict(list(known.items())[-_SENT_KEPT:])
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(kept), encoding="utf-8")
+        scratch.replace(path)
+    except OSError as exc:
+        print(f"stockwire send: cannot remember the time of {msg_id} in {path}: {exc.strerror or exc}", file=sys.stderr)
+    return now
 
 
 def register(subparsers: Any) -> None:
@@ -45,7 +76,12 @@ def register(subparsers: Any) -> None:
         help=f"webhook source (default {DEV_SOURCE}, Stockwire's dialect; the dev source {DEV_CE_SOURCE} reads "
         "Commerce Engine's payloads)",
     )
-    parser.add_argument("--id", default=None, help="event id (default: a new one; reuse one to see dedup)")
+    parser.add_argument(
+        "--id",
+        default=None,
+        help="event id (default: a new one). Sending an id again re-sends its first body (the event time it "
+        "was first sent with, kept under --data-dir), as a platform's retry does: ingress answers duplicate",
+    )
     parser.add_argument("--url", default=None, help="ingress base URL (default: [ingress] host and port)")
     parser.add_argument("--data-dir", default=None, help="where `stockwire up` keeps the dev source secret")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for ingress (default 10)")
@@ -72,15 +108,19 @@ def run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"stockwire send: data is not JSON: {exc}", file=sys.stderr)
         return 2
-    key = source_secret(settings, args.source, Path(args.data_dir or settings.data_dir))
+    data_dir = Path(args.data_dir or settings.data_dir)
+    key = source_secret(settings, args.source, data_dir)
     url = (args.url or configured_url("ingress", raw)).rstrip("/")
+    now = int(_clock())
+    occurred_at = _event_time(data_dir, f"{args.source}:{args.id}", now) if args.id else now
     try:
         body, headers = SCHEMES[key.scheme].delivery(
             key.secret,
             event_id=args.id or f"evt_{uuid.uuid4().hex}",
             event_type=args.event_type,
             data=data,
-            now=int(time.time()),
+            now=now,
+            occurred_at=occurred_at,
         )
     except TypeError as exc:
         print(f"stockwire send: {exc}: give the data as one", file=sys.stderr)

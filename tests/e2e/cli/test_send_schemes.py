@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from nats.js import JetStreamContext
 from libs.natsserver import NatsServer
 from libs.topology import COMMERCE
 from stockwire.cli import main
+from stockwire.commands import send
 from tests.support import eventually, service_ready, started_service
 
 pytestmark = pytest.mark.e2e
@@ -87,3 +89,35 @@ def test_send_says_what_a_platform_whose_body_is_the_resource_needs(
         monkeypatch.setenv(name, value)
     assert main(["send", "orders/create", "[1, 2]", "--source", "shopify", "--url", "http://127.0.0.1:9"]) == 2
     assert "a shopify body is a JSON object" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["ce", "sw", "shopify", "stripe"])
+async def test_an_id_sent_again_later_is_the_same_event(
+    ingress_port: int,
+    js: JetStreamContext,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    source: str,
+) -> None:
+    """The README's dedup example: the second send of an id, seconds later, re-sends the first body
+    (Commerce Engine's created_at, Standard Webhooks' timestamp, Stripe's created stay those of the first
+    send) under a fresh signature, and ingress answers duplicate, not conflict."""
+    await eventually(lambda: asyncio.to_thread(service_ready, ingress_port), timeout=30, what="ingress ready")
+    for name, value in {**SOURCES, "STOCKWIRE__INGRESS__PORT": str(ingress_port)}.items():
+        monkeypatch.setenv(name, value)
+    # Signatures older than a scheme's tolerance are refused: the clock starts from the real one.
+    clock = [time.time()]
+    monkeypatch.setattr(send, "_clock", lambda: clock[0])
+    event_type = "orders/create" if source == "shopify" else "order.created"
+    argv = ["send", event_type, '{"id": 7, "order_id": "o-7", "lines": []}', "--source", source]
+    argv += ["--id", f"evt_again_{source}", "--data-dir", str(tmp_path / "cli")]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert '"accepted"' in capsys.readouterr().out
+    clock[0] += 7
+    assert await asyncio.to_thread(main, argv) == 0
+    assert '"duplicate"' in capsys.readouterr().out
+    # Other data under the same id is another body: a conflict, as from a platform.
+    changed = [*argv[:2], '{"id": 8, "order_id": "o-8", "lines": []}', *argv[3:]]
+    assert await asyncio.to_thread(main, changed) == 1
+    assert "409" in capsys.readouterr().out
