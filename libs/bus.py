@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import ssl
@@ -39,10 +40,13 @@ __all__ = [
     "ATOMIC_DUPLICATE",
     "ATOMIC_MIN_BATCH",
     "CLOSE_TIMEOUT_S",
+    "EARLIEST_START_TIME",
+    "LATEST_START_TIME",
     "MAX_ATOMIC_BATCH",
     "AtomicAck",
     "AtomicBatchRefused",
     "atomic_pays",
+    "check_start_time",
     "client_of",
     "close_connection",
     "connect",
@@ -57,6 +61,27 @@ log = logging.getLogger("stockwire.bus")
 
 API_TIMEOUT_S = 5.0
 """How long a JetStream API call waits for its answer (:func:`jetstream`'s default)."""
+
+# nats-server compares a consumer's start time as nanoseconds since 1970 in a signed 64-bit integer (Go's
+# time.UnixNano, undefined outside these bounds): a later time wrapped round and started at the beginning.
+EARLIEST_START_TIME = dt.datetime(1677, 9, 21, 0, 12, 44, tzinfo=dt.UTC)
+"""The earliest time a JetStream consumer can start at (whole seconds inside int64 nanoseconds)."""
+LATEST_START_TIME = dt.datetime(2262, 4, 11, 23, 47, 16, tzinfo=dt.UTC)
+"""The latest time a JetStream consumer can start at (whole seconds inside int64 nanoseconds)."""
+
+
+def check_start_time(moment: dt.datetime) -> dt.datetime:
+    """``moment`` as an aware UTC time a JetStream consumer can start at (a naive one is taken as UTC).
+
+    Raises ``ValueError`` naming the bounds when it lies outside :data:`EARLIEST_START_TIME` ..
+    :data:`LATEST_START_TIME`, which nats-server would misread (see there)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    if not EARLIEST_START_TIME <= aware <= LATEST_START_TIME:
+        raise ValueError(
+            f"{aware.isoformat()} is outside the times JetStream can start from "
+            f"({EARLIEST_START_TIME.isoformat()} to {LATEST_START_TIME.isoformat()})"
+        )
+    return aware.astimezone(dt.UTC)
 
 
 def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:

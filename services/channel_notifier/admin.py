@@ -12,6 +12,7 @@ from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Parameter
 from msgspec import UNSET, UnsetType
 
+from libs.bus import check_start_time
 from libs.contracts import INVENTORY_KINDS
 from libs.http import ADMIN_SECURITY, ApiError, SchemaOverrides, admin_guard, error_responses, int64_parameter
 from libs.urlpolicy import DEFAULT_ALLOW_HOSTS, MAX_URL_LENGTH, url_pattern
@@ -505,7 +506,10 @@ class ChannelsController(Controller):
         responses=error_responses(400, 401, 403, 404, 413, 422, 503),
     )
     async def replay_channel(self, state: State, name: _ChannelName, data: ReplayIn) -> ChannelReplayOut:
-        since = data.since if data.since.tzinfo else data.since.replace(tzinfo=dt.UTC)
+        try:
+            since = check_start_time(data.since)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_since", f"since: {exc}") from None
         try:
             counts = await _registry(state).replay(_known(name), since)
         except _EXPECTED as exc:

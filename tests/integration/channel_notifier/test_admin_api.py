@@ -173,6 +173,11 @@ _BAD_REQUESTS: list[tuple[str, str, object]] = [
     ("PATCH", "/channels/shop", {"enabled": "yes"}),
     ("PATCH", "/channels/shop", b"{" * 100_000),
     ("POST", "/channels/shop/replay", {"since": "99999-01-01T00:00:00Z"}),
+    # Times nats-server cannot hold as int64 nanoseconds (it would start from the stream's beginning).
+    ("POST", "/channels/shop/replay", {"since": "9999-12-31T23:59:59Z"}),
+    ("POST", "/channels/shop/replay", {"since": "2262-04-11T23:47:17Z"}),
+    ("POST", "/channels/shop/replay", {"since": "0001-01-01T00:00:00Z"}),
+    ("POST", "/channels/shop/replay", {"since": "1677-09-21T00:12:43"}),
     ("POST", "/channels/shop/replay", {"since": _HUGE}),
     ("POST", "/channels/shop/replay", {"since": "x" * 10_000}),
     ("POST", "/channels/shop/replay", {}),
@@ -202,3 +207,25 @@ async def test_no_input_answers_500(notifier: Notifier) -> None:
 async def test_no_input_answers_500_on_postgresql(notifier_factory: NotifierFactory, postgres_url: str) -> None:
     async with notifier_factory(database_url=postgres_url) as notifier:
         await _refuses_every_bad_request(notifier)
+
+
+@pytest.mark.parametrize(
+    ("since", "status"),
+    [
+        ("9999-12-31T23:59:59Z", 422),
+        ("2263-01-01T00:00:00+05:00", 422),
+        ("1000-01-01T00:00:00Z", 422),
+        ("2262-04-11T23:47:16Z", 202),
+        ("2262-04-12T05:00:00+05:30", 202),  # 23:30 UTC, inside
+        ("1677-09-21T00:12:44Z", 202),
+    ],
+)
+async def test_a_replay_from_a_time_jetstream_cannot_start_at_is_refused(
+    notifier: Notifier, since: str, status: int
+) -> None:
+    await notifier.create_channel(name="shop", url=_URL)
+    answer = await notifier.client.post("/channels/shop/replay", json={"since": since}, headers=AUTH)
+    assert answer.status_code == status, answer.text
+    if status == 422:
+        assert answer.json()["error"] == "invalid_since"
+        assert "2262-04-11T23:47:16+00:00" in answer.json()["detail"]
