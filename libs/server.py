@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
+import msgspec
 import uvicorn
 from litestar import Litestar
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from libs.config import StockwireSettings, load_service_config
 from libs.logs import setup_logging
@@ -18,7 +22,17 @@ from libs.tracing import setup_service_telemetry
 
 T = TypeVar("T")
 
-__all__ = ["GC_THRESHOLDS", "SERVER_PROCESS_ENV", "serve", "service_app", "service_name"]
+__all__ = [
+    "GC_THRESHOLDS",
+    "REQUEST_TIMEOUT_S",
+    "SERVER_PROCESS_ENV",
+    "HttpProtocol",
+    "serve",
+    "service_app",
+    "service_name",
+]
+
+log = logging.getLogger("stockwire.http")
 
 SERVER_PROCESS_ENV = "STOCKWIRE_SERVER_PROCESS"
 """Set by :func:`serve` (and so inherited by its workers): the app is the process's one long-lived app,
@@ -32,6 +46,66 @@ counting; with the default, objects alive at a young collection (requests in fli
 scanned again by the older ones. Measured in ``bench.flash_sale`` at 10,000 orders/min, 2 cores, seconds
 spent collecting over one step with the heap frozen after start (see :func:`service_app`): default
 thresholds, ingress 0.63 and inventory 0.63 (1.02 and 0.79 without the freeze); these, 0.16 and 0.43."""
+
+
+REQUEST_TIMEOUT_S = 30.0
+"""The longest a request may take to arrive whole, from its first byte to the end of its body: far above
+what a webhook or an API call needs on any link, and a bound on how long a client that stops sending
+(or sends a byte now and then) holds a connection and the task waiting for its body."""
+
+
+def _answer(status: bytes, code: str, detail: str) -> bytes:
+    body = msgspec.json.encode({"error": code, "detail": detail})
+    head = b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
+    return head + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools) with every service's rules at the wire: what the parser
+    refuses (a malformed request line, header or ``Content-Length``, two lengths) is answered 400 with
+    the JSON ``{error, detail}`` of every other refusal, not uvicorn's plain text; and a request that has
+    not arrived whole :attr:`request_timeout_s` seconds after its first byte is answered 408 (when the
+    app has not begun an answer) and its connection closed, so the app's wait for the body ends."""
+
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+
+    _request_timer: asyncio.TimerHandle | None = None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._disarm()
+        self._request_timer = self.loop.call_later(self.request_timeout_s, self._request_too_slow)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        self._disarm()
+        detail = "the request is not valid HTTP/1.1 (its request line, a header, or the length of its body)"
+        self.transport.write(_answer(b"400 Bad Request", "bad_request", detail))
+        self.transport.close()
+
+    def _disarm(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _request_too_slow(self) -> None:
+        self._request_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.info("request from %s not whole within %gs: 408, connection closed", client, self.request_timeout_s)
+        if cycle is None or not cycle.response_started:
+            detail = f"the request did not arrive whole within {self.request_timeout_s:g} seconds"
+            self.transport.write(_answer(b"408 Request Timeout", "request_timeout", detail))
+        self.transport.close()
 
 
 def service_name(app_factory: str) -> str:
@@ -74,7 +148,7 @@ def serve(
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
