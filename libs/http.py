@@ -17,7 +17,12 @@ from litestar import Litestar, Request, Response, get
 from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.connection import ASGIConnection
-from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, Schema, SecurityScheme
@@ -48,6 +53,7 @@ __all__ = [
     "error_responses",
     "exception_answer",
     "int64_parameter",
+    "is_json_media_type",
     "printable_pattern",
 ]
 
@@ -359,10 +365,17 @@ class SchemaOverrides(OpenAPISchemaPlugin):
 class _AllowedMethods:
     """Litestar answers ``OPTIONS`` from the route of one of the handlers declared at a path, naming only
     its methods (``OPTIONS /channels/x`` named DELETE, not GET and PATCH). This ``before_request`` hook
-    answers it instead, with every method of the path (the app's merged routes, known once it is built)."""
+    answers it instead, with every method of the path (the app's merged routes, known once it is built).
+
+    It also reads every JSON body a handler takes as ``data`` (a struct) as strictly as it is declared:
+    Litestar converts bodies as it converts path and query strings, leniently (``"qty": "5"`` became 5),
+    and does not look at the content type. A body whose media type is not JSON is 415
+    ``unsupported_media_type``; a value of another type than declared is 400 with Litestar's ``problems``
+    shape (``message``, ``key``, ``source: body``)."""
 
     def __init__(self) -> None:
         self.by_path: dict[str, str] = {}
+        self._bodies: dict[int, type[msgspec.Struct] | None] = {}
 
     def learn(self, app: Litestar) -> Litestar:
         for route in app.routes:
@@ -373,12 +386,64 @@ class _AllowedMethods:
     # A coroutine: Litestar runs a plain callable hook in a worker thread, a hop (and GIL hand-off)
     # on every request of every service.
     async def __call__(self, request: Request[Any, Any, Any]) -> Response[None] | None:
-        if request.method != "OPTIONS":
-            return None
-        allowed = next((self.by_path[p] for p in request.route_handler.paths if p in self.by_path), None)
-        if allowed is None:
-            return None
-        return Response(None, status_code=204, headers={"Allow": allowed})
+        if request.method == "OPTIONS":
+            allowed = next((self.by_path[p] for p in request.route_handler.paths if p in self.by_path), None)
+            if allowed is None:
+                return None
+            return Response(None, status_code=204, headers={"Allow": allowed})
+        body_type = self._body_type(request.route_handler)
+        if body_type is not None:
+            await _read_strictly(request, body_type)
+        return None
+
+    def _body_type(self, handler: BaseRouteHandler) -> type[msgspec.Struct] | None:
+        key = id(handler)
+        if key not in self._bodies:
+            data = handler.parsed_fn_signature.parameters.get("data")
+            annotation = data.annotation if data is not None else None
+            is_struct = isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)
+            self._bodies[key] = annotation if is_struct else None
+        return self._bodies[key]
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` value names JSON: ``application/json`` or ``application/<x>+json``
+    (RFC 6839), any parameters and letter case."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def _read_strictly(request: Request[Any, Any, Any], body_type: type[msgspec.Struct]) -> None:
+    content_type = request.headers.get("content-type")
+    if not is_json_media_type(content_type):
+        raise ApiError(
+            415, "unsupported_media_type", f"content type must be application/json, got {content_type or 'none'!r}"
+        )
+    try:
+        document = _integers_as_integers(msgspec.json.decode(await request.body()))
+    except (msgspec.DecodeError, RecursionError):
+        return  # not JSON, or too deep to walk: Litestar's own reading answers it as it always has
+    try:
+        msgspec.convert(document, type=body_type, strict=True)
+    except msgspec.ValidationError as exc:
+        message, _, at = str(exc).partition(" - at `")
+        key = at.rstrip("`").removeprefix("$").removeprefix(".") or "body"
+        raise ValidationException(
+            detail=f"Validation failed for {request.method} {request.url.path}",
+            extra=[{"message": message, "key": key, "source": "body"}],
+        ) from None
+
+
+def _integers_as_integers(value: Any) -> Any:
+    """``value`` with every number that has no fractional part as an ``int``: JSON Schema's integers
+    (2020-12, §6.1.1: ``1.0`` is an integer), which the OpenAPI documents promise an integer field takes."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and -(2**63) <= value < 2**63 else value
+    if isinstance(value, dict):
+        return {key: _integers_as_integers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integers_as_integers(item) for item in value]
+    return value
 
 
 async def _flush_traces() -> None:

@@ -72,19 +72,24 @@ class HttpProtocol(HttpToolsProtocol):
     _request_timer: asyncio.TimerHandle | None = None
 
     def on_message_begin(self) -> None:
+        """A request's first byte: its clock starts (:attr:`request_timeout_s`)."""
         super().on_message_begin()
         self._disarm()
         self._request_timer = self.loop.call_later(self.request_timeout_s, self._request_too_slow)
 
     def on_message_complete(self) -> None:
+        """The request's last byte: in time, so its clock stops."""
         self._disarm()
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The connection ended (``exc``: why, None for a close): no clock runs for it any longer."""
         self._disarm()
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
+        """What the parser refused (``msg``: uvicorn's text, not sent): 400 ``bad_request`` as JSON, then
+        the connection closed (what follows on it cannot be told from the bad request)."""
         self._disarm()
         detail = "the request is not valid HTTP/1.1 (its request line, a header, or the length of its body)"
         self.transport.write(_answer(b"400 Bad Request", "bad_request", detail))

@@ -112,7 +112,13 @@ class ChannelPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ReplayIn(msgspec.Struct, forbid_unknown_fields=True):
-    since: dt.datetime
+    since: Annotated[
+        dt.datetime,
+        msgspec.Meta(
+            description="From when: a time JetStream can start a consumer at, 1677-09-21T00:12:44Z to "
+            "2262-04-11T23:47:16Z (else 422 `invalid_since`); without an offset, UTC"
+        ),
+    ]
 
 
 _Outcome = Annotated[str, msgspec.Meta(extra_json_schema={"enum": [o.value for o in AttemptOutcome]})]

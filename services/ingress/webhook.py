@@ -22,6 +22,7 @@ from libs.contracts import (
     HEADER_SOURCE,
     commerce_msg_id,
 )
+from libs.http import is_json_media_type
 from libs.schemes import MAX_ID_LENGTH, SCHEMES, WebhookScheme
 from libs.signing import SignatureError
 from libs.subjects import commerce_subject
@@ -137,8 +138,7 @@ def check_size(declared_length: str | None, limit: int) -> None:
 
 
 def check_content_type(content_type: str | None) -> None:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+    if not is_json_media_type(content_type):
         raise WebhookRejected(
             415, "unsupported_media_type", f"content type must be application/json, got {content_type or 'none'!r}"
         )

@@ -62,12 +62,12 @@ _Id = Annotated[
 ]
 
 
-class LineIn(msgspec.Struct):
+class LineIn(msgspec.Struct, forbid_unknown_fields=True):
     sku: _Id
     qty: Annotated[int, KwargDefinition(ge=1, le=MAX_QTY)]
 
 
-class ReservationRequest(msgspec.Struct):
+class ReservationRequest(msgspec.Struct, forbid_unknown_fields=True):
     reservation_id: _Id
     lines: list[LineIn]
     ttl_s: float | None = None

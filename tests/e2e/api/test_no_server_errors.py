@@ -75,8 +75,12 @@ def _unexpressible_refusal(case: schemathesis.Case, status: int, body: bytes) ->
       cannot state (400 ``invalid_filter``, 422 ``invalid_reservation``);
     - a form-encoded webhook other than WooCommerce's URL test, the one form ingress takes: unsigned, to a
       source of that scheme. A document cannot tie a content type to a path parameter's value or to
-      headers left out (415).
+      headers left out (415);
+    - a channel replay ``since`` a time JetStream cannot start a consumer at (after 2262-04-11 or before
+      1677-09-21): a ``date-time`` format takes every year (422 ``invalid_since``).
     """
+    if status == 422 and case.operation.path == "/channels/{name}/replay":
+        return json.loads(body).get("error") == "invalid_since"
     if status == 422 and case.method in {"POST", "PATCH"} and case.operation.path.startswith("/channels"):
         answer = json.loads(body)
         return answer.get("error") == "url_refused" and answer.get("reason") in _DNS_REASONS

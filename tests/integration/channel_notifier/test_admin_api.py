@@ -158,6 +158,8 @@ _BAD_REQUESTS: list[tuple[str, str, object]] = [
     ("POST", "/channels", {"name": "b", "url": _URL, "filters": {"kinds": ["x" * 10_000]}}),
     ("POST", "/channels", {"name": "b", "url": _URL, "filters": []}),
     ("POST", "/channels", {"name": "b", "url": _URL, "unknown": 1}),
+    ("POST", "/channels", {"name": "b", "url": _URL, "buffer": "5"}),  # a number as a string: not a number
+    ("POST", "/channels", {"name": "b", "url": _URL, "filters": {"skus": ["A"]}, "enabled": 1}),
     ("POST", "/channels", [1, 2]),
     ("POST", "/channels", None),
     ("POST", "/channels", b'{"name": "b", "url": "' + _URL.encode() + b'", "buffer": ' + b"9" * 5000 + b"}"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -288,3 +289,34 @@ async def test_orders_are_keyed_per_source_and_looked_up_by_number(
     await eventually(lambda: drained(js), what="the order applied")
     one = (await inventory.get("/orders/1002")).json()  # the one source that has it
     assert (one["order_id"], one["source"], one["state"]) == ("1002", "ce", "reserved")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "key"),
+    [
+        ({"reservation_id": "r1", "lines": [{"sku": "A", "qty": "1"}]}, "application/json", 400, "lines[0].qty"),
+        ({"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}], "ttl_s": "60"}, "application/json", 400, "ttl_s"),
+        ({"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}], "extra": 1}, "application/json", 400, "body"),
+        ({"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1, "note": "x"}]}, "application/json", 400, "lines[0]"),
+        ({"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}]}, "text/plain", 415, None),
+        ({"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}]}, None, 415, None),
+    ],
+)
+async def test_a_body_is_read_as_strictly_as_it_is_declared(
+    inventory: AsyncTestClient, js: JetStreamContext, body: dict, content_type: str | None, status: int, key: str | None
+) -> None:
+    """A reservation that stock could satisfy, refused for its body alone: a number sent as a string, a field
+    the request does not have, a media type that is not JSON. Nothing is reserved."""
+    await _stock(js, "A", 5)
+    headers = {**AUTH, **({"content-type": content_type} if content_type else {})}
+    raw = json.dumps(body).encode()
+    response = await inventory.post("/reservations", content=raw, headers=headers)
+    assert response.status_code == status, response.text
+    assert refusal_problem(response) is None
+    if key is not None:
+        problems = response.json()["problems"]
+        assert problems[0]["source"] == "body" and key in problems[0]["key"] + problems[0]["message"], problems
+    assert (await sku(inventory, "A"))["reserved"] == 0
+    # The same request with the declared types and media type is taken.
+    good = {"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}]}
+    assert (await inventory.post("/reservations", json=good, headers=AUTH)).status_code == 201
