@@ -24,7 +24,10 @@ from stockwire.stack import (
     section_classes,
 )
 
-__all__ = ["register"]
+__all__ = ["STOP_SIGNALS", "register"]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops ``stockwire up`` gracefully: Ctrl-C, ``kill``, the terminal closing."""
 
 
 def register(subparsers: Any) -> None:
@@ -95,8 +98,11 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(_signum: int, _frame: object) -> None:
         stopping.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C, a kill and a closed terminal all stop the stack the same way. The children run in sessions
+    # of their own (libs.processes), so these reach only this process, which stops the services together
+    # and nats-server after them; were it killed outright, the kernel would stop them (parent-death signal).
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, on_signal)
     try:
         stack.start()
     except Exception as exc:
@@ -112,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
             status = 1
             break
     print("stockwire up: stopping…", flush=True)
-    stack.stop()
+    killed = stack.stop()
+    if killed:
+        print(f"stockwire up: {', '.join(killed)} did not stop in time; killed", file=sys.stderr, flush=True)
+        status = 1
     print("stockwire up: stopped", flush=True)
     return status
 
