@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 
 from libs.contracts import DIRECT_GET_HEADERS, HEADER_MSG_ID, HEADER_ORIGINAL_MSG_ID, deadletter_headers
 from libs.natsserver import find_binary, free_port
-from libs.processes import ChildProcess
+from libs.processes import ChildProcess, spawn
 from libs.signing import commerce_engine_signature
 from libs.subjects import deadletter_subject
 from libs.topology import COMMERCE, DEADLETTER
@@ -282,8 +282,7 @@ class ClusterNode:
     def start(self, binary: str) -> None:
         config = self.store_dir / "nats.conf"
         args = [binary, "-c", str(config), "-l", str(self.store_dir / "nats-server.log")]
-        quiet = subprocess.DEVNULL
-        self.process = subprocess.Popen(args, stdin=quiet, stdout=quiet, stderr=quiet)
+        self.process = spawn(args)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
