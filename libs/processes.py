@@ -22,12 +22,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import IO, TextIO
 
-__all__ = ["ChildProcess", "spawn", "stop_processes", "stop_together"]
+__all__ = ["STOP_SIGNALS", "ChildProcess", "handle_stop_signals", "spawn", "stop_processes", "stop_together"]
 
 _COLOURS = ("\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m")
 _RESET = "\033[0m"
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops a supervisor gracefully: Ctrl-C, ``kill``, its terminal closing."""
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _Redirect = int | IO[bytes] | None
@@ -67,6 +71,14 @@ def _death_signal_hook(death_signal: signal.Signals) -> Callable[[], None] | Non
             os.kill(os.getpid(), death_signal)
 
     return arm
+
+
+def handle_stop_signals(handler: Callable[[int, FrameType | None], object]) -> None:
+    """Install ``handler`` for every one of :data:`STOP_SIGNALS`, so a supervisor stops its children the
+    same way whichever arrives (by default SIGHUP would end it without stopping them). Call it from the
+    main thread (``ValueError`` otherwise)."""
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, handler)
 
 
 def spawn(

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from libs.config import DEFAULT_NATS_URL, StockwireSettings, load_raw, load_section, load_settings
+from libs.processes import handle_stop_signals
 from stockwire.stack import (
     DEFAULT_PORTS,
     DEV_CE_SOURCE,
@@ -24,10 +25,7 @@ from stockwire.stack import (
     section_classes,
 )
 
-__all__ = ["STOP_SIGNALS", "register"]
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""What stops ``stockwire up`` gracefully: Ctrl-C, ``kill``, the terminal closing."""
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -95,14 +93,13 @@ def run(args: argparse.Namespace) -> int:
     )
     stopping = threading.Event()
 
-    def on_signal(_signum: int, _frame: object) -> None:
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stopping.set()
 
     # Ctrl-C, a kill and a closed terminal all stop the stack the same way. The children run in sessions
     # of their own (libs.processes), so these reach only this process, which stops the services together
     # and nats-server after them; were it killed outright, the kernel would stop them (parent-death signal).
-    for stop_signal in STOP_SIGNALS:
-        signal.signal(stop_signal, on_signal)
+    handle_stop_signals(on_signal)
     try:
         stack.start()
     except Exception as exc:
