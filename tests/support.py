@@ -41,6 +41,7 @@ __all__ = [
     "dead_letter",
     "eventually",
     "eventually_sync",
+    "proc_stat",
     "refusal_problem",
     "send_request",
     "service_process",
@@ -77,6 +78,17 @@ def eventually_sync(
             return last
         time.sleep(interval)
     raise AssertionError(f"{what} not met within {timeout}s (last value: {last!r})")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name: ``[state, ppid, pgrp, …]``, the start
+    time at index 19 (``man 5 proc``); None when there is no such process (Linux only)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces or parentheses: split after the last one.
+    return text.rpartition(")")[2].split()
 
 
 LedgerRow = tuple[str, int, int, int, int, str]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from libs.natsserver import free_port
-from tests.support import eventually_sync
+from tests.support import eventually_sync, proc_stat
 
 pytestmark = [
     pytest.mark.e2e,
@@ -37,28 +37,18 @@ class Child:
 
     def gone(self) -> bool:
         """Exited: no such process, another one under its pid, or a zombie nobody has reaped yet."""
-        stat = _stat(self.pid)
-        return stat is None or stat[21] != self.start_time or stat[2] == "Z"
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces: split after it.
-    head, _, tail = text.rpartition(")")
-    return [head.split(" (")[0], head.partition(" (")[2], *tail.split()]
+        stat = proc_stat(self.pid)
+        return stat is None or stat[19] != self.start_time or stat[0] == "Z"
 
 
 def _children(parent: int) -> list[Child]:
     found = []
     for entry in Path("/proc").iterdir():
-        stat = _stat(int(entry.name)) if entry.name.isdigit() else None
-        if stat is not None and stat[3] == str(parent):
+        stat = proc_stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat is not None and stat[1] == str(parent):
             with contextlib.suppress(OSError):
                 command = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-                found.append(Child(int(entry.name), stat[21], command))
+                found.append(Child(int(entry.name), stat[19], command))
     return found
 
 

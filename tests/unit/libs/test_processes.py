@@ -15,7 +15,7 @@ import pytest
 
 from libs.natsserver import free_port
 from libs.processes import ChildProcess, stop_together
-from tests.support import ROOT, eventually_sync
+from tests.support import ROOT, eventually_sync, proc_stat
 
 
 def _ephemeral_start() -> int:
@@ -110,7 +110,5 @@ def test_a_child_is_terminated_when_its_supervisor_is_killed(tmp_path: Path) -> 
 
 def _running(pid: int) -> bool:
     """Running (a zombie waiting to be reaped has ended)."""
-    try:
-        return pid > 0 and Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
+    stat = proc_stat(pid) if pid > 0 else None
+    return stat is not None and stat[0] != "Z"
