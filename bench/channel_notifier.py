@@ -36,6 +36,7 @@ from libs.config import TopologySettings
 from libs.contracts import AvailabilityChanged, availability_msg_id, availability_subject, encode, utc_now_iso
 from libs.natsserver import NatsServer, free_port
 from libs.outbound import guarded_client
+from libs.processes import spawn, stop_processes
 from libs.topology import apply_topology
 from libs.urlpolicy import UrlPolicy
 from services.channel_notifier.domain.payload import signed_headers, webhook_body, webhook_id
@@ -152,7 +153,7 @@ def start_notifier(config: Path, nats_url: str, work: Path) -> subprocess.Popen[
         "STOCKWIRE_LOG_LEVEL": "WARNING",
     }
     with (work / "notifier.log").open("wb") as log:
-        return subprocess.Popen(
+        return spawn(
             [sys.executable, "-m", "services.channel_notifier"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
@@ -282,9 +283,8 @@ async def run(args: argparse.Namespace) -> int:
             bad = sum(b for _, b in checks)
             await nc.close()
         finally:
-            if notifier is not None and notifier.poll() is None:
-                notifier.terminate()
-                notifier.wait(20)
+            if notifier is not None:
+                stop_processes([notifier], 20)
             await sinks.stop()
             server.stop()
 

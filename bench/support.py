@@ -19,6 +19,7 @@ from typing import TypeVar
 import uvloop
 
 from libs.natsserver import DEFAULT_SYNC_INTERVAL, NatsServer
+from libs.processes import spawn, stop_processes
 from stockwire.demo.analysis import percentile
 
 __all__ = ["LoadResult", "Service", "on_fresh_nats_server", "percentile", "print_table", "wait_http"]
@@ -72,9 +73,7 @@ class Service:
         self.log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115
 
     def __enter__(self) -> Service:
-        self.process = subprocess.Popen(
-            self.args, env={**os.environ, **self.env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.process = spawn(self.args, env={**os.environ, **self.env}, stdout=self.log, stderr=subprocess.STDOUT)
         try:
             wait_http(self.health_url)
         except RuntimeError:
@@ -83,13 +82,8 @@ class Service:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait()
+        if self.process is not None:
+            stop_processes([self.process], 15)
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

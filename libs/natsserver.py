@@ -18,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from libs.processes import spawn, stop_processes
+
 __all__ = [
     "DEFAULT_SYNC_INTERVAL",
     "NatsServer",
@@ -189,9 +191,9 @@ class NatsServer:
         args += ["-c", str(self._config_file())]
         if self.monitor_port is not None:
             args += ["-m", str(self.monitor_port)]
-        self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        # Its own session: a terminal's Ctrl-C or hang-up reaches only the supervisor, which stops the
+        # services first and this server last (see libs.processes).
+        self.process = spawn(args, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -205,14 +207,8 @@ class NatsServer:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout_s`` seconds."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_processes([self.process], timeout_s)
 
     def kill(self) -> None:
         """SIGKILL at once (a crash, for the tests)."""

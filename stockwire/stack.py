@@ -27,7 +27,7 @@ from libs.config import (
     load_settings,
 )
 from libs.natsserver import DEFAULT_SYNC_INTERVAL, NatsServer, free_port, sync_warning
-from libs.processes import ChildProcess
+from libs.processes import ChildProcess, stop_together
 from libs.schemes import SCHEME_NAMES, SchemeName
 from libs.topology import apply_topology
 from services.channel_notifier.settings import ChannelNotifierSettings
@@ -288,11 +288,14 @@ class Stack:
                     raise RuntimeError(f"{name} did not answer /healthz within {timeout_s}s")
                 time.sleep(0.05)
 
-    def stop(self) -> None:
-        for name in reversed(list(self.children)):
-            self.children[name].stop()
+    def stop(self, timeout_s: float = 10.0) -> list[str]:
+        """Stop the services together (SIGTERM to all, one ``timeout_s`` deadline, SIGKILL to those left),
+        then the embedded nats-server: the services drain through it first. Returns the names of the
+        services that had to be killed."""
+        killed = stop_together(list(self.children.values()), timeout_s)
         if self.nats is not None:
-            self.nats.stop()
+            self.nats.stop(timeout_s)
+        return killed
 
     def describe(self) -> dict[str, object]:
         return {

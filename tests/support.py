@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 
 from libs.contracts import DIRECT_GET_HEADERS, HEADER_MSG_ID, HEADER_ORIGINAL_MSG_ID, deadletter_headers
 from libs.natsserver import find_binary, free_port
-from libs.processes import ChildProcess
+from libs.processes import ChildProcess, spawn
 from libs.signing import commerce_engine_signature
 from libs.subjects import deadletter_subject
 from libs.topology import COMMERCE, DEADLETTER
@@ -41,6 +41,7 @@ __all__ = [
     "dead_letter",
     "eventually",
     "eventually_sync",
+    "proc_stat",
     "refusal_problem",
     "send_request",
     "service_process",
@@ -77,6 +78,17 @@ def eventually_sync(
             return last
         time.sleep(interval)
     raise AssertionError(f"{what} not met within {timeout}s (last value: {last!r})")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name: ``[state, ppid, pgrp, …]``, the start
+    time at index 19 (``man 5 proc``); None when there is no such process (Linux only)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces or parentheses: split after the last one.
+    return text.rpartition(")")[2].split()
 
 
 LedgerRow = tuple[str, int, int, int, int, str]
@@ -282,8 +294,7 @@ class ClusterNode:
     def start(self, binary: str) -> None:
         config = self.store_dir / "nats.conf"
         args = [binary, "-c", str(config), "-l", str(self.store_dir / "nats-server.log")]
-        quiet = subprocess.DEVNULL
-        self.process = subprocess.Popen(args, stdin=quiet, stdout=quiet, stderr=quiet)
+        self.process = spawn(args)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from libs.processes import handle_stop_signals
 from stockwire.commands._options import add_dialect
 from stockwire.demo.run import DemoSettings, run_demo, sized
 from stockwire.sim.config import SimConfig
@@ -60,4 +62,7 @@ def run(args: argparse.Namespace) -> int:
         show_logs=args.show_logs,
         default_ports=not args.free_ports,
     )
+    # A kill or a closed terminal stops the demo as Ctrl-C does (KeyboardInterrupt): its processes are
+    # stopped on the way out, the services before nats-server.
+    handle_stop_signals(signal.default_int_handler)
     return run_demo(settings)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from libs.config import DEFAULT_NATS_URL, StockwireSettings, load_raw, load_section, load_settings
+from libs.processes import handle_stop_signals
 from stockwire.stack import (
     DEFAULT_PORTS,
     DEV_CE_SOURCE,
@@ -92,11 +93,13 @@ def run(args: argparse.Namespace) -> int:
     )
     stopping = threading.Event()
 
-    def on_signal(_signum: int, _frame: object) -> None:
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stopping.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C, a kill and a closed terminal all stop the stack the same way. The children run in sessions
+    # of their own (libs.processes), so these reach only this process, which stops the services together
+    # and nats-server after them; were it killed outright, the kernel would stop them (parent-death signal).
+    handle_stop_signals(on_signal)
     try:
         stack.start()
     except Exception as exc:
@@ -112,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
             status = 1
             break
     print("stockwire up: stopping…", flush=True)
-    stack.stop()
+    killed = stack.stop()
+    if killed:
+        print(f"stockwire up: {', '.join(killed)} did not stop in time; killed", file=sys.stderr, flush=True)
+        status = 1
     print("stockwire up: stopped", flush=True)
     return status
 

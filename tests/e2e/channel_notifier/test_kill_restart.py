@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 
 from libs.contracts import AvailabilityChanged
 from libs.natsserver import NatsServer, free_port
+from libs.processes import spawn, stop_processes
 from libs.signing import generate_standard_secret
 from stockwire.demo.sinks import ChannelSink, SinkServer
 from tests.integration.channel_notifier.support import availability, converged, publish, until
@@ -45,13 +46,12 @@ class NotifierProcess:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
+            self.process = spawn(
                 [sys.executable, "-m", "services.channel_notifier"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
 
     async def ready(self) -> None:
@@ -72,13 +72,8 @@ class NotifierProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_processes([self.process], 15)
 
 
 async def _ack_floor(js: JetStreamContext) -> int:
