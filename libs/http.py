@@ -49,6 +49,7 @@ __all__ = [
     "exception_answer",
     "int64_parameter",
     "printable_pattern",
+    "text_response",
 ]
 
 log = logging.getLogger("stockwire.http")
@@ -104,6 +105,31 @@ def printable_pattern(min_length: int, max_length: int, *, strip: bool = False) 
     # White space, one printable character that is not a space, printable ones, white space.
     solid = f"[{_printable_class(space=False)}]"
     return rf"^\s*{solid}(?:{printable}{{0,{max_length - 2}}}{solid})?\s*$"
+
+
+def _split_charset(media_type: str) -> tuple[str, str | None]:
+    """``media_type`` without its ``charset`` parameter, and that charset (``None`` when it names none)."""
+    kept: list[str] = []
+    charset: str | None = None
+    for part in media_type.split(";"):
+        name, _, value = part.strip().partition("=")
+        if kept and name.lower() == "charset":
+            charset = value.strip().strip('"')
+        else:
+            kept.append(part.strip())
+    return "; ".join(kept), charset
+
+
+def text_response(body: str | bytes, media_type: str, *, status_code: int = 200) -> Response[Any]:
+    """A response of ``body`` as ``media_type`` (e.g. ``text/html; charset=utf-8``) whose Content-Type names
+    one charset: Litestar appends ``; charset=<encoding>`` to every ``text/`` media type, one that names
+    its own too (a repeated parameter, which Go's ``mime.ParseMediaType``, and so Prometheus, refuses).
+    The media type's charset (UTF-8 when it names none) is the response's encoding; a ``str`` body is
+    encoded with it."""
+    bare, charset = _split_charset(media_type)
+    # Litestar adds the charset to text/ types only: any other keeps the one it names.
+    shown = bare if bare.startswith("text/") else media_type
+    return Response(body, media_type=shown, encoding=charset or "utf-8", status_code=status_code)
 
 
 class ApiError(HTTPException):
@@ -312,13 +338,13 @@ def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRou
 
     @get(
         "/metrics",
-        media_type=CONTENT_TYPE_LATEST,
+        media_type=CONTENT_TYPE_LATEST,  # the document's; the response's own is text_response's
         sync_to_thread=False,
         summary="Prometheus metrics (text exposition format)",
         tags=["health"],
     )
     def metrics() -> Response[bytes]:
-        return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
+        return text_response(render_metrics(), CONTENT_TYPE_LATEST)
 
     return [healthz, readyz, metrics]
 

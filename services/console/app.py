@@ -43,7 +43,7 @@ from libs.config import (
     load_section,
     load_settings,
 )
-from libs.http import create_service_app
+from libs.http import create_service_app, text_response
 from libs.logs import setup_logging
 from libs.profiles import MappingError, ProfileError, profile_name, source_profile
 from libs.tasks import stop_tasks
@@ -121,7 +121,7 @@ class Console:
             flash_ok=request.query_params.get("ok") == "1",
             **context,
         )
-        return Response(html, status_code=status, media_type="text/html; charset=utf-8")
+        return text_response(html, "text/html; charset=utf-8", status_code=status)
 
 
 def _console(request: Request[Any, Any, Any]) -> Console:
