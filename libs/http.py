@@ -25,7 +25,7 @@ from litestar.params import Parameter
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import ControllerRouterHandler, LifespanHook
+from litestar.types import ControllerRouterHandler, ExceptionHandlersMap, LifespanHook
 from litestar.typing import FieldDefinition
 
 from libs import tracing
@@ -47,6 +47,7 @@ __all__ = [
     "error_response",
     "error_responses",
     "exception_answer",
+    "exception_response",
     "int64_parameter",
     "printable_pattern",
     "text_response",
@@ -276,7 +277,8 @@ def exception_answer(method: str, path: str, exc: Exception) -> ErrorAnswer:
 _HANDLED: tuple[type[Exception], ...] = (HTTPException, *_INPUT_ERRORS, Exception)
 
 
-def _exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+def exception_response(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Every service's Litestar exception handler: :func:`exception_answer`'s status, JSON body and headers."""
     answer = exception_answer(request.method, request.url.path, exc)
     response = Response(answer.body, status_code=answer.status)
     if answer.headers:
@@ -422,14 +424,17 @@ def create_service_app(
     lifespan: Sequence[Any] = (),
     request_max_body_size: int | None = 1024 * 1024,
     description: str | None = None,
+    exception_handlers: ExceptionHandlersMap | None = None,
     **kwargs: Any,
 ) -> Litestar:
-    """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``."""
+    """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``.
+    ``exception_handlers``: the service's own for some exception classes (the nearest class in an exception's
+    MRO decides), :func:`exception_response` for the rest."""
     allowed = _AllowedMethods()
     app = Litestar(
         route_handlers=[*route_handlers, *_health_handlers(readiness or {})],
         # One handler for every class: :func:`exception_answer` picks the answer by the MRO.
-        exception_handlers=dict.fromkeys(_HANDLED, _exception_handler),
+        exception_handlers={**dict.fromkeys(_HANDLED, exception_response), **(exception_handlers or {})},
         on_startup=list(on_startup),
         # Last: the spans of the shutdown itself are exported too (a uvicorn worker process ends
         # without running atexit hooks).
