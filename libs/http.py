@@ -30,7 +30,7 @@ from litestar.params import Parameter
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import ControllerRouterHandler, LifespanHook
+from litestar.types import ControllerRouterHandler, ExceptionHandlersMap, LifespanHook
 from litestar.typing import FieldDefinition
 
 from libs import tracing
@@ -52,9 +52,11 @@ __all__ = [
     "error_response",
     "error_responses",
     "exception_answer",
+    "exception_response",
     "int64_parameter",
     "is_json_media_type",
     "printable_pattern",
+    "text_response",
 ]
 
 log = logging.getLogger("stockwire.http")
@@ -110,6 +112,31 @@ def printable_pattern(min_length: int, max_length: int, *, strip: bool = False) 
     # White space, one printable character that is not a space, printable ones, white space.
     solid = f"[{_printable_class(space=False)}]"
     return rf"^\s*{solid}(?:{printable}{{0,{max_length - 2}}}{solid})?\s*$"
+
+
+def _split_charset(media_type: str) -> tuple[str, str | None]:
+    """``media_type`` without its ``charset`` parameter, and that charset (``None`` when it names none)."""
+    kept: list[str] = []
+    charset: str | None = None
+    for part in media_type.split(";"):
+        name, _, value = part.strip().partition("=")
+        if kept and name.lower() == "charset":
+            charset = value.strip().strip('"')
+        else:
+            kept.append(part.strip())
+    return "; ".join(kept), charset
+
+
+def text_response(body: str | bytes, media_type: str, *, status_code: int = 200) -> Response[Any]:
+    """A response of ``body`` as ``media_type`` (e.g. ``text/html; charset=utf-8``) whose Content-Type names
+    one charset: Litestar appends ``; charset=<encoding>`` to every ``text/`` media type, one that names
+    its own too (a repeated parameter, which Go's ``mime.ParseMediaType``, and so Prometheus, refuses).
+    The media type's charset (UTF-8 when it names none) is the response's encoding; a ``str`` body is
+    encoded with it."""
+    bare, charset = _split_charset(media_type)
+    # Litestar adds the charset to text/ types only: any other keeps the one it names.
+    shown = bare if bare.startswith("text/") else media_type
+    return Response(body, media_type=shown, encoding=charset or "utf-8", status_code=status_code)
 
 
 class ApiError(HTTPException):
@@ -256,7 +283,8 @@ def exception_answer(method: str, path: str, exc: Exception) -> ErrorAnswer:
 _HANDLED: tuple[type[Exception], ...] = (HTTPException, *_INPUT_ERRORS, Exception)
 
 
-def _exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+def exception_response(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Every service's Litestar exception handler: :func:`exception_answer`'s status, JSON body and headers."""
     answer = exception_answer(request.method, request.url.path, exc)
     response = Response(answer.body, status_code=answer.status)
     if answer.headers:
@@ -318,13 +346,13 @@ def _health_handlers(checks: Mapping[str, ReadinessCheck]) -> list[ControllerRou
 
     @get(
         "/metrics",
-        media_type=CONTENT_TYPE_LATEST,
+        media_type=CONTENT_TYPE_LATEST,  # the document's; the response's own is text_response's
         sync_to_thread=False,
         summary="Prometheus metrics (text exposition format)",
         tags=["health"],
     )
     def metrics() -> Response[bytes]:
-        return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
+        return text_response(render_metrics(), CONTENT_TYPE_LATEST)
 
     return [healthz, readyz, metrics]
 
@@ -461,14 +489,17 @@ def create_service_app(
     lifespan: Sequence[Any] = (),
     request_max_body_size: int | None = 1024 * 1024,
     description: str | None = None,
+    exception_handlers: ExceptionHandlersMap | None = None,
     **kwargs: Any,
 ) -> Litestar:
-    """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``."""
+    """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``.
+    ``exception_handlers``: the service's own for some exception classes (the nearest class in an exception's
+    MRO decides), :func:`exception_response` for the rest."""
     allowed = _AllowedMethods()
     app = Litestar(
         route_handlers=[*route_handlers, *_health_handlers(readiness or {})],
         # One handler for every class: :func:`exception_answer` picks the answer by the MRO.
-        exception_handlers=dict.fromkeys(_HANDLED, _exception_handler),
+        exception_handlers={**dict.fromkeys(_HANDLED, exception_response), **(exception_handlers or {})},
         on_startup=list(on_startup),
         # Last: the spans of the shutdown itself are exported too (a uvicorn worker process ends
         # without running atexit hooks).

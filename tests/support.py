@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -17,12 +19,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 from nats.js import JetStreamContext
 
 from libs.contracts import DIRECT_GET_HEADERS, HEADER_MSG_ID, HEADER_ORIGINAL_MSG_ID, deadletter_headers
+from libs.logs import setup_logging
 from libs.natsserver import find_binary, free_port
 from libs.processes import ChildProcess, spawn
 from libs.signing import commerce_engine_signature
@@ -44,6 +47,7 @@ __all__ = [
     "proc_stat",
     "refusal_problem",
     "send_request",
+    "service_log",
     "service_process",
     "stored_message",
 ]
@@ -397,3 +401,21 @@ def tool_binary(name: str, variable: str, candidates: Sequence[Path]) -> str:
         where = os.environ.get(variable) or " or ".join(str(p.relative_to(ROOT)) for p in candidates)
         missing_tool(f"no {name} binary at {where}")
     return binary  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def service_log(fmt: Literal["text", "json"] = "text") -> Iterator[io.StringIO]:
+    """Logging as a service process sets it up (:func:`libs.logs.setup_logging`), its one handler writing to
+    the buffer yielded; the root logger's handlers and level as they were afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        setup_logging("INFO", fmt)
+        (handler,) = root.handlers
+        assert isinstance(handler, logging.StreamHandler)
+        out = io.StringIO()
+        handler.setStream(out)
+        yield out
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -26,7 +26,7 @@ import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.datastructures import Cookie
-from litestar.exceptions import PermissionDeniedException
+from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from markupsafe import Markup
@@ -43,7 +43,7 @@ from libs.config import (
     load_section,
     load_settings,
 )
-from libs.http import create_service_app
+from libs.http import create_service_app, exception_response, text_response
 from libs.logs import setup_logging
 from libs.profiles import MappingError, ProfileError, profile_name, source_profile
 from libs.tasks import stop_tasks
@@ -60,9 +60,19 @@ from .auth import (
     Sessions,
 )
 from .charts import availability_points, line_chart
-from .peers import Health, MetricRates, Peers
+from .peers import ApiAnswer, Health, MetricRates, Peers
 from .settings import PEER_DEFAULTS, ConsoleSettings, with_peer_urls
-from .stream import EventFilter, StoredEvent, consumer_lag, deadletter_count, emitted, read_event, redact, search
+from .stream import (
+    EventFilter,
+    StoredEvent,
+    consumer_lag,
+    could_be_stored,
+    deadletter_count,
+    emitted,
+    read_event,
+    redact,
+    search,
+)
 
 __all__ = ["build_app", "create_app"]
 
@@ -121,7 +131,7 @@ class Console:
             flash_ok=request.query_params.get("ok") == "1",
             **context,
         )
-        return Response(html, status_code=status, media_type="text/html; charset=utf-8")
+        return text_response(html, "text/html; charset=utf-8", status_code=status)
 
 
 def _console(request: Request[Any, Any, Any]) -> Console:
@@ -159,6 +169,16 @@ def _login_redirect(request: Request[Any, Any, Any], _exc: Exception) -> Respons
     return Redirect(target, status_code=303)
 
 
+def _not_found(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[Any]:
+    """A path the console has no page for (``/events/abc`` too): a 404 page for a browser, the JSON of every
+    service for any other client; logged as every service logs it."""
+    answer = exception_response(request, exc)  # logged, as every service logs a 404
+    if "text/html" not in request.headers.get("accept", ""):
+        return answer
+    message = f"The console has no page at {request.url.path}."
+    return _console(request).render(request, "message.html", status=404, title="Not found", message=message)
+
+
 def _back(target: str, message: str, ok: bool = True) -> Redirect:
     joiner = "&" if "?" in target else "?"
     return Redirect(f"{target}{joiner}{urlencode({'flash': message, 'ok': '1' if ok else '0'})}", status_code=303)
@@ -171,6 +191,14 @@ def _refused(
     every other, and the form's page shown again saying why."""
     _console(request).actions.record(session.who, action, what, 400, why)
     return _back(target, why, False)
+
+
+def _status(answer: ApiAnswer) -> int:
+    """The status of a page built on ``answer``: 200 when it is one, the service's own 4xx (a 404 for what
+    does not exist), 502 when the service failed or could not be asked."""
+    if answer.ok:
+        return 200
+    return answer.status if answer.status < 500 else 502
 
 
 def _int(text: Any, default: int | None = None) -> int | None:
@@ -520,10 +548,11 @@ async def event_page(request: Request[Any, Any, Any], seq: int) -> Response[str]
     _session(request)
     console = _console(request)
     js = console.js
-    if js is None:
+    # A sequence no stream could hold is missing whether JetStream is there or not (read_event never asks).
+    if js is None and could_be_stored(seq):
         return console.render(request, "message.html", status=503, title="Event", message="JetStream is not connected.")
-    event = await read_event(js, seq)
-    if event is None:
+    event = None if js is None else await read_event(js, seq)
+    if js is None or event is None:
         return console.render(request, "message.html", status=404, title="Event", message=f"No COMMERCE event {seq}.")
     mapped, mapping_error = _mapping(console, event)
     skus = _skus_in(mapped["event"]) if mapped else []
@@ -595,7 +624,7 @@ async def sku_page(request: Request[Any, Any, Any], sku: str) -> Response[str]:
     console = _console(request)
     view = await console.peers.sku(sku)
     if not view.ok:
-        return console.render(request, "sku.html", status=view.status if view.status < 500 else 502, view=view, sku=sku)
+        return console.render(request, "sku.html", status=_status(view), view=view, sku=sku)
     latest = int(view.body.get("version") or 0)
     shown = 500
     after = max(0, latest - shown)
@@ -649,7 +678,13 @@ async def channel_page(request: Request[Any, Any, Any], name: str, status: str =
         console.peers.channel(name), console.peers.deliveries(name, status or None, attempts=_ATTEMPTS_SHOWN)
     )
     return console.render(
-        request, "channel.html", channel=channel, deliveries=deliveries, name=name, status_filter=status
+        request,
+        "channel.html",
+        status=_status(channel),
+        channel=channel,
+        deliveries=deliveries,
+        name=name,
+        status_filter=status,
     )
 
 
@@ -749,14 +784,20 @@ async def deadletters_page(
             when = _when(params[key])
             params[key] = when.isoformat() if when else params[key]
     answer = await console.peers.deadletters({**params, "start_seq": start_seq, "limit": 200, "scan": 10000})
-    return console.render(request, "deadletters.html", answer=answer, filters=filters, start_seq=start_seq)
+    return console.render(
+        request, "deadletters.html", status=_status(answer), answer=answer, filters=filters, start_seq=start_seq
+    )
 
 
 @get("/deadletters/{seq:int}")
 async def deadletter_page(request: Request[Any, Any, Any], seq: int) -> Response[str]:
     _session(request)
     console = _console(request)
-    answer = await console.peers.deadletter(seq)
+    if not could_be_stored(seq):
+        detail = f"no dead letter at sequence {seq}"
+        answer = ApiAnswer(404, {"error": "not_found", "detail": detail})
+    else:
+        answer = await console.peers.deadletter(seq)
     body = None
     if answer.ok and isinstance(answer.body, Mapping) and answer.body.get("body") is not None:
         try:
@@ -764,7 +805,9 @@ async def deadletter_page(request: Request[Any, Any, Any], seq: int) -> Response
         except ValueError:
             body = str(answer.body["body"])
     headers = redact(answer.body.get("headers", {})) if answer.ok and isinstance(answer.body, Mapping) else {}
-    return console.render(request, "deadletter.html", answer=answer, seq=seq, body=body, headers=headers)
+    return console.render(
+        request, "deadletter.html", status=_status(answer), answer=answer, seq=seq, body=body, headers=headers
+    )
 
 
 @post("/deadletters/replay")
@@ -928,6 +971,7 @@ def build_app(shared: StockwireSettings, settings: ConsoleSettings) -> Litestar:
         lifespan=[lifespan],
         request_max_body_size=256 * 1024,
         description="The operator console: pages over the other services' admin APIs and JetStream.",
+        exception_handlers={NotFoundException: _not_found},
     )
     app.state.console = console
     return app

@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from libs.contracts import HEADER_EVENT_ID, HEADER_EVENT_TYPE, HEADER_MSG_ID, HEADER_RECEIVED_AT, HEADER_SOURCE
+from libs.deadletters import MAX_SEQ
 from libs.subjects import inventory_subject
 from libs.topology import COMMERCE, DEADLETTER, INVENTORY
 
@@ -22,6 +23,7 @@ __all__ = [
     "EventFilter",
     "StoredEvent",
     "consumer_lag",
+    "could_be_stored",
     "deadletter_count",
     "emitted",
     "read_event",
@@ -90,7 +92,19 @@ def _as_event(seq: int, msg: Any) -> StoredEvent:
     return StoredEvent(int(msg.seq or seq), str(msg.subject or ""), headers, bytes(msg.data or b""))
 
 
+def could_be_stored(seq: int) -> bool:
+    """Whether a stream could hold sequence ``seq``: 1 to :data:`libs.deadletters.MAX_SEQ` (2^63 - 1), the
+    bound every API of Stockwire puts on a stream sequence (JetStream's are unsigned 64-bit; no stream comes
+    near). JetStream answers a direct get of 0 (which asks for no sequence), of a negative one or of one
+    past 64 bits with an error (408 "Empty Request", a bad request), not with "not found"."""
+    return 1 <= seq <= MAX_SEQ
+
+
 async def read_event(js: JetStreamContext, seq: int) -> StoredEvent | None:
+    """The COMMERCE event at ``seq``; ``None`` when there is none (a sequence no stream could hold is not
+    asked for)."""
+    if not could_be_stored(seq):
+        return None
     try:
         msg = await js.get_msg(COMMERCE, seq, direct=True)
     except NotFoundError:

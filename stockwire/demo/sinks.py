@@ -51,6 +51,8 @@ from typing import Any
 
 import uvicorn
 
+from libs.logs import setup_logging
+
 __all__ = [
     "DEMO_EXTRA_MISSING",
     "ChannelSink",
@@ -508,7 +510,7 @@ async def _serve(spec: Mapping[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    setup_logging("INFO")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     import uvloop
 
