@@ -12,10 +12,16 @@ module knows only the settings every process shares (and the names of the servic
 Strict: a key or a section that no dataclass declares is refused with a :class:`ConfigError` that names
 it, where it came from (the file or the ``STOCKWIRE__…`` variable) and the nearest valid key, because
 a misspelt ``secrets`` or ``allow_hosts`` would otherwise leave a default in place silently. Only
-``STOCKWIRE__``-prefixed variables map to keys; other ``STOCKWIRE_*`` variables are the fixed list of
-well-known ones above, ``STOCKWIRE_CONFIG`` and ``STOCKWIRE_LOG_LEVEL`` (the prefix is also used by
-deployment tooling for variables of its own, so unknown ones are not refused). A new section is added
-to :data:`SERVICE_SECTIONS`.
+``STOCKWIRE__``-prefixed variables map to keys; other ``STOCKWIRE_*`` variables are the well-known ones
+above or one of :data:`OTHER_VARIABLES` (read elsewhere in the project). Any other ``STOCKWIRE_*``
+variable that looks like a setting (a near miss of a known variable, or a section's name after one
+underscore: ``STOCKWIRE_NATS_URLS``, ``STOCKWIRE_INGRESS_PORT``) is refused like an unknown key; the rest
+are logged as a warning, not refused, because deployment tooling uses the prefix for variables of its own.
+
+Every number is checked against the range it can work in: each ``int``/``float`` field of a settings
+dataclass declares its :class:`Bounds` where it is declared (``port: Port = 8080``, or
+``Annotated[int, Bounds(ge=0)]``), floats must be finite, and a value outside is refused naming the key,
+the value and the allowed range. A new section is added to :data:`SERVICE_SECTIONS`.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
+import math
 import os
+import re
 import sys
 import tomllib
 import types
@@ -31,7 +40,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -39,16 +48,26 @@ from libs.schemes import SchemeName
 
 __all__ = [
     "DEFAULT_NATS_URL",
+    "OTHER_VARIABLES",
     "SERVICE_SECTIONS",
+    "WELL_KNOWN_VARIABLES",
+    "Bounds",
     "ConfigError",
+    "Count",
     "LoggingSettings",
     "NatsSettings",
+    "NonNegative",
+    "Port",
+    "Positive",
+    "Ratio",
     "RawConfig",
     "SourceSettings",
     "StockwireSettings",
     "TopologySettings",
     "TracingSettings",
     "check_known",
+    "config_error_line",
+    "field_bounds",
     "load_raw",
     "load_section",
     "load_service_config",
@@ -68,6 +87,71 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message names the key."""
 
 
+def config_error_line(exc: ConfigError, process: str | None = None) -> str:
+    """The one line every program prints for an unusable configuration: ``stockwire: configuration error:
+    <message>``, or ``stockwire <process>: …`` from a service process (several share one terminal)."""
+    return f"stockwire{f' {process}' if process else ''}: configuration error: {exc}"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range a numeric setting works in, stated on its field: ``Annotated[int, Bounds(ge=1)]``.
+
+    ``ge``/``le`` are inclusive, ``gt`` exclusive; None: unbounded on that side. A float must also be
+    finite whatever its bounds (NaN and infinities are never a usable duration, size or ratio)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+
+    def admits(self, value: float) -> bool:
+        """Whether ``value`` lies within the bounds (a NaN never does)."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+        )
+
+    def __str__(self) -> str:
+        if self.ge is not None and self.le is not None:
+            return f"{_number(self.ge)} to {_number(self.le)}"
+        parts = [
+            *([f"at least {_number(self.ge)}"] if self.ge is not None else []),
+            *([f"greater than {_number(self.gt)}"] if self.gt is not None else []),
+            *([f"at most {_number(self.le)}"] if self.le is not None else []),
+        ]
+        return " and ".join(parts) or "any finite number"
+
+
+def _number(value: float) -> str:
+    # 2147483647, not 2.14748e+09: the bound is to be copied into a file.
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+Port = Annotated[int, Bounds(ge=1, le=65535)]
+"""A TCP port to listen on or connect to."""
+Count = Annotated[int, Bounds(ge=1)]
+"""A size in bytes, a batch, a limit, a pool or a number of workers: zero would stop the work."""
+Positive = Annotated[float, Bounds(gt=0)]
+"""A timeout, a TTL or an interval slept on: zero would time out at once or spin."""
+NonNegative = Annotated[float, Bounds(ge=0)]
+"""A wait, a linger or a margin where zero means none."""
+Ratio = Annotated[float, Bounds(ge=0, le=1)]
+"""A share, 0.0 to 1.0."""
+
+
+def field_bounds(hint: Any) -> Bounds | None:
+    """The :class:`Bounds` an ``Annotated`` type hint carries (``typing.get_type_hints(cls,
+    include_extras=True)``), or None."""
+    return next((m for m in typing.get_args(hint)[1:] if isinstance(m, Bounds)), None) if _annotated(hint) else None
+
+
+def _annotated(hint: Any) -> bool:
+    return typing.get_origin(hint) is Annotated
+
+
 @dataclass(frozen=True)
 class NatsSettings:
     """``[nats]``: where the servers are and how to authenticate (creds file, nkey seed, user/password, TLS)."""
@@ -81,9 +165,9 @@ class NatsSettings:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
-    connect_timeout_s: float = 2.0
-    reconnect_wait_s: float = 0.25
-    reconnect_wait_max_s: float = 5.0
+    connect_timeout_s: Positive = 2.0
+    reconnect_wait_s: Positive = 0.25
+    reconnect_wait_max_s: Positive = 5.0
     # JetStream's sync_interval for the nats-server `stockwire up` embeds: "always" (fsync before each
     # ack, so a 2xx survives an OS crash) or a duration such as "2m" (nats-server's own default).
     embedded_sync_interval: str = "always"
@@ -100,7 +184,7 @@ class SourceSettings:
 
     scheme: SchemeName = "commerce-engine"
     secrets: list[str] = field(default_factory=list)
-    tolerance_s: int = 300
+    tolerance_s: Count = 300
     profile: str | None = None
     """The source profile its payloads are read with (``libs/profiles/data``); None: the scheme's default
     (``commerce-engine`` for the commerce-engine scheme, ``stockwire`` for the others)."""
@@ -123,15 +207,16 @@ class TopologySettings:
     """``[topology]``: replicas, retention (days), the duplicate window (seconds) and the durable consumers'
     delivery limits that :func:`libs.topology.topology_specs` declares."""
 
-    replicas: int = 1
-    duplicate_window_s: float = 120.0
-    commerce_max_age_days: float = 30.0
-    inventory_max_age_days: float = 30.0
-    deadletter_max_age_days: float = 90.0
-    max_deliver: int = 8
-    ack_wait_s: float = 4.0
-    max_ack_pending: int = 4096
-    lease_ttl_s: float = 10.0
+    replicas: Annotated[int, Bounds(ge=1, le=5)] = 1
+    """JetStream keeps at most five replicas of a stream or bucket."""
+    duplicate_window_s: Positive = 120.0
+    commerce_max_age_days: Positive = 30.0
+    inventory_max_age_days: Positive = 30.0
+    deadletter_max_age_days: Positive = 90.0
+    max_deliver: Count = 8
+    ack_wait_s: Positive = 4.0
+    max_ack_pending: Count = 4096
+    lease_ttl_s: Positive = 10.0
 
 
 @dataclass(frozen=True)
@@ -145,7 +230,7 @@ class TracingSettings:
     environment variables, else the SDK's default."""
     path: str = ""
     """The ``file`` exporter's file, one JSON span a line (appended); empty: ``<data_dir>/traces.jsonl``."""
-    sample_ratio: float = 1.0
+    sample_ratio: Ratio = 1.0
     """Share of new traces kept (0.0-1.0); a trace begun upstream follows its caller's sampling flag."""
     service_prefix: str = "stockwire-"
     """Each process's ``service.name`` is this prefix followed by the service (``stockwire-ingress``)."""
@@ -207,6 +292,40 @@ def _env_value(text: str) -> Any:
         return text
 
 
+WELL_KNOWN_VARIABLES: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
+    {
+        "STOCKWIRE_DATA_DIR": ("data_dir",),
+        "STOCKWIRE_ADMIN_TOKEN": ("admin_token",),
+        "STOCKWIRE_NATS_URL": ("nats", "servers"),
+    }
+)
+"""The single-underscore variables that set a key (the ``STOCKWIRE__…`` form sets any key)."""
+
+OTHER_VARIABLES = frozenset(
+    {
+        "STOCKWIRE_CONFIG",
+        "STOCKWIRE_LOG_LEVEL",
+        "STOCKWIRE_SERVER_PROCESS",
+        # The test suite's and its tools' own.
+        "STOCKWIRE_TEST_POSTGRES",
+        "STOCKWIRE_CHAOS",
+        "STOCKWIRE_CHAOS_RESULTS",
+        "STOCKWIRE_PROPERTY_EXAMPLES",
+        "STOCKWIRE_CHROMIUM",
+        "STOCKWIRE_CHROMEDRIVER",
+        "STOCKWIRE_HELM",
+        "STOCKWIRE_PROMTOOL",
+        "STOCKWIRE_OLD_NATS_SERVER",
+    }
+)
+"""``STOCKWIRE_*`` variables the project reads other than through this module's keys; a new one is added here."""
+
+_CHART_OUTBOX_URL = re.compile(r"STOCKWIRE_OUTBOX_[A-Z0-9_]+_URL")
+# The Helm chart's STOCKWIRE_OUTBOX_<NAME>_URL, substituted by the kubelet into the outboxes' database_url.
+
+_warned: set[str] = set()
+
+
 def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
     """The tree the environment sets, and for each path it sets the variable that set it."""
     tree: dict[str, Any] = {}
@@ -224,12 +343,7 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
             node = node.setdefault(part, {})
         node[path[-1]] = _env_value(text)
         origins[tuple(path)] = name
-    well_known = {
-        "STOCKWIRE_DATA_DIR": ("data_dir",),
-        "STOCKWIRE_ADMIN_TOKEN": ("admin_token",),
-        "STOCKWIRE_NATS_URL": ("nats", "servers"),
-    }
-    for name, key_path in well_known.items():
+    for name, key_path in WELL_KNOWN_VARIABLES.items():
         if env.get(name):
             node = tree
             for part in key_path[:-1]:
@@ -239,6 +353,41 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
     return tree, origins
 
 
+def _unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """The ``STOCKWIRE_*`` variables (one underscore) that are neither well-known nor another part's own."""
+    return sorted(
+        name
+        for name in env
+        if name.startswith("STOCKWIRE_")
+        and not name.startswith(_ENV_PREFIX)
+        and name not in WELL_KNOWN_VARIABLES
+        and name not in OTHER_VARIABLES
+        and not _CHART_OUTBOX_URL.fullmatch(name)
+    )
+
+
+def _variable_problems(names: list[str]) -> list[str]:
+    """A refusal for each variable in ``names`` that looks like a setting; a warning (once a process) for
+    the others, which may belong to deployment tooling."""
+    sections = sorted({*_shared_sections(), *(_norm(s) for s in SERVICE_SECTIONS)}, key=len, reverse=True)
+    problems: list[str] = []
+    for name in names:
+        close = difflib.get_close_matches(name, [*WELL_KNOWN_VARIABLES, *OTHER_VARIABLES], n=1, cutoff=0.8)
+        rest = name[len("STOCKWIRE_") :].lower().strip("_")
+        section = next((s for s in sections if rest.startswith(f"{s}_")), None)
+        if close:
+            problems.append(f"unknown variable {name}; did you mean {close[0]}?")
+        elif section is not None:
+            key = rest[len(section) :].strip("_")
+            problems.append(f"unknown variable {name}; did you mean {_ENV_PREFIX}{section.upper()}__{key.upper()}?")
+        elif name not in _warned:
+            _warned.add(name)
+            logging.getLogger(__name__).warning(
+                "unknown variable %s: no setting reads it (settings are %s<SECTION>__<KEY>)", name, _ENV_PREFIX
+            )
+    return problems
+
+
 class RawConfig(dict[str, Any]):
     """The merged configuration tree, remembering where values came from (for error messages)."""
 
@@ -246,6 +395,8 @@ class RawConfig(dict[str, Any]):
     """The TOML file read, if any."""
     env_origins: Mapping[tuple[str, ...], str] = {}
     """Path in the tree (``("ingress", "port")``) -> the environment variable that set it."""
+    unknown_variables: list[str] = []
+    """``STOCKWIRE_*`` variables that no setting reads (checked by :func:`check_known`)."""
 
 
 def _fold_admin(tree: dict[str, Any]) -> dict[str, Any]:
@@ -259,8 +410,8 @@ def _fold_admin(tree: dict[str, Any]) -> dict[str, Any]:
 def load_raw(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> RawConfig:
     """The merged configuration tree: file first, then the environment on top.
 
-    Raises :class:`ConfigError` when the chosen file is missing or is not TOML. Keys are not checked
-    here (see :func:`check_known`)."""
+    Raises :class:`ConfigError` when the chosen file is missing or is not TOML. Keys and unknown
+    ``STOCKWIRE_*`` variables are not checked here (see :func:`check_known`)."""
     env = os.environ if env is None else env
     chosen = path or env.get("STOCKWIRE_CONFIG")
     tree: dict[str, Any] = {}
@@ -277,6 +428,7 @@ def load_raw(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] 
     raw = RawConfig(_deep_merge(_fold_admin(tree), _fold_admin(env_tree)))
     raw.file = str(file) if file is not None else None
     raw.env_origins = origins
+    raw.unknown_variables = _unknown_variables(env)
     return raw
 
 
@@ -356,21 +508,34 @@ def _shown_section(name: str) -> str:
     return next((s for s in SERVICE_SECTIONS if _norm(s) == name), name)
 
 
+def _origin(raw: Mapping[str, Any], path: tuple[str, ...]) -> tuple[tuple[str, ...] | None, str | None]:
+    """The path of the variable that set ``path`` (itself, a parent given as JSON, or a child), and a
+    description of where the value came from (that variable, else the file)."""
+    origins: Mapping[tuple[str, ...], str] = getattr(raw, "env_origins", {})
+    set_by = [p for p in origins if p == path[: len(p)]] or [p for p in origins if p[: len(path)] == path]
+    file = getattr(raw, "file", None)
+    if set_by:
+        return set_by[0], origins[set_by[0]]
+    return None, f"in {file}" if file else None
+
+
+def _key_name(path: tuple[str, ...]) -> str:
+    """``("channel_notifier", "channels", "[0]", "buffer")`` -> ``[channel-notifier.channels[0]] buffer``."""
+    *parents, key = path
+    if not parents:
+        return key
+    return f"[{'.'.join([_shown_section(parents[0]), *parents[1:]]).replace('.[', '[')}] {key}"
+
+
 def _describe(raw: Mapping[str, Any], path: tuple[str, ...], valid: list[str]) -> str:
     """``unknown key [ingress] max_body_byte (STOCKWIRE__INGRESS__MAX_BODY_BYTE); did you mean …?``"""
-    origins: Mapping[tuple[str, ...], str] = getattr(raw, "env_origins", {})
-    # The variable that set this path, one of its parents (a JSON value) or one of its children.
-    set_by = [p for p in origins if p == path[: len(p)]] or [p for p in origins if p[: len(path)] == path]
-    variable = origins[set_by[0]] if set_by else None
-    file = getattr(raw, "file", None)
-    where = variable or (f"in {file}" if file else None)
+    set_by, where = _origin(raw, path)
     *parents, key = path
     value: Any = raw
     for part in path:
         value = value.get(part) if isinstance(value, Mapping) else None
     if parents:
-        section = ".".join([_shown_section(parents[0]), *parents[1:]]).replace(".[", "[")
-        what = f"unknown key [{section}] {key}"
+        what = f"unknown key {_key_name(path)}"
     elif isinstance(value, Mapping):
         what = f"unknown section [{key}]"
     else:
@@ -379,11 +544,62 @@ def _describe(raw: Mapping[str, Any], path: tuple[str, ...], valid: list[str]) -
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     if close:
         hint = f"[{_shown_section(close[0])}]" if not parents and isinstance(value, Mapping) else close[0]
-        if set_by and len(set_by[0]) >= len(path):
-            fixed = (*set_by[0][: len(parents)], close[0], *set_by[0][len(path) :])
+        if set_by and len(set_by) >= len(path):
+            fixed = (*set_by[: len(parents)], close[0], *set_by[len(path) :])
             hint += f" ({_ENV_PREFIX}{'__'.join(part.upper() for part in fixed)})"
         text += f"; did you mean {hint}?"
     return text
+
+
+_MSGSPEC_PATH = re.compile(r"\.([^.\[]+)|(\[\d+\])")
+
+
+def _convert(raw: Mapping[str, Any], path: tuple[str, ...], data: Any, cls: type[T]) -> T:
+    """``data`` (the part of ``raw`` at ``path``) as ``cls``, its numbers within their :class:`Bounds`.
+
+    Raises :class:`ConfigError` naming the key, e.g. ``[sources.shop] scheme: Invalid enum value 'bogus'
+    (STOCKWIRE__SOURCES__SHOP__SCHEME)``."""
+    try:
+        value = msgspec.convert(_split_lists(cls, data) if isinstance(data, Mapping) else data, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        message, _, at = str(exc).partition(" - at `$")
+        inner = tuple(m.group(1) or m.group(2) for m in _MSGSPEC_PATH.finditer(at.rstrip("`")))
+        where = (*path, *inner)
+        origin = _origin(raw, where)[1]
+        name = _key_name(where) if where else "configuration"
+        raise ConfigError(f"{name}: {message}" + (f" ({origin})" if origin else "")) from None
+    problems = _out_of_bounds(raw, path, value)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return value
+
+
+def _out_of_bounds(raw: Mapping[str, Any], path: tuple[str, ...], value: Any) -> list[str]:
+    """One line for each number in the dataclass ``value`` (nested ones, list items and dict values
+    included) that is not finite or lies outside the :class:`Bounds` of its field."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return []
+    hints = typing.get_type_hints(type(value), include_extras=True)
+    problems: list[str] = []
+    for f in dataclasses.fields(value):
+        item, where = getattr(value, f.name), (*path, f.name)
+        if isinstance(item, list):
+            problems += [p for i, x in enumerate(item) for p in _out_of_bounds(raw, (*where, f"[{i}]"), x)]
+        elif isinstance(item, dict):
+            problems += [p for k, x in item.items() for p in _out_of_bounds(raw, (*where, str(k)), x)]
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            bounds = field_bounds(hints[f.name]) or Bounds()
+            if not bounds.admits(item):
+                origin = _origin(raw, where)[1]
+                allowed = f"finite, {bounds}" if isinstance(item, float) else str(bounds)
+                problems.append(
+                    f"{_key_name(where)} = {item!r}"
+                    + (f" ({origin})" if origin else "")
+                    + f" is out of range; allowed: {allowed}"
+                )
+        else:
+            problems += _out_of_bounds(raw, where, item)
+    return problems
 
 
 def check_known(raw: Mapping[str, Any], sections: Mapping[str, type] | None = None) -> None:
@@ -392,11 +608,14 @@ def check_known(raw: Mapping[str, Any], sections: Mapping[str, type] | None = No
     ``[topology]``, ``[sources.<name>]``, ``[tracing]``, ``[logging]``, ``[admin]``); and unknown keys,
     nested tables and list items included, in each section of ``sections`` (name -> the dataclass that reads it).
 
+    ``STOCKWIRE_*`` variables of ``raw`` (:func:`load_raw`) that no setting reads are refused when they
+    look like a setting (``STOCKWIRE_NATS_URLS``), else logged as a warning.
+
     Raises :class:`ConfigError` with one line naming every unknown key, its origin (the file or the
     ``STOCKWIRE__…`` variable) and the nearest valid key (``difflib.get_close_matches``)."""
     shared = _shared_sections()
     top_level = [*shared, *(_norm(s) for s in SERVICE_SECTIONS)]
-    problems: list[str] = []
+    problems = _variable_problems(list(getattr(raw, "unknown_variables", [])))
     for key, value in raw.items():
         if key not in top_level:
             problems.append(_describe(raw, (key,), top_level))
@@ -412,33 +631,41 @@ def check_known(raw: Mapping[str, Any], sections: Mapping[str, type] | None = No
 def load_section(raw: Mapping[str, Any], name: str, cls: type[T]) -> T:
     """Read one section (``[ingress]``, ``[outbox-relay]``…) of ``raw`` as the dataclass ``cls``.
 
-    Raises :class:`ConfigError` for a wrong type or an unknown key in the section."""
+    Raises :class:`ConfigError` for a wrong type, an unknown key in the section or a number outside its
+    field's :class:`Bounds`."""
     section = raw.get(_norm(name), {})
     if not isinstance(section, Mapping):
         raise ConfigError(f"[{name}] must be a table")
     problems = [_describe(raw, p, valid) for p, valid in _unknown(cls, section, (_norm(name),))]
     if problems:
         raise ConfigError("; ".join(problems))
-    try:
-        return msgspec.convert(_split_lists(cls, section), cls, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"[{name}]: {exc}") from exc
+    return _convert(raw, (_norm(name),), section, cls)
 
 
 def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
     """The settings every process shares; reads file and environment when ``raw`` is not given.
 
-    Raises :class:`ConfigError` for a wrong type, an unknown section or an unknown shared key."""
+    Raises :class:`ConfigError` for a wrong type, an unknown section, an unknown shared key, a number
+    outside its field's :class:`Bounds` or a source that cannot verify (no secret, a bad profile…)."""
     raw = load_raw() if raw is None else raw
     check_known(raw)
-    known = {f.name for f in dataclasses.fields(StockwireSettings)}
-    shared = {k: v for k, v in raw.items() if k in known}
-    try:
-        settings = msgspec.convert(_split_lists(StockwireSettings, shared), StockwireSettings, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"configuration: {exc}") from exc
-    if not 0.0 <= settings.tracing.sample_ratio <= 1.0:
-        raise ConfigError(f"[tracing] sample_ratio: {settings.tracing.sample_ratio} is not between 0.0 and 1.0")
+    hints = typing.get_type_hints(StockwireSettings)
+    # Section by section, each source on its own: an error then names the section and the source.
+    sections: dict[str, Any] = {}
+    scalars: dict[str, Any] = {}
+    for f in dataclasses.fields(StockwireSettings):
+        if f.name not in raw:
+            continue
+        value = raw[f.name]
+        if f.name == "sources" and isinstance(value, Mapping):
+            sections[f.name] = {
+                source: _convert(raw, ("sources", source), given, SourceSettings) for source, given in value.items()
+            }
+        elif dataclasses.is_dataclass(hints[f.name]) and isinstance(value, Mapping):
+            sections[f.name] = _convert(raw, (f.name,), value, hints[f.name])
+        else:
+            scalars[f.name] = value
+    settings = dataclasses.replace(_convert(raw, (), scalars, StockwireSettings), **sections)
     from libs.profiles import ProfileError, implied_scheme, source_profile
     from libs.subjects import SOURCE_PATTERN
 
@@ -470,6 +697,12 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
                     f"[sources.{source}] secrets: secret {', '.join(map(str, bad))} is not a Standard Webhooks "
                     "secret (whsec_ followed by base64)"
                 )
+        if not source_settings.secrets:
+            # Every scheme verifies a signature: with no secret, each webhook would be refused 401.
+            raise ConfigError(
+                f"[sources.{source}] secrets: empty; a {source_settings.scheme} source needs at least one secret"
+                + (f" ({origin})" if (origin := _origin(raw, ("sources", source, "secrets"))[1]) else "")
+            )
         if source_settings.orders_source is not None and source_settings.orders_source not in settings.sources:
             configured = ", ".join(sorted(settings.sources))
             raise ConfigError(
@@ -489,5 +722,5 @@ def load_service_config(section: str, cls: type[T]) -> tuple[StockwireSettings, 
         check_known(raw, {section: cls})
         return load_settings(raw), load_section(raw, section, cls)
     except ConfigError as exc:
-        print(f"stockwire {section}: configuration error: {exc}", file=sys.stderr, flush=True)
+        print(config_error_line(exc, section), file=sys.stderr, flush=True)
         raise SystemExit(2) from None

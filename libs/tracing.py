@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from libs.config import ConfigError, StockwireSettings, TracingSettings
+from libs.config import ConfigError, StockwireSettings, TracingSettings, config_error_line
 from libs.contracts import HEADER_TRACEPARENT
 
 if TYPE_CHECKING:
@@ -283,5 +283,5 @@ def setup_service_telemetry(shared: StockwireSettings, service: str) -> None:
     try:
         setup_tracing(shared.tracing, service, shared.data_dir)
     except ConfigError as exc:
-        print(f"stockwire {service}: configuration error: {exc}", file=sys.stderr, flush=True)
+        print(config_error_line(exc, service), file=sys.stderr, flush=True)
         raise SystemExit(2) from None

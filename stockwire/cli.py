@@ -13,7 +13,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from libs.config import ConfigError, check_known, load_raw
+from libs.config import ConfigError, check_known, config_error_line, load_raw
 from libs.logs import setup_logging
 from stockwire.stack import section_classes
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_known(load_raw(), section_classes())
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        print(f"stockwire: configuration error: {exc}", file=sys.stderr)
+        print(config_error_line(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

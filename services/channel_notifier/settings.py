@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
+from libs.config import Bounds, Count, NonNegative, Port, Positive
 from libs.urlpolicy import DEFAULT_ALLOW_HOSTS
+from services.channel_notifier.domain.channel import MAX_BUFFER
 
 __all__ = ["ChannelNotifierSettings", "DeclaredChannel", "DeclaredFilters"]
 
@@ -26,7 +29,8 @@ class DeclaredChannel:
     secret: str | None = None
     secrets: list[str] = field(default_factory=list)
     filters: DeclaredFilters = field(default_factory=DeclaredFilters)
-    buffer: int = 0
+    buffer: Annotated[int, Bounds(ge=0, le=MAX_BUFFER)] = 0
+    """Units withheld from this channel; 0: none."""
     enabled: bool = True
 
     def all_secrets(self) -> list[str]:
@@ -39,51 +43,51 @@ class DeclaredChannel:
 @dataclass(frozen=True)
 class ChannelNotifierSettings:
     host: str = "127.0.0.1"
-    port: int = 8082
+    port: Port = 8082
     # Empty: a SQLite file under the data dir; postgresql://… for several replicas.
     database_url: str = ""
     allow_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOW_HOSTS))
 
     # Retries: full jitter, attempt n waits uniform(0, min(cap, base * 2**n)).
-    retry_base_s: float = 0.5
-    retry_cap_s: float = 60.0
-    max_attempts: int = 15
-    give_up_after_s: float = 3600.0
-    retry_after_max_s: float = 3600.0
+    retry_base_s: Positive = 0.5
+    retry_cap_s: Positive = 60.0
+    max_attempts: Count = 15
+    give_up_after_s: Positive = 3600.0
+    retry_after_max_s: Positive = 3600.0
     """The longest ``Retry-After`` honoured; a longer one is cut to this."""
 
-    connect_timeout_s: float = 2.0
-    request_timeout_s: float = 5.0
+    connect_timeout_s: Positive = 2.0
+    request_timeout_s: Positive = 5.0
     """The whole request: connect, send, wait and read the answer."""
-    max_response_bytes: int = 64 * 1024
+    max_response_bytes: Count = 64 * 1024
 
-    breaker_failure_threshold: int = 5
+    breaker_failure_threshold: Count = 5
     """Consecutive failures that open a channel's circuit."""
-    breaker_open_s: float = 5.0
+    breaker_open_s: Positive = 5.0
     """How long the circuit stays open before one probe; doubles after each failed probe."""
-    breaker_open_max_s: float = 60.0
+    breaker_open_max_s: Positive = 60.0
 
-    concurrency: int = 8
+    concurrency: Count = 8
     """Deliveries in flight per channel (and its HTTP connection pool size)."""
-    lease_margin_s: float = 5.0
+    lease_margin_s: NonNegative = 5.0
     """A claimed delivery is leased for connect + request timeout + this; another worker may take it after."""
-    poll_interval_s: float = 1.0
+    poll_interval_s: Positive = 1.0
     """How often an idle worker looks for due deliveries that no local event announced (other replicas)."""
 
-    fetch_batch: int = 256
-    fetch_wait_s: float = 1.0
+    fetch_batch: Count = 256
+    fetch_wait_s: Positive = 1.0
     """How long an idle fetch from INVENTORY waits for a message before asking again; a message stored
     meanwhile is handed over at once (:class:`libs.pull.PullRequests`), so this adds no latency."""
-    fetch_linger_s: float = 0.02
+    fetch_linger_s: NonNegative = 0.02
     """A batch shorter than ``fetch_batch`` waits this long for more (:class:`libs.consumer.PullConsumer`)."""
-    kv_concurrency: int = 64
+    kv_concurrency: Count = 64
 
-    registry_refresh_s: float = 5.0
+    registry_refresh_s: Positive = 5.0
     """How often the channel registry is re-read (changes made through another replica)."""
-    pending_gauge_interval_s: float = 2.0
+    pending_gauge_interval_s: Positive = 2.0
 
-    max_request_bytes: int = 64 * 1024
-    replay_max_messages: int = 1_000_000
+    max_request_bytes: Count = 64 * 1024
+    replay_max_messages: Count = 1_000_000
 
     channels: list[DeclaredChannel] = field(default_factory=list)
 

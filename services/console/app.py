@@ -39,6 +39,7 @@ from libs.config import (
     SourceSettings,
     StockwireSettings,
     check_known,
+    config_error_line,
     load_raw,
     load_section,
     load_settings,
@@ -986,7 +987,7 @@ def load_console_config() -> tuple[StockwireSettings, ConsoleSettings]:
         settings = with_peer_urls(load_section(raw, "console", ConsoleSettings), raw)
         return load_settings(raw), settings
     except ConfigError as exc:
-        print(f"stockwire console: configuration error: {exc}", file=sys.stderr, flush=True)
+        print(config_error_line(exc, "console"), file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from libs.config import Count, Port, Positive
+
 __all__ = ["PEER_DEFAULTS", "ConsoleSettings", "with_peer_urls"]
 
 PEER_DEFAULTS: dict[str, tuple[str, int]] = {
@@ -21,27 +23,27 @@ written again because a service never imports another)."""
 @dataclass(frozen=True)
 class ConsoleSettings:
     host: str = "127.0.0.1"
-    port: int = 8084
+    port: Port = 8084
     # Where the other services answer; empty: their configured [<service>] host and port (loopback for a
     # wildcard address), else their default port on 127.0.0.1.
     ingress_url: str = ""
     inventory_url: str = ""
     channel_notifier_url: str = ""
     outbox_relay_url: str = ""
-    session_ttl_s: float = 8 * 3600.0
+    session_ttl_s: Positive = 8 * 3600.0
     """A login lasts this long."""
-    refresh_s: float = 2.0
+    refresh_s: Positive = 2.0
     """How often the overview refreshes itself."""
-    request_timeout_s: float = 3.0
+    request_timeout_s: Positive = 3.0
     """Each call to another service's API."""
-    overview_budget_s: float = 0.15
+    overview_budget_s: Positive = 0.15
     """How long an overview refresh waits for each service and JetStream; a slower answer is shown at
     the next refresh (the last one is shown meanwhile, marked), so a refresh stays quick under load."""
-    search_scan: int = 5000
+    search_scan: Count = 5000
     """COMMERCE messages one event search reads at most."""
-    login_failures: int = 5
+    login_failures: Count = 5
     """Failed logins one client address may make within ``login_window_s``; then it waits (429)."""
-    login_window_s: float = 60.0
+    login_window_s: Positive = 60.0
 
 
 def _url(host: str, port: int) -> str:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libs.config import ConfigError
+from libs.config import ConfigError, Count, NonNegative, Port, Positive
 from libs.outbox import OUTBOX_TABLE
 from libs.store import database_url
 
@@ -34,33 +34,30 @@ class OutboxSpec:
 @dataclass(frozen=True)
 class OutboxRelaySettings:
     host: str = "127.0.0.1"
-    port: int = 8083
+    port: Port = 8083
     # Empty: the ingress spool and the inventory outbox under the data dir.
     outboxes: list[OutboxSpec] = field(default_factory=list)
-    batch_size: int = 500  # rows read per query
-    max_in_flight: int = 4000  # publishes awaiting their PubAck
-    ack_timeout_s: float = 5.0  # a PubAck not back by then counts as a failure (the row is retried)
-    retry_initial_s: float = 0.1  # backoff after a failure: doubles up to retry_max_s, with jitter
-    retry_max_s: float = 5.0
-    idle_poll_s: float = 1.0  # longest pause between reads when nothing wakes the relay
-    change_check_s: float = 0.02  # SQLite: how often to look for commits of other processes
-    sweep_interval_s: float = 30.0  # rescan from the oldest unpublished row at least this often
-    retention_s: float = 3600.0  # published rows are deleted after this long
-    cleanup_interval_s: float = 60.0
-    stats_interval_s: float = 2.0  # backlog gauges refresh
-    lease_ttl_s: float = 4.0  # a standby takes over this long after the leader's last renewal
+    batch_size: Count = 500  # rows read per query
+    max_in_flight: Count = 4000  # publishes awaiting their PubAck
+    ack_timeout_s: Positive = 5.0  # a PubAck not back by then counts as a failure (the row is retried)
+    retry_initial_s: Positive = 0.1  # backoff after a failure: doubles up to retry_max_s, with jitter
+    retry_max_s: Positive = 5.0
+    idle_poll_s: Positive = 1.0  # longest pause between reads when nothing wakes the relay
+    change_check_s: Positive = 0.02  # SQLite: how often to look for commits of other processes
+    sweep_interval_s: Positive = 30.0  # rescan from the oldest unpublished row at least this often
+    retention_s: NonNegative = 3600.0  # published rows are deleted after this long (0: once published)
+    cleanup_interval_s: Positive = 60.0
+    stats_interval_s: Positive = 2.0  # backlog gauges refresh
+    lease_ttl_s: Positive = 4.0  # a standby takes over this long after the leader's last renewal
     # An epoch that gets nowhere (no read, send, settlement or mark) for this long ends as failed, saying
     # what it waited on, and the next one starts on a new connection: no await without an answer holds
     # the relay.
-    stall_s: float = 15.0
+    stall_s: Positive = 15.0
     # Tests only: wait this long after the PubAcks of a batch before marking it published.
-    debug_pause_before_mark_s: float = 0.0
+    debug_pause_before_mark_s: NonNegative = 0.0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_in_flight < 1:
-            raise ConfigError("[outbox-relay] batch_size and max_in_flight must be at least 1")
-        if self.lease_ttl_s <= 0 or self.ack_timeout_s <= 0 or self.stall_s <= 0:
-            raise ConfigError("[outbox-relay] lease_ttl_s, ack_timeout_s and stall_s must be positive")
+        # The numbers' ranges are their fields' Bounds, checked by the loader; the outboxes are checked here.
         names = [spec.name for spec in self.outboxes]
         for spec in self.outboxes:
             if not _NAME.fullmatch(spec.name):

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from libs.config import ConfigError, SourceSettings, StockwireSettings, load_settings
+from libs.config import SourceSettings, StockwireSettings, load_settings
 from libs.profiles import MappingError, Profile, ProfileError, profile_name, source_profile
 from stockwire.dev_sources import DEV_SOURCES
 
@@ -86,11 +86,8 @@ def _check(profile: Profile, body: bytes, event_type: str | None, event_id: str 
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        sources = _sources(load_settings())
-    except ConfigError as exc:
-        print(f"sources: configuration error: {exc}", file=sys.stderr)
-        return 2
+    # An unusable configuration is reported by the CLI's entry point, in the form every command uses.
+    sources = _sources(load_settings())
     if args.action == "list":
         return _list(sources)
     if not args.name or not args.file:

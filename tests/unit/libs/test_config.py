@@ -202,10 +202,11 @@ def test_the_cli_refuses_a_typo_in_any_section_before_acting(tmp_path: Path) -> 
 
 
 def test_orders_source_must_name_a_configured_source() -> None:
-    settings = load_settings({"sources": {"shop": {}, "stripe": {"orders_source": "shop"}}})
+    shop = {"secrets": ["s"]}
+    settings = load_settings({"sources": {"shop": shop, "stripe": {"orders_source": "shop", **shop}}})
     assert settings.sources["stripe"].orders_source == "shop"
     with pytest.raises(ConfigError, match=r"\[sources.stripe\] orders_source: 'shopify' is not a configured source"):
-        load_settings({"sources": {"shop": {}, "stripe": {"orders_source": "shopify"}}})
+        load_settings({"sources": {"shop": shop, "stripe": {"orders_source": "shopify", **shop}}})
 
 
 def test_a_standard_webhooks_secret_that_is_not_base64_is_refused_at_start_without_showing_it() -> None:

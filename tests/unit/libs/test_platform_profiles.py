@@ -937,10 +937,11 @@ def test_a_source_naming_a_profile_and_no_scheme_takes_the_profile_s_scheme() ->
     settings = load_settings({"sources": {"x": {"profile": "shopify", "secrets": ["s"]}}})
     assert settings.sources["x"].scheme == "shopify"
     assert settings.sources["x"].profile == "shopify"
-    settings = load_settings({"sources": {"w": {"profile": "woocommerce"}, "p": {"profile": "stripe"}}})
+    sources = {"w": {"profile": "woocommerce", "secrets": ["s"]}, "p": {"profile": "stripe", "secrets": ["s"]}}
+    settings = load_settings({"sources": sources})
     assert (settings.sources["w"].scheme, settings.sources["p"].scheme) == ("woocommerce", "stripe")
     # The canonical dialect implies none: the source keeps its scheme (the default one here).
-    settings = load_settings({"sources": {"shop": {"profile": "stockwire"}}})
+    settings = load_settings({"sources": {"shop": {"profile": "stockwire", "secrets": ["s"]}}})
     assert settings.sources["shop"].scheme == "commerce-engine"
 
 
@@ -958,8 +959,8 @@ def test_order_metadata_key_on_a_profile_without_it_is_refused_naming_it(source:
 def test_order_metadata_key_on_a_stripe_source_is_taken() -> None:
     raw = {
         "sources": {
-            "shop": {"profile": "shopify"},
-            "pay": {"scheme": "stripe", "orders_source": "shop", "order_metadata_key": "shop_order"},
+            "shop": {"profile": "shopify", "secrets": ["s"]},
+            "pay": {"scheme": "stripe", "orders_source": "shop", "order_metadata_key": "shop_order", "secrets": ["s"]},
         }
     }
     settings = load_settings(raw)
