@@ -66,6 +66,7 @@ __all__ = [
     "TopologySettings",
     "TracingSettings",
     "check_known",
+    "check_source_secrets",
     "config_error_line",
     "field_bounds",
     "load_raw",
@@ -697,12 +698,6 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
                     f"[sources.{source}] secrets: secret {', '.join(map(str, bad))} is not a Standard Webhooks "
                     "secret (whsec_ followed by base64)"
                 )
-        if not source_settings.secrets:
-            # Every scheme verifies a signature: with no secret, each webhook would be refused 401.
-            raise ConfigError(
-                f"[sources.{source}] secrets: empty; a {source_settings.scheme} source needs at least one secret"
-                + (f" ({origin})" if (origin := _origin(raw, ("sources", source, "secrets"))[1]) else "")
-            )
         if source_settings.orders_source is not None and source_settings.orders_source not in settings.sources:
             configured = ", ".join(sorted(settings.sources))
             raise ConfigError(
@@ -712,15 +707,33 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
     return settings
 
 
+def check_source_secrets(settings: StockwireSettings, raw: Mapping[str, Any]) -> None:
+    """Refuse (``ConfigError``, naming the source and where its secrets were set) a source without a
+    secret, for the process that verifies webhooks: every scheme checks a signature, so with no secret
+    each webhook would be refused 401. The other services read ``[sources]`` for their profiles only and
+    are given no secrets (the Helm chart mounts them into ingress alone). ``raw``: :func:`load_raw`'s tree."""
+    for source, source_settings in settings.sources.items():
+        if not source_settings.secrets:
+            origin = _origin(raw, ("sources", source, "secrets"))[1]
+            raise ConfigError(
+                f"[sources.{source}] secrets: empty; a {source_settings.scheme} source needs at least one secret"
+                + (f" ({origin})" if origin else "")
+            )
+
+
 def load_service_config(section: str, cls: type[T]) -> tuple[StockwireSettings, T]:
-    """What a service process reads at start: the shared settings and its own section, from file and env.
+    """What a service process reads at start: the shared settings and its own section, from file and env;
+    with a settings class whose ``verifies_signatures`` is true (ingress), :func:`check_source_secrets`.
 
     A configuration that cannot be used ends the process here: one line on stderr naming every
     problem, exit status 2, no traceback."""
     try:
         raw = load_raw()
         check_known(raw, {section: cls})
-        return load_settings(raw), load_section(raw, section, cls)
+        shared, settings = load_settings(raw), load_section(raw, section, cls)
+        if getattr(cls, "verifies_signatures", False):
+            check_source_secrets(shared, raw)
+        return shared, settings
     except ConfigError as exc:
         print(config_error_line(exc, section), file=sys.stderr, flush=True)
         raise SystemExit(2) from None

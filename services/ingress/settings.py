@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from libs.config import Count, NonNegative, Port, Positive
 
@@ -11,6 +12,9 @@ __all__ = ["IngressSettings"]
 
 @dataclass(frozen=True)
 class IngressSettings:
+    verifies_signatures: ClassVar[bool] = True
+    """Ingress checks every webhook's signature: each source it serves needs a secret."""
+
     host: str = "127.0.0.1"
     port: Port = 8080
     workers: Count = 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import re
 import types
 import typing
@@ -21,12 +22,15 @@ from libs.config import (
     ConfigError,
     StockwireSettings,
     check_known,
+    check_source_secrets,
     field_bounds,
     load_raw,
     load_section,
     load_service_config,
     load_settings,
 )
+from services.ingress.settings import IngressSettings
+from services.inventory.settings import InventorySettings
 from stockwire.cli import main as cli_main
 from stockwire.stack import section_classes
 
@@ -218,12 +222,27 @@ def test_defaults_and_the_example_configuration_load(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("secrets", ["secrets = []", ""])
-def test_a_source_without_a_secret_is_refused_naming_it(tmp_path: Path, secrets: str) -> None:
+def test_a_source_without_a_secret_is_refused_by_ingress_alone(
+    tmp_path: Path, secrets: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ingress verifies signatures: a source with no secret stops it at start, naming the source. The other
+    services read [sources] for their profiles and are given no secrets (the Helm chart mounts them into
+    ingress alone): the same file starts them."""
     config = tmp_path / "stockwire.toml"
     config.write_text(f'[sources.x]\nscheme = "shopify"\n{secrets}\n')
+    _load(config)
+    monkeypatch.setenv("STOCKWIRE_CONFIG", str(config))
+    for name in [n for n in os.environ if n.startswith("STOCKWIRE__")]:
+        monkeypatch.delenv(name)
+    shared, _ = load_service_config("inventory", InventorySettings)
+    assert shared.sources["x"].secrets == []
     refused = r"^\[sources\.x\] secrets: empty; a shopify source needs at least one secret"
     with pytest.raises(ConfigError, match=refused):
-        _load(config)
+        check_source_secrets(shared, load_raw(config, env={}))
+    with pytest.raises(SystemExit) as stopped:
+        load_service_config("ingress", IngressSettings)
+    assert stopped.value.code == 2
+    assert re.search(r"configuration error: \[sources\.x\] secrets: empty", capsys.readouterr().err)
 
 
 def test_a_wrong_value_in_a_source_names_the_source() -> None:
