@@ -688,6 +688,13 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
             source_profile(source, source_settings)
         except ProfileError as exc:
             raise ConfigError(str(exc)) from None
+        blank = [n for n, secret in enumerate(source_settings.secrets, 1) if not secret.strip()]
+        if blank:
+            # Anyone can sign with an empty key: such a secret would let every forged webhook in.
+            raise ConfigError(
+                f"[sources.{source}] secrets: secret {', '.join(map(str, blank))} is empty or blank"
+                + (f" ({origin})" if (origin := _origin(raw, ("sources", source, "secrets"))[1]) else "")
+            )
         if source_settings.scheme == "standard-webhooks":
             from libs.signing import is_standard_secret
 

@@ -466,7 +466,7 @@ def _integers_as_integers(value: Any) -> Any:
     """``value`` with every number that has no fractional part as an ``int``: JSON Schema's integers
     (2020-12, §6.1.1: ``1.0`` is an integer), which the OpenAPI documents promise an integer field takes."""
     if isinstance(value, float):
-        return int(value) if value.is_integer() and -(2**63) <= value < 2**63 else value
+        return int(value) if value.is_integer() else value  # inf and nan are not: they stay floats
     if isinstance(value, dict):
         return {key: _integers_as_integers(item) for key, item in value.items()}
     if isinstance(value, list):

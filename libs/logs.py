@@ -12,9 +12,10 @@ import datetime as dt
 import json
 import logging
 import os
+import sys
 from typing import Literal
 
-__all__ = ["JsonFormatter", "TextFormatter", "escape_controls", "setup_logging"]
+__all__ = ["LOG_LEVELS", "JsonFormatter", "TextFormatter", "escape_controls", "setup_logging"]
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
 
@@ -86,11 +87,23 @@ class JsonFormatter(TextFormatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""The levels ``STOCKWIRE_LOG_LEVEL`` takes (any case)."""
+
+
 def setup_logging(level: str | None = None, fmt: Literal["text", "json"] = "text") -> None:
-    """Configure the root logger once per process: ``level``, else ``STOCKWIRE_LOG_LEVEL``, else INFO;
+    """Configure the root logger once per process: ``level``, else ``STOCKWIRE_LOG_LEVEL``, else INFO (one
+    of :data:`LOG_LEVELS`; another ends the process with one line on stderr, exit status 2);
     ``fmt``: ``[logging] format``. Every logger of the process (uvicorn's and Litestar's too) writes
     through the root's one handler and so through :class:`TextFormatter` or :class:`JsonFormatter`."""
     chosen = (level or os.environ.get("STOCKWIRE_LOG_LEVEL") or "INFO").upper()
+    if chosen not in LOG_LEVELS:
+        # Before any configuration is read, so said as every configuration error is said, not as a traceback.
+        from libs.config import ConfigError, config_error_line
+
+        problem = ConfigError(f"STOCKWIRE_LOG_LEVEL={chosen!r} is not a log level; one of {', '.join(LOG_LEVELS)}")
+        print(config_error_line(problem), file=sys.stderr, flush=True)
+        raise SystemExit(2)
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(_TEXT_FORMAT))
     logging.basicConfig(level=chosen, handlers=[handler], force=True)

@@ -111,9 +111,12 @@ def _hmac(key: bytes, message: bytes) -> bytes:
 
 def _matches(keys: Iterable[bytes], message: bytes, presented: Sequence[bytes]) -> bool:
     """Whether any presented digest is ``message``'s HMAC under any key: every pair compared in constant
-    time, none skipped once one matched."""
+    time, none skipped once one matched. A blank key proves nothing (anyone can sign with it): it never
+    matches, whatever the configuration let through."""
     matched = False
     for key in keys:
+        if not key.strip():
+            continue
         expected = _hmac(key, message)
         for candidate in presented:
             matched |= hmac.compare_digest(expected, candidate)

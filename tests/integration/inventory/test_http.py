@@ -320,3 +320,12 @@ async def test_a_body_is_read_as_strictly_as_it_is_declared(
     # The same request with the declared types and media type is taken.
     good = {"reservation_id": "r1", "lines": [{"sku": "A", "qty": 1}]}
     assert (await inventory.post("/reservations", json=good, headers=AUTH)).status_code == 201
+
+
+@pytest.mark.parametrize("qty", ["99999999999999999999999", "1.0e10", "5e9"])
+async def test_a_huge_integral_number_is_out_of_range_like_a_huge_integer(inventory: AsyncTestClient, qty: str) -> None:
+    """JSON Schema's integers include 1.0e10: it is refused by the quantity's bound (422), as the same value
+    written as digits is, not as a number of another type."""
+    raw = b'{"reservation_id": "r1", "lines": [{"sku": "A", "qty": ' + qty.encode() + b"}]}"
+    response = await inventory.post("/reservations", content=raw, headers={**AUTH, "content-type": "application/json"})
+    assert (response.status_code, response.json()["error"]) == (422, "invalid_reservation"), response.text

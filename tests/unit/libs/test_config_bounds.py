@@ -357,3 +357,17 @@ def test_field_bounds_reads_annotated_hints_only() -> None:
     assert str(Bounds(ge=0, le=2**31 - 1)) == "0 to 2147483647"
     assert str(Bounds(gt=0)) == "greater than 0"
     assert not Bounds(ge=0).admits(math.nan)
+
+
+@pytest.mark.parametrize("secrets", ['[""]', '["  "]', '["ok", ""]'])
+def test_a_blank_secret_is_refused_in_every_service(tmp_path: Path, secrets: str) -> None:
+    """Anyone can sign with an empty key: a blank secret would let forged webhooks in, so no process starts
+    with one, from the file or from the environment."""
+    config = tmp_path / "stockwire.toml"
+    config.write_text(f'[sources.acme]\nscheme = "commerce-engine"\nsecrets = {secrets}\n')
+    with pytest.raises(ConfigError, match=r"^\[sources\.acme\] secrets: secret \d is empty or blank"):
+        load_settings(load_raw(config, env={}))
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match=r"STOCKWIRE__SOURCES__ACME__SECRETS"):
+        load_settings(load_raw(empty, env={"STOCKWIRE__SOURCES__ACME__SECRETS": secrets}))

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from libs.logs import JsonFormatter, TextFormatter, escape_controls
+from libs.logs import JsonFormatter, TextFormatter, escape_controls, setup_logging
 from tests.support import service_log
 
 # Each of these ends a line for some reader (str.splitlines, a terminal, a log shipper) or drives a terminal.
@@ -78,3 +78,29 @@ def test_a_record_formatted_directly_is_escaped_too() -> None:
     record = logging.LogRecord("stockwire.x", logging.INFO, __file__, 1, "id %s", ("a\x00b",), None)
     assert TextFormatter("%(message)s").format(record) == r"id a\x00b"
     assert json.loads(JsonFormatter().format(record))["message"] == r"id a\x00b"
+
+
+def test_an_unknown_log_level_is_one_configuration_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STOCKWIRE_LOG_LEVEL", "loud")
+    with pytest.raises(SystemExit) as stopped:
+        setup_logging()
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "stockwire: configuration error: STOCKWIRE_LOG_LEVEL='LOUD' is not a log level; one of " + (
+        "DEBUG, INFO, WARNING, ERROR, CRITICAL\n"
+    )
+
+
+def test_every_log_level_name_is_taken_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        for name in ("debug", "Warning", "ERROR"):
+            monkeypatch.setenv("STOCKWIRE_LOG_LEVEL", name)
+            setup_logging()
+            assert root.level == logging.getLevelName(name.upper())
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

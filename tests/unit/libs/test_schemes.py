@@ -94,3 +94,20 @@ def test_only_woocommerce_s_unsigned_url_test_is_a_ping() -> None:
 def test_a_platform_whose_body_is_the_resource_refuses_data_that_is_not_an_object() -> None:
     with pytest.raises(TypeError, match="JSON object"):
         SCHEMES["shopify"].delivery("s", event_id="1", event_type="orders/create", data=[1], now=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "blank"),
+    [*((name, blank) for name in SCHEME_NAMES for blank in ("", "  ")), ("standard-webhooks", "whsec_")],
+)
+def test_a_blank_secret_verifies_nothing(name: str, blank: str) -> None:
+    """Anyone can sign with an empty key: a delivery signed with one is refused even where the secret list
+    holds that same blank secret (the configuration refuses it too; this is the last line)."""
+    scheme = SCHEMES[name]
+    topic = "orders/create" if scheme.type_separator == "/" else "order.created"
+    try:
+        body, headers = scheme.delivery(blank, event_id="evt_1", event_type=topic, data={"id": 1}, now=1_700_000_000)
+    except Exception:  # a scheme whose secrets have a form of their own cannot even sign with it
+        return
+    with pytest.raises(SignatureError):
+        scheme.signature.verify([blank], headers, body, tolerance_s=300, now=1_700_000_000)
