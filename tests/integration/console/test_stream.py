@@ -10,8 +10,8 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from libs.topology import COMMERCE
-from services.console.stream import EventFilter, consumer_lag, deadletter_count, read_event, search
-from tests.support import commerce_headers, dead_letter
+from services.console.stream import ConsumerLag, EventFilter, consumer_lag, deadletter_count, read_event, search
+from tests.support import commerce_headers, dead_letter, eventually
 
 
 async def _publish(js: JetStreamContext, source: str, event_type: str, event_id: str, data: dict[str, object]) -> int:
@@ -72,8 +72,15 @@ async def test_consumer_lag_per_durable_and_the_dead_letters_counted(js: JetStre
     )
     for n in range(3):
         await _publish(js, "shop", "inventory.received", f"l{n}", {"sku": "A", "qty": 1})
-    lags = {lag.durable: lag for lag in await consumer_lag(js)}
-    assert lags["console-test"].stream == COMMERCE and lags["console-test"].pending == 3
+
+    async def lag_of_the_consumer() -> ConsumerLag | None:
+        lag = {lag.durable: lag for lag in await consumer_lag(js)}["console-test"]
+        # nats-server counts a consumer's pending messages as it is told of new ones, a moment after
+        # their PubAcks: the count is waited for, not read once.
+        return lag if lag.pending == 3 else None
+
+    lag = await eventually(lag_of_the_consumer, timeout=10, what="3 pending for console-test")
+    assert lag.stream == COMMERCE
     assert await deadletter_count(js) == 0
     await dead_letter(js, event_id="d1")
     await dead_letter(js, event_id="d2")
