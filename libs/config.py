@@ -565,14 +565,18 @@ def _convert(raw: Mapping[str, Any], path: tuple[str, ...], data: Any, cls: type
     except msgspec.ValidationError as exc:
         message, _, at = str(exc).partition(" - at `$")
         inner = tuple(m.group(1) or m.group(2) for m in _MSGSPEC_PATH.finditer(at.rstrip("`")))
-        where = (*path, *inner)
-        origin = _origin(raw, where)[1]
-        name = _key_name(where) if where else "configuration"
-        raise ConfigError(f"{name}: {message}" + (f" ({origin})" if origin else "")) from None
+        raise _refused(raw, (*path, *inner), message) from None
     problems = _out_of_bounds(raw, path, value)
     if problems:
         raise ConfigError("; ".join(problems))
     return value
+
+
+def _refused(raw: Mapping[str, Any], where: tuple[str, ...], message: str) -> ConfigError:
+    """The error about the key at ``where``: ``<key>: <message> (<where its value was set>)``."""
+    origin = _origin(raw, where)[1]
+    name = _key_name(where) if where else "configuration"
+    return ConfigError(f"{name}: {message}" + (f" ({origin})" if origin else ""))
 
 
 def _out_of_bounds(raw: Mapping[str, Any], path: tuple[str, ...], value: Any) -> list[str]:
@@ -691,10 +695,8 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> StockwireSettings:
         blank = [n for n, secret in enumerate(source_settings.secrets, 1) if not secret.strip()]
         if blank:
             # Anyone can sign with an empty key: such a secret would let every forged webhook in.
-            raise ConfigError(
-                f"[sources.{source}] secrets: secret {', '.join(map(str, blank))} is empty or blank"
-                + (f" ({origin})" if (origin := _origin(raw, ("sources", source, "secrets"))[1]) else "")
-            )
+            numbers = ", ".join(map(str, blank))
+            raise _refused(raw, ("sources", source, "secrets"), f"secret {numbers} is empty or blank")
         if source_settings.scheme == "standard-webhooks":
             from libs.signing import is_standard_secret
 
@@ -721,11 +723,8 @@ def check_source_secrets(settings: StockwireSettings, raw: Mapping[str, Any]) ->
     are given no secrets (the Helm chart mounts them into ingress alone). ``raw``: :func:`load_raw`'s tree."""
     for source, source_settings in settings.sources.items():
         if not source_settings.secrets:
-            origin = _origin(raw, ("sources", source, "secrets"))[1]
-            raise ConfigError(
-                f"[sources.{source}] secrets: empty; a {source_settings.scheme} source needs at least one secret"
-                + (f" ({origin})" if origin else "")
-            )
+            needs = f"empty; a {source_settings.scheme} source needs at least one secret"
+            raise _refused(raw, ("sources", source, "secrets"), needs)
 
 
 def load_service_config(section: str, cls: type[T]) -> tuple[StockwireSettings, T]:

@@ -390,7 +390,7 @@ class SchemaOverrides(OpenAPISchemaPlugin):
         return self._schemas[field_definition.annotation]
 
 
-class _AllowedMethods:
+class _RequestChecks:
     """Litestar answers ``OPTIONS`` from the route of one of the handlers declared at a path, naming only
     its methods (``OPTIONS /channels/x`` named DELETE, not GET and PATCH). This ``before_request`` hook
     answers it instead, with every method of the path (the app's merged routes, known once it is built).
@@ -495,7 +495,7 @@ def create_service_app(
     """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``.
     ``exception_handlers``: the service's own for some exception classes (the nearest class in an exception's
     MRO decides), :func:`exception_response` for the rest."""
-    allowed = _AllowedMethods()
+    checks = _RequestChecks()
     app = Litestar(
         route_handlers=[*route_handlers, *_health_handlers(readiness or {})],
         # One handler for every class: :func:`exception_answer` picks the answer by the MRO.
@@ -516,9 +516,9 @@ def create_service_app(
         response_headers=None,
         # Logging is configured once per process by libs.logs; Litestar's own config would replace it.
         logging_config=None,
-        before_request=allowed,
+        before_request=checks,
         # The service's own first: the first plugin that takes a type writes its schema.
         plugins=[*kwargs.pop("plugins", []), _ClosedStructs()],
         **kwargs,
     )
-    return allowed.learn(app)
+    return checks.learn(app)

@@ -16,6 +16,7 @@ from litestar import Litestar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from libs.config import StockwireSettings, load_service_config
+from libs.http import error_body
 from libs.logs import setup_logging
 from libs.metrics import reset_multiprocess_dir
 from libs.tracing import setup_service_telemetry
@@ -55,7 +56,7 @@ what a webhook or an API call needs on any link, and a bound on how long a clien
 
 
 def _answer(status: bytes, code: str, detail: str) -> bytes:
-    body = msgspec.json.encode({"error": code, "detail": detail})
+    body = msgspec.json.encode(error_body(code, detail))
     head = b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
     return head + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
 
