@@ -144,7 +144,9 @@ def test_find_an_order_by_number_and_see_its_ledger_rows(browser: Any, console_s
     browser.execute_script("document.getElementById('f-since').value = arguments[0];", ahead)
     browser.find_element(By.ID, "search").click()
     _until(lambda: "since=" in browser.current_url, "the search from an hour ahead")
-    assert _event_ids(browser) == [] and "Nothing found" in _text(browser, "events")
+    # The address changes before the new page is in: its answer is waited for, then read.
+    _until(lambda: "Nothing found" in _text(browser, "events"), "the search's empty answer")
+    assert _event_ids(browser) == []
     browser.get(f"{console_stack.url('console')}/events?order=o-100")
     # The event's own page: its body, headers, profile mapping and the ledger rows it caused.
     browser.find_element(By.CSS_SELECTOR, "#events a").click()
