@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.statements import fetch_all
 from libs.store import Transactions, WriteHealth, create_engine, is_postgres, migrate
 
 from ..adapters.wire import Envelope, MalformedEvent, parse_event
@@ -33,6 +35,26 @@ from .rows import backorder_from_row, reservation_from_row, sku_from_row
 __all__ = ["InventoryStore", "ParkedRow"]
 
 log = logging.getLogger("stockwire.inventory.store")
+
+
+# What a transaction loads, built once: libs.statements caches their SQL per length of the key lists.
+_RESERVATIONS = sa.select(schema.reservations).where(
+    schema.reservations.c.key.in_(sa.bindparam("keys", expanding=True))
+)
+_SKUS = sa.select(schema.skus).where(schema.skus.c.sku.in_(sa.bindparam("skus", expanding=True)))
+_INBOX_OUTCOMES = sa.select(schema.inbox.c.msg_id, schema.inbox.c.outcome).where(
+    schema.inbox.c.msg_id.in_(sa.bindparam("ids", expanding=True))
+)
+_PARKED_OF = sa.select(schema.parked).where(
+    schema.parked.c.order_key.in_(sa.bindparam("keys", expanding=True)), schema.parked.c.dead_lettering.is_(False)
+)
+_BACKORDERS_OF = (
+    sa.select(schema.backorders)
+    .where(schema.backorders.c.sku.in_(sa.bindparam("skus", expanding=True)))
+    .order_by(
+        schema.backorders.c.sku, schema.backorders.c.since, schema.backorders.c.seq, schema.backorders.c.order_key
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,28 +196,22 @@ class InventoryStore:
     def _backorders(self, conn: Connection, skus: Collection[str]) -> dict[str, list[Backorder]]:
         if not skus:
             return {}
-        t = schema.backorders
-        query = sa.select(t).where(t.c.sku.in_(sorted(skus))).order_by(t.c.sku, t.c.since, t.c.seq, t.c.order_key)
         out: dict[str, list[Backorder]] = {}
-        for row in conn.execute(query):
+        for row in fetch_all(conn, _BACKORDERS_OF, {"skus": sorted(skus)}):
             out.setdefault(row.sku, []).append(backorder_from_row(row))
         return out
 
     def _reservations(self, conn: Connection, keys: Collection[str]) -> dict[str, Reservation]:
         if not keys:
             return {}
-        t = schema.reservations
-        rows = conn.execute(sa.select(t).where(t.c.key.in_(sorted(keys))))
-        return {row.key: reservation_from_row(row) for row in rows}
+        return {row.key: reservation_from_row(row) for row in fetch_all(conn, _RESERVATIONS, {"keys": sorted(keys)})}
 
     def _parked(self, conn: Connection, order_keys: Collection[str]) -> dict[str, dict[str, ParkedEvent]]:
         if not order_keys:
             return {}
-        t = schema.parked
-        query = sa.select(t).where(t.c.order_key.in_(sorted(order_keys)), t.c.dead_lettering.is_(False))
         out: dict[str, dict[str, ParkedEvent]] = {}
-        for row in conn.execute(query):
-            envelope = Envelope(row.subject, row.body, json.loads(row.headers), row.stream_seq)
+        for row in fetch_all(conn, _PARKED_OF, {"keys": sorted(order_keys)}):
+            envelope = Envelope(row.subject, row.body, msgspec.json.decode(row.headers), row.stream_seq)
             try:
                 event = self.reader(envelope)
             except MalformedEvent:  # it parsed when it was parked; never expected
@@ -212,15 +228,12 @@ class InventoryStore:
     def _skus(self, conn: Connection, names: Collection[str]) -> list[SkuState]:
         if not names:
             return []
-        t = schema.skus
-        rows = conn.execute(sa.select(t).where(t.c.sku.in_(sorted(names))))
-        return [sku_from_row(row) for row in rows]
+        return [sku_from_row(row) for row in fetch_all(conn, _SKUS, {"skus": sorted(names)})]
 
     def _inbox(self, conn: Connection, msg_ids: Collection[str]) -> dict[str, Outcome]:
         if not msg_ids:
             return {}
-        t = schema.inbox
-        rows = conn.execute(sa.select(t.c.msg_id, t.c.outcome).where(t.c.msg_id.in_(list(set(msg_ids)))))
+        rows = fetch_all(conn, _INBOX_OUTCOMES, {"ids": sorted(set(msg_ids))})
         return {msg_id: Outcome(outcome) for msg_id, outcome in rows}
 
     # --- parked too long -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import UpdateBase
 
-from libs.statements import execute_many
+from libs.statements import execute_many, fetch_all
 
 _metadata = sa.MetaData()
 _items = sa.Table(
@@ -127,3 +127,109 @@ def test_a_plan_is_kept_per_statement_and_keys(tmp_path: Path, statement: Update
         rows = _contents(conn)
     engine.dispose()
     assert rows == [(1, "x", 1, None, False, None), (2, "b", 5, None, False, None)]
+
+
+# --- fetch_all ---------------------------------------------------------------------------------------
+_BY_IDS = sa.select(_items).where(_items.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(_items.c.id)
+# A list, a scalar parameter and the statement's own constants (a literal bind and a boolean) together.
+_SOME_NAMED = (
+    sa.select(_items.c.name, _items.c.flag, _items.c.at)
+    .where(
+        _items.c.name.in_(sa.bindparam("names", expanding=True)),
+        _items.c.qty >= sa.bindparam("least"),
+        _items.c.qty < 100,
+        _items.c.flag.is_(False),
+    )
+    .order_by(_items.c.name)
+)
+# Two columns with one key: no named tuple can hold them, so SQLAlchemy's own rows come back.
+_SAME_KEY_TWICE = sa.select(_items.c.id, _items.c.id.label("id")).where(
+    _items.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
+def _filled(path: Path) -> sa.Engine:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    _metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(_INSERT, _ROWS)
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("statement", "parameters"),
+    [
+        (_BY_IDS, {"ids": [1, 2, 3]}),
+        (_BY_IDS, {"ids": [3]}),
+        (_BY_IDS, {"ids": [2, 7, 1, 9]}),
+        (_BY_IDS, {"ids": []}),
+        (_SOME_NAMED, {"names": ["a", "b", "cé", "zz"], "least": -1}),
+        (_SOME_NAMED, {"names": ["b"], "least": 6}),
+    ],
+)
+def test_fetch_all_reads_what_sqlalchemy_reads(tmp_path: Path, statement: Any, parameters: dict[str, Any]) -> None:
+    engine = _filled(tmp_path / "read.db")
+    with engine.connect() as conn:
+        reference = conn.execute(statement, parameters).all()
+        fast = fetch_all(conn, statement, parameters)
+        again = fetch_all(conn, statement, parameters)  # the cached query
+    engine.dispose()
+    assert [tuple(row) for row in fast] == [tuple(row) for row in reference] == [tuple(row) for row in again]
+    keys = list(statement.selected_columns.keys())
+    for row, expected in zip(fast, reference, strict=True):
+        assert [getattr(row, key) for key in keys] == [getattr(expected, key) for key in keys]
+
+
+def test_fetch_all_processes_values_as_sqlalchemy_does(tmp_path: Path) -> None:
+    engine = _filled(tmp_path / "types.db")
+    with engine.connect() as conn:
+        first, second, third = fetch_all(conn, _BY_IDS, {"ids": [1, 2, 3]})
+    engine.dispose()
+    # SQLite stores these as an integer and text: the columns' types read them back.
+    assert first.flag is True and second.flag is False
+    assert first.at == dt.datetime(2026, 12, 7, 12, 30) and second.at is None
+    assert first.body == b"\x00\x01" and third.name == "cé"
+    ident, name, *_ = first  # unpacked like a Row
+    assert (ident, name) == (1, "a")
+
+
+def test_fetch_all_keeps_a_query_per_length_of_each_list(tmp_path: Path) -> None:
+    engine = _filled(tmp_path / "lengths.db")
+    with engine.connect() as conn:
+        ids = [[row.id for row in fetch_all(conn, _BY_IDS, {"ids": wanted})] for wanted in ([1], [1, 2], [3], [2, 3])]
+    engine.dispose()
+    assert ids == [[1], [1, 2], [3], [2, 3]]
+
+
+def test_fetch_all_leaves_what_makes_no_named_tuple_to_sqlalchemy(tmp_path: Path) -> None:
+    engine = _filled(tmp_path / "fallback.db")
+    with engine.connect() as conn:
+        rows = fetch_all(conn, _SAME_KEY_TWICE, {"ids": [2]})
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [(2, 2)]
+
+
+def test_fetch_all_raises_sqlalchemys_errors(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'none.db'}")  # no table
+    with engine.connect() as conn, pytest.raises(sa.exc.OperationalError, match="no such table"):
+        fetch_all(conn, _BY_IDS, {"ids": [1]})
+    engine.dispose()
+
+
+async def test_fetch_all_on_postgresql_is_sqlalchemys_execution(postgres_url: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(postgres_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_metadata.drop_all)
+            await conn.run_sync(_metadata.create_all)
+            await conn.execute(_INSERT, _ROWS)
+            rows = await conn.run_sync(fetch_all, _SOME_NAMED, {"names": ["a", "b", "cé"], "least": -1})
+            await conn.run_sync(_metadata.drop_all)
+    finally:
+        await engine.dispose()
+    assert [(row.name, row.flag, row.at) for row in rows] == [
+        ("b", False, None),
+        ("cé", False, dt.datetime(2000, 1, 1)),
+    ]
