@@ -24,7 +24,7 @@ from libs.tasks import stop_tasks
 from .acks import BatchOutcome
 from .metrics import BACKLOG, DUPLICATES, LEADER, OLDEST_AGE, PUBLISH_ERRORS, PUBLISHED
 from .pipeline import AtomicStreams, EpochStats, PublishEpoch, Tuning, close_quietly
-from .schedule import retry_backoff
+from .schedule import ChangeCheck, retry_backoff
 from .service_layer import handlers
 from .settings import OutboxRelaySettings, OutboxSpec
 from .store import OutboxStore, PostgresOutboxStore, SqliteOutboxStore, open_store
@@ -143,7 +143,8 @@ class OutboxRelay:
         """Publish while leader: epochs with backoff between failures; wake-up sources and cleanup alongside."""
         helpers = [asyncio.create_task(self._cleanup(), name=f"outbox-relay.{self.name}.cleanup")]
         if isinstance(self.store, SqliteOutboxStore):
-            helpers.append(asyncio.create_task(watch_sqlite(self.store, self.wakeup, self.settings.change_check_s)))
+            check = ChangeCheck(self.settings.change_check_s, self.settings.change_check_max_s)
+            helpers.append(asyncio.create_task(watch_sqlite(self.store, self.wakeup, check)))
         elif isinstance(self.store, PostgresOutboxStore):
             helpers.append(asyncio.create_task(listen_postgres(self.store, self.wakeup, self.backoff)))
         attempt = 0
@@ -239,7 +240,7 @@ class OutboxRelay:
         """A writer may publish to the nudge subject after commit; any message wakes the relay."""
 
         async def nudge(_msg: object) -> None:
-            self.wakeup.set()
+            self.wakeup.nudge()
 
         self._nudges = await nc.subscribe(outbox_nudge_subject(self.name), cb=nudge)
 

@@ -43,7 +43,8 @@ class OutboxRelaySettings:
     retry_initial_s: Positive = 0.1  # backoff after a failure: doubles up to retry_max_s, with jitter
     retry_max_s: Positive = 5.0
     idle_poll_s: Positive = 1.0  # longest pause between reads when nothing wakes the relay
-    change_check_s: Positive = 0.02  # SQLite: how often to look for commits of other processes
+    change_check_s: Positive = 0.02  # SQLite: how soon to look again for commits of other processes...
+    change_check_max_s: Positive = 0.25  # ...growing to this while nothing new is seen or nudges come first
     sweep_interval_s: Positive = 30.0  # rescan from the oldest unpublished row at least this often
     retention_s: NonNegative = 3600.0  # published rows are deleted after this long (0: once published)
     cleanup_interval_s: Positive = 60.0

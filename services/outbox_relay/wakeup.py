@@ -12,6 +12,7 @@ import asyncpg
 
 from libs.backoff import Backoff
 
+from .schedule import ChangeCheck
 from .store import PostgresOutboxStore, SqliteOutboxStore
 
 __all__ = ["Wakeup", "listen_postgres", "watch_sqlite"]
@@ -26,8 +27,15 @@ class Wakeup:
         self._event = asyncio.Event()
         self.waiting_s = 0.0  # the timeout of the wait in progress; 0 when nobody waits
         self.waiting_since = 0.0  # its start, wall-clock seconds
+        self.nudges = 0
+        """How many nudges (a writer's NATS message after its commit) have set it so far."""
 
     def set(self) -> None:
+        self._event.set()
+
+    def nudge(self) -> None:
+        """:meth:`set`, by a writer's nudge."""
+        self.nudges += 1
         self._event.set()
 
     async def wait(self, timeout_s: float) -> bool:
@@ -44,16 +52,20 @@ class Wakeup:
         return True
 
 
-async def watch_sqlite(store: SqliteOutboxStore, wakeup: Wakeup, interval_s: float) -> None:
-    """Wake on every commit by another connection (the writer's, or our own marks): a few microseconds
-    per check, so a short interval costs nothing while idle."""
+async def watch_sqlite(store: SqliteOutboxStore, wakeup: Wakeup, check: ChangeCheck) -> None:
+    """Wake on every commit by another connection (the writer's, or our own marks), looking as often as
+    ``check`` says: often after a commit no nudge announced, seldom while the file stays the same or the
+    writer's nudges come first."""
     last = store.data_version()
+    nudges = wakeup.nudges
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(check.pause_s)
         current = store.data_version()
-        if current is None or current != last:
+        changed = current is None or current != last
+        if changed:
             wakeup.set()
-        last = current
+        check.looked(changed=changed, nudged=wakeup.nudges != nudges)
+        last, nudges = current, wakeup.nudges
 
 
 async def listen_postgres(store: PostgresOutboxStore, wakeup: Wakeup, backoff: Backoff) -> None:
