@@ -17,6 +17,7 @@ from litestar import Litestar, Request, Response, get
 from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
@@ -30,7 +31,17 @@ from litestar.params import Parameter
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import ControllerRouterHandler, ExceptionHandlersMap, LifespanHook
+from litestar.types import (
+    ASGIApp,
+    ControllerRouterHandler,
+    ExceptionHandlersMap,
+    HTTPScope,
+    LifespanHook,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 from litestar.typing import FieldDefinition
 
 from libs import tracing
@@ -479,6 +490,30 @@ async def _flush_traces() -> None:
         await asyncio.to_thread(tracing.flush)
 
 
+class _HeadAsGet:
+    """``HEAD`` answered as ``GET`` without its content: every general-purpose server supports both
+    (RFC 9110 §9.1), and a ``HEAD`` answer has the ``GET`` answer's status and header fields, content
+    length included, with no content (§9.3.2). Litestar routes ``HEAD`` only to handlers declared for it,
+    so a load balancer's or a monitor's ``HEAD /healthz`` was answered 405. Sits where Litestar's ASGI
+    handler sits (before routing), in every service's app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_content(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}
+            await send(message)
+
+        as_get: HTTPScope = {**scope, "method": "GET"}
+        await self.app(as_get, receive, without_content)
+
+
 def create_service_app(
     service: str,
     route_handlers: Sequence[ControllerRouterHandler],
@@ -492,9 +527,10 @@ def create_service_app(
     exception_handlers: ExceptionHandlersMap | None = None,
     **kwargs: Any,
 ) -> Litestar:
-    """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``.
-    ``exception_handlers``: the service's own for some exception classes (the nearest class in an exception's
-    MRO decides), :func:`exception_response` for the rest."""
+    """A Litestar app with the shared error shape, ``/healthz``, ``/readyz``, ``/metrics`` and ``/schema``,
+    answering ``HEAD`` wherever it answers ``GET``. ``exception_handlers``: the service's own for some
+    exception classes (the nearest class in an exception's MRO decides), :func:`exception_response` for
+    the rest."""
     checks = _RequestChecks()
     app = Litestar(
         route_handlers=[*route_handlers, *_health_handlers(readiness or {})],
@@ -521,4 +557,5 @@ def create_service_app(
         plugins=[*kwargs.pop("plugins", []), _ClosedStructs()],
         **kwargs,
     )
+    app.asgi_handler = _HeadAsGet(app.asgi_handler)
     return checks.learn(app)

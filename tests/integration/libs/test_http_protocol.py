@@ -181,3 +181,29 @@ async def test_a_service_process_answers_a_malformed_length_with_the_json_error(
         request = b"POST /webhooks/shop HTTP/1.1\r\nhost: a\r\ncontent-length: +2\r\n\r\n{}"
         status, headers, body = _parse((await _exchange(port, request))[0])
     assert status == 400 and headers["content-type"] == "application/json" and body["error"] == "bad_request"
+
+
+async def test_a_service_process_answers_head_as_get_without_the_content(
+    nats_server: NatsServer, js: JetStreamContext, tmp_path: Path
+) -> None:
+    with started_service("ingress", "ingress", nats_url=nats_server.url, tmp_path=tmp_path, env={}) as port:
+        await eventually(lambda: asyncio.to_thread(service_ready, port), timeout=30, what="ingress ready")
+        answers = {}
+        for method in ("GET", "HEAD"):
+            request = f"{method} /healthz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n".encode()
+            answer, closed = await _exchange(port, request)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            answers[method] = (head.split(b"\r\n")[0], _header(head, b"content-length"), body, closed)
+    got, head = answers["GET"], answers["HEAD"]
+    assert got[0] == head[0] == b"HTTP/1.1 200 OK"
+    assert head[1] == got[1] == str(len(got[2])).encode()  # the length the GET's content has...
+    assert got[2] == b'{"status":"ok"}' and head[2] == b""  # ...and none of it on the wire
+    assert got[3] and head[3]
+
+
+def _header(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b": ")
+        if key.lower() == name:
+            return value
+    return None

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 import sqlalchemy.exc
-from litestar import get
+from litestar import get, post
+from litestar.exceptions import NotFoundException
 from litestar.testing import TestClient
 
 from libs.http import create_service_app, printable_pattern
@@ -57,3 +58,36 @@ def test_the_printable_pattern_takes_what_isprintable_takes() -> None:
     for text in ["a", " a ", "\tab\n", "a  b", "abcd", "   ", "a\tb", "abcde", "\u3000ab\u3000", "a\x00"]:
         expected = 1 <= len(text.strip()) <= 4 and text.strip().isprintable()
         assert bool(stripped.fullmatch(text)) is expected, repr(text)
+
+
+@get("/thing/{name:str}", sync_to_thread=False)
+def a_thing(name: str) -> dict[str, str]:
+    if name == "missing":
+        raise NotFoundException(f"no thing named {name}")
+    return {"name": name}
+
+
+@post("/things", sync_to_thread=False)
+def make_a_thing() -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/readyz", "/metrics", "/schema/openapi.json", "/thing/x", "/thing/missing"]
+)
+def test_head_is_answered_as_get_without_the_content(path: str) -> None:
+    with TestClient(create_service_app("test", [a_thing, make_a_thing])) as client:
+        got = client.get(path)
+        head = client.head(path)
+    assert head.status_code == got.status_code
+    assert head.content == b"" and got.content != b""
+    for name in ("content-type", "content-length"):
+        assert head.headers.get(name) == got.headers.get(name), name
+
+
+def test_head_of_a_route_without_get_is_refused_as_get_is() -> None:
+    with TestClient(create_service_app("test", [a_thing, make_a_thing])) as client:
+        got = client.get("/things")
+        head = client.head("/things")
+    assert got.status_code == head.status_code == 405
+    assert head.content == b""
