@@ -483,6 +483,14 @@ async def events(
     js = console.js
     form = {"source": source, "type": type, "order": order, "sku": sku, "since": since, "until": until}
     context: dict[str, Any] = {"form": form, "sources": sorted(console.sources()), "found": [], "scanned": 0}
+    unreadable = [
+        f"{name} {text.strip()!r} is not a date and time (ISO 8601, e.g. 2026-12-08T10:00, UTC unless it says)"
+        for name, text in (("since", since), ("until", until))
+        if text.strip() and _when(text.strip()) is None
+    ]
+    if unreadable:
+        # Searching without the bound would answer a question nobody asked.
+        return console.render(request, "events.html", status=400, error="; ".join(unreadable), **context)
     if js is None:
         return console.render(request, "events.html", error="JetStream is not connected yet.", **context)
     if order.strip():
@@ -500,8 +508,8 @@ async def events(
         source=source or None,
         event_type=type.strip() or None,
         text=(f'"{sku.strip()}"' if sku.strip() else None) or (order.strip() or None),
-        since=_when(since),
-        until=_when(until),
+        since=_when(since.strip()),
+        until=_when(until.strip()),
     )
     found, scanned = await search(js, wanted, limit=100, scan=console.settings.search_scan)
     context.update(found=found, scanned=scanned)

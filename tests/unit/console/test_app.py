@@ -3,6 +3,7 @@ every action refused without the session's CSRF token, assets served locally, se
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Iterator
@@ -310,3 +311,30 @@ def test_the_console_reads_no_store() -> None:
     for module in HERE.glob("*.py"):
         for line in module.read_text().splitlines():
             assert not forbidden.match(line), f"{module.name}: {line}"
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("since=yesterday", ["since 'yesterday'"]),
+        ("until=2026-13-01", ["until '2026-13-01'"]),
+        ("since=12%2F08%2F2026&until=noon", ["since '12/08/2026'", "until 'noon'"]),
+    ],
+)
+def test_an_events_search_with_a_time_it_cannot_read_says_so(
+    client: TestClient[Litestar], query: str, named: list[str]
+) -> None:
+    _login(client)
+    response = client.get(f"/events?{query}")
+    assert response.status_code == 400
+    shown = html.unescape(response.text)
+    for what in named:
+        assert what in shown
+    assert "is not a date and time" in response.text
+
+
+def test_an_events_search_with_times_it_reads_is_no_error(client: TestClient[Litestar]) -> None:
+    _login(client)
+    response = client.get("/events?since=2026-12-08T10:00&until=2026-12-08T11:00%2B01:00")
+    assert response.status_code == 200
+    assert "is not a date and time" not in response.text
