@@ -13,11 +13,10 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from libs.config import ConfigError, check_known, config_error_line, load_raw
-from libs.logs import setup_logging
-from stockwire.stack import section_classes
-
 __all__ = ["main"]
+
+# What this module imports at its top is all that runs before :func:`main` can catch a Ctrl-C: the
+# standard library only. The rest (the settings, the commands, their clients) loads inside it.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +42,20 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` names (default: the process's arguments); returns its exit status: 2
+    for a configuration that cannot be used, 130 for a Ctrl-C at any moment, the imports of the first
+    half second included (no traceback: the status a shell expects of an interrupted command)."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    from libs.config import ConfigError, check_known, config_error_line, load_raw
+    from libs.logs import setup_logging
+    from stockwire.stack import section_classes
+
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
@@ -54,5 +67,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(config_error_line(exc), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
