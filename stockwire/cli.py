@@ -6,20 +6,25 @@ callable taking the parsed arguments and returning the exit status.
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import importlib.metadata
-import pkgutil
 import sys
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers read it as theirs)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 __all__ = ["main"]
 
-# What this module imports at its top is all that runs before :func:`main` can catch a Ctrl-C: the
-# standard library only. The rest (the settings, the commands, their clients) loads inside it.
+# What this module imports at its top runs before :func:`main` can catch a Ctrl-C: nothing the
+# interpreter has not loaded at start-up. Everything else (argparse and importlib.metadata too, some
+# 30 ms; the settings, the commands, their clients) loads inside it.
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+    import importlib
+    import pkgutil
+
     from stockwire import commands
 
     parser = argparse.ArgumentParser(prog="stockwire", description="Event-driven commerce on NATS JetStream.")
@@ -35,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("stockwire")
     except importlib.metadata.PackageNotFoundError:
@@ -43,8 +50,10 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` names (default: the process's arguments); returns its exit status: 2
-    for a configuration that cannot be used, 130 for a Ctrl-C at any moment, the imports of the first
-    half second included (no traceback: the status a shell expects of an interrupted command)."""
+    for a configuration that cannot be used, 130 for a Ctrl-C at any moment the command does not take
+    as its own way to stop, the imports of the first half second included (no traceback: the status a
+    shell expects of an interrupted command). ``stockwire up`` takes Ctrl-C, SIGTERM and SIGHUP as the
+    request to stop, as a server does: 0 once everything stopped cleanly, 1 if something had to be killed."""
     try:
         return _run(argv)
     except KeyboardInterrupt:
