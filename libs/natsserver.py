@@ -117,6 +117,20 @@ def port_free(port: int) -> bool:
     return True
 
 
+def can_listen(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host``:``port`` now, binding as servers do (``SO_REUSEADDR``:
+    a port whose last connections are still closing counts as free, one another process listens on
+    does not). ``host`` is an address or a name (its first address is tried); raises nothing."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError:
+        return False
+    return True
+
+
 def free_port() -> int:
     """A loopback port nobody listens on, for a server that binds it a moment later.
 

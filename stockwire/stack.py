@@ -26,7 +26,7 @@ from libs.config import (
     load_section,
     load_settings,
 )
-from libs.natsserver import DEFAULT_SYNC_INTERVAL, NatsServer, free_port, sync_warning
+from libs.natsserver import DEFAULT_SYNC_INTERVAL, NatsServer, can_listen, free_port, sync_warning
 from libs.processes import ChildProcess, stop_together
 from libs.schemes import SCHEME_NAMES, SchemeName
 from libs.topology import apply_topology
@@ -190,6 +190,11 @@ class Stack:
         return local_url(self.hosts.get(service, "127.0.0.1"), self.ports[service])
 
     def start(self, ready_timeout_s: float = 60.0) -> Stack:
+        """Start nats-server (unless external), apply the topology and start the services; returns once
+        every service answers ``/healthz``. Raises ``RuntimeError`` before starting anything when a port
+        the stack would listen on is taken (another process's service could answer its health checks),
+        and when something does not come up in ``ready_timeout_s``."""
+        self._check_ports_free()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.nats_url is None:
             self.nats = NatsServer(
@@ -214,6 +219,17 @@ class Stack:
             self.start_service(name, index)
         self.wait_ready(ready_timeout_s)
         return self
+
+    def _check_ports_free(self) -> None:
+        wanted = [(name, self.hosts.get(name, "127.0.0.1"), self.ports[name]) for name in self.services]
+        if self.nats_url is None and self.nats_port:
+            wanted.append(("nats-server", "127.0.0.1", self.nats_port))
+        taken = [f"{host}:{port} ({name})" for name, host, port in wanted if not can_listen(host, port)]
+        if taken:
+            raise RuntimeError(
+                f"another process listens on {', '.join(taken)}: stop it, or give this stack other ports "
+                "([<service>] port, STOCKWIRE__<SERVICE>__PORT; --nats-port)"
+            )
 
     def _configured_admin_token(self) -> str | None:
         """The token the services would read from the file and environment they inherit."""
