@@ -501,7 +501,14 @@ async def events(
             seqs = [e["stream_seq"] for e in body.get("events", []) if e.get("stream_seq")]
             seqs += [e["stream_seq"] for e in body.get("parked", []) if e.get("stream_seq")]
             stored = await asyncio.gather(*(read_event(js, int(s)) for s in sorted(set(seqs))))
-            context["found"] = [e for e in stored if e is not None]
+            # The order's events, through the form's other fields as a search would take them.
+            among = EventFilter(
+                event_type=type.strip() or None,
+                text=f'"{sku.strip()}"' if sku.strip() else None,
+                since=_when(since.strip()),
+                until=_when(until.strip()),
+            )
+            context["found"] = [e for e in stored if e is not None and among.admits(e)]
             context["order_ledger"] = await _order_ledger(console, body)
             return console.render(request, "events.html", **context)
     wanted = EventFilter(

@@ -129,6 +129,17 @@ class EventFilter:
             return False
         return not self.text or self.text.encode() in event.body
 
+    def admits(self, event: StoredEvent) -> bool:
+        """:meth:`matches`, its source and its time too: stored at or after ``since`` and before ``until``
+        (an event without a stored time passes the time bounds). For events found another way than the
+        scan (an order's, by their sequences)."""
+        if (self.source and event.source != self.source) or not self.matches(event):
+            return False
+        stored = _stored_at(event)
+        if stored is None:
+            return True
+        return (self.since is None or stored >= self.since) and (self.until is None or stored < self.until)
+
 
 def _stored_at(event: StoredEvent) -> dt.datetime | None:
     text = event.headers.get("Nats-Time-Stamp") or event.headers.get(HEADER_RECEIVED_AT)
