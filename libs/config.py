@@ -37,7 +37,8 @@ import sys
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -54,8 +55,11 @@ __all__ = [
     "Bounds",
     "ConfigError",
     "Count",
+    "DatabaseUrl",
+    "Form",
     "LoggingSettings",
     "NatsSettings",
+    "NatsUrls",
     "NonNegative",
     "Port",
     "Positive",
@@ -69,6 +73,7 @@ __all__ = [
     "check_source_secrets",
     "config_error_line",
     "field_bounds",
+    "field_form",
     "load_raw",
     "load_section",
     "load_service_config",
@@ -143,10 +148,57 @@ Ratio = Annotated[float, Bounds(ge=0, le=1)]
 """A share, 0.0 to 1.0."""
 
 
+@dataclass(frozen=True)
+class Form:
+    """The form a text setting must have, stated on its field: ``Annotated[str, Form(check)]`` (on a
+    ``list[str]`` field, every item). ``check`` raises ``ValueError`` saying what the text should be;
+    the loader refuses the setting with that, its key and where it was set."""
+
+    check: Callable[[str], object]
+
+
+_DATABASE_SCHEMES = ("sqlite:///", "sqlite+aiosqlite:///", "postgres://", "postgresql://", "postgresql+asyncpg://")
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def check_database_url(text: str) -> str:
+    """``text`` if it is empty (the service's own SQLite file) or a URL of a database the stores use:
+    ``sqlite:///<path>`` or ``postgresql://…`` (``postgres://``, and the ``+aiosqlite``/``+asyncpg``
+    spellings); raises ``ValueError`` otherwise."""
+    if text and not text.startswith(_DATABASE_SCHEMES):
+        raise ValueError("is not a database Stockwire can use: sqlite:///<path> or postgresql://<user>@<host>/<db>")
+    return text
+
+
+def check_nats_url(text: str) -> str:
+    """``text`` if it is a NATS server URL nats-py can dial: ``nats://``, ``tls://``, ``ws://`` or
+    ``wss://``, a host and a port in 1..65535 if given (``host:port`` alone is read as ``nats://``, as
+    nats-py reads it); raises ``ValueError`` otherwise."""
+    parts = urllib.parse.urlsplit(text if "://" in text else f"nats://{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in _NATS_SCHEMES or not parts.hostname or port == 0 or port == -1:
+        raise ValueError("is not a NATS server URL: nats://<host>:<port> (or tls://, ws://, wss://)")
+    return text
+
+
+DatabaseUrl = Annotated[str, Form(check_database_url)]
+"""A store's database: empty (SQLite under the data dir), ``sqlite:///…`` or ``postgresql://…``."""
+NatsUrls = Annotated[list[str], Form(check_nats_url)]
+"""NATS servers to dial, each ``nats://host:port`` (or ``tls://``, ``ws://``, ``wss://``)."""
+
+
 def field_bounds(hint: Any) -> Bounds | None:
     """The :class:`Bounds` an ``Annotated`` type hint carries (``typing.get_type_hints(cls,
     include_extras=True)``), or None."""
     return next((m for m in typing.get_args(hint)[1:] if isinstance(m, Bounds)), None) if _annotated(hint) else None
+
+
+def field_form(hint: Any) -> Form | None:
+    """The :class:`Form` an ``Annotated`` type hint carries, or None."""
+    return next((m for m in typing.get_args(hint)[1:] if isinstance(m, Form)), None) if _annotated(hint) else None
 
 
 def _annotated(hint: Any) -> bool:
@@ -157,7 +209,7 @@ def _annotated(hint: Any) -> bool:
 class NatsSettings:
     """``[nats]``: where the servers are and how to authenticate (creds file, nkey seed, user/password, TLS)."""
 
-    servers: list[str] = field(default_factory=lambda: [DEFAULT_NATS_URL])
+    servers: NatsUrls = field(default_factory=lambda: [DEFAULT_NATS_URL])
     creds_file: str | None = None
     nkey_seed_file: str | None = None
     user: str | None = None
@@ -588,6 +640,13 @@ def _out_of_bounds(raw: Mapping[str, Any], path: tuple[str, ...], value: Any) ->
     problems: list[str] = []
     for f in dataclasses.fields(value):
         item, where = getattr(value, f.name), (*path, f.name)
+        form = field_form(hints[f.name])
+        if form is not None:
+            texts = enumerate(item) if isinstance(item, list) else [(None, item)]
+            for i, text in texts:
+                at = where if i is None else (*where, f"[{i}]")
+                problems += _misformed(raw, at, form, text)
+            continue
         if isinstance(item, list):
             problems += [p for i, x in enumerate(item) for p in _out_of_bounds(raw, (*where, f"[{i}]"), x)]
         elif isinstance(item, dict):
@@ -605,6 +664,31 @@ def _out_of_bounds(raw: Mapping[str, Any], path: tuple[str, ...], value: Any) ->
         else:
             problems += _out_of_bounds(raw, where, item)
     return problems
+
+
+def _misformed(raw: Mapping[str, Any], where: tuple[str, ...], form: Form, text: Any) -> list[str]:
+    if not isinstance(text, str):
+        return []
+    try:
+        form.check(text)
+    except ValueError as exc:
+        origin = _origin(raw, where)[1]
+        return [f"{_key_name(where)} = {_without_password(text)!r}" + (f" ({origin})" if origin else "") + f" {exc}"]
+    return []
+
+
+def _without_password(text: str) -> str:
+    # A URL's password is a secret: never echoed into an error or a log.
+    try:
+        parts = urllib.parse.urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return text
+    if not password:
+        return text
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 def check_known(raw: Mapping[str, Any], sections: Mapping[str, type] | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from libs.config import Bounds, Count, NonNegative, Port, Positive
+from libs.config import Bounds, Count, DatabaseUrl, NonNegative, Port, Positive
 from libs.urlpolicy import DEFAULT_ALLOW_HOSTS
 from services.channel_notifier.domain.channel import MAX_BUFFER
 
@@ -45,7 +45,7 @@ class ChannelNotifierSettings:
     host: str = "127.0.0.1"
     port: Port = 8082
     # Empty: a SQLite file under the data dir; postgresql://… for several replicas.
-    database_url: str = ""
+    database_url: DatabaseUrl = ""
     allow_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOW_HOSTS))
 
     # Retries: full jitter, attempt n waits uniform(0, min(cap, base * 2**n)).

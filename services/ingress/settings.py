@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from libs.config import Count, NonNegative, Port, Positive
+from libs.config import Count, DatabaseUrl, NonNegative, Port, Positive
 
 __all__ = ["IngressSettings"]
 
@@ -20,7 +20,7 @@ class IngressSettings:
     workers: Count = 1
     # Empty: a SQLite file under the data dir. The spool must be local to the pod (it is what keeps
     # events when the network is away), so PostgreSQL is allowed but rarely right here.
-    database_url: str = ""
+    database_url: DatabaseUrl = ""
     max_body_bytes: Count = 256 * 1024
     publish_timeout_s: Positive = 2.0
     # At start, an event waits up to this long for the first NATS connection instead of being spooled:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from libs.config import Bounds, Count, NonNegative, Port, Positive
+from libs.config import Bounds, Count, DatabaseUrl, NonNegative, Port, Positive
 
 __all__ = ["InventorySettings"]
 
@@ -15,7 +15,7 @@ class InventorySettings:
     host: str = "127.0.0.1"
     port: Port = 8081
     # Empty: a SQLite file under the data dir. ``postgresql://…`` lets several replicas share one store.
-    database_url: str = ""
+    database_url: DatabaseUrl = ""
     # fsync every commit (SQLite synchronous=FULL): a message is acknowledged only once its effect is
     # on disk. Commits are per batch, so this costs little.
     durable_commits: bool = True

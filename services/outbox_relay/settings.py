@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libs.config import ConfigError, Count, NonNegative, Port, Positive
+from libs.config import ConfigError, Count, DatabaseUrl, NonNegative, Port, Positive
 from libs.outbox import OUTBOX_TABLE
 from libs.store import database_url
 
@@ -24,7 +24,7 @@ _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class OutboxSpec:
     name: str
     # A SQLite file (``sqlite:///path``) or PostgreSQL (``postgresql://…``); empty: <data_dir>/<name>.db.
-    database_url: str = ""
+    database_url: DatabaseUrl = ""
     table: str = OUTBOX_TABLE
 
     def __repr__(self) -> str:  # a URL may carry a password
