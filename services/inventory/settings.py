@@ -24,8 +24,11 @@ class InventorySettings:
     """Run the COMMERCE consumer (false: an HTTP-only replica)."""
     batch_size: Count = 256
     fetch_timeout_s: Positive = 1.0
-    fetch_linger_s: NonNegative = 0.02
-    """A batch shorter than ``batch_size`` waits this long for more (:class:`libs.consumer.PullConsumer`)."""
+    fetch_linger_s: NonNegative = 0.06
+    """A batch shorter than ``batch_size`` waits this long for more (:class:`libs.consumer.PullConsumer`).
+    Longer than the notifier's: a bigger batch also folds a SKU's changes into one availability snapshot
+    per transaction, which the relay and the notifier then carry once (bench/README.md, "a longer
+    linger": 5 % less CPU an order at 10,000/min, the p99 unchanged)."""
     watchdog_s: Positive = 15.0
     heartbeat_s: Positive = 10.0
     reservation_ttl_s: Positive = 900.0
