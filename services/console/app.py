@@ -209,6 +209,10 @@ def _int(text: Any, default: int | None = None) -> int | None:
         return default
 
 
+def _clipped(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _when(text: str | None) -> dt.datetime | None:
     if not text:
         return None
@@ -321,7 +325,7 @@ async def login(request: Request[Any, Any, Any]) -> Response[Any]:
     console.login_throttle.forget(address)
     console.actions.record(session.who, "login", "/login", 200)
     response: Response[Any] = Redirect(target, status_code=303)
-    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    _expire(response, LOGIN_COOKIE, "/login")
     response.set_cookie(
         Cookie(
             key=COOKIE,
@@ -342,8 +346,14 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
     console.sessions.logout(session.id)
     console.actions.record(session.who, "logout", "/logout", 200)
     response: Response[Any] = Redirect("/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    _expire(response, COOKIE, "/")
     return response
+
+
+def _expire(response: Response[Any], key: str, path: str) -> None:
+    """Remove a cookie with the attributes it was set with (``delete_cookie`` sends SameSite=Lax and no
+    HttpOnly: every cookie of the console is HttpOnly and SameSite=Strict, its removal too)."""
+    response.set_cookie(Cookie(key=key, value="", httponly=True, samesite="strict", path=path, max_age=0, expires=0))
 
 
 # --- overview ---------------------------------------------------------------------------------------------
@@ -484,11 +494,14 @@ async def events(
     form = {"source": source, "type": type, "order": order, "sku": sku, "since": since, "until": until}
     context: dict[str, Any] = {"form": form, "sources": sorted(console.sources()), "found": [], "scanned": 0}
     unreadable = [
-        f"{name} {text.strip()!r} is not a date and time (ISO 8601, e.g. 2026-12-08T10:00, UTC unless it says)"
+        f"{name} {_clipped(text.strip())!r} is not a date and time (ISO 8601, e.g. 2026-12-08T10:00, UTC unless "
+        "it says)"
         for name, text in (("since", since), ("until", until))
         if text.strip() and _when(text.strip()) is None
     ]
     if unreadable:
+        # What cannot be a time is shown back clipped: the page does not grow with the query.
+        form.update({name: _clipped(form[name]) for name in ("since", "until") if _when(form[name].strip()) is None})
         # Searching without the bound would answer a question nobody asked.
         return console.render(request, "events.html", status=400, error="; ".join(unreadable), **context)
     if js is None:

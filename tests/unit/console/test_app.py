@@ -338,3 +338,27 @@ def test_an_events_search_with_times_it_reads_is_no_error(client: TestClient[Lit
     response = client.get("/events?since=2026-12-08T10:00&until=2026-12-08T11:00%2B01:00")
     assert response.status_code == 200
     assert "is not a date and time" not in response.text
+
+
+def test_every_cookie_the_console_sets_or_removes_is_http_only_and_strict(client: TestClient[Litestar]) -> None:
+    form = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)" id="login-csrf"', form.text)
+    assert csrf
+    login = client.post("/login", data={"token": TOKEN, "next": "/", "csrf": csrf.group(1)}, follow_redirects=False)
+    page = client.get("/actions")
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
+    assert token
+    logout = client.post("/logout", data={"csrf": token.group(1)}, follow_redirects=False)
+    assert logout.status_code == 303
+    cookies = [c for answer in (form, login, logout) for c in answer.headers.get_list("set-cookie")]
+    removed = [c for c in cookies if "Max-Age=0" in c]
+    assert len(removed) == 2  # the login form's token at login, the session at logout
+    for cookie in cookies:
+        assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower(), cookie
+
+
+def test_an_unreadable_bound_is_shown_back_clipped(client: TestClient[Litestar]) -> None:
+    _login(client)
+    response = client.get("/events", params={"since": "x" * 20_000})
+    assert response.status_code == 400
+    assert "x" * 65 not in response.text and "x" * 64 + "…" in html.unescape(response.text)
