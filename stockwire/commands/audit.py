@@ -24,6 +24,7 @@ from libs.subjects import inventory_subject
 from libs.topology import COMMERCE
 from services.inventory.domain.model import LedgerEntry, order_key
 from services.inventory.store.reads import AmbiguousOrder, InventoryReader, reservation_json
+from stockwire.commands._options import database_url_argument
 from stockwire.commands.ledger import open_store, resolve_database_url
 
 __all__ = ["register"]
@@ -42,7 +43,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--source", default=None, help="the source whose order it is (default: the one source that has it)"
     )
-    parser.add_argument("--database-url", default=None, help="inventory's store (default: as configured)")
+    parser.add_argument(
+        "--database-url", default=None, type=database_url_argument, help="inventory's store (default: as configured)"
+    )
     parser.add_argument("--limit", type=int, default=500, help="at most this many ledger rows (newest) for a SKU")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--nats-timeout", type=float, default=5.0, help="seconds to wait for NATS")

@@ -21,6 +21,7 @@ from libs.store import SchemaError, check_schema, create_engine, database_url, o
 from services.inventory.settings import InventorySettings
 from services.inventory.store import schema
 from services.inventory.store.maintenance import rebuild_projection, verify_store
+from stockwire.commands._options import database_url_argument
 
 __all__ = ["register", "resolve_database_url"]
 
@@ -35,7 +36,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("action", choices=["verify", "rebuild"])
     parser.add_argument(
-        "--database-url", default=None, help="inventory's store (default: [inventory] database_url or the data dir)"
+        "--database-url",
+        default=None,
+        type=database_url_argument,
+        help="inventory's store (default: [inventory] database_url or the data dir)",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even when the hash chain is broken")
     parser.set_defaults(func=run)

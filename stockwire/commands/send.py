@@ -14,6 +14,7 @@ import httpx
 
 from libs.config import load_raw, load_settings
 from libs.schemes import SCHEMES
+from stockwire.commands._options import http_url_argument
 from stockwire.stack import DEV_CE_SOURCE, DEV_SOURCE, configured_url, source_secret
 
 __all__ = ["register"]
@@ -82,7 +83,9 @@ def register(subparsers: Any) -> None:
         help="event id (default: a new one). Sending an id again re-sends its first body (the event time it "
         "was first sent with, kept under --data-dir), as a platform's retry does: ingress answers duplicate",
     )
-    parser.add_argument("--url", default=None, help="ingress base URL (default: [ingress] host and port)")
+    parser.add_argument(
+        "--url", default=None, type=http_url_argument, help="ingress base URL (default: [ingress] host and port)"
+    )
     parser.add_argument("--data-dir", default=None, help="where `stockwire up` keeps the dev source secret")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for ingress (default 10)")
     parser.set_defaults(func=run)

@@ -12,7 +12,7 @@ from typing import Any
 import uvloop
 
 from libs.config import load_raw, load_settings
-from stockwire.commands._options import add_dialect
+from stockwire.commands._options import add_dialect, http_url_argument
 from stockwire.sim.config import CatalogueConfig, ProducerConfig, SimConfig
 from stockwire.sim.session import SimTarget, run_sim
 from stockwire.stack import DEV_CE_SOURCE, DEV_SOURCE, configured_url, source_secret
@@ -29,8 +29,10 @@ def register(subparsers: Any) -> None:
         "own webhooks with --dialect commerce-engine). Reads inventory's decisions back and compares every "
         "SKU with the ground truth.",
     )
-    parser.add_argument("--ingress-url", default=None, help="default: [ingress] host and port")
-    parser.add_argument("--inventory-url", default=None, help="default: [inventory] host and port")
+    parser.add_argument("--ingress-url", default=None, type=http_url_argument, help="default: [ingress] host and port")
+    parser.add_argument(
+        "--inventory-url", default=None, type=http_url_argument, help="default: [inventory] host and port"
+    )
     add_dialect(parser)
     parser.add_argument(
         "--source",
